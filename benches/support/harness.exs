@@ -1,0 +1,308 @@
+defmodule Hotpath.Bench do
+  @moduledoc """
+  A small benchmark harness (Benchee is not installable here).
+
+  Each case is measured after a warm-up, over several rounds taken round-robin across the
+  cases (so drift hits every case alike), and the median round is reported. Every case runs
+  with 1 process and with one process per online scheduler; the latter reports aggregate
+  throughput. All cases and baselines of a table are measured in the same run, so ratios are
+  meaningful even where absolute times are not.
+
+      Hotpath.Bench.run(
+        title: "NIF floor",
+        cases: [
+          {"empty NIF", fn -> Hotpath.Native.noop() end},
+          {"BIF", fn i -> :erlang.phash2(i) end}
+        ],
+        baselines: ["empty NIF"],
+        targets: [{:ratio, "BIF", "empty NIF", :<=, 1.0, :single}]
+      )
+
+  A case is a 0-arity function, or a 1-arity function given the iteration number (use it to
+  pick keys). Each call's cost includes the harness loop's (a few ns, the same for every case).
+
+  Targets:
+
+    * `{:ratio, case, baseline, :<= | :>=, x, mode}` - ns/op of `case` / ns/op of `baseline`
+      in `mode` (`:single` or `:all`)
+    * `{:scaling, case, :>=, x}` - aggregate ops/s with one process per scheduler / ops/s with
+      one process
+    * `{:custom, description, fun}` - `fun.(results)` returns `{met?, "actual"}`; `results` is
+      `%{mode => %{case => %{ns: ns_per_op, ops: ops_per_s}}}`
+
+  Environment: `BENCH_ROUNDS` (default 5), `BENCH_ROUND_MS` (default 200), `BENCH_WARMUP_MS`
+  (default 300), `BENCH_MODES` (`single,all`).
+  """
+
+  @type result :: %{ns: float(), ops: float()}
+
+  def run(opts) do
+    title = Keyword.fetch!(opts, :title)
+    cases = Keyword.fetch!(opts, :cases)
+    baselines = Keyword.get(opts, :baselines, [])
+    targets = Keyword.get(opts, :targets, [])
+    modes = Keyword.get(opts, :modes, modes_from_env())
+    rounds = Keyword.get(opts, :rounds, env_int("BENCH_ROUNDS", 5))
+    round_ms = Keyword.get(opts, :round_ms, env_int("BENCH_ROUND_MS", 200))
+    warmup_ms = Keyword.get(opts, :warmup_ms, env_int("BENCH_WARMUP_MS", 300))
+
+    IO.puts("\n## #{title}\n")
+    if note = opts[:note], do: IO.puts(note <> "\n")
+
+    results =
+      Map.new(modes, fn mode ->
+        procs = procs(mode)
+
+        calibrated =
+          Enum.map(cases, fn {name, fun} -> {name, fun, calibrate(fun, warmup_ms, round_ms)} end)
+
+        samples =
+          for _round <- 1..rounds, {name, fun, n} <- calibrated, reduce: %{} do
+            acc ->
+              sample = measure(fun, n, procs)
+              Map.update(acc, name, [sample], &[sample | &1])
+          end
+
+        per_case =
+          Map.new(calibrated, fn {name, _fun, n} ->
+            ns = median(samples[name])
+            {name, %{ns: ns, ops: 1.0e9 / ns, n: n}}
+          end)
+
+        print_table(mode, procs, rounds, cases, baselines, per_case)
+        {mode, per_case}
+      end)
+
+    met = Enum.map(targets, &report_target(&1, results))
+    IO.puts("")
+    %{title: title, results: results, targets_met: Enum.all?(met)}
+  end
+
+  @doc "Prints the header (once per VM), then runs `fun`: the body of every bench script."
+  def main(fun) do
+    unless :persistent_term.get({__MODULE__, :header}, false) do
+      IO.puts(header())
+      :persistent_term.put({__MODULE__, :header}, true)
+    end
+
+    fun.()
+  end
+
+  @doc "Machine, runtime and date: printed once at the top of a bench run."
+  def header do
+    cpu =
+      case File.read("/proc/cpuinfo") do
+        {:ok, text} ->
+          case Regex.run(~r/model name\s*:\s*(.+)/, text) do
+            [_, model] -> String.trim(model)
+            _ -> "unknown CPU"
+          end
+
+        _ ->
+          "unknown CPU"
+      end
+
+    """
+    # Hotpath benchmarks
+
+    - date: #{Date.utc_today()}
+    - machine: #{cpu}, #{System.schedulers_online()} schedulers online, #{:erlang.system_info(:dirty_cpu_schedulers_online)} dirty CPU schedulers
+    - runtime: OTP #{System.otp_release()}, Elixir #{System.version()}, native profile #{Hotpath.native_info().profile}
+    - method: warm-up, #{env_int("BENCH_ROUNDS", 5)} rounds of ~#{env_int("BENCH_ROUND_MS", 200)} ms interleaved across cases, median; "all" = one process per scheduler, aggregate
+    """
+  end
+
+  # ---- measurement ---------------------------------------------------------------------
+
+  defp procs(:single), do: 1
+  defp procs(:all), do: System.schedulers_online()
+
+  # Runs `fun` for about `warmup_ms` (warming caches and the JIT), then picks the iteration
+  # count that makes one single-process round last about `round_ms`.
+  defp calibrate(fun, warmup_ms, round_ms) do
+    deadline = System.monotonic_time(:millisecond) + warmup_ms
+    {n, elapsed_ns} = warm(fun, 1_000, deadline, {0, 0})
+    per_op = max(elapsed_ns / max(n, 1), 0.5)
+    max(1_000, round(round_ms * 1.0e6 / per_op))
+  end
+
+  defp warm(fun, batch, deadline, {n, ns}) do
+    {time_ns, _} = timed(fun, batch)
+    acc = {n + batch, ns + time_ns}
+
+    if System.monotonic_time(:millisecond) >= deadline,
+      do: acc,
+      else: warm(fun, min(batch * 2, 1_000_000), deadline, acc)
+  end
+
+  # ns per op of one round: `procs` processes each running `n` iterations, wall time from a
+  # common start until the last one finishes.
+  defp measure(fun, n, 1) do
+    :erlang.garbage_collect()
+    {ns, _} = timed(fun, n)
+    ns / n
+  end
+
+  defp measure(fun, n, procs) do
+    parent = self()
+
+    pids =
+      for _ <- 1..procs do
+        spawn_link(fn ->
+          receive do
+            :go -> :ok
+          end
+
+          loop(fun, n)
+          send(parent, {:done, self()})
+        end)
+      end
+
+    start = System.monotonic_time(:nanosecond)
+    Enum.each(pids, &send(&1, :go))
+    Enum.each(pids, fn pid -> receive do: ({:done, ^pid} -> :ok) end)
+    (System.monotonic_time(:nanosecond) - start) / (n * procs)
+  end
+
+  defp timed(fun, n) do
+    start = System.monotonic_time(:nanosecond)
+    loop(fun, n)
+    {System.monotonic_time(:nanosecond) - start, :ok}
+  end
+
+  defp loop(fun, n) when is_function(fun, 0), do: loop0(fun, n)
+  defp loop(fun, n) when is_function(fun, 1), do: loop1(fun, n)
+
+  defp loop0(_fun, 0), do: :ok
+
+  defp loop0(fun, n) do
+    fun.()
+    loop0(fun, n - 1)
+  end
+
+  defp loop1(_fun, 0), do: :ok
+
+  defp loop1(fun, n) do
+    fun.(n)
+    loop1(fun, n - 1)
+  end
+
+  defp median(samples) do
+    sorted = Enum.sort(samples)
+    len = length(sorted)
+    mid = div(len, 2)
+
+    if rem(len, 2) == 1,
+      do: Enum.at(sorted, mid),
+      else: (Enum.at(sorted, mid - 1) + Enum.at(sorted, mid)) / 2
+  end
+
+  # ---- output --------------------------------------------------------------------------
+
+  defp print_table(mode, procs, rounds, cases, baselines, per_case) do
+    label =
+      if mode == :single,
+        do: "1 process",
+        else: "#{procs} processes (one per scheduler), aggregate"
+
+    IO.puts("#{label}, median of #{rounds} rounds:\n")
+
+    header = ["case", "ns/op", "ops/s"] ++ Enum.map(baselines, &"vs #{&1}")
+    IO.puts("| " <> Enum.join(header, " | ") <> " |")
+
+    IO.puts(
+      "|" <>
+        Enum.map_join(header, "|", fn h -> if h == "case", do: "---", else: "---:" end) <> "|"
+    )
+
+    for {name, _} <- cases do
+      r = per_case[name]
+
+      ratios =
+        Enum.map(baselines, fn b ->
+          if b == name, do: "1.00x", else: format_ratio(r.ns / per_case[b].ns)
+        end)
+
+      row = [name, format_ns(r.ns), format_ops(r.ops)] ++ ratios
+      IO.puts("| " <> Enum.join(row, " | ") <> " |")
+    end
+
+    IO.puts("")
+  end
+
+  defp report_target({:ratio, name, baseline, op, bound, mode}, results) do
+    with %{^name => %{ns: ns}, ^baseline => %{ns: base}} <- results[mode] do
+      ratio = ns / base
+      met = compare(ratio, op, bound)
+      mode_label = if mode == :single, do: "1 process", else: "one per scheduler"
+
+      print_target(
+        "#{name} #{op_label(op)} #{bound}x #{baseline} (#{mode_label})",
+        format_ratio(ratio),
+        met
+      )
+    else
+      _ -> print_target("#{name} vs #{baseline} (#{mode})", "not measured", false)
+    end
+  end
+
+  defp report_target({:scaling, name, op, bound}, results) do
+    with %{^name => %{ops: one}} <- results[:single], %{^name => %{ops: all}} <- results[:all] do
+      ratio = all / one
+
+      print_target(
+        "#{name}: throughput with one process per scheduler #{op_label(op)} #{bound}x one process",
+        format_ratio(ratio),
+        compare(ratio, op, bound)
+      )
+    else
+      _ -> print_target("#{name} scaling", "not measured (needs both modes)", false)
+    end
+  end
+
+  defp report_target({:custom, description, fun}, results) do
+    {met, actual} = fun.(results)
+    print_target(description, actual, met)
+  end
+
+  defp print_target(description, actual, met) do
+    IO.puts("target: #{description}: #{actual} - #{if met, do: "met", else: "NOT met"}")
+    met
+  end
+
+  defp compare(x, :<=, bound), do: x <= bound
+  defp compare(x, :>=, bound), do: x >= bound
+
+  defp op_label(:<=), do: "<="
+  defp op_label(:>=), do: ">="
+
+  def format_ns(ns) when ns >= 100, do: :erlang.float_to_binary(ns / 1, decimals: 0)
+  def format_ns(ns), do: :erlang.float_to_binary(ns / 1, decimals: 1)
+
+  def format_ops(ops) when ops >= 1.0e6,
+    do: :erlang.float_to_binary(ops / 1.0e6, decimals: 2) <> "M"
+
+  def format_ops(ops) when ops >= 1.0e3,
+    do: :erlang.float_to_binary(ops / 1.0e3, decimals: 1) <> "k"
+
+  def format_ops(ops), do: :erlang.float_to_binary(ops / 1, decimals: 0)
+
+  def format_ratio(r), do: :erlang.float_to_binary(r / 1, decimals: 2) <> "x"
+
+  defp modes_from_env do
+    System.get_env("BENCH_MODES", "single,all")
+    |> String.split(",", trim: true)
+    |> Enum.map(fn
+      "single" -> :single
+      "all" -> :all
+      other -> raise ArgumentError, "BENCH_MODES: unknown mode #{inspect(other)} (single, all)"
+    end)
+  end
+
+  defp env_int(var, default) do
+    case System.get_env(var) do
+      nil -> default
+      value -> String.to_integer(value)
+    end
+  end
+end

@@ -1,0 +1,54 @@
+defmodule Hotpath do
+  @moduledoc """
+  Rust-powered hot paths for Phoenix and OTP applications.
+
+  Hotpath keeps its data structures and hot loops in Rust NIFs and its lifecycle, options and
+  supervision in Elixir. No process is started by the library itself: every instance is a
+  child you add to your own supervision tree.
+
+  ## Errors
+
+  Every public function follows the same conventions:
+
+    * an invalid argument raises `ArgumentError` with a message naming the problem;
+    * an expected failure returns `{:error, reason}` with a documented `reason`
+      (bang variants raise instead);
+    * a panic in native code raises `Hotpath.PanicError`; the VM is never taken down.
+
+  ## Building
+
+  `mix compile` builds the native library with cargo (Rust 1.91 or newer). Set
+  `HOTPATH_NIF_PATH` to a prebuilt `hotpath_nif` library to skip the build.
+  """
+
+  @typedoc "Versions and profile of the loaded native library."
+  @type native_info :: %{
+          nif_version: String.t(),
+          core_version: String.t(),
+          nif_crate_version: String.t(),
+          profile: :release | :debug
+        }
+
+  @doc """
+  Returns the versions and build profile of the loaded native library.
+
+      iex> %{nif_version: "2.16", profile: profile} = Hotpath.native_info()
+      iex> profile in [:release, :debug]
+      true
+  """
+  @spec native_info() :: native_info()
+  def native_info, do: Hotpath.Native.native_info()
+
+  @doc """
+  Returns `true` when the native library is loaded.
+
+      iex> Hotpath.loaded?()
+      true
+  """
+  @spec loaded?() :: boolean()
+  def loaded? do
+    Hotpath.Native.noop() == :ok
+  rescue
+    ErlangError -> false
+  end
+end

@@ -1,0 +1,55 @@
+defmodule Hotpath.Native do
+  @moduledoc false
+  # NIF stubs and the loader. The library is built by the `:hotpath_cargo` compiler (see
+  # mix.exs) into `priv/native/hotpath_nif.so` of the app's build path.
+
+  @on_load :load_nif
+
+  @doc false
+  def load_nif do
+    # rustler's NIF entry has no upgrade callback: purge any old code first so a reload does
+    # not fail with {:error, {:upgrade, _}}.
+    :code.purge(__MODULE__)
+
+    with {:ok, path} <- library_path(),
+         :ok <- :erlang.load_nif(path, 0) do
+      :ok
+    else
+      {:error, reason} ->
+        message = load_error_message(reason)
+        IO.puts(:stderr, message)
+        {:error, message}
+    end
+  end
+
+  defp library_path do
+    case :code.priv_dir(:hotpath) do
+      {:error, :bad_name} -> {:error, :no_priv_dir}
+      priv -> {:ok, :filename.join(priv, ~c"native/hotpath_nif")}
+    end
+  end
+
+  @doc false
+  def load_error_message(reason) do
+    """
+    [hotpath] could not load the native library hotpath_nif: #{format_reason(reason)}.
+    It is built by `mix compile` (the :hotpath_cargo compiler, which needs cargo with Rust 1.91+)
+    into priv/native/hotpath_nif.so of the :hotpath build path. Run `mix compile` (or
+    `mix deps.compile hotpath --force` when Hotpath is a dependency), or set HOTPATH_NIF_PATH
+    to a prebuilt library before compiling.\
+    """
+  end
+
+  defp format_reason(:no_priv_dir), do: "the :hotpath application is not on the code path"
+  defp format_reason({:load_failed, text}), do: "load failed (#{text})"
+  defp format_reason({reason, text}) when is_list(text), do: "#{reason} (#{text})"
+  defp format_reason(other), do: inspect(other)
+
+  defp err, do: :erlang.nif_error(:nif_not_loaded)
+
+  # system.rs
+  def noop, do: err()
+  def native_info, do: err()
+  def debug_fail(_kind), do: err()
+  def debug_unguarded_panic, do: err()
+end

@@ -1,0 +1,68 @@
+//! NIFs about the library itself: the empty call (benchmark floor), build information, and
+//! the probes the test suite uses to check the error conventions.
+
+use crate::error::{guard, lift, NifResult};
+use hotpath_core::Error as CoreError;
+use rustler::{Atom, NifMap};
+
+mod atoms {
+    rustler::atoms! { ok, release, debug, argument_error, malformed, incompatible, panic }
+}
+
+/// Does nothing: the cost of crossing into native code and back.
+#[rustler::nif]
+fn noop() -> Atom {
+    atoms::ok()
+}
+
+#[derive(NifMap)]
+struct NativeInfo {
+    nif_version: String,
+    core_version: String,
+    nif_crate_version: String,
+    profile: Atom,
+}
+
+/// Versions and build profile of the loaded library.
+#[rustler::nif]
+fn native_info() -> NativeInfo {
+    NativeInfo {
+        nif_version: "2.16".to_string(),
+        core_version: hotpath_core::VERSION.to_string(),
+        nif_crate_version: env!("CARGO_PKG_VERSION").to_string(),
+        profile: if cfg!(debug_assertions) {
+            atoms::debug()
+        } else {
+            atoms::release()
+        },
+    }
+}
+
+/// Exercises one error path, for the tests of the error conventions.
+///
+/// `:argument_error` raises `ArgumentError`, `:malformed`/`:incompatible` return
+/// `{:error, {reason, message}}`, `:panic` panics inside `guard`, anything else is a bad
+/// argument decoded by rustler.
+#[rustler::nif]
+fn debug_fail(kind: Atom) -> NifResult<Atom> {
+    guard(|| {
+        let error = if kind == atoms::argument_error() {
+            CoreError::invalid("debug_fail: an invalid argument")
+        } else if kind == atoms::malformed() {
+            CoreError::malformed("debug_fail: malformed bytes")
+        } else if kind == atoms::incompatible() {
+            CoreError::incompatible("debug_fail: different layouts")
+        } else if kind == atoms::panic() {
+            panic!("debug_fail: deliberate panic")
+        } else {
+            return Err(rustler::Error::BadArg);
+        };
+        lift(Err(error))
+    })
+}
+
+/// Panics outside `guard`: rustler's own catch raises `:nif_panicked`.
+#[rustler::nif]
+fn debug_unguarded_panic() -> Atom {
+    panic!("debug_unguarded_panic: deliberate panic")
+}
