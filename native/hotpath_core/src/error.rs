@@ -63,7 +63,9 @@ pub fn finite(name: &str, value: f64) -> Result<f64> {
     if value.is_finite() {
         Ok(value)
     } else {
-        Err(Error::invalid(format!("{name} must be a finite number, got {value}")))
+        Err(Error::invalid(format!(
+            "{name} must be a finite number, got {value}"
+        )))
     }
 }
 
@@ -78,7 +80,9 @@ pub fn positive(name: &str, value: i64) -> Result<u64> {
     if value > 0 {
         Ok(value as u64)
     } else {
-        Err(Error::invalid(format!("{name} must be a positive integer, got {value}")))
+        Err(Error::invalid(format!(
+            "{name} must be a positive integer, got {value}"
+        )))
     }
 }
 
@@ -88,7 +92,10 @@ mod tests {
 
     #[test]
     fn messages_name_the_problem() {
-        assert_eq!(Error::invalid("limit must be > 0").to_string(), "limit must be > 0");
+        assert_eq!(
+            Error::invalid("limit must be > 0").to_string(),
+            "limit must be > 0"
+        );
         assert_eq!(
             Error::malformed("truncated header").to_string(),
             "malformed input: truncated header"
