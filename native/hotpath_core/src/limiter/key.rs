@@ -1,0 +1,160 @@
+//! Limiter keys: 16 bytes, with binaries up to 14 bytes stored inline.
+//!
+//! The NIF layer turns an Elixir term into a [`KeyRef`] without allocating: binaries,
+//! integers and atoms directly, any other term through its external term format. A
+//! [`Key`] (owned) is built only when a key is inserted.
+
+use std::hash::{Hash, Hasher};
+use thin_vec::ThinVec;
+
+/// Longest binary stored inside the key itself.
+pub const INLINE_BYTES: usize = 14;
+
+/// What the bytes of a byte key are: a binary, or another term's external format. Keeping
+/// the two apart means `"abc"` and a term whose encoding happens to be `abc` never collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ByteKind {
+    /// An Elixir binary.
+    Binary = 0,
+    /// `term_to_binary/1` of any other term.
+    Term = 1,
+}
+
+/// A borrowed key, as decoded from a term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRef<'a> {
+    /// A small integer.
+    Int(i64),
+    /// An atom, by its VM-wide identity (atoms are never garbage collected).
+    Atom(u64),
+    /// A binary or an encoded term.
+    Bytes(ByteKind, &'a [u8]),
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match *self {
+            KeyRef::Int(i) => {
+                state.write_u8(0);
+                state.write_i64(i);
+            }
+            KeyRef::Atom(a) => {
+                state.write_u8(1);
+                state.write_u64(a);
+            }
+            KeyRef::Bytes(kind, bytes) => {
+                state.write_u8(2 + kind as u8);
+                state.write(bytes);
+            }
+        }
+    }
+}
+
+/// An owned key, as stored in a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// A small integer.
+    Int(i64),
+    /// An atom.
+    Atom(u64),
+    /// A binary of up to [`INLINE_BYTES`] bytes, stored in place.
+    InlineBinary {
+        /// Number of bytes used in `data`.
+        len: u8,
+        /// The bytes, zero-padded.
+        data: [u8; INLINE_BYTES],
+    },
+    /// An encoded term of up to [`INLINE_BYTES`] bytes, stored in place.
+    InlineTerm {
+        /// Number of bytes used in `data`.
+        len: u8,
+        /// The bytes, zero-padded.
+        data: [u8; INLINE_BYTES],
+    },
+    /// Longer bytes, in one allocation whose header holds the length (an 8-byte pointer).
+    Heap(ByteKind, ThinVec<u8>),
+}
+
+impl Key {
+    /// The owned form of a borrowed key.
+    pub fn from_ref(key: KeyRef<'_>) -> Key {
+        match key {
+            KeyRef::Int(i) => Key::Int(i),
+            KeyRef::Atom(a) => Key::Atom(a),
+            KeyRef::Bytes(kind, bytes) if bytes.len() <= INLINE_BYTES => {
+                let mut data = [0u8; INLINE_BYTES];
+                data[..bytes.len()].copy_from_slice(bytes);
+                let len = bytes.len() as u8;
+                match kind {
+                    ByteKind::Binary => Key::InlineBinary { len, data },
+                    ByteKind::Term => Key::InlineTerm { len, data },
+                }
+            }
+            KeyRef::Bytes(kind, bytes) => Key::Heap(kind, ThinVec::from(bytes)),
+        }
+    }
+
+    /// The borrowed view used for hashing and comparison.
+    pub fn as_ref(&self) -> KeyRef<'_> {
+        match self {
+            Key::Int(i) => KeyRef::Int(*i),
+            Key::Atom(a) => KeyRef::Atom(*a),
+            Key::InlineBinary { len, data } => {
+                KeyRef::Bytes(ByteKind::Binary, &data[..*len as usize])
+            }
+            Key::InlineTerm { len, data } => KeyRef::Bytes(ByteKind::Term, &data[..*len as usize]),
+            Key::Heap(kind, bytes) => KeyRef::Bytes(*kind, bytes),
+        }
+    }
+
+    /// Bytes allocated outside the key itself (0 for inline keys).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            // ThinVec's header holds length and capacity (two usize).
+            Key::Heap(_, bytes) => bytes.capacity() + 2 * std::mem::size_of::<usize>(),
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<Key>(), 16);
+    }
+
+    #[test]
+    fn owned_and_borrowed_keys_agree() {
+        let state = ahash::RandomState::new();
+        let long = [7u8; 40];
+        let refs = [
+            KeyRef::Int(-5),
+            KeyRef::Atom(1234),
+            KeyRef::Bytes(ByteKind::Binary, b""),
+            KeyRef::Bytes(ByteKind::Binary, b"exactly14bytes"),
+            KeyRef::Bytes(ByteKind::Binary, &long),
+            KeyRef::Bytes(ByteKind::Term, &long),
+        ];
+        for r in refs {
+            let owned = Key::from_ref(r);
+            assert_eq!(owned.as_ref(), r);
+            assert_eq!(state.hash_one(owned.as_ref()), state.hash_one(r));
+        }
+        assert_eq!(
+            Key::from_ref(KeyRef::Bytes(ByteKind::Binary, &long)).heap_bytes(),
+            40 + 16
+        );
+        assert_eq!(Key::from_ref(KeyRef::Int(1)).heap_bytes(), 0);
+    }
+
+    #[test]
+    fn binaries_and_terms_with_the_same_bytes_differ() {
+        let a = Key::from_ref(KeyRef::Bytes(ByteKind::Binary, b"abc"));
+        let b = Key::from_ref(KeyRef::Bytes(ByteKind::Term, b"abc"));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,530 @@
+//! A concurrent keyed table of limiter slots: sharded hash tables behind short mutexes.
+//!
+//! A key's hash picks its shard (high bits) and its bucket (the same hash, reused by
+//! `hashbrown::HashTable`). Each decision runs entirely under its shard's lock, so it is
+//! atomic; the lock is held for one lookup and a few arithmetic operations. The sweeper takes
+//! the same locks one shard at a time and stops when its time budget is spent, so neither a
+//! hit nor a sweep ever waits long, and a sweep cannot remove a slot between a hit's read and
+//! its write.
+
+use super::algorithm::{decide, Decision, Policy, Slot};
+use super::key::{Key, KeyRef};
+use hashbrown::HashTable;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// What a full table does with a request for a key it cannot store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Refuse the request (fail closed).
+    Deny,
+    /// Admit the request as if the key were fresh, without storing it (fail open).
+    Allow,
+}
+
+/// The configuration of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// The policy of calls that do not bring their own.
+    pub policy: Policy,
+    /// The most keys stored at once.
+    pub max_keys: usize,
+    /// What to do with a new key when `max_keys` are stored and none has expired.
+    pub on_full: OnFull,
+}
+
+type Entry = (Key, Slot);
+
+struct ShardState {
+    map: HashTable<Entry>,
+    /// A lower bound of the earliest `expires` in `map`: exact after a purge, lowered by
+    /// every store. A full table purges a shard only when this says something expired.
+    next_expiry: u64,
+}
+
+/// One shard, on its own cache line so that two schedulers working on neighbouring shards
+/// do not share one.
+#[repr(align(64))]
+struct Shard(Mutex<ShardState>);
+
+impl Shard {
+    fn lock(&self) -> MutexGuard<'_, ShardState> {
+        // No code panics while holding a shard lock; should one ever, the state is still a
+        // valid table (every write is a single slot store), so poisoning is ignored.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The result of one sweep chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepChunk {
+    /// The shard to continue from, or `None` when the pass is complete.
+    pub next: Option<usize>,
+    /// Slots removed by this chunk.
+    pub removed: usize,
+}
+
+/// Counters reported by [`Table::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Keys stored.
+    pub keys: usize,
+    /// Estimated bytes held by the table (buckets, shards and out-of-line key bytes).
+    pub memory_bytes: usize,
+    /// Requests refused or admitted untracked because the table was full.
+    pub full_events: u64,
+    /// Number of shards.
+    pub shards: usize,
+}
+
+/// A concurrent table of limiter slots.
+pub struct Table {
+    shards: Box<[Shard]>,
+    shard_shift: u32,
+    hasher: ahash::RandomState,
+    config: Config,
+    len: AtomicUsize,
+    heap_bytes: AtomicUsize,
+    full_events: AtomicU64,
+}
+
+/// Keys per shard a table is sized for at `max_keys`: small enough that purging or sweeping
+/// one shard takes a few microseconds.
+const KEYS_PER_SHARD: usize = 1024;
+const MIN_SHARDS: usize = 16;
+const MAX_SHARDS: usize = 1 << 16;
+
+impl Table {
+    /// A table for `config`, sharded for `config.max_keys` keys.
+    pub fn new(config: Config) -> Table {
+        let shards = (config.max_keys / KEYS_PER_SHARD)
+            .next_power_of_two()
+            .clamp(MIN_SHARDS, MAX_SHARDS);
+        Table {
+            shards: (0..shards)
+                .map(|_| {
+                    Shard(Mutex::new(ShardState {
+                        map: HashTable::new(),
+                        next_expiry: u64::MAX,
+                    }))
+                })
+                .collect(),
+            shard_shift: 64 - shards.trailing_zeros(),
+            hasher: ahash::RandomState::new(),
+            config,
+            len: AtomicUsize::new(0),
+            heap_bytes: AtomicUsize::new(0),
+            full_events: AtomicU64::new(0),
+        }
+    }
+
+    /// The table's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Number of shards (the unit of sweeping).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Keys stored.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// True when no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn locate(&self, key: KeyRef<'_>) -> (u64, &Shard) {
+        let hash = self.hasher.hash_one(key);
+        (hash, &self.shards[(hash >> self.shard_shift) as usize])
+    }
+
+    fn rehash(&self) -> impl Fn(&Entry) -> u64 + '_ {
+        move |(k, _)| self.hasher.hash_one(k.as_ref())
+    }
+
+    /// Decides a request of `cost` for `key` at `now` and charges it when admitted.
+    /// `policy` overrides the table's policy for this call.
+    pub fn hit(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
+        let policy = policy.unwrap_or(&self.config.policy);
+        let (hash, shard) = self.locate(key);
+        let mut guard = shard.lock();
+        let state = &mut *guard;
+        if let Some((_, slot)) = state.map.find_mut(hash, |(k, _)| k.as_ref() == key) {
+            let (decision, stored) = decide(policy, Some(*slot), now, cost);
+            if let Some(stored) = stored {
+                *slot = stored;
+                state.next_expiry = state.next_expiry.min(stored.expires);
+            }
+            return decision;
+        }
+        let (decision, stored) = decide(policy, None, now, cost);
+        let Some(stored) = stored else {
+            return decision;
+        };
+        if self.reserve(state, now) {
+            let owned = Key::from_ref(key);
+            let heap = owned.heap_bytes();
+            if heap > 0 {
+                self.heap_bytes.fetch_add(heap, Ordering::Relaxed);
+            }
+            state.next_expiry = state.next_expiry.min(stored.expires);
+            state
+                .map
+                .insert_unique(hash, (owned, stored), self.rehash());
+            decision
+        } else {
+            self.full_events.fetch_add(1, Ordering::Relaxed);
+            match self.config.on_full {
+                OnFull::Allow => decision,
+                OnFull::Deny => {
+                    let wait = state.next_expiry.saturating_sub(now).max(1);
+                    Decision::Deny {
+                        retry_after: wait,
+                        reset_after: wait,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The decision [`Table::hit`] would make, without charging anything.
+    pub fn peek(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
+        let policy = policy.unwrap_or(&self.config.policy);
+        let (hash, shard) = self.locate(key);
+        let state = shard.lock();
+        let slot = state
+            .map
+            .find(hash, |(k, _)| k.as_ref() == key)
+            .map(|(_, s)| *s);
+        decide(policy, slot, now, cost).0
+    }
+
+    /// The stored slot of `key`, if any (for tests and introspection).
+    pub fn slot(&self, key: KeyRef<'_>) -> Option<Slot> {
+        let (hash, shard) = self.locate(key);
+        let state = shard.lock();
+        state
+            .map
+            .find(hash, |(k, _)| k.as_ref() == key)
+            .map(|(_, s)| *s)
+    }
+
+    /// Forgets `key`. Returns whether it was stored.
+    pub fn reset(&self, key: KeyRef<'_>) -> bool {
+        let (hash, shard) = self.locate(key);
+        let mut state = shard.lock();
+        match state.map.find_entry(hash, |(k, _)| k.as_ref() == key) {
+            Ok(entry) => {
+                let ((k, _), _) = entry.remove();
+                self.forget(&k, 1);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Removes every key.
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            let mut state = shard.lock();
+            let removed = state.map.len();
+            let heap: usize = state.map.iter().map(|(k, _)| k.heap_bytes()).sum();
+            state.map = HashTable::new();
+            state.next_expiry = u64::MAX;
+            self.len.fetch_sub(removed, Ordering::Relaxed);
+            self.heap_bytes.fetch_sub(heap, Ordering::Relaxed);
+        }
+    }
+
+    fn forget(&self, key: &Key, count: usize) {
+        self.len.fetch_sub(count, Ordering::Relaxed);
+        let heap = key.heap_bytes();
+        if heap > 0 {
+            self.heap_bytes.fetch_sub(heap, Ordering::Relaxed);
+        }
+    }
+
+    /// Reserves room for one new key, purging this shard's expired slots when the table is
+    /// full. Entries never exceed `max_keys`: a reservation is taken before the insert.
+    fn reserve(&self, state: &mut ShardState, now: u64) -> bool {
+        let max = self.config.max_keys;
+        let take = || {
+            self.len
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok()
+        };
+        if take() {
+            return true;
+        }
+        // Full. Expired slots are indistinguishable from absent keys: reclaim this shard's.
+        // A shard holds about KEYS_PER_SHARD keys, so this costs microseconds; it is skipped
+        // while the last purge's hint says nothing has expired since.
+        if state.next_expiry <= now {
+            self.purge(state, now);
+            return take();
+        }
+        false
+    }
+
+    /// Removes the expired slots of one shard and refreshes its expiry hint.
+    fn purge(&self, state: &mut ShardState, now: u64) -> usize {
+        let mut removed = 0;
+        let mut heap = 0;
+        let mut next_expiry = u64::MAX;
+        state.map.retain(|(k, s)| {
+            if s.expires <= now {
+                removed += 1;
+                heap += k.heap_bytes();
+                false
+            } else {
+                next_expiry = next_expiry.min(s.expires);
+                true
+            }
+        });
+        state.next_expiry = next_expiry;
+        if removed > 0 {
+            self.len.fetch_sub(removed, Ordering::Relaxed);
+            self.heap_bytes.fetch_sub(heap, Ordering::Relaxed);
+            // Give memory back after a flood of keys has expired.
+            let len = state.map.len();
+            if state.map.capacity() > 64 && state.map.capacity() > 4 * len {
+                state.map.shrink_to(len * 2, self.rehash());
+            }
+        }
+        removed
+    }
+
+    /// Sweeps expired slots from shard `from` on, until `budget` is spent or every shard is
+    /// done. Each shard is locked only while it is purged.
+    pub fn sweep(&self, from: usize, now: u64, budget: Duration) -> SweepChunk {
+        let started = Instant::now();
+        let mut removed = 0;
+        for index in from..self.shards.len() {
+            removed += self.purge(&mut self.shards[index].lock(), now);
+            if started.elapsed() >= budget {
+                let next = index + 1;
+                return SweepChunk {
+                    next: (next < self.shards.len()).then_some(next),
+                    removed,
+                };
+            }
+        }
+        SweepChunk {
+            next: None,
+            removed,
+        }
+    }
+
+    /// Key count, estimated memory and full-table events.
+    pub fn stats(&self) -> Stats {
+        let entry = std::mem::size_of::<Entry>();
+        let buckets: usize = self
+            .shards
+            .iter()
+            .map(|shard| buckets_for(shard.lock().map.capacity()))
+            .sum();
+        // hashbrown: one control byte per bucket plus one group of trailing control bytes.
+        let tables = buckets * (entry + 1) + self.shards.len() * 16;
+        Stats {
+            keys: self.len(),
+            memory_bytes: std::mem::size_of::<Table>()
+                + self.shards.len() * std::mem::size_of::<Shard>()
+                + tables
+                + self.heap_bytes.load(Ordering::Relaxed),
+            full_events: self.full_events.load(Ordering::Relaxed),
+            shards: self.shards.len(),
+        }
+    }
+}
+
+/// Buckets hashbrown allocates for a table of `capacity` (its load factor is 7/8).
+fn buckets_for(capacity: usize) -> usize {
+    match capacity {
+        0 => 0,
+        c if c < 8 => (c + 1).next_power_of_two(),
+        c => (c * 8 / 7).next_power_of_two(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::algorithm::{Algorithm, NS_PER_MS};
+    use super::super::key::ByteKind;
+    use super::*;
+    use std::sync::Arc;
+
+    fn table(algorithm: Algorithm, limit: u64, max_keys: usize, on_full: OnFull) -> Table {
+        Table::new(Config {
+            policy: Policy::new(algorithm, limit, 1000, None).unwrap(),
+            max_keys,
+            on_full,
+        })
+    }
+
+    fn bin(s: &str) -> KeyRef<'_> {
+        KeyRef::Bytes(ByteKind::Binary, s.as_bytes())
+    }
+
+    #[test]
+    fn entries_are_32_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+    }
+
+    #[test]
+    fn hits_charge_and_peeks_do_not() {
+        let t = table(Algorithm::FixedWindow, 2, 100, OnFull::Deny);
+        assert!(t.peek(bin("a"), 0, 1, None).allowed());
+        assert_eq!(t.len(), 0);
+        assert!(t.hit(bin("a"), 0, 1, None).allowed());
+        assert!(t.hit(bin("a"), 0, 1, None).allowed());
+        let before = t.slot(bin("a"));
+        assert!(!t.peek(bin("a"), 0, 1, None).allowed());
+        assert_eq!(t.slot(bin("a")), before);
+        assert!(!t.hit(bin("a"), 0, 1, None).allowed());
+        assert!(t.hit(bin("b"), 0, 1, None).allowed());
+        assert_eq!(t.len(), 2);
+        assert!(t.reset(bin("a")));
+        assert!(!t.reset(bin("a")));
+        assert!(t.hit(bin("a"), 0, 1, None).allowed());
+    }
+
+    #[test]
+    fn keys_of_every_kind_are_distinct() {
+        let t = table(Algorithm::FixedWindow, 1, 100, OnFull::Deny);
+        let long = "k".repeat(100);
+        let keys = [
+            KeyRef::Int(1),
+            KeyRef::Atom(1),
+            bin("1"),
+            KeyRef::Bytes(ByteKind::Term, b"1"),
+            bin(&long),
+        ];
+        for k in keys {
+            assert!(t.hit(k, 0, 1, None).allowed());
+        }
+        for k in keys {
+            assert!(!t.hit(k, 0, 1, None).allowed());
+        }
+        assert_eq!(t.len(), 5);
+        assert!(t.stats().memory_bytes > 0);
+    }
+
+    #[test]
+    fn a_full_table_reclaims_expired_keys_then_applies_on_full() {
+        let t = table(Algorithm::FixedWindow, 1, 16, OnFull::Deny);
+        for i in 0..16 {
+            assert!(t.hit(KeyRef::Int(i), 0, 1, None).allowed());
+        }
+        assert_eq!(t.len(), 16);
+        // Full and nothing expired: a new key is refused, with a wait until a slot frees.
+        let mut refused = 0;
+        for i in 16..32 {
+            match t.hit(KeyRef::Int(i), 10 * NS_PER_MS, 1, None) {
+                Decision::Deny { retry_after, .. } => {
+                    refused += 1;
+                    assert!(retry_after > 0);
+                }
+                other => panic!("expected a deny, got {other:?}"),
+            }
+        }
+        assert_eq!(refused, 16);
+        assert_eq!(t.stats().full_events, 16);
+        // Known keys are still decided normally.
+        assert!(!t.hit(KeyRef::Int(0), 10 * NS_PER_MS, 1, None).allowed());
+        assert_eq!(t.len(), 16);
+        // After the windows end, new keys take expired keys' places.
+        let later = 1000 * NS_PER_MS;
+        let admitted = (100..200)
+            .filter(|&i| t.hit(KeyRef::Int(i), later, 1, None).allowed())
+            .count();
+        assert!(admitted >= 1, "expired keys were not reclaimed");
+        assert!(t.len() <= 16);
+    }
+
+    #[test]
+    fn on_full_allow_admits_untracked() {
+        let t = table(Algorithm::FixedWindow, 1, 16, OnFull::Allow);
+        for i in 0..16 {
+            t.hit(KeyRef::Int(i), 0, 1, None);
+        }
+        for _ in 0..3 {
+            assert!(t.hit(KeyRef::Int(99), 0, 1, None).allowed());
+        }
+        assert_eq!(t.len(), 16);
+    }
+
+    #[test]
+    fn sweep_removes_only_expired_keys_in_chunks() {
+        let t = table(Algorithm::Gcra, 10, 100_000, OnFull::Deny);
+        for i in 0..10_000 {
+            // Even keys are hit once (fresh again after 100 ms), odd keys ten times (1 s).
+            let cost = if i % 2 == 0 { 1 } else { 10 };
+            assert!(t.hit(KeyRef::Int(i), 0, cost, None).allowed());
+        }
+        let now = 500 * NS_PER_MS;
+        let mut next = Some(0);
+        let mut removed = 0;
+        let mut chunks = 0;
+        while let Some(from) = next {
+            let chunk = t.sweep(from, now, Duration::ZERO);
+            removed += chunk.removed;
+            next = chunk.next;
+            chunks += 1;
+        }
+        assert_eq!(chunks, t.shard_count());
+        assert_eq!(removed, 5_000);
+        assert_eq!(t.len(), 5_000);
+        for i in 0..10_000 {
+            assert_eq!(t.slot(KeyRef::Int(i)).is_some(), i % 2 == 1);
+        }
+        let full = t.sweep(0, now, Duration::from_secs(10));
+        assert_eq!(
+            full,
+            SweepChunk {
+                next: None,
+                removed: 0
+            }
+        );
+    }
+
+    #[test]
+    fn concurrent_hits_admit_exactly_the_limit() {
+        for algorithm in Algorithm::ALL {
+            let t = Arc::new(table(algorithm, 1000, 1000, OnFull::Deny));
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let t = Arc::clone(&t);
+                    std::thread::spawn(move || {
+                        (0..500)
+                            .filter(|_| t.hit(bin("hot"), 0, 1, None).allowed())
+                            .count()
+                    })
+                })
+                .collect();
+            let admitted: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(admitted, 1000, "{algorithm:?}");
+        }
+    }
+
+    #[test]
+    fn clear_forgets_everything() {
+        let t = table(Algorithm::Gcra, 1, 100, OnFull::Deny);
+        for i in 0..50 {
+            t.hit(KeyRef::Int(i), 0, 1, None);
+        }
+        t.hit(bin(&"x".repeat(64)), 0, 1, None);
+        t.clear();
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.heap_bytes.load(Ordering::Relaxed), 0);
+    }
+}
