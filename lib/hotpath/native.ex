@@ -52,4 +52,15 @@ defmodule Hotpath.Native do
   def native_info, do: err()
   def debug_fail(_kind), do: err()
   def debug_unguarded_panic, do: err()
+
+  # limiter.rs
+  def limiter_validate(_algorithm, _limit, _period, _burst), do: err()
+  def limiter_new(_algorithm, _limit, _period, _burst, _max_keys, _on_full_allow), do: err()
+  def limiter_hit(_limiter, _key, _cost), do: err()
+  def limiter_call(_limiter, _op, _key, _cost, _now, _policy), do: err()
+  def limiter_reset(_limiter, _key), do: err()
+  def limiter_clear(_limiter), do: err()
+  def limiter_now(_limiter), do: err()
+  def limiter_stats(_limiter), do: err()
+  def limiter_sweep(_limiter, _from, _now, _budget_us), do: err()
 end

@@ -4,6 +4,7 @@
 //! `#[rustler::nif]`, so `init!` lists none of them.
 
 mod error;
+mod limiter;
 mod system;
 
 fn load(_env: rustler::Env, _info: rustler::Term) -> bool {

@@ -36,27 +36,35 @@ pub struct Config {
 
 type Entry = (Key, Slot);
 
-struct ShardState {
-    map: HashTable<Entry>,
-    /// A lower bound of the earliest `expires` in `map`: exact after a purge, lowered by
-    /// every store. A full table purges a shard only when this says something expired.
-    next_expiry: u64,
-}
-
 /// One shard, on its own cache line so that two schedulers working on neighbouring shards
 /// do not share one.
 #[repr(align(64))]
-struct Shard(Mutex<ShardState>);
+struct Shard {
+    map: Mutex<HashTable<Entry>>,
+    /// A lower bound of the earliest `expires` in `map`: exact after a purge, lowered by
+    /// every store (always under the lock). Read without the lock to find expired slots and
+    /// to tell a refused new key when room may free up.
+    hint: AtomicU64,
+}
 
 impl Shard {
-    fn lock(&self) -> MutexGuard<'_, ShardState> {
-        // No code panics while holding a shard lock; should one ever, the state is still a
+    fn lock(&self) -> MutexGuard<'_, HashTable<Entry>> {
+        // No code panics while holding a shard lock; should one ever, the map is still a
         // valid table (every write is a single slot store), so poisoning is ignored.
-        self.0
+        self.map
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    fn lower_hint(&self, expires: u64) {
+        if expires < self.hint.load(Ordering::Relaxed) {
+            self.hint.store(expires, Ordering::Relaxed);
+        }
+    }
 }
+
+/// A hit that could not store its new key because the table is full.
+struct Full(Decision);
 
 /// The result of one sweep chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,11 +113,9 @@ impl Table {
             .clamp(MIN_SHARDS, MAX_SHARDS);
         Table {
             shards: (0..shards)
-                .map(|_| {
-                    Shard(Mutex::new(ShardState {
-                        map: HashTable::new(),
-                        next_expiry: u64::MAX,
-                    }))
+                .map(|_| Shard {
+                    map: Mutex::new(HashTable::new()),
+                    hint: AtomicU64::new(u64::MAX),
                 })
                 .collect(),
             shard_shift: 64 - shards.trailing_zeros(),
@@ -155,53 +161,89 @@ impl Table {
     pub fn hit(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
         let policy = policy.unwrap_or(&self.config.policy);
         let (hash, shard) = self.locate(key);
-        let mut guard = shard.lock();
-        let state = &mut *guard;
-        if let Some((_, slot)) = state.map.find_mut(hash, |(k, _)| k.as_ref() == key) {
-            let (decision, stored) = decide(policy, Some(*slot), now, cost);
-            if let Some(stored) = stored {
-                *slot = stored;
-                state.next_expiry = state.next_expiry.min(stored.expires);
-            }
-            return decision;
-        }
-        let (decision, stored) = decide(policy, None, now, cost);
-        let Some(stored) = stored else {
-            return decision;
+        let fresh = match self.try_hit(key, hash, shard, now, cost, policy) {
+            Ok(decision) => return decision,
+            Err(Full(fresh)) => fresh,
         };
-        if self.reserve(state, now) {
-            let owned = Key::from_ref(key);
-            let heap = owned.heap_bytes();
-            if heap > 0 {
-                self.heap_bytes.fetch_add(heap, Ordering::Relaxed);
+        // Full, and nothing expired in the key's shard. Expired slots elsewhere go first:
+        // purge the shard whose hint says it holds some (never holding two locks), then try
+        // once more.
+        if let Some(other) = self.expired_shard(now) {
+            self.purge(&self.shards[other], &mut self.shards[other].lock(), now);
+            if let Ok(decision) = self.try_hit(key, hash, shard, now, cost, policy) {
+                return decision;
             }
-            state.next_expiry = state.next_expiry.min(stored.expires);
-            state
-                .map
-                .insert_unique(hash, (owned, stored), self.rehash());
-            decision
-        } else {
-            self.full_events.fetch_add(1, Ordering::Relaxed);
-            match self.config.on_full {
-                OnFull::Allow => decision,
-                OnFull::Deny => {
-                    let wait = state.next_expiry.saturating_sub(now).max(1);
-                    Decision::Deny {
-                        retry_after: wait,
-                        reset_after: wait,
-                    }
+        }
+        self.full_events.fetch_add(1, Ordering::Relaxed);
+        match self.config.on_full {
+            OnFull::Allow => fresh,
+            OnFull::Deny => {
+                let wait = self.earliest_expiry().saturating_sub(now).max(1);
+                Decision::Deny {
+                    retry_after: wait,
+                    reset_after: wait,
                 }
             }
         }
+    }
+
+    fn try_hit(
+        &self,
+        key: KeyRef<'_>,
+        hash: u64,
+        shard: &Shard,
+        now: u64,
+        cost: u64,
+        policy: &Policy,
+    ) -> Result<Decision, Full> {
+        let mut map = shard.lock();
+        if let Some((_, slot)) = map.find_mut(hash, |(k, _)| k.as_ref() == key) {
+            let (decision, stored) = decide(policy, Some(*slot), now, cost);
+            if let Some(stored) = stored {
+                *slot = stored;
+                shard.lower_hint(stored.expires);
+            }
+            return Ok(decision);
+        }
+        let (decision, stored) = decide(policy, None, now, cost);
+        let Some(stored) = stored else {
+            return Ok(decision);
+        };
+        if !self.reserve(shard, &mut map, now) {
+            return Err(Full(decision));
+        }
+        let owned = Key::from_ref(key);
+        let heap = owned.heap_bytes();
+        if heap > 0 {
+            self.heap_bytes.fetch_add(heap, Ordering::Relaxed);
+        }
+        shard.lower_hint(stored.expires);
+        map.insert_unique(hash, (owned, stored), self.rehash());
+        Ok(decision)
+    }
+
+    /// A shard whose hint says it holds expired slots.
+    fn expired_shard(&self, now: u64) -> Option<usize> {
+        self.shards
+            .iter()
+            .position(|s| s.hint.load(Ordering::Relaxed) <= now)
+    }
+
+    /// The earliest instant any stored slot may expire (a lower bound).
+    fn earliest_expiry(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.hint.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// The decision [`Table::hit`] would make, without charging anything.
     pub fn peek(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
         let policy = policy.unwrap_or(&self.config.policy);
         let (hash, shard) = self.locate(key);
-        let state = shard.lock();
-        let slot = state
-            .map
+        let slot = shard
+            .lock()
             .find(hash, |(k, _)| k.as_ref() == key)
             .map(|(_, s)| *s);
         decide(policy, slot, now, cost).0
@@ -210,9 +252,8 @@ impl Table {
     /// The stored slot of `key`, if any (for tests and introspection).
     pub fn slot(&self, key: KeyRef<'_>) -> Option<Slot> {
         let (hash, shard) = self.locate(key);
-        let state = shard.lock();
-        state
-            .map
+        shard
+            .lock()
             .find(hash, |(k, _)| k.as_ref() == key)
             .map(|(_, s)| *s)
     }
@@ -220,8 +261,8 @@ impl Table {
     /// Forgets `key`. Returns whether it was stored.
     pub fn reset(&self, key: KeyRef<'_>) -> bool {
         let (hash, shard) = self.locate(key);
-        let mut state = shard.lock();
-        match state.map.find_entry(hash, |(k, _)| k.as_ref() == key) {
+        let mut map = shard.lock();
+        match map.find_entry(hash, |(k, _)| k.as_ref() == key) {
             Ok(entry) => {
                 let ((k, _), _) = entry.remove();
                 self.forget(&k, 1);
@@ -234,11 +275,11 @@ impl Table {
     /// Removes every key.
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            let mut state = shard.lock();
-            let removed = state.map.len();
-            let heap: usize = state.map.iter().map(|(k, _)| k.heap_bytes()).sum();
-            state.map = HashTable::new();
-            state.next_expiry = u64::MAX;
+            let mut map = shard.lock();
+            let removed = map.len();
+            let heap: usize = map.iter().map(|(k, _)| k.heap_bytes()).sum();
+            *map = HashTable::new();
+            shard.hint.store(u64::MAX, Ordering::Relaxed);
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.heap_bytes.fetch_sub(heap, Ordering::Relaxed);
         }
@@ -254,7 +295,7 @@ impl Table {
 
     /// Reserves room for one new key, purging this shard's expired slots when the table is
     /// full. Entries never exceed `max_keys`: a reservation is taken before the insert.
-    fn reserve(&self, state: &mut ShardState, now: u64) -> bool {
+    fn reserve(&self, shard: &Shard, map: &mut HashTable<Entry>, now: u64) -> bool {
         let max = self.config.max_keys;
         let take = || {
             self.len
@@ -268,20 +309,21 @@ impl Table {
         }
         // Full. Expired slots are indistinguishable from absent keys: reclaim this shard's.
         // A shard holds about KEYS_PER_SHARD keys, so this costs microseconds; it is skipped
-        // while the last purge's hint says nothing has expired since.
-        if state.next_expiry <= now {
-            self.purge(state, now);
+        // while the hint says nothing has expired since the last purge.
+        if shard.hint.load(Ordering::Relaxed) <= now {
+            self.purge(shard, map, now);
             return take();
         }
         false
     }
 
-    /// Removes the expired slots of one shard and refreshes its expiry hint.
-    fn purge(&self, state: &mut ShardState, now: u64) -> usize {
+    /// Removes the expired slots of one shard (whose lock the caller holds) and refreshes its
+    /// hint.
+    fn purge(&self, shard: &Shard, map: &mut HashTable<Entry>, now: u64) -> usize {
         let mut removed = 0;
         let mut heap = 0;
         let mut next_expiry = u64::MAX;
-        state.map.retain(|(k, s)| {
+        map.retain(|(k, s)| {
             if s.expires <= now {
                 removed += 1;
                 heap += k.heap_bytes();
@@ -291,14 +333,14 @@ impl Table {
                 true
             }
         });
-        state.next_expiry = next_expiry;
+        shard.hint.store(next_expiry, Ordering::Relaxed);
         if removed > 0 {
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.heap_bytes.fetch_sub(heap, Ordering::Relaxed);
             // Give memory back after a flood of keys has expired.
-            let len = state.map.len();
-            if state.map.capacity() > 64 && state.map.capacity() > 4 * len {
-                state.map.shrink_to(len * 2, self.rehash());
+            let len = map.len();
+            if map.capacity() > 64 && map.capacity() > 4 * len {
+                map.shrink_to(len * 2, self.rehash());
             }
         }
         removed
@@ -310,7 +352,8 @@ impl Table {
         let started = Instant::now();
         let mut removed = 0;
         for index in from..self.shards.len() {
-            removed += self.purge(&mut self.shards[index].lock(), now);
+            let shard = &self.shards[index];
+            removed += self.purge(shard, &mut shard.lock(), now);
             if started.elapsed() >= budget {
                 let next = index + 1;
                 return SweepChunk {
@@ -331,7 +374,7 @@ impl Table {
         let buckets: usize = self
             .shards
             .iter()
-            .map(|shard| buckets_for(shard.lock().map.capacity()))
+            .map(|shard| buckets_for(shard.lock().capacity()))
             .sum();
         // hashbrown: one control byte per bucket plus one group of trailing control bytes.
         let tables = buckets * (entry + 1) + self.shards.len() * 16;

@@ -1,0 +1,321 @@
+defmodule Hotpath.RateLimiter do
+  @moduledoc """
+  A concurrent keyed rate limiter in native memory.
+
+  Each limiter is a named table of keys living in Rust: every decision for a key is made
+  atomically inside one NIF call, whatever the concurrency, and the answer carries what an
+  HTTP response needs (remaining, exact retry-after, time to full reset). A supervised owner
+  process sweeps keys that have returned to their fresh state; the table itself outlives the
+  owner, so a crash and restart of the owner loses no counter.
+
+  ## Usage
+
+  Add a limiter to your supervision tree:
+
+      children = [
+        {Hotpath.RateLimiter,
+         name: MyApp.ApiLimiter, algorithm: :gcra, limit: 100, period: :timer.minutes(1),
+         burst: 20, max_keys: 1_000_000, on_full: :deny, sweep_every: :timer.seconds(30)}
+      ]
+
+  and ask it:
+
+      case Hotpath.RateLimiter.hit(MyApp.ApiLimiter, conn.remote_ip) do
+        {:allow, remaining, reset_after_ms} -> ...
+        {:deny, :infinity, _reset_after_ms} -> # the cost can never fit the limit
+        {:deny, retry_after_ms, reset_after_ms} -> ...
+      end
+
+  `hit/4` finds the table through `:persistent_term`: no message is sent to any process.
+
+      iex> {:ok, _} = Hotpath.RateLimiter.start_link(name: :doc_limiter, limit: 2, period: 1_000)
+      iex> Hotpath.RateLimiter.hit(:doc_limiter, "alice", 1, now: 0)
+      {:allow, 1, 500}
+      iex> Hotpath.RateLimiter.hit(:doc_limiter, "alice", 1, now: 0)
+      {:allow, 0, 1000}
+      iex> Hotpath.RateLimiter.hit(:doc_limiter, "alice", 1, now: 0)
+      {:deny, 500, 1000}
+      iex> Hotpath.RateLimiter.hit(:doc_limiter, "alice", 3, now: 0)
+      {:deny, :infinity, 1000}
+      iex> Hotpath.RateLimiter.peek(:doc_limiter, "alice", 1, now: 500)
+      {:allow, 0, 1000}
+
+  ## Algorithms
+
+    * `:gcra` (default) - the generic cell rate algorithm: `limit` per `period` sustained,
+      up to `burst` at once (default `burst: limit`), requests spaced smoothly. One timestamp
+      per key.
+    * `:token_bucket` - a bucket of `burst` tokens refilled at `limit` per `period`. It is
+      stored as its GCRA dual, so its decisions are exact and identical to `:gcra` with the
+      same parameters; choose the name that matches how you think about the policy.
+    * `:fixed_window` - at most `limit` per window of `period`. A key's window opens at its
+      first admitted hit after the previous window ended (no aligned resets that make every
+      client retry at the same instant). Up to twice `limit` can pass across a boundary.
+    * `:sliding_window` - the two-counter approximation of a sliding window: the previous
+      window's count weighted by its overlap with the last `period`, plus the current count.
+      No per-request log: O(1) memory per key.
+
+  Denied requests are never charged, in every algorithm.
+
+  ## Answers
+
+    * `{:allow, remaining, reset_after_ms}` - admitted; `remaining` unit-cost requests would
+      still be admitted now; `reset_after_ms` is the time until the key is back to its fresh
+      state.
+    * `{:deny, retry_after_ms, reset_after_ms}` - refused and not charged; the same request
+      is admitted after `retry_after_ms` (always at least 1: times are rounded up) if nothing
+      else is admitted for that key meanwhile.
+    * `{:deny, :infinity, reset_after_ms}` - the cost is larger than the policy's capacity
+      (`burst`, or `limit` for the window algorithms): it can never be admitted.
+
+  A full table (see `:max_keys`) answers a new key according to `:on_full`: `:deny` gives
+  `{:deny, retry_after_ms, retry_after_ms}` with the time until a stored key expires in the
+  key's shard; `:allow` admits it without tracking it.
+
+  ## Keys
+
+  Keys are any term, compared with `===`: `"a"`, `:a`, `1` and `1.0` are different keys.
+  Binaries, integers and atoms are used directly; other terms (tuples such as
+  `{user_id, :upload}`, IP tuples) through their external term format, which costs a little
+  more. Keys are limited to 4096 bytes. (`0.0` and `-0.0` are different keys.)
+
+  ## Time
+
+  The limiter reads a monotonic clock in nanoseconds (never the wall clock). Every call
+  takes a `now: ms` option instead, measured on the limiter's own clock (milliseconds since
+  the table was created, see `now/1`), so tests drive time explicitly and never sleep.
+
+  ## Telemetry
+
+  When the host application has `:telemetry` (Hotpath does not depend on it):
+
+    * `[:hotpath, :rate_limiter, :sweep]` after each sweep pass, measurements
+      `%{duration: native_time, removed: n, keys: n, full_events: n}`, metadata
+      `%{limiter: name}`;
+    * `[:hotpath, :rate_limiter, :deny]` for each denied `hit/4` when started with
+      `telemetry_denies: true`, measurements `%{cost: cost}`, metadata
+      `%{limiter: name, key: key, retry_after: ms | :infinity, reset_after: ms}`.
+  """
+
+  alias Hotpath.Native
+  alias Hotpath.RateLimiter.{Options, Owner}
+
+  @typedoc "A limiter's name, as given in `:name`."
+  @type name :: atom()
+
+  @typedoc "A limiter decision."
+  @type decision ::
+          {:allow, remaining :: non_neg_integer(), reset_after_ms :: non_neg_integer()}
+          | {:deny, retry_after_ms :: pos_integer() | :infinity,
+             reset_after_ms :: non_neg_integer()}
+
+  @typedoc """
+  Per-call options of `hit/4` and `peek/4`:
+
+    * `:limit`, `:period`, `:burst` - a policy for this call, overriding the limiter's
+      (as in redis-cell, the key's stored state is read under the policy of each call, so
+      use one policy per key);
+    * `:now` - the time in milliseconds on the limiter's clock (see `now/1`).
+  """
+  @type call_opt ::
+          {:limit, pos_integer()}
+          | {:period, pos_integer()}
+          | {:burst, pos_integer()}
+          | {:now, non_neg_integer()}
+
+  @doc """
+  A child specification: `{Hotpath.RateLimiter, opts}` in a supervisor.
+
+  The child id is `{Hotpath.RateLimiter, name}`, so several limiters can share a supervisor.
+  """
+  @spec child_spec(keyword()) :: Supervisor.child_spec()
+  def child_spec(opts) do
+    opts = Options.validate!(opts)
+    %{id: {__MODULE__, opts[:name]}, start: {__MODULE__, :start_link, [opts]}, type: :worker}
+  end
+
+  @doc """
+  Starts a limiter and its owner process, registered as `name`.
+
+  ## Options
+
+  #{Options.docs()}
+
+  Invalid options raise `ArgumentError`. If a limiter of that name was stopped abnormally
+  (its owner crashed) and is started again with the same table options (`:algorithm`,
+  `:limit`, `:period`, `:burst`, `:max_keys`, `:on_full`), it takes over the existing table
+  and every counter survives; with different table options it starts with a new table.
+  """
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts) do
+    opts = Options.validate!(opts)
+    GenServer.start_link(Owner, opts, name: opts[:name])
+  end
+
+  @doc """
+  Counts a request of `cost` (default 1) for `key` and answers whether it is admitted.
+
+  See the module docs for the answers and `t:call_opt/0` for `opts`.
+  Raises `ArgumentError` for an unknown limiter, a cost that is not a positive integer, a key
+  over 4096 bytes or invalid options.
+  """
+  @spec hit(name(), term(), pos_integer(), [call_opt()]) :: decision()
+  def hit(limiter, key, cost \\ 1, opts \\ [])
+
+  def hit(limiter, key, cost, []) do
+    case :persistent_term.get({__MODULE__, limiter}, nil) do
+      {ref, false, _config} -> Native.limiter_hit(ref, key, cost)
+      {ref, true, _config} -> ref |> Native.limiter_hit(key, cost) |> report(limiter, key, cost)
+      nil -> unknown!(limiter)
+    end
+  end
+
+  def hit(limiter, key, cost, opts) do
+    {ref, deny_events, config} = lookup!(limiter)
+    {now, policy} = call_opts!(opts, config)
+    decision = Native.limiter_call(ref, :hit, key, cost, now, policy)
+    if deny_events, do: report(decision, limiter, key, cost), else: decision
+  end
+
+  @doc """
+  The answer `hit/4` would give, without charging anything.
+
+      iex> {:ok, _} = Hotpath.RateLimiter.start_link(name: :doc_peek, limit: 1, period: 1_000)
+      iex> Hotpath.RateLimiter.peek(:doc_peek, "k", 1, now: 0)
+      {:allow, 0, 1000}
+      iex> Hotpath.RateLimiter.peek(:doc_peek, "k", 1, now: 0)
+      {:allow, 0, 1000}
+  """
+  @spec peek(name(), term(), pos_integer(), [call_opt()]) :: decision()
+  def peek(limiter, key, cost \\ 1, opts \\ []) do
+    {ref, _deny_events, config} = lookup!(limiter)
+    {now, policy} = call_opts!(opts, config)
+    Native.limiter_call(ref, :peek, key, cost, now, policy)
+  end
+
+  @doc """
+  Forgets `key`: its next hit is treated as the first. Returns `:ok`.
+  """
+  @spec reset(name(), term()) :: :ok
+  def reset(limiter, key) do
+    {ref, _, _} = lookup!(limiter)
+    Native.limiter_reset(ref, key)
+    :ok
+  end
+
+  @doc """
+  Forgets every key of the limiter. Returns `:ok`.
+  """
+  @spec reset_all(name()) :: :ok
+  def reset_all(limiter) do
+    {ref, _, _} = lookup!(limiter)
+    Native.limiter_clear(ref)
+  end
+
+  @doc """
+  Keys stored, estimated native memory in bytes, full-table events and the configuration.
+
+      iex> {:ok, _} = Hotpath.RateLimiter.start_link(name: :doc_info, limit: 5, period: 1_000)
+      iex> Hotpath.RateLimiter.hit(:doc_info, "k")
+      iex> %{keys: 1, memory_bytes: bytes, config: config} = Hotpath.RateLimiter.info(:doc_info)
+      iex> {bytes > 0, config[:algorithm], config[:limit]}
+      {true, :gcra, 5}
+  """
+  @spec info(name()) :: %{
+          keys: non_neg_integer(),
+          memory_bytes: non_neg_integer(),
+          full_events: non_neg_integer(),
+          shards: pos_integer(),
+          config: keyword()
+        }
+  def info(limiter) do
+    {ref, _, config} = lookup!(limiter)
+    ref |> Native.limiter_stats() |> Map.put(:config, config)
+  end
+
+  @doc """
+  The limiter's clock in milliseconds: the axis `now:` options are measured on.
+  """
+  @spec now(name()) :: non_neg_integer()
+  def now(limiter) do
+    {ref, _, _} = lookup!(limiter)
+    Native.limiter_now(ref)
+  end
+
+  @doc """
+  Sweeps the limiter now, through its owner, and returns what the pass removed.
+
+  The owner also sweeps every `:sweep_every` milliseconds by itself. A sweep removes only
+  keys whose state is indistinguishable from a key never seen, in chunks of well under a
+  millisecond each. `now:` sweeps as of that time on the limiter's clock.
+  """
+  @spec sweep(name(), now: non_neg_integer()) :: %{
+          removed: non_neg_integer(),
+          keys: non_neg_integer(),
+          duration: integer()
+        }
+  def sweep(limiter, opts \\ []) do
+    now =
+      case Keyword.get(opts, :now) do
+        nil -> nil
+        ms when is_integer(ms) and ms >= 0 -> ms
+        other -> raise ArgumentError, "now must be a non-negative integer, got: #{inspect(other)}"
+      end
+
+    GenServer.call(limiter, {:sweep, now}, :infinity)
+  end
+
+  # -- internals ---------------------------------------------------------------------
+
+  @doc false
+  def registration(limiter), do: :persistent_term.get({__MODULE__, limiter}, nil)
+
+  defp lookup!(limiter) do
+    case :persistent_term.get({__MODULE__, limiter}, nil) do
+      nil -> unknown!(limiter)
+      entry -> entry
+    end
+  end
+
+  defp unknown!(limiter) do
+    raise ArgumentError,
+          "unknown rate limiter #{inspect(limiter)}: start it with " <>
+            "{Hotpath.RateLimiter, name: #{inspect(limiter)}, ...} in your supervision tree"
+  end
+
+  defp call_opts!(opts, config) when is_list(opts) do
+    {now, policy} =
+      Enum.reduce(opts, {nil, nil}, fn
+        {:now, ms}, {_, policy} when is_integer(ms) and ms >= 0 ->
+          {ms, policy}
+
+        {key, value}, {now, policy} when key in [:limit, :period, :burst] ->
+          {now, Map.put(policy || %{}, key, value)}
+
+        other, _ ->
+          raise ArgumentError,
+                "invalid call option #{inspect(other)}: expected :limit, :period, :burst " <>
+                  "(positive integers) or :now (a non-negative integer)"
+      end)
+
+    {now, policy && policy_tuple(policy, config)}
+  end
+
+  defp call_opts!(opts, _config) do
+    raise ArgumentError, "call options must be a keyword list, got: #{inspect(opts)}"
+  end
+
+  # Fields the call does not set come from the limiter; a burst left unset on both sides
+  # defaults (in the NIF) to the call's limit.
+  defp policy_tuple(policy, config) do
+    {Map.get(policy, :limit, config[:limit]), Map.get(policy, :period, config[:period]),
+     Map.get(policy, :burst, config[:burst])}
+  end
+
+  defp report({:deny, retry_after, reset_after} = decision, limiter, key, cost) do
+    Hotpath.Telemetry.emit(Owner.deny_event(limiter, key, cost, retry_after, reset_after))
+    decision
+  end
+
+  defp report(decision, _limiter, _key, _cost), do: decision
+end

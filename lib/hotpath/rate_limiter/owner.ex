@@ -1,0 +1,138 @@
+defmodule Hotpath.RateLimiter.Owner do
+  @moduledoc false
+  # The process behind a named limiter: registers the native table in :persistent_term,
+  # sweeps it periodically in chunks, and unregisters it on a clean shutdown. The table is
+  # referenced from :persistent_term, not owned by this process's heap, so it outlives a
+  # crash of this process and is taken over by the restarted one.
+
+  use GenServer
+
+  alias Hotpath.Native
+  alias Hotpath.RateLimiter.Options
+
+  # Each sweep chunk is one NIF call on a normal scheduler: stay well under 1 ms.
+  @chunk_budget_us 500
+
+  @impl true
+  def init(opts) do
+    Process.flag(:trap_exit, true)
+    name = opts[:name]
+    key = {Hotpath.RateLimiter, name}
+
+    ref =
+      case :persistent_term.get(key, nil) do
+        {ref, _, old} ->
+          if Options.table_options(old) == Options.table_options(opts),
+            do: ref,
+            else: new_table(opts)
+
+        nil ->
+          new_table(opts)
+      end
+
+    entry = {ref, opts[:telemetry_denies], opts}
+    if :persistent_term.get(key, nil) !== entry, do: :persistent_term.put(key, entry)
+
+    state = %{name: name, ref: ref, opts: opts, pass: nil, timer: nil}
+    {:ok, schedule(state)}
+  end
+
+  defp new_table(opts) do
+    Native.limiter_new(
+      opts[:algorithm],
+      opts[:limit],
+      opts[:period],
+      opts[:burst],
+      opts[:max_keys],
+      opts[:on_full] == :allow
+    )
+  end
+
+  @impl true
+  def handle_call({:sweep, now}, _from, state) do
+    started = System.monotonic_time()
+    {removed, keys} = sweep_all(state.ref, now, 0, 0)
+    duration = System.monotonic_time() - started
+    emit_sweep(state, removed, keys, duration)
+    {:reply, %{removed: removed, keys: keys, duration: duration}, state}
+  end
+
+  @impl true
+  def handle_info(:sweep, state) do
+    # A pass runs chunk by chunk, one message each, so the owner stays responsive and no
+    # single call holds a scheduler.
+    send(self(), {:sweep_chunk, 0})
+    {:noreply, %{state | timer: nil, pass: %{removed: 0, started: System.monotonic_time()}}}
+  end
+
+  def handle_info({:sweep_chunk, from}, %{pass: pass} = state) when pass != nil do
+    {next, removed, keys} = Native.limiter_sweep(state.ref, from, nil, @chunk_budget_us)
+    pass = %{pass | removed: pass.removed + removed}
+
+    case next do
+      nil ->
+        emit_sweep(state, pass.removed, keys, System.monotonic_time() - pass.started)
+        {:noreply, schedule(%{state | pass: nil})}
+
+      next ->
+        send(self(), {:sweep_chunk, next})
+        {:noreply, %{state | pass: pass}}
+    end
+  end
+
+  def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
+  def handle_info(_other, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(reason, state) do
+    # A clean stop removes the limiter; after a crash the table stays registered so the
+    # restarted owner (and every caller meanwhile) keeps its counters.
+    if clean?(reason) do
+      key = {Hotpath.RateLimiter, state.name}
+
+      case :persistent_term.get(key, nil) do
+        {ref, _, _} when ref == state.ref -> :persistent_term.erase(key)
+        _ -> :ok
+      end
+    end
+
+    :ok
+  end
+
+  defp clean?(:normal), do: true
+  defp clean?(:shutdown), do: true
+  defp clean?({:shutdown, _}), do: true
+  defp clean?(_), do: false
+
+  defp sweep_all(ref, now, from, removed) do
+    case Native.limiter_sweep(ref, from, now, @chunk_budget_us) do
+      {nil, n, keys} -> {removed + n, keys}
+      {next, n, _keys} -> sweep_all(ref, now, next, removed + n)
+    end
+  end
+
+  defp schedule(%{opts: opts} = state) do
+    case opts[:sweep_every] do
+      :infinity -> state
+      ms -> %{state | timer: Process.send_after(self(), :sweep, ms)}
+    end
+  end
+
+  defp emit_sweep(state, removed, keys, duration) do
+    %{full_events: full} = Native.limiter_stats(state.ref)
+    Hotpath.Telemetry.emit(sweep_event(state.name, removed, keys, duration, full))
+  end
+
+  @doc false
+  def sweep_event(name, removed, keys, duration, full_events) do
+    {[:hotpath, :rate_limiter, :sweep],
+     %{duration: duration, removed: removed, keys: keys, full_events: full_events},
+     %{limiter: name}}
+  end
+
+  @doc false
+  def deny_event(name, key, cost, retry_after, reset_after) do
+    {[:hotpath, :rate_limiter, :deny], %{cost: cost},
+     %{limiter: name, key: key, retry_after: retry_after, reset_after: reset_after}}
+  end
+end

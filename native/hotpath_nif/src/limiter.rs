@@ -1,0 +1,349 @@
+//! NIFs of `Hotpath.RateLimiter`: a resource owning a `hotpath_core` limiter table and its
+//! monotonic clock.
+//!
+//! Every NIF here runs on a normal scheduler and is bounded: a hit is one shard lock and a
+//! few arithmetic operations; keys are limited to [`MAX_KEY_BYTES`]; a sweep chunk stops when
+//! its time budget (capped below 1 ms) is spent.
+
+use crate::error::{argument_error, guard, lift, NifResult};
+use hotpath_core::limiter::{
+    Algorithm, ByteKind, Config, Decision, KeyRef, OnFull, Policy, Table, NS_PER_MS,
+};
+use rustler::types::binary::{Binary, OwnedBinary};
+use rustler::{Atom, Encoder, Env, NifMap, Resource, ResourceArc, Term, TermType};
+use std::time::{Duration, Instant};
+
+mod atoms {
+    rustler::atoms! {
+        allow, deny, infinity, nil, hit, peek,
+        gcra, token_bucket, fixed_window, sliding_window,
+    }
+}
+
+/// Keys larger than this (as a binary, or encoded with `term_to_binary/1`) are refused:
+/// hashing them would cost more than a hit should.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// The largest injected `now`, in milliseconds (about 34 years).
+const MAX_NOW_MS: u64 = 1 << 40;
+
+/// Sweep chunks never hold a normal scheduler longer than this.
+const MAX_SWEEP_BUDGET_US: u64 = 900;
+
+/// A limiter table and the epoch of its clock.
+pub struct LimiterResource {
+    table: Table,
+    epoch: Instant,
+}
+
+#[rustler::resource_impl]
+impl Resource for LimiterResource {}
+
+impl LimiterResource {
+    /// Nanoseconds since the table was created, from the OS monotonic clock.
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+fn algorithm_of(atom: Atom) -> NifResult<Algorithm> {
+    let pairs = [
+        (atoms::gcra(), Algorithm::Gcra),
+        (atoms::token_bucket(), Algorithm::TokenBucket),
+        (atoms::fixed_window(), Algorithm::FixedWindow),
+        (atoms::sliding_window(), Algorithm::SlidingWindow),
+    ];
+    pairs
+        .into_iter()
+        .find(|(a, _)| *a == atom)
+        .map(|(_, alg)| alg)
+        .ok_or_else(|| {
+            argument_error(
+                "algorithm must be one of :gcra, :token_bucket, :fixed_window, :sliding_window",
+            )
+        })
+}
+
+fn positive(term: Term, what: &str) -> NifResult<u64> {
+    match term.decode::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(argument_error(format!(
+            "{what} must be a positive integer, got: {}",
+            describe(term)
+        ))),
+    }
+}
+
+fn optional_positive(term: Term, what: &str) -> NifResult<Option<u64>> {
+    if term.is_atom() && term.decode::<Atom>().is_ok_and(|a| a == atoms::nil()) {
+        Ok(None)
+    } else {
+        positive(term, what).map(Some)
+    }
+}
+
+/// A short description of a bad term for error messages (never its full contents).
+fn describe(term: Term) -> String {
+    match term.get_type() {
+        TermType::Integer => match term.decode::<i64>() {
+            Ok(i) => i.to_string(),
+            Err(_) => "an integer out of range".to_string(),
+        },
+        TermType::Float => "a float".to_string(),
+        TermType::Atom => "an atom".to_string(),
+        TermType::Binary => "a binary".to_string(),
+        TermType::List => "a list".to_string(),
+        TermType::Map => "a map".to_string(),
+        TermType::Tuple => "a tuple".to_string(),
+        _ => "a term of another type".to_string(),
+    }
+}
+
+/// Borrowed key bytes, or bytes encoded for this call.
+enum KeyBuf<'a> {
+    Direct(KeyRef<'a>),
+    Encoded(OwnedBinary),
+}
+
+impl KeyBuf<'_> {
+    fn as_key(&self) -> KeyRef<'_> {
+        match self {
+            KeyBuf::Direct(k) => *k,
+            KeyBuf::Encoded(bin) => KeyRef::Bytes(ByteKind::Term, bin.as_slice()),
+        }
+    }
+}
+
+/// Decodes a key: binaries, small integers and atoms directly; any other term through its
+/// external format (`=:=`-equal terms encode alike, except `0.0` and `-0.0`).
+fn decode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
+    let direct = match term.get_type() {
+        TermType::Binary => Binary::from_term(term)
+            .ok()
+            .map(|b| KeyRef::Bytes(ByteKind::Binary, b.as_slice())),
+        TermType::Integer => term.decode::<i64>().ok().map(KeyRef::Int),
+        TermType::Atom => Some(KeyRef::Atom(atom_identity(term))),
+        _ => None,
+    };
+    let key = match direct {
+        Some(key) => KeyBuf::Direct(key),
+        None => KeyBuf::Encoded(term.to_binary()),
+    };
+    if let KeyRef::Bytes(_, bytes) = key.as_key() {
+        if bytes.len() > MAX_KEY_BYTES {
+            return Err(argument_error(format!(
+                "rate limiter keys are at most {MAX_KEY_BYTES} bytes, got one of {} bytes",
+                bytes.len()
+            )));
+        }
+    }
+    Ok(key)
+}
+
+/// The raw term word of an atom: it encodes the atom's index in the VM's atom table, which
+/// never changes while the VM runs (atoms are never garbage collected), so equal atoms always
+/// have equal words and different atoms different ones.
+fn atom_identity(term: Term) -> u64 {
+    let raw = term.as_c_arg();
+    // SAFETY: `ErlNifTerm` is `#[repr(transparent)]` over `size_t` (rustler `sys/types.rs`),
+    // so it has exactly the size, alignment and validity of `usize`, and every bit pattern of
+    // a `usize` is valid: the transmute only reinterprets the same word.
+    let word: usize = unsafe { std::mem::transmute::<rustler::sys::ErlNifTerm, usize>(raw) };
+    word as u64
+}
+
+fn ms_ceil(ns: u64) -> u64 {
+    ns.div_ceil(NS_PER_MS)
+}
+
+fn encode_decision(env: Env<'_>, decision: Decision) -> Term<'_> {
+    match decision {
+        Decision::Allow {
+            remaining,
+            reset_after,
+        } => (atoms::allow(), remaining, ms_ceil(reset_after)).encode(env),
+        Decision::Deny {
+            retry_after,
+            reset_after,
+        } => (atoms::deny(), ms_ceil(retry_after), ms_ceil(reset_after)).encode(env),
+        Decision::Never { reset_after } => {
+            (atoms::deny(), atoms::infinity(), ms_ceil(reset_after)).encode(env)
+        }
+    }
+}
+
+/// Validates a policy without creating a table (option checking at `start_link`).
+#[rustler::nif]
+fn limiter_validate(algorithm: Atom, limit: Term, period_ms: Term, burst: Term) -> NifResult<Atom> {
+    let algorithm = algorithm_of(algorithm)?;
+    let limit = positive(limit, "limit")?;
+    let period_ms = positive(period_ms, "period")?;
+    let burst = optional_positive(burst, "burst")?;
+    lift(Policy::new(algorithm, limit, period_ms, burst))?;
+    Ok(rustler::types::atom::ok())
+}
+
+/// Creates a table: `limit` per `period_ms` with `burst` (or nil), at most `max_keys` keys.
+#[rustler::nif]
+fn limiter_new(
+    algorithm: Atom,
+    limit: Term,
+    period_ms: Term,
+    burst: Term,
+    max_keys: Term,
+    on_full_allow: bool,
+) -> NifResult<ResourceArc<LimiterResource>> {
+    let algorithm = algorithm_of(algorithm)?;
+    let limit = positive(limit, "limit")?;
+    let period_ms = positive(period_ms, "period")?;
+    let burst = optional_positive(burst, "burst")?;
+    let max_keys = positive(max_keys, "max_keys")?;
+    if max_keys > 1 << 32 {
+        return Err(argument_error("max_keys must be at most 2^32"));
+    }
+    let policy = lift(Policy::new(algorithm, limit, period_ms, burst))?;
+    let on_full = if on_full_allow {
+        OnFull::Allow
+    } else {
+        OnFull::Deny
+    };
+    guard(|| {
+        Ok(ResourceArc::new(LimiterResource {
+            table: Table::new(Config {
+                policy,
+                max_keys: max_keys as usize,
+                on_full,
+            }),
+            epoch: Instant::now(),
+        }))
+    })
+}
+
+/// The hot path: a hit of `cost` with the table's policy at the current time.
+#[rustler::nif]
+fn limiter_hit<'a>(
+    env: Env<'a>,
+    limiter: &LimiterResource,
+    key: Term<'a>,
+    cost: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let cost = positive(cost, "cost")?;
+    let key = decode_key(key)?;
+    let decision = limiter
+        .table
+        .hit(key.as_key(), limiter.now_ns(), cost, None);
+    Ok(encode_decision(env, decision))
+}
+
+/// The general path: `op` (`:hit` or `:peek`) with an optional injected `now` (ms on the
+/// limiter's clock) and an optional per-call policy `{limit, period_ms, burst | nil}`.
+#[rustler::nif]
+fn limiter_call<'a>(
+    env: Env<'a>,
+    limiter: &LimiterResource,
+    op: Atom,
+    key: Term<'a>,
+    cost: Term<'a>,
+    now: Term<'a>,
+    policy: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let cost = positive(cost, "cost")?;
+    let key = decode_key(key)?;
+    let now = now_arg(limiter, now)?;
+    let policy = policy_arg(limiter, policy)?;
+    let decision = if op == atoms::hit() {
+        limiter.table.hit(key.as_key(), now, cost, policy.as_ref())
+    } else if op == atoms::peek() {
+        limiter.table.peek(key.as_key(), now, cost, policy.as_ref())
+    } else {
+        return Err(argument_error("op must be :hit or :peek"));
+    };
+    Ok(encode_decision(env, decision))
+}
+
+fn now_arg(limiter: &LimiterResource, now: Term) -> NifResult<u64> {
+    if now.is_atom() && now.decode::<Atom>().is_ok_and(|a| a == atoms::nil()) {
+        return Ok(limiter.now_ns());
+    }
+    match now.decode::<u64>() {
+        Ok(ms) if ms <= MAX_NOW_MS => Ok(ms * NS_PER_MS),
+        _ => Err(argument_error(format!(
+            "now must be a non-negative integer of milliseconds up to {MAX_NOW_MS}, got: {}",
+            describe(now)
+        ))),
+    }
+}
+
+fn policy_arg(limiter: &LimiterResource, policy: Term) -> NifResult<Option<Policy>> {
+    if policy.is_atom() && policy.decode::<Atom>().is_ok_and(|a| a == atoms::nil()) {
+        return Ok(None);
+    }
+    let (limit, period, burst): (Term, Term, Term) = policy
+        .decode()
+        .map_err(|_| argument_error("policy must be {limit, period, burst | nil}"))?;
+    let algorithm = limiter.table.config().policy.algorithm();
+    let limit = positive(limit, "limit")?;
+    let period = positive(period, "period")?;
+    let burst = optional_positive(burst, "burst")?;
+    lift(Policy::new(algorithm, limit, period, burst)).map(Some)
+}
+
+/// Forgets a key; returns whether it was stored.
+#[rustler::nif]
+fn limiter_reset(limiter: &LimiterResource, key: Term) -> NifResult<bool> {
+    let key = decode_key(key)?;
+    Ok(limiter.table.reset(key.as_key()))
+}
+
+/// Forgets every key.
+#[rustler::nif]
+fn limiter_clear(limiter: &LimiterResource) -> Atom {
+    limiter.table.clear();
+    rustler::types::atom::ok()
+}
+
+/// Milliseconds on the limiter's clock (what `now:` options are measured against).
+#[rustler::nif]
+fn limiter_now(limiter: &LimiterResource) -> u64 {
+    limiter.now_ns() / NS_PER_MS
+}
+
+#[derive(NifMap)]
+struct LimiterStats {
+    keys: u64,
+    memory_bytes: u64,
+    full_events: u64,
+    shards: u64,
+}
+
+/// Keys, estimated memory, full-table events and shard count.
+#[rustler::nif]
+fn limiter_stats(limiter: &LimiterResource) -> LimiterStats {
+    let stats = limiter.table.stats();
+    LimiterStats {
+        keys: stats.keys as u64,
+        memory_bytes: stats.memory_bytes as u64,
+        full_events: stats.full_events,
+        shards: stats.shards as u64,
+    }
+}
+
+/// One sweep chunk from shard `from` at `now` (nil: the clock), spending at most
+/// `budget_us` microseconds (capped below 1 ms). Returns `{next_shard | nil, removed, keys}`.
+#[rustler::nif]
+fn limiter_sweep<'a>(
+    env: Env<'a>,
+    limiter: &LimiterResource,
+    from: u64,
+    now: Term<'a>,
+    budget_us: u64,
+) -> NifResult<Term<'a>> {
+    let now = now_arg(limiter, now)?;
+    let budget = Duration::from_micros(budget_us.min(MAX_SWEEP_BUDGET_US));
+    let chunk = guard(|| Ok(limiter.table.sweep(from as usize, now, budget)))?;
+    let next = match chunk.next {
+        Some(n) => (n as u64).encode(env),
+        None => atoms::nil().encode(env),
+    };
+    Ok((next, chunk.removed as u64, limiter.table.len() as u64).encode(env))
+}

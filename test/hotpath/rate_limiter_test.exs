@@ -1,0 +1,518 @@
+defmodule Hotpath.RateLimiterTest do
+  use ExUnit.Case, async: true
+
+  alias Hotpath.RateLimiter
+
+  doctest Hotpath.RateLimiter
+
+  @algorithms [:gcra, :token_bucket, :fixed_window, :sliding_window]
+
+  defp start!(opts) do
+    name = :"limiter_#{System.unique_integer([:positive])}"
+    opts = Keyword.merge([name: name, limit: 10, period: 1_000, sweep_every: :infinity], opts)
+    start_supervised!({RateLimiter, opts})
+    name
+  end
+
+  describe "hit/4" do
+    test "admits up to the limit, then denies with exact retry-after, for every algorithm" do
+      for algorithm <- @algorithms do
+        l = start!(algorithm: algorithm, limit: 3, period: 1_000)
+        results = for _ <- 1..4, do: RateLimiter.hit(l, "k", 1, now: 0)
+        assert [{:allow, 2, _}, {:allow, 1, _}, {:allow, 0, _}, {:deny, retry, reset}] = results
+        assert retry > 0 and retry <= 2_000, "#{algorithm}: retry #{retry}"
+        assert reset > 0 and reset <= 2_000
+        assert {:allow, _, _} = RateLimiter.hit(l, "k", 1, now: retry)
+      end
+    end
+
+    test "gcra spaces requests after the burst" do
+      l = start!(limit: 10, period: 1_000, burst: 2)
+      assert {:allow, 1, 100} = RateLimiter.hit(l, :k, 1, now: 0)
+      assert {:allow, 0, 200} = RateLimiter.hit(l, :k, 1, now: 0)
+      assert {:deny, 100, 200} = RateLimiter.hit(l, :k, 1, now: 0)
+      assert {:deny, 1, 101} = RateLimiter.hit(l, :k, 1, now: 99)
+      assert {:allow, 0, 200} = RateLimiter.hit(l, :k, 1, now: 100)
+    end
+
+    test "weighted costs, and a cost that can never fit" do
+      for algorithm <- @algorithms do
+        l = start!(algorithm: algorithm, limit: 5, period: 1_000)
+        assert {:allow, 0, _} = RateLimiter.hit(l, "k", 5, now: 0)
+        assert {:deny, retry, _} = RateLimiter.hit(l, "k", 2, now: 0)
+        assert is_integer(retry) and retry > 0
+        assert {:deny, :infinity, _} = RateLimiter.hit(l, "k", 6, now: 0)
+        assert {:deny, :infinity, 0} = RateLimiter.hit(l, "other", 6, now: 0)
+      end
+    end
+
+    test "retry-after is rounded up, never 0 while denied" do
+      # 3 per second: an interval of 333.33.. ms.
+      l = start!(limit: 3, period: 1_000, burst: 1)
+      assert {:allow, 0, 334} = RateLimiter.hit(l, "k", 1, now: 0)
+      assert {:deny, 1, 1} = RateLimiter.hit(l, "k", 1, now: 333)
+      assert {:allow, _, _} = RateLimiter.hit(l, "k", 1, now: 334)
+    end
+
+    test "denied requests are not charged" do
+      for algorithm <- @algorithms do
+        l = start!(algorithm: algorithm, limit: 1, period: 1_000)
+        assert {:allow, 0, _} = RateLimiter.hit(l, "k", 1, now: 0)
+        denies = for t <- 1..50, do: RateLimiter.hit(l, "k", 1, now: t * 10)
+        assert Enum.all?(denies, &match?({:deny, _, _}, &1))
+        assert {:allow, _, _} = RateLimiter.hit(l, "k", 1, now: 2_000)
+      end
+    end
+
+    test "per-call policies" do
+      l = start!(limit: 100, period: 1_000)
+      assert {:allow, 1, _} = RateLimiter.hit(l, "k", 1, limit: 2, period: 1_000, now: 0)
+      assert {:allow, 0, _} = RateLimiter.hit(l, "k", 1, limit: 2, now: 0)
+      assert {:deny, _, _} = RateLimiter.hit(l, "k", 1, limit: 2, now: 0)
+      assert {:allow, _, _} = RateLimiter.hit(l, "other", 1, now: 0)
+    end
+
+    test "fixed windows open per key at the first hit" do
+      l = start!(algorithm: :fixed_window, limit: 2, period: 1_000)
+      assert {:allow, 1, 1_000} = RateLimiter.hit(l, "a", 1, now: 250)
+      assert {:allow, 0, 900} = RateLimiter.hit(l, "a", 1, now: 350)
+      assert {:deny, 900, 900} = RateLimiter.hit(l, "a", 1, now: 350)
+      assert {:allow, 1, 1_000} = RateLimiter.hit(l, "b", 1, now: 900)
+      assert {:allow, 1, 1_000} = RateLimiter.hit(l, "a", 1, now: 1_250)
+    end
+
+    test "the sliding window weighs the previous window" do
+      l = start!(algorithm: :sliding_window, limit: 10, period: 1_000)
+      assert {:allow, 0, _} = RateLimiter.hit(l, "k", 10, now: 0)
+      # At 1500 ms the first window still weighs 50%.
+      assert {:allow, 4, _} = RateLimiter.hit(l, "k", 1, now: 1_500)
+      assert {:allow, 0, _} = RateLimiter.hit(l, "k", 4, now: 1_500)
+      assert {:deny, 100, _} = RateLimiter.hit(l, "k", 1, now: 1_500)
+    end
+
+    test "keys are any term, compared exactly" do
+      l = start!(limit: 1, period: 60_000)
+
+      keys = [
+        "a",
+        :a,
+        ~c"a",
+        1,
+        1.0,
+        -1,
+        2 ** 70,
+        {:user, 1},
+        {:user, 2},
+        %{id: 1},
+        [1, 2, 3],
+        {127, 0, 0, 1},
+        self(),
+        <<1::3>>,
+        String.duplicate("x", 100)
+      ]
+
+      for key <- keys, do: assert({:allow, 0, _} = RateLimiter.hit(l, key, 1, now: 0))
+      for key <- keys, do: assert({:deny, _, _} = RateLimiter.hit(l, key, 1, now: 0))
+      assert RateLimiter.info(l).keys == length(keys)
+    end
+
+    test "uses the limiter's monotonic clock without now:" do
+      l = start!(limit: 2, period: 60_000)
+      assert {:allow, 1, _} = RateLimiter.hit(l, "k")
+      assert {:allow, 0, _} = RateLimiter.hit(l, "k")
+      assert {:deny, retry, _} = RateLimiter.hit(l, "k")
+      assert retry > 29_000
+      assert RateLimiter.now(l) >= 0
+    end
+  end
+
+  describe "peek/4, reset/2, reset_all/1" do
+    test "peek answers like hit and consumes nothing" do
+      for algorithm <- @algorithms do
+        l = start!(algorithm: algorithm, limit: 2, period: 1_000)
+        assert {:allow, 1, _} = RateLimiter.peek(l, "k", 1, now: 0)
+        assert {:allow, 1, _} = RateLimiter.peek(l, "k", 1, now: 0)
+        assert RateLimiter.info(l).keys == 0
+        hit = RateLimiter.hit(l, "k", 2, now: 0)
+        assert {:deny, _, _} = peeked = RateLimiter.peek(l, "k", 1, now: 10)
+        assert peeked == RateLimiter.hit(l, "k", 1, now: 10)
+        assert {:allow, 0, _} = hit
+      end
+    end
+
+    test "reset forgets one key, reset_all every key" do
+      l = start!(limit: 1, period: 60_000)
+      for k <- ["a", "b"], do: RateLimiter.hit(l, k, 1, now: 0)
+      assert :ok = RateLimiter.reset(l, "a")
+      assert :ok = RateLimiter.reset(l, "never seen")
+      assert {:allow, _, _} = RateLimiter.hit(l, "a", 1, now: 0)
+      assert {:deny, _, _} = RateLimiter.hit(l, "b", 1, now: 0)
+      assert :ok = RateLimiter.reset_all(l)
+      assert RateLimiter.info(l).keys == 0
+      assert {:allow, _, _} = RateLimiter.hit(l, "b", 1, now: 0)
+    end
+  end
+
+  describe "concurrency" do
+    test "many processes hitting one key admit exactly the limit" do
+      for algorithm <- @algorithms do
+        l = start!(algorithm: algorithm, limit: 1_000, period: 3_600_000)
+
+        admitted =
+          1..50
+          |> Task.async_stream(
+            fn _ ->
+              Enum.count(1..100, fn _ -> match?({:allow, _, _}, RateLimiter.hit(l, "hot")) end)
+            end,
+            max_concurrency: 50
+          )
+          |> Enum.reduce(0, fn {:ok, n}, acc -> acc + n end)
+
+        assert admitted == 1_000, "#{algorithm} admitted #{admitted}"
+      end
+    end
+
+    test "weighted concurrent hits never exceed the limit and fill it exactly" do
+      l = start!(algorithm: :gcra, limit: 997, period: 3_600_000)
+
+      admitted =
+        1..20
+        |> Task.async_stream(fn i ->
+          cost = rem(i, 3) + 1
+
+          Enum.reduce(1..100, 0, fn _, acc ->
+            case RateLimiter.hit(l, "hot", cost, now: 0) do
+              {:allow, _, _} -> acc + cost
+              _ -> acc
+            end
+          end)
+        end)
+        |> Enum.reduce(0, fn {:ok, n}, acc -> acc + n end)
+
+      assert admitted <= 997
+      assert {:deny, _, _} = RateLimiter.hit(l, "hot", 1, now: 0)
+      assert admitted >= 997 - 2
+    end
+
+    test "many keys from many processes are counted exactly" do
+      l = start!(algorithm: :fixed_window, limit: 1_000_000, period: 3_600_000)
+
+      1..8
+      |> Task.async_stream(fn _ -> for i <- 1..2_000, do: RateLimiter.hit(l, rem(i, 500)) end)
+      |> Stream.run()
+
+      assert RateLimiter.info(l).keys == 500
+      # Each key was hit 8 * 4 = 32 times.
+      for key <- [0, 250, 499] do
+        assert {:allow, remaining, _} = RateLimiter.peek(l, key)
+        assert remaining == 1_000_000 - 32 - 1
+      end
+    end
+  end
+
+  describe "max_keys and on_full" do
+    test ":deny refuses new keys when full, with a retry-after, until keys expire" do
+      l = start!(algorithm: :fixed_window, limit: 1, period: 1_000, max_keys: 16)
+      for i <- 1..16, do: assert({:allow, 0, _} = RateLimiter.hit(l, i, 1, now: 0))
+      assert {:deny, retry, retry} = RateLimiter.hit(l, :new, 1, now: 100)
+      assert retry > 0 and retry <= 900
+      assert %{keys: 16, full_events: 1} = RateLimiter.info(l)
+      # Known keys are decided as usual.
+      assert {:deny, 900, 900} = RateLimiter.hit(l, 1, 1, now: 100)
+      # Once their windows end, expired keys make room.
+      assert {:allow, 0, _} = RateLimiter.hit(l, :new, 1, now: 1_000)
+      assert RateLimiter.info(l).keys <= 16
+    end
+
+    test ":allow admits new keys untracked when full" do
+      l = start!(algorithm: :fixed_window, limit: 1, period: 1_000, max_keys: 16, on_full: :allow)
+      for i <- 1..16, do: RateLimiter.hit(l, i, 1, now: 0)
+      assert {:allow, 0, _} = RateLimiter.hit(l, :new, 1, now: 0)
+      assert {:allow, 0, _} = RateLimiter.hit(l, :new, 1, now: 0)
+      assert RateLimiter.info(l).keys == 16
+    end
+  end
+
+  describe "sweeping" do
+    test "removes exactly the keys back to their fresh state" do
+      for algorithm <- @algorithms do
+        l = start!(algorithm: algorithm, limit: 10, period: 1_000)
+        for i <- 1..1_000, do: RateLimiter.hit(l, i, 1, now: 0)
+        for i <- 1..500, do: RateLimiter.hit(l, i, 9, now: 0)
+        assert %{removed: 0, keys: 1_000} = RateLimiter.sweep(l, now: 0)
+
+        fresh_at =
+          case algorithm do
+            a when a in [:gcra, :token_bucket] -> 1_000
+            :fixed_window -> 1_000
+            :sliding_window -> 2_000
+          end
+
+        # Keys hit once are fresh earlier for GCRA (100 ms); all are fresh at `fresh_at`.
+        %{removed: removed} = RateLimiter.sweep(l, now: fresh_at - 1)
+        assert RateLimiter.info(l).keys == 1_000 - removed
+        assert {:deny, _, _} = RateLimiter.peek(l, 1, 10, now: fresh_at - 1)
+        assert %{keys: 0} = RateLimiter.sweep(l, now: fresh_at)
+      end
+    end
+
+    test "the owner sweeps periodically" do
+      l = start!(limit: 10, period: 1, sweep_every: 5)
+      for i <- 1..100, do: RateLimiter.hit(l, i, 1, now: 0)
+      # The keys expire 0.1 ms after the limiter's epoch; the owner's own clock is past that
+      # by the time it sweeps.
+      owner = Process.whereis(l)
+
+      wait_until(fn ->
+        send(owner, :sweep)
+        :sys.get_state(owner)
+        RateLimiter.info(l).keys == 0
+      end)
+    end
+
+    test "a large table is swept in chunks while other processes keep hitting it" do
+      l = start!(algorithm: :fixed_window, limit: 1, period: 1_000, max_keys: 200_000)
+      for i <- 1..100_000, do: RateLimiter.hit(l, i, 1, now: 0)
+      assert RateLimiter.info(l).shards > 16
+
+      hitter =
+        Task.async(fn -> for i <- 1..20_000, do: RateLimiter.hit(l, {:live, i}, 1, now: 1_500) end)
+
+      assert %{removed: 100_000} = RateLimiter.sweep(l, now: 1_500)
+      Task.await(hitter)
+      assert RateLimiter.info(l).keys == 20_000
+    end
+  end
+
+  describe "lifecycle" do
+    test "counters survive an owner crash under load" do
+      name = :"crash_#{System.unique_integer([:positive])}"
+      opts = [name: name, limit: 5_000, period: 3_600_000, sweep_every: 1]
+
+      sup =
+        start_supervised!(%{
+          id: :limiter_sup,
+          type: :supervisor,
+          start:
+            {Supervisor, :start_link,
+             [[{RateLimiter, opts}], [strategy: :one_for_one, max_restarts: 10]]}
+        })
+
+      owner = Process.whereis(name)
+
+      hitters =
+        for _ <- 1..4 do
+          Task.async(fn ->
+            Enum.count(1..3_000, fn _ -> match?({:allow, _, _}, RateLimiter.hit(name, "k")) end)
+          end)
+        end
+
+      for _ <- 1..3 do
+        Process.exit(Process.whereis(name), :kill)
+        wait_until(fn -> is_pid(Process.whereis(name)) end)
+      end
+
+      admitted = hitters |> Enum.map(&Task.await/1) |> Enum.sum()
+      assert Process.whereis(name) != owner
+      assert admitted == 5_000
+      assert %{active: 1} = Supervisor.count_children(sup)
+    end
+
+    test "a clean stop unregisters the limiter; a restart with other options gets a new table" do
+      l = start!(limit: 1, period: 60_000)
+      RateLimiter.hit(l, "k", 1, now: 0)
+      assert :ok = stop_supervised({RateLimiter, l})
+      assert_raise ArgumentError, ~r/unknown rate limiter/, fn -> RateLimiter.hit(l, "k") end
+
+      start_supervised!({RateLimiter, name: l, limit: 1, period: 60_000, sweep_every: :infinity})
+      assert {:allow, 0, _} = RateLimiter.hit(l, "k", 1, now: 0)
+    end
+
+    test "a restart with the same options keeps the table, with other options replaces it" do
+      name = :"restart_#{System.unique_integer([:positive])}"
+
+      {:ok, pid} =
+        GenServer.start(
+          Hotpath.RateLimiter.Owner,
+          Hotpath.RateLimiter.Options.validate!(name: name, limit: 1, period: 60_000)
+        )
+
+      RateLimiter.hit(name, "k", 1, now: 0)
+      Process.exit(pid, :kill)
+
+      {:ok, pid} =
+        GenServer.start(
+          Hotpath.RateLimiter.Owner,
+          Hotpath.RateLimiter.Options.validate!(name: name, limit: 1, period: 60_000)
+        )
+
+      assert {:deny, _, _} = RateLimiter.hit(name, "k", 1, now: 0)
+      Process.exit(pid, :kill)
+
+      {:ok, pid} =
+        GenServer.start(
+          Hotpath.RateLimiter.Owner,
+          Hotpath.RateLimiter.Options.validate!(name: name, limit: 2, period: 60_000)
+        )
+
+      assert {:allow, 1, _} = RateLimiter.hit(name, "k", 1, now: 0)
+      GenServer.stop(pid)
+      assert RateLimiter.registration(name) == nil
+    end
+
+    test "several limiters are independent" do
+      a = start!(limit: 1, period: 60_000)
+      b = start!(limit: 1, period: 60_000)
+      assert {:allow, _, _} = RateLimiter.hit(a, "k", 1, now: 0)
+      assert {:allow, _, _} = RateLimiter.hit(b, "k", 1, now: 0)
+    end
+
+    test "child_spec ids by name so limiters share a supervisor" do
+      spec = RateLimiter.child_spec(name: :x, limit: 1, period: 1)
+      assert spec.id == {RateLimiter, :x}
+    end
+  end
+
+  describe "telemetry" do
+    test "event contents" do
+      assert {[:hotpath, :rate_limiter, :sweep],
+              %{removed: 3, keys: 7, duration: 10, full_events: 0},
+              %{limiter: :l}} = Hotpath.RateLimiter.Owner.sweep_event(:l, 3, 7, 10, 0)
+
+      assert {[:hotpath, :rate_limiter, :deny], %{cost: 2},
+              %{limiter: :l, key: "k", retry_after: 5, reset_after: 9}} =
+               Hotpath.RateLimiter.Owner.deny_event(:l, "k", 2, 5, 9)
+    end
+
+    test "deny events are harmless without :telemetry" do
+      l = start!(limit: 1, period: 60_000, telemetry_denies: true)
+      assert {:allow, _, _} = RateLimiter.hit(l, "k")
+      assert {:deny, _, _} = RateLimiter.hit(l, "k")
+      assert {:deny, _, _} = RateLimiter.hit(l, "k", 1, now: 5)
+    end
+  end
+
+  describe "bad inputs" do
+    test "start_link validates every option with a clear message" do
+      base = [name: :bad, limit: 1, period: 1_000]
+
+      cases = [
+        {[limit: 1, period: 1], ~r/missing required option :name/},
+        {[name: :bad, period: 1], ~r/missing required option :limit/},
+        {[name: :bad, limit: 1], ~r/missing required option :period/},
+        {Keyword.put(base, :name, "str"), ~r/invalid :name/},
+        {Keyword.put(base, :algorithm, :leaky),
+         ~r/invalid :algorithm: :leaky; expected one of :gcra/},
+        {Keyword.put(base, :limit, 0), ~r/invalid :limit: 0/},
+        {Keyword.put(base, :limit, 1.5), ~r/invalid :limit/},
+        {Keyword.put(base, :limit, 2 ** 32), ~r/limit must be an integer in 1..4294967295/},
+        {Keyword.put(base, :period, -1), ~r/invalid :period/},
+        {Keyword.put(base, :period, 101 * 86_400_000), ~r/period must be/},
+        {Keyword.put(base, :burst, 0), ~r/invalid :burst/},
+        {base ++ [algorithm: :fixed_window, burst: 2],
+         ~r/burst applies only to :gcra and :token_bucket/},
+        {Keyword.put(base, :max_keys, 0), ~r/invalid :max_keys/},
+        {Keyword.put(base, :on_full, :maybe), ~r/invalid :on_full/},
+        {Keyword.put(base, :sweep_every, 0), ~r/invalid :sweep_every/},
+        {Keyword.put(base, :telemetry_denies, :yes), ~r/invalid :telemetry_denies/},
+        {Keyword.put(base, :colour, :red),
+         ~r/unknown Hotpath.RateLimiter option\(s\) \[:colour\]/},
+        {:not_a_list, ~r/must be a keyword list/},
+        {[:name], ~r/must be a keyword list/}
+      ]
+
+      for {opts, message} <- cases do
+        assert_raise ArgumentError, message, fn -> RateLimiter.start_link(opts) end
+      end
+    end
+
+    test "calls on an unknown limiter raise ArgumentError" do
+      for fun <- [
+            fn -> RateLimiter.hit(:nope, "k") end,
+            fn -> RateLimiter.hit(:nope, "k", 1, now: 0) end,
+            fn -> RateLimiter.peek(:nope, "k") end,
+            fn -> RateLimiter.reset(:nope, "k") end,
+            fn -> RateLimiter.reset_all(:nope) end,
+            fn -> RateLimiter.info(:nope) end,
+            fn -> RateLimiter.now(:nope) end
+          ] do
+        assert_raise ArgumentError, ~r/unknown rate limiter :nope/, fun
+      end
+    end
+
+    test "bad costs, keys and call options raise ArgumentError" do
+      l = start!([])
+
+      for cost <- [0, -1, 1.5, "1", nil, :one, 2 ** 64] do
+        assert_raise ArgumentError, ~r/cost must be a positive integer/, fn ->
+          RateLimiter.hit(l, "k", cost)
+        end
+
+        assert_raise ArgumentError, ~r/cost must be a positive integer/, fn ->
+          RateLimiter.peek(l, "k", cost)
+        end
+      end
+
+      huge = String.duplicate("x", 5_000)
+      assert_raise ArgumentError, ~r/at most 4096 bytes/, fn -> RateLimiter.hit(l, huge) end
+
+      assert_raise ArgumentError, ~r/at most 4096 bytes/, fn ->
+        RateLimiter.hit(l, {:big, huge})
+      end
+
+      assert_raise ArgumentError, ~r/at most 4096 bytes/, fn -> RateLimiter.reset(l, huge) end
+
+      for opts <- [
+            [now: -1],
+            [now: 1.0],
+            [limit: 0],
+            [period: :x],
+            [burst: -2],
+            [color: 1],
+            [:now],
+            %{now: 1}
+          ] do
+        assert_raise ArgumentError, fn -> RateLimiter.hit(l, "k", 1, opts) end
+      end
+
+      assert_raise ArgumentError, ~r/now must be/, fn ->
+        RateLimiter.hit(l, "k", 1, now: 2 ** 50)
+      end
+
+      assert_raise ArgumentError, ~r/now must be/, fn -> RateLimiter.sweep(l, now: -5) end
+
+      w = start!(algorithm: :fixed_window)
+
+      assert_raise ArgumentError, ~r/burst applies only/, fn ->
+        RateLimiter.hit(w, "k", 1, burst: 3)
+      end
+
+      # The limiter is unharmed.
+      assert {:allow, _, _} = RateLimiter.hit(l, "k")
+    end
+
+    test "the NIFs reject wrong resources and garbage without crashing" do
+      for bad <- [nil, make_ref(), "ref", {:ok, 1}] do
+        assert_raise ArgumentError, fn -> Hotpath.Native.limiter_hit(bad, "k", 1) end
+        assert_raise ArgumentError, fn -> Hotpath.Native.limiter_stats(bad) end
+        assert_raise ArgumentError, fn -> Hotpath.Native.limiter_sweep(bad, 0, nil, 100) end
+      end
+
+      assert_raise ArgumentError, ~r/algorithm must be/, fn ->
+        Hotpath.Native.limiter_new(:nope, 1, 1, nil, 1, false)
+      end
+
+      assert_raise ArgumentError, ~r/max_keys/, fn ->
+        Hotpath.Native.limiter_new(:gcra, 1, 1, nil, 2 ** 40, false)
+      end
+    end
+  end
+
+  defp wait_until(fun, attempts \\ 500) do
+    cond do
+      fun.() -> :ok
+      attempts == 0 -> flunk("condition not reached")
+      true -> Process.sleep(2) && wait_until(fun, attempts - 1)
+    end
+  end
+end
