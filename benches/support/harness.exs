@@ -147,13 +147,15 @@ defmodule Hotpath.Bench do
     parent = self()
 
     pids =
-      for _ <- 1..procs do
+      for p <- 1..procs do
         spawn_link(fn ->
           receive do
             :go -> :ok
           end
 
-          loop(fun, n)
+          # Each process starts at another iteration number, so 1-arity cases walking a key
+          # list do not hit the same keys in lockstep.
+          loop(fun, n, p * 7_919)
           send(parent, {:done, self()})
         end)
       end
@@ -170,8 +172,9 @@ defmodule Hotpath.Bench do
     {System.monotonic_time(:nanosecond) - start, :ok}
   end
 
-  defp loop(fun, n) when is_function(fun, 0), do: loop0(fun, n)
-  defp loop(fun, n) when is_function(fun, 1), do: loop1(fun, n)
+  defp loop(fun, n, offset \\ 0)
+  defp loop(fun, n, _offset) when is_function(fun, 0), do: loop0(fun, n)
+  defp loop(fun, n, offset) when is_function(fun, 1), do: loop1(fun, n + offset, offset)
 
   defp loop0(_fun, 0), do: :ok
 
@@ -180,11 +183,11 @@ defmodule Hotpath.Bench do
     loop0(fun, n - 1)
   end
 
-  defp loop1(_fun, 0), do: :ok
+  defp loop1(_fun, stop, stop), do: :ok
 
-  defp loop1(fun, n) do
+  defp loop1(fun, n, stop) do
     fun.(n)
-    loop1(fun, n - 1)
+    loop1(fun, n - 1, stop)
   end
 
   defp median(samples) do
@@ -264,6 +267,9 @@ defmodule Hotpath.Bench do
     {met, actual} = fun.(results)
     print_target(description, actual, met)
   end
+
+  @doc "Prints a target line for a measurement made outside `run/1` (memory, latency)."
+  def report(description, actual, met), do: print_target(description, actual, met)
 
   defp print_target(description, actual, met) do
     IO.puts("target: #{description}: #{actual} - #{if met, do: "met", else: "NOT met"}")

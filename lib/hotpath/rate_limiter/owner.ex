@@ -11,7 +11,7 @@ defmodule Hotpath.RateLimiter.Owner do
   alias Hotpath.RateLimiter.Options
 
   # Each sweep chunk is one NIF call on a normal scheduler: stay well under 1 ms.
-  @chunk_budget_us 500
+  @chunk_budget_us 300
 
   @impl true
   def init(opts) do

@@ -13,11 +13,11 @@ fn main() {
     });
     let keys: Vec<String> = (0..10_000).map(|i| format!("user:{i}")).collect();
     let n: u64 = std::env::var("N").map_or(5_000_000, |s| s.parse().unwrap());
-    let epoch = Instant::now();
+    let base = hotpath_core::clock::now_ns();
     let start = Instant::now();
     for i in 0..n {
         let k = &keys[(i % 10_000) as usize];
-        let now = epoch.elapsed().as_nanos() as u64;
+        let now = hotpath_core::clock::now_ns() - base;
         std::hint::black_box(table.hit(
             KeyRef::Bytes(ByteKind::Binary, k.as_bytes()),
             now,

@@ -6,6 +6,7 @@
 //! its time budget (capped below 1 ms) is spent.
 
 use crate::error::{argument_error, guard, lift, NifResult};
+use hotpath_core::clock;
 use hotpath_core::limiter::{
     Algorithm, ByteKind, Config, Decision, KeyRef, OnFull, Policy, Table, NS_PER_MS,
 };
@@ -33,16 +34,17 @@ const MAX_SWEEP_BUDGET_US: u64 = 900;
 /// A limiter table and the epoch of its clock.
 pub struct LimiterResource {
     table: Table,
-    epoch: Instant,
+    /// `clock::now_ns()` when the table was created: the zero of the limiter's clock.
+    epoch_ns: u64,
 }
 
 #[rustler::resource_impl]
 impl Resource for LimiterResource {}
 
 impl LimiterResource {
-    /// Nanoseconds since the table was created, from the OS monotonic clock.
+    /// Nanoseconds since the table was created, from `hotpath_core::clock` (monotonic).
     fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        clock::now_ns().saturating_sub(self.epoch_ns)
     }
 }
 
@@ -214,7 +216,7 @@ fn limiter_new(
                 max_keys: max_keys as usize,
                 on_full,
             }),
-            epoch: Instant::now(),
+            epoch_ns: clock::now_ns(),
         }))
     })
 }
@@ -340,7 +342,12 @@ fn limiter_sweep<'a>(
 ) -> NifResult<Term<'a>> {
     let now = now_arg(limiter, now)?;
     let budget = Duration::from_micros(budget_us.min(MAX_SWEEP_BUDGET_US));
+    let started = Instant::now();
     let chunk = guard(|| Ok(limiter.table.sweep(from as usize, now, budget)))?;
+    // Tell the scheduler how much of the process's time slice (about 1 ms) this call used,
+    // so a process sweeping chunk after chunk is preempted between chunks like any other.
+    let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
+    rustler::schedule::consume_timeslice(env, percent);
     let next = match chunk.next {
         Some(n) => (n as u64).encode(env),
         None => atoms::nil().encode(env),

@@ -118,6 +118,45 @@ impl Key {
     }
 }
 
+/// A key prepared for lookups: keys that fit a [`Key`] without allocating are converted
+/// once and compared in their stored form (a few word comparisons instead of a slice
+/// comparison per probed bucket); longer ones stay borrowed.
+#[derive(Debug)]
+pub enum Probe<'a> {
+    /// The key in its stored form.
+    Stored(Key),
+    /// A key longer than [`INLINE_BYTES`].
+    Long(KeyRef<'a>),
+}
+
+impl<'a> Probe<'a> {
+    /// Prepares `key`.
+    #[inline]
+    pub fn new(key: KeyRef<'a>) -> Probe<'a> {
+        match key {
+            KeyRef::Bytes(_, bytes) if bytes.len() > INLINE_BYTES => Probe::Long(key),
+            _ => Probe::Stored(Key::from_ref(key)),
+        }
+    }
+
+    /// True when `stored` is this key.
+    #[inline]
+    pub fn matches(&self, stored: &Key) -> bool {
+        match self {
+            Probe::Stored(key) => key == stored,
+            Probe::Long(key) => matches!(stored, Key::Heap(..)) && stored.as_ref() == *key,
+        }
+    }
+
+    /// The key to store.
+    pub fn into_key(self) -> Key {
+        match self {
+            Probe::Stored(key) => key,
+            Probe::Long(key) => Key::from_ref(key),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +188,29 @@ mod tests {
             40 + 16
         );
         assert_eq!(Key::from_ref(KeyRef::Int(1)).heap_bytes(), 0);
+    }
+
+    #[test]
+    fn probes_match_exactly_their_key() {
+        let long = [9u8; 30];
+        let refs = [
+            KeyRef::Int(3),
+            KeyRef::Atom(3),
+            KeyRef::Bytes(ByteKind::Binary, b"abc"),
+            KeyRef::Bytes(ByteKind::Term, b"abc"),
+            KeyRef::Bytes(ByteKind::Binary, &long),
+            KeyRef::Bytes(ByteKind::Term, &long),
+        ];
+        for (i, a) in refs.iter().enumerate() {
+            for (j, b) in refs.iter().enumerate() {
+                assert_eq!(
+                    Probe::new(*a).matches(&Key::from_ref(*b)),
+                    i == j,
+                    "{a:?} vs {b:?}"
+                );
+            }
+            assert_eq!(Probe::new(*a).into_key(), Key::from_ref(*a));
+        }
     }
 
     #[test]

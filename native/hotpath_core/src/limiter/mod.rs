@@ -9,5 +9,5 @@ pub mod key;
 pub mod table;
 
 pub use algorithm::{decide, Algorithm, Decision, Policy, Slot, NS_PER_MS};
-pub use key::{ByteKind, Key, KeyRef};
+pub use key::{ByteKind, Key, KeyRef, Probe};
 pub use table::{Config, OnFull, Stats, SweepChunk, Table};

@@ -8,7 +8,7 @@
 //! its write.
 
 use super::algorithm::{decide, Decision, Policy, Slot};
-use super::key::{Key, KeyRef};
+use super::key::{Key, KeyRef, Probe};
 use hashbrown::HashTable;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -197,7 +197,8 @@ impl Table {
         policy: &Policy,
     ) -> Result<Decision, Full> {
         let mut map = shard.lock();
-        if let Some((_, slot)) = map.find_mut(hash, |(k, _)| k.as_ref() == key) {
+        let probe = Probe::new(key);
+        if let Some((_, slot)) = map.find_mut(hash, |(k, _)| probe.matches(k)) {
             let (decision, stored) = decide(policy, Some(*slot), now, cost);
             if let Some(stored) = stored {
                 *slot = stored;
@@ -212,7 +213,7 @@ impl Table {
         if !self.reserve(shard, &mut map, now) {
             return Err(Full(decision));
         }
-        let owned = Key::from_ref(key);
+        let owned = probe.into_key();
         let heap = owned.heap_bytes();
         if heap > 0 {
             self.heap_bytes.fetch_add(heap, Ordering::Relaxed);
@@ -242,9 +243,10 @@ impl Table {
     pub fn peek(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
         let policy = policy.unwrap_or(&self.config.policy);
         let (hash, shard) = self.locate(key);
+        let probe = Probe::new(key);
         let slot = shard
             .lock()
-            .find(hash, |(k, _)| k.as_ref() == key)
+            .find(hash, |(k, _)| probe.matches(k))
             .map(|(_, s)| *s);
         decide(policy, slot, now, cost).0
     }
@@ -252,9 +254,10 @@ impl Table {
     /// The stored slot of `key`, if any (for tests and introspection).
     pub fn slot(&self, key: KeyRef<'_>) -> Option<Slot> {
         let (hash, shard) = self.locate(key);
+        let probe = Probe::new(key);
         shard
             .lock()
-            .find(hash, |(k, _)| k.as_ref() == key)
+            .find(hash, |(k, _)| probe.matches(k))
             .map(|(_, s)| *s)
     }
 
@@ -262,7 +265,8 @@ impl Table {
     pub fn reset(&self, key: KeyRef<'_>) -> bool {
         let (hash, shard) = self.locate(key);
         let mut map = shard.lock();
-        match map.find_entry(hash, |(k, _)| k.as_ref() == key) {
+        let probe = Probe::new(key);
+        match map.find_entry(hash, |(k, _)| probe.matches(k)) {
             Ok(entry) => {
                 let ((k, _), _) = entry.remove();
                 self.forget(&k, 1);

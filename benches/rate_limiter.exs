@@ -1,0 +1,218 @@
+# Hotpath.RateLimiter against what a user would otherwise write, in the same run.
+#
+#     MIX_ENV=prod mix run benches/rate_limiter.exs
+#
+# Baselines: the empty NIF call; :ets.update_counter/4 with a default object on the same keys
+# (the race-free ETS counter users write by hand); a pure-ETS token bucket with lookup +
+# insert (the common library pattern, racy under concurrency).
+Code.require_file("support/harness.exs", __DIR__)
+
+defmodule Bench.RateLimiter do
+  alias Hotpath.RateLimiter
+
+  @keys 10_000
+  @resident 1_000_000
+
+  def run do
+    keys = List.to_tuple(for i <- 1..@keys, do: "user:#{i}")
+    allow = start(:bench_allow, :gcra, 1_000_000_000, 1_000)
+    deny = start(:bench_deny, :gcra, 1, 3_600_000)
+    for l <- [:bench_window, :bench_sliding, :bench_bucket], do: :ok = ensure(l)
+
+    ets =
+      :ets.new(:bench_counter, [:public, :set, write_concurrency: true, read_concurrency: true])
+
+    bucket =
+      :ets.new(:bench_bucket_ets, [:public, :set, write_concurrency: true, read_concurrency: true])
+
+    for i <- 0..(@keys - 1), do: RateLimiter.hit(deny, elem(keys, i))
+
+    key = fn i -> elem(keys, rem(i, @keys)) end
+
+    Hotpath.Bench.run(
+      title: "Rate limiter: 10k binary keys",
+      note:
+        "Allow-heavy: `:gcra` with a limit no key reaches; deny-heavy: every key already over its limit. " <>
+          "Each op picks `elem(keys, rem(i, 10_000))`, baselines included.",
+      cases: [
+        {"empty NIF", fn -> Hotpath.Native.noop() end},
+        {"hit :gcra", fn i -> RateLimiter.hit(allow, key.(i)) end},
+        {"hit :gcra deny-heavy", fn i -> RateLimiter.hit(deny, key.(i)) end},
+        {"hit :token_bucket", fn i -> RateLimiter.hit(:bench_bucket, key.(i)) end},
+        {"hit :fixed_window", fn i -> RateLimiter.hit(:bench_window, key.(i)) end},
+        {"hit :sliding_window", fn i -> RateLimiter.hit(:bench_sliding, key.(i)) end},
+        {"ets update_counter", fn i -> ets_counter(ets, key.(i)) end},
+        {"ets token bucket", fn i -> ets_bucket(bucket, key.(i)) end}
+      ],
+      baselines: ["empty NIF", "ets update_counter"],
+      targets: [
+        {:ratio, "hit :gcra", "empty NIF", :<=, 2.5, :single},
+        {:ratio, "hit :gcra", "ets update_counter", :<=, 0.6, :single},
+        {:scaling, "hit :gcra", :>=, 1.6}
+      ]
+    )
+
+    hot_ets = :ets.new(:bench_hot, [:public, :set, write_concurrency: true])
+
+    Hotpath.Bench.run(
+      title: "Rate limiter: one hot key",
+      note: "Every op on the same key: the worst case for a per-key lock.",
+      cases: [
+        {"empty NIF", fn -> Hotpath.Native.noop() end},
+        {"hit :gcra hot key", fn -> RateLimiter.hit(allow, "hot") end},
+        {"ets update_counter hot key", fn -> ets_counter(hot_ets, "hot") end}
+      ],
+      baselines: ["empty NIF", "ets update_counter hot key"],
+      targets: [
+        {:ratio, "hit :gcra hot key", "ets update_counter hot key", :<=, 1.0, :single},
+        {:ratio, "hit :gcra hot key", "ets update_counter hot key", :<=, 1.0, :all}
+      ]
+    )
+
+    resident()
+    sweep()
+  end
+
+  defp start(name, algorithm, limit, period, extra \\ []) do
+    {:ok, _} =
+      RateLimiter.start_link(
+        [name: name, algorithm: algorithm, limit: limit, period: period, sweep_every: :infinity] ++
+          extra
+      )
+
+    name
+  end
+
+  defp ensure(:bench_window), do: ok(start(:bench_window, :fixed_window, 1_000_000_000, 1_000))
+
+  defp ensure(:bench_sliding),
+    do: ok(start(:bench_sliding, :sliding_window, 1_000_000_000, 1_000))
+
+  defp ensure(:bench_bucket), do: ok(start(:bench_bucket, :token_bucket, 1_000_000_000, 1_000))
+  defp ok(_), do: :ok
+
+  defp ets_counter(tab, key), do: :ets.update_counter(tab, key, {2, 1}, {key, 0})
+
+  # The lookup-then-insert token bucket of common ETS limiters (not atomic).
+  defp ets_bucket(tab, key) do
+    now = System.monotonic_time(:millisecond)
+    capacity = 1_000_000_000
+
+    {tokens, last} =
+      case :ets.lookup(tab, key) do
+        [{_, tokens, last}] -> {tokens, last}
+        [] -> {capacity, now}
+      end
+
+    tokens = min(capacity, tokens + (now - last) * 1_000_000)
+
+    if tokens >= 1 do
+      :ets.insert(tab, {key, tokens - 1, now})
+      {:allow, tokens - 1}
+    else
+      {:deny, 1}
+    end
+  end
+
+  # 1M keys resident: bytes per key, and hit throughput on the full table.
+  defp resident do
+    l = start(:bench_resident, :gcra, 10, 3_600_000, max_keys: 2_000_000)
+    keys = List.to_tuple(for i <- 1..@resident, do: "user:#{i}")
+    rss_before = rss()
+    Enum.each(0..(@resident - 1), &RateLimiter.hit(l, elem(keys, &1)))
+    rss_after = rss()
+    %{keys: n, memory_bytes: bytes} = RateLimiter.info(l)
+    key_size = byte_size("user:500000")
+
+    ets = :ets.new(:bench_resident_ets, [:public, :set, write_concurrency: true])
+    Enum.each(0..(@resident - 1), &ets_counter(ets, elem(keys, &1)))
+    ets_bytes = :ets.info(ets, :memory) * :erlang.system_info(:wordsize)
+
+    IO.puts("""
+    ## Rate limiter: #{n} keys resident
+
+    | table | bytes per key |
+    |---|---:|
+    | Hotpath (`info/1` estimate) | #{div(bytes, n)} |
+    | Hotpath (process RSS growth) | #{div(rss_after - rss_before, n)} |
+    | ETS `{key, counter}` rows (`:ets.info(t, :memory)`) | #{div(ets_bytes, n)} |
+    """)
+
+    per_key = max(div(bytes, n), div(rss_after - rss_before, n))
+
+    Hotpath.Bench.report(
+      "1M keys resident: bytes per key <= 96 + key size (#{key_size} B)",
+      "#{per_key} B",
+      per_key <= 96 + key_size
+    )
+
+    key = fn i -> elem(keys, rem(i * 7919, @resident)) end
+
+    Hotpath.Bench.run(
+      title: "Rate limiter: 1M keys resident",
+      note: "Keys picked in a scattered order over the whole table.",
+      cases: [
+        {"empty NIF", fn -> Hotpath.Native.noop() end},
+        {"hit :gcra (1M keys)", fn i -> RateLimiter.hit(l, key.(i)) end},
+        {"ets update_counter (1M keys)", fn i -> ets_counter(ets, key.(i)) end}
+      ],
+      baselines: ["empty NIF", "ets update_counter (1M keys)"]
+    )
+
+    :ets.delete(ets)
+  end
+
+  # A sweep of 1M expired keys while a heartbeat process measures its worst wake-up gap.
+  defp sweep do
+    l = start(:bench_sweep, :fixed_window, 10, 1_000, max_keys: 2_000_000)
+    Enum.each(1..@resident, &RateLimiter.hit(l, &1, 1, now: 0))
+    parent = self()
+
+    heartbeat =
+      spawn_link(fn ->
+        heartbeat(System.monotonic_time(:microsecond), 0, parent)
+      end)
+
+    Process.sleep(50)
+    %{removed: removed, duration: duration} = RateLimiter.sweep(l, now: 10_000)
+    Process.sleep(20)
+    send(heartbeat, :stop)
+    worst_us = receive do: ({:worst_gap, us} -> us)
+    ms = System.convert_time_unit(duration, :native, :microsecond) / 1000
+
+    IO.puts("""
+    ## Rate limiter: sweeping #{removed} expired keys
+
+    | measure | value |
+    |---|---:|
+    | sweep duration | #{:erlang.float_to_binary(ms, decimals: 1)} ms |
+    | worst heartbeat gap (`receive after 1`) | #{:erlang.float_to_binary(worst_us / 1000, decimals: 2)} ms |
+    """)
+
+    Hotpath.Bench.report(
+      "sweep of 1M expired keys: worst heartbeat gap < 5 ms",
+      "#{:erlang.float_to_binary(worst_us / 1000, decimals: 2)} ms",
+      worst_us < 5_000
+    )
+  end
+
+  defp heartbeat(last, worst, parent) do
+    receive do
+      :stop -> send(parent, {:worst_gap, worst})
+    after
+      1 ->
+        now = System.monotonic_time(:microsecond)
+        # The expected wake-up is 1 ms after the last one; the gap is the lateness beyond it.
+        heartbeat(now, max(worst, now - last - 1_000), parent)
+    end
+  end
+
+  defp rss do
+    "/proc/self/status"
+    |> File.read!()
+    |> then(&Regex.run(~r/VmRSS:\s+(\d+) kB/, &1))
+    |> then(fn [_, kb] -> String.to_integer(kb) * 1024 end)
+  end
+end
+
+Hotpath.Bench.main(&Bench.RateLimiter.run/0)
