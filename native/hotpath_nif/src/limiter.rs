@@ -119,13 +119,15 @@ impl KeyBuf<'_> {
 /// Decodes a key: binaries, small integers and atoms directly; any other term through its
 /// external format (`=:=`-equal terms encode alike, except `0.0` and `-0.0`).
 fn decode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
-    let direct = match term.get_type() {
-        TermType::Binary => Binary::from_term(term)
-            .ok()
-            .map(|b| KeyRef::Bytes(ByteKind::Binary, b.as_slice())),
-        TermType::Integer => term.decode::<i64>().ok().map(KeyRef::Int),
-        TermType::Atom => Some(KeyRef::Atom(atom_identity(term))),
-        _ => None,
+    // Most keys are binaries: try that first, one call for the common case.
+    let direct = if let Ok(binary) = Binary::from_term(term) {
+        Some(KeyRef::Bytes(ByteKind::Binary, binary.as_slice()))
+    } else if let Ok(int) = term.decode::<i64>() {
+        Some(KeyRef::Int(int))
+    } else if term.is_atom() {
+        Some(KeyRef::Atom(atom_identity(term)))
+    } else {
+        None
     };
     let key = match direct {
         Some(key) => KeyBuf::Direct(key),
