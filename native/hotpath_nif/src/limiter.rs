@@ -77,11 +77,15 @@ fn positive(term: Term, what: &str) -> NifResult<u64> {
 }
 
 fn optional_positive(term: Term, what: &str) -> NifResult<Option<u64>> {
-    if term.is_atom() && term.decode::<Atom>().is_ok_and(|a| a == atoms::nil()) {
+    if is_nil(term) {
         Ok(None)
     } else {
         positive(term, what).map(Some)
     }
+}
+
+fn is_nil(term: Term) -> bool {
+    term.decode::<Atom>().is_ok_and(|a| a == atoms::nil())
 }
 
 /// A short description of a bad term for error messages (never its full contents).
@@ -266,7 +270,7 @@ fn limiter_call<'a>(
 }
 
 fn now_arg(limiter: &LimiterResource, now: Term) -> NifResult<u64> {
-    if now.is_atom() && now.decode::<Atom>().is_ok_and(|a| a == atoms::nil()) {
+    if is_nil(now) {
         return Ok(limiter.now_ns());
     }
     match now.decode::<u64>() {
@@ -279,7 +283,7 @@ fn now_arg(limiter: &LimiterResource, now: Term) -> NifResult<u64> {
 }
 
 fn policy_arg(limiter: &LimiterResource, policy: Term) -> NifResult<Option<Policy>> {
-    if policy.is_atom() && policy.decode::<Atom>().is_ok_and(|a| a == atoms::nil()) {
+    if is_nil(policy) {
         return Ok(None);
     }
     let (limit, period, burst): (Term, Term, Term) = policy
