@@ -149,18 +149,23 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 std::thread::spawn(|| {
+                    // Bracketed by OS readings, so a preemption between the reads only
+                    // widens the bracket: the error itself must stay far below 1 ms.
                     (0..10_000)
-                        .map(|_| now_ns().abs_diff(os_now_ns()))
+                        .map(|_| {
+                            let before = os_now_ns();
+                            let now = now_ns();
+                            let after = os_now_ns();
+                            before.saturating_sub(now).max(now.saturating_sub(after))
+                        })
                         .max()
                         .unwrap()
                 })
             })
             .collect();
         for h in handles {
-            assert!(
-                h.join().unwrap() < 1_000_000,
-                "more than 1 ms off the OS clock"
-            );
+            let worst = h.join().unwrap();
+            assert!(worst < 100_000, "{worst} ns outside the OS clock's bracket");
         }
     }
 }

@@ -230,6 +230,7 @@ pub fn decide(
     }
 }
 
+#[inline]
 fn gcra(p: &Policy, slot: Option<Slot>, now: u64, cost: u64) -> (Decision, Option<Slot>) {
     let t = p.interval_ns;
     let tat = slot.map_or(now, |s| s.expires).max(now);
@@ -261,6 +262,7 @@ fn gcra(p: &Policy, slot: Option<Slot>, now: u64, cost: u64) -> (Decision, Optio
     }
 }
 
+#[inline]
 fn fixed_window(p: &Policy, slot: Option<Slot>, now: u64, cost: u64) -> (Decision, Option<Slot>) {
     // An absent key opens its window at its first admitted hit.
     let (end, count) = slot.map_or((now + p.period_ns, 0), |s| (s.expires, s.x as u64));
@@ -316,6 +318,7 @@ fn sliding_state(p: &Policy, slot: Option<Slot>, now: u64) -> (u64, u64, u64) {
     }
 }
 
+#[inline]
 fn sliding_window(p: &Policy, slot: Option<Slot>, now: u64, cost: u64) -> (Decision, Option<Slot>) {
     let period = p.period_ns as u128;
     let (end, cur, prev) = sliding_state(p, slot, now);

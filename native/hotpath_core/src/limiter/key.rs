@@ -5,6 +5,7 @@
 //! [`Key`] (owned) is built only when a key is inserted.
 
 use std::hash::{Hash, Hasher};
+use std::mem::ManuallyDrop;
 use thin_vec::ThinVec;
 
 /// Longest binary stored inside the key itself.
@@ -33,6 +34,7 @@ pub enum KeyRef<'a> {
 }
 
 impl Hash for KeyRef<'_> {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         match *self {
             KeyRef::Int(i) => {
@@ -78,13 +80,13 @@ pub enum Key {
 
 impl Key {
     /// The owned form of a borrowed key.
+    #[inline]
     pub fn from_ref(key: KeyRef<'_>) -> Key {
         match key {
             KeyRef::Int(i) => Key::Int(i),
             KeyRef::Atom(a) => Key::Atom(a),
             KeyRef::Bytes(kind, bytes) if bytes.len() <= INLINE_BYTES => {
-                let mut data = [0u8; INLINE_BYTES];
-                data[..bytes.len()].copy_from_slice(bytes);
+                let data = inline_bytes(bytes);
                 let len = bytes.len() as u8;
                 match kind {
                     ByteKind::Binary => Key::InlineBinary { len, data },
@@ -96,6 +98,7 @@ impl Key {
     }
 
     /// The borrowed view used for hashing and comparison.
+    #[inline]
     pub fn as_ref(&self) -> KeyRef<'_> {
         match self {
             Key::Int(i) => KeyRef::Int(*i),
@@ -118,13 +121,40 @@ impl Key {
     }
 }
 
+/// `bytes` (at most [`INLINE_BYTES`]) zero-padded, copied with at most two overlapping loads
+/// and stores of one width instead of a `memcpy` call.
+#[inline]
+fn inline_bytes(bytes: &[u8]) -> [u8; INLINE_BYTES] {
+    let mut data = [0u8; INLINE_BYTES];
+    let len = bytes.len();
+    debug_assert!(len <= INLINE_BYTES);
+    match len {
+        8.. => {
+            data[..8].copy_from_slice(&bytes[..8]);
+            data[len - 8..len].copy_from_slice(&bytes[len - 8..]);
+        }
+        4..=7 => {
+            data[..4].copy_from_slice(&bytes[..4]);
+            data[len - 4..len].copy_from_slice(&bytes[len - 4..]);
+        }
+        2..=3 => {
+            data[..2].copy_from_slice(&bytes[..2]);
+            data[len - 2..len].copy_from_slice(&bytes[len - 2..]);
+        }
+        1 => data[0] = bytes[0],
+        _ => {}
+    }
+    data
+}
+
 /// A key prepared for lookups: keys that fit a [`Key`] without allocating are converted
 /// once and compared in their stored form (a few word comparisons instead of a slice
 /// comparison per probed bucket); longer ones stay borrowed.
 #[derive(Debug)]
 pub enum Probe<'a> {
-    /// The key in its stored form.
-    Stored(Key),
+    /// The key in its stored form. Never a [`Key::Heap`], so it owns no allocation and
+    /// needs no drop (which keeps the drop check off the hot path).
+    Stored(ManuallyDrop<Key>),
     /// A key longer than [`INLINE_BYTES`].
     Long(KeyRef<'a>),
 }
@@ -135,7 +165,7 @@ impl<'a> Probe<'a> {
     pub fn new(key: KeyRef<'a>) -> Probe<'a> {
         match key {
             KeyRef::Bytes(_, bytes) if bytes.len() > INLINE_BYTES => Probe::Long(key),
-            _ => Probe::Stored(Key::from_ref(key)),
+            _ => Probe::Stored(ManuallyDrop::new(Key::from_ref(key))),
         }
     }
 
@@ -143,7 +173,7 @@ impl<'a> Probe<'a> {
     #[inline]
     pub fn matches(&self, stored: &Key) -> bool {
         match self {
-            Probe::Stored(key) => key == stored,
+            Probe::Stored(key) => **key == *stored,
             Probe::Long(key) => matches!(stored, Key::Heap(..)) && stored.as_ref() == *key,
         }
     }
@@ -151,7 +181,7 @@ impl<'a> Probe<'a> {
     /// The key to store.
     pub fn into_key(self) -> Key {
         match self {
-            Probe::Stored(key) => key,
+            Probe::Stored(key) => ManuallyDrop::into_inner(key),
             Probe::Long(key) => Key::from_ref(key),
         }
     }
@@ -160,6 +190,16 @@ impl<'a> Probe<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_copies_are_exact_for_every_length() {
+        let source: Vec<u8> = (1..=INLINE_BYTES as u8).collect();
+        for len in 0..=INLINE_BYTES {
+            let data = inline_bytes(&source[..len]);
+            assert_eq!(&data[..len], &source[..len]);
+            assert!(data[len..].iter().all(|&b| b == 0), "len {len}");
+        }
+    }
 
     #[test]
     fn a_key_is_16_bytes() {

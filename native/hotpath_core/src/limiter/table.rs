@@ -101,7 +101,7 @@ pub struct Table {
 
 /// Keys per shard a table is sized for at `max_keys`: small enough that purging or sweeping
 /// one shard takes a few microseconds.
-const KEYS_PER_SHARD: usize = 1024;
+const KEYS_PER_SHARD: usize = 4096;
 const MIN_SHARDS: usize = 16;
 const MAX_SHARDS: usize = 1 << 16;
 
@@ -147,6 +147,7 @@ impl Table {
         self.len() == 0
     }
 
+    #[inline]
     fn locate(&self, key: KeyRef<'_>) -> (u64, &Shard) {
         let hash = self.hasher.hash_one(key);
         (hash, &self.shards[(hash >> self.shard_shift) as usize])
@@ -187,6 +188,7 @@ impl Table {
         }
     }
 
+    #[inline]
     fn try_hit(
         &self,
         key: KeyRef<'_>,
