@@ -7,7 +7,10 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod compute;
+pub mod digest;
 pub mod error;
+pub mod password;
 
 pub use error::{Error, Result};
 
