@@ -24,7 +24,7 @@ defmodule Hotpath.Digest do
   # digest_small refuses more than this (the NIF's own bound for a normal scheduler).
   @max_threshold 256 * 1024
   @piece 64 * 1024
-  @keys [:progress, :dirty_threshold, :step_us]
+  @keys [:progress, :dirty_threshold, :step_us, :notify]
 
   @typedoc "A digest algorithm."
   @type algorithm :: :blake3 | :sha256
@@ -57,9 +57,12 @@ defmodule Hotpath.Digest do
     * `:dirty_threshold` - largest input hashed on the calling scheduler, 0 to 262 144 bytes
       (default 65 536).
     * `:step_us` - target length of one dirty step in microseconds (default 10 000).
+    * `:notify` - a pid sent `{:hotpath_compute_job, job}` when a dirty job starts, to watch
+      it with `Hotpath.Compute.job_info/1` or stop it with `Hotpath.Compute.cancel/1`.
 
   Raises `ArgumentError` for an unknown algorithm or data that is not iodata, and
-  `Hotpath.PanicError` if native code panicked.
+  `Hotpath.PanicError` if native code panicked. Exits with `{:hotpath_digest, :cancelled}`
+  if the job was cancelled through `Hotpath.Compute.cancel/1`.
 
       iex> Hotpath.Digest.hash(:sha256, :binary.copy("x", 100_000), dirty_threshold: 0) ==
       ...>   :crypto.hash(:sha256, :binary.copy("x", 100_000))
@@ -76,6 +79,11 @@ defmodule Hotpath.Digest do
     threshold = Keyword.get(opts, :dirty_threshold, @default_threshold)
     step_us = Keyword.get(opts, :step_us, 10_000)
     progress = progress_target(Keyword.get(opts, :progress))
+    notify = Keyword.get(opts, :notify)
+
+    unless is_nil(notify) or is_pid(notify) do
+      raise ArgumentError, ":notify must be a pid, got: #{inspect(notify)}"
+    end
 
     unless is_integer(threshold) and threshold in 0..@max_threshold do
       raise ArgumentError,
@@ -92,6 +100,8 @@ defmodule Hotpath.Digest do
       Native.digest_small(algorithm, IO.iodata_to_binary(data))
     else
       job = Native.compute_job_new({:digest, algorithm, step_us})
+
+      if notify, do: send(notify, {:hotpath_compute_job, job})
 
       data
       |> pieces()
@@ -122,8 +132,8 @@ defmodule Hotpath.Digest do
   end
 
   defp fail({:panic, message}), do: raise(Hotpath.PanicError, message: message)
-  # Only reachable when the job was cancelled under a live caller (not through this API).
-  defp fail(reason), do: exit({:hotpath_digest, reason})
+  # The job was cancelled with Hotpath.Compute.cancel/1 while this process is alive.
+  defp fail(:cancelled), do: exit({:hotpath_digest, :cancelled})
 
   defp notify(nil, _done, _total), do: :ok
   defp notify({pid, tag}, done, total), do: send(pid, {tag, done, total})

@@ -230,6 +230,12 @@ pub fn raw(
             params.hash_len
         )));
     }
+    if salt.len() < 8 {
+        return Err(Error::invalid(format!(
+            "salt must be at least 8 bytes, got {}",
+            salt.len()
+        )));
+    }
     let data = AssociatedData::new(associated_data).map_err(Error::invalid)?;
     let argon_params = ParamsBuilder::new()
         .m_cost(params.m_cost)
