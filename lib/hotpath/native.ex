@@ -68,4 +68,8 @@ defmodule Hotpath.Native do
   def password_verify(_password, _phc, _max_m_cost, _max_t_cost, _max_p_cost), do: err()
   def password_info(_phc), do: err()
   def password_raw(_password, _salt, _secret, _data, _costs), do: err()
+
+  # Benchmark baselines (normal-scheduler versions of dirty kernels; never used by the library)
+  def bench_normal_digest(_algorithm, _data), do: err()
+  def bench_normal_password_hash(_password, _salt, _m_cost, _t_cost, _p_cost), do: err()
 end

@@ -23,7 +23,9 @@ defmodule Hotpath.Password do
   The defaults follow the OWASP Password Storage Cheat Sheet: `m_cost: 19_456` (19 MiB),
   `t_cost: 2`, `parallelism: 1`, 16-byte salt, 32-byte hash; about 40 ms per hash on a
   2020s server core. Lanes are computed one after the other on one dirty scheduler (Hotpath
-  starts no threads), so raising `parallelism` raises the cost, not the speed.
+  starts no threads), so raising `parallelism` raises the cost, not the speed. Each dirty
+  scheduler thread keeps its argon2 memory (up to 64 MiB; 19 MiB at the defaults) for the
+  next hash, wiped after every hash.
 
   Because the stored hash decides the cost of verifying it, `verify/3` refuses hashes whose
   costs exceed `:max_m_cost` (default 262 144 KiB = 256 MiB), `:max_t_cost` (64) or

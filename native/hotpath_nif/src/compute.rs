@@ -371,3 +371,11 @@ pub fn bytes_term<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
     bin.as_mut_slice().copy_from_slice(bytes);
     bin.into()
 }
+
+/// Benchmark baseline only (never used by the library): a digest of any size on the calling
+/// *normal* scheduler, which is what a naive NIF does.
+#[rustler::nif]
+fn bench_normal_digest<'a>(env: Env<'a>, algorithm: Atom, data: Binary<'a>) -> NifResult<Term<'a>> {
+    let algorithm = decode_algorithm(algorithm)?;
+    Ok(bytes_term(env, &digest::digest(algorithm, &data)))
+}
