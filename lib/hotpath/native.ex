@@ -63,4 +63,24 @@ defmodule Hotpath.Native do
   def limiter_now(_limiter), do: err()
   def limiter_stats(_limiter), do: err()
   def limiter_sweep(_limiter, _from, _now, _budget_us), do: err()
+
+  # compute.rs
+  def compute_job_new(_kind), do: err()
+  def compute_job_cancel(_job), do: err()
+  def compute_job_info(_job), do: err()
+  def compute_spin_step(_job), do: err()
+  def compute_digest_update(_job, _data, _offset), do: err()
+  def compute_digest_finish(_job), do: err()
+  def digest_small(_algorithm, _data), do: err()
+  def compute_native_load(_reset), do: err()
+
+  # password.rs
+  def password_hash(_password, _salt, _m_cost, _t_cost, _p_cost, _hash_len), do: err()
+  def password_verify(_password, _phc, _max_m_cost, _max_t_cost, _max_p_cost), do: err()
+  def password_info(_phc), do: err()
+  def password_raw(_password, _salt, _secret, _data, _costs), do: err()
+
+  # Benchmark baselines (normal-scheduler versions of dirty kernels; never used by the library)
+  def bench_normal_digest(_algorithm, _data), do: err()
+  def bench_normal_password_hash(_password, _salt, _m_cost, _t_cost, _p_cost), do: err()
 end

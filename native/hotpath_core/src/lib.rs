@@ -8,8 +8,11 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod compute;
+pub mod digest;
 pub mod error;
 pub mod limiter;
+pub mod password;
 
 pub use error::{Error, Result};
 

@@ -2,6 +2,7 @@
 //!
 //! * [`CoreError::InvalidArgument`] raises `ArgumentError` with the core's message.
 //! * Expected failures return `{:error, {reason, message}}`.
+//! * A panic inside [`catch`] is returned as `Err(message)` (the compute kernels' convention).
 //! * A panic inside [`guard`] raises `Hotpath.PanicError` carrying the panic message; a panic
 //!   anywhere else (term decoding, encoding) is caught by rustler and raised as
 //!   `ErlangError{original: :nif_panicked}`. Neither takes the VM down.
@@ -79,6 +80,17 @@ pub fn guard<T>(f: impl FnOnce() -> NifResult<T>) -> NifResult<T> {
             message: panic_message(payload.as_ref()),
         })))
     })
+}
+
+/// Runs `f`, returning a panic as `Err(message)` instead of raising: the job kernels of
+/// `Hotpath.Compute` report a panic as `{:error, {:panic, message}}`. Quiet like [`guard`].
+pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    // AssertUnwindSafe: callers leave no broken invariant behind a panic: a kernel's state is
+    // behind a Mutex whose poisoning they handle, counters are single atomic operations.
+    GUARD_DEPTH.with(|d| d.set(d.get() + 1));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    GUARD_DEPTH.with(|d| d.set(d.get() - 1));
+    result.map_err(|payload| panic_message(payload.as_ref()))
 }
 
 /// The message of a panic payload (`&str` or `String`), or a placeholder.

@@ -1,0 +1,622 @@
+defmodule Hotpath.Compute do
+  @moduledoc """
+  Bounded, cancellable CPU-heavy work on dirty CPU schedulers.
+
+  A `Hotpath.Compute` pool runs at most `max_concurrency` jobs at once and queues at most
+  `max_queue` more; a job that finds the queue full is refused at once with
+  `{:error, :overloaded}`. Nothing queues without bound, and the VM-wide dirty CPU pool
+  (shared with garbage collection and every other NIF library) keeps room to breathe.
+
+      children = [
+        {Hotpath.Compute, name: MyApp.Compute, max_concurrency: 1, max_queue: 100}
+      ]
+
+      Hotpath.Compute.run(MyApp.Compute, fn -> Hotpath.Password.hash_pwd_salt(pw) end,
+        timeout: 5_000)
+      #=> {:ok, "$argon2id$v=19$..."}
+
+  ## Jobs
+
+  A job is a 0-arity function or an `{module, function, args}` tuple. It runs in a fresh
+  process started by the pool (so the caller's heap and mailbox are untouched). Its return
+  value becomes the result of `run/3`: `{:ok, value}` and `{:error, reason}` are returned as
+  they are, any other value `v` as `{:ok, v}`.
+
+  Errors (`{:error, reason}`):
+
+    * `:overloaded` - the queue was full; nothing ran.
+    * `:timeout` - no result within `:timeout` ms (queue time included). The job is cancelled.
+    * `{:panic, message}` - native code panicked; the VM, the pool and other jobs go on.
+    * `{:exception, exception, stacktrace}`, `{:throw, value}`, `{:exit, reason}` - the job
+      raised, threw or exited.
+    * `{:pool_down, reason}` - the pool stopped while the job was pending.
+    * any `reason` the job itself returned as `{:error, reason}`.
+
+  ## Cancellation
+
+  A job is cancelled when `run/3` times out or when its caller dies: a queued job is dropped,
+  a running one has its process killed. Hotpath's long kernels (`Hotpath.Digest`, `spin/2`)
+  run in steps of about 10 ms on a native resource that monitors the process that started
+  it; killing that process sets the resource's cancel flag, and the native step polls the
+  flag every fraction of a millisecond, so the native work stops within one step. An argon2
+  hash cannot be interrupted: a cancelled hash finishes (tens of milliseconds with the
+  defaults) and its result is dropped. A job's slot is released when its process has exited.
+
+  ## Pool crashes
+
+  Slots are the pool's own state and jobs are linked to the pool: if the pool crashes, its
+  jobs are killed (and their native work cancelled), waiting callers get
+  `{:error, {:pool_down, reason}}`, and the restarted pool starts with every slot free.
+
+  ## Telemetry
+
+  With `:telemetry` in the host application, job start/stop/exception and overload events are
+  emitted; see `Hotpath.Compute.Telemetry`.
+  """
+  use GenServer
+
+  alias Hotpath.Compute.Telemetry
+  alias Hotpath.Native
+
+  @typedoc "A pool: its registered name or pid."
+  @type pool :: GenServer.server()
+
+  @typedoc "A job: a 0-arity function or `{module, function, args}`."
+  @type job :: (() -> term()) | {module(), atom(), [term()]}
+
+  @typedoc "The result of `run/3`."
+  @type result ::
+          {:ok, term()}
+          | {:error,
+             :overloaded
+             | :timeout
+             | {:panic, String.t()}
+             | {:exception, Exception.t(), Exception.stacktrace()}
+             | {:throw, term()}
+             | {:exit, term()}
+             | {:pool_down, term()}
+             | term()}
+
+  @typedoc "A native job resource (see `spin/2`)."
+  @type native_job :: reference()
+
+  @start_keys [:name, :max_concurrency, :max_queue, :telemetry_module]
+
+  @doc """
+  The default `max_concurrency`: one less than the dirty CPU schedulers online, at least 1.
+
+      iex> Hotpath.Compute.default_max_concurrency() >= 1
+      true
+  """
+  @spec default_max_concurrency() :: pos_integer()
+  def default_max_concurrency do
+    max(1, :erlang.system_info(:dirty_cpu_schedulers_online) - 1)
+  end
+
+  @doc """
+  Starts a pool. Options:
+
+    * `:name` (required) - the name to register the pool under (an atom, or a
+      `{:global, _}` / `{:via, _, _}` tuple).
+    * `:max_concurrency` - jobs running at once (default `default_max_concurrency/0`).
+    * `:max_queue` - jobs waiting beyond those (default 100; 0 refuses any job that cannot
+      start at once). A queue longer than `timeout / job time × max_concurrency` only turns
+      overload into timeouts.
+    * `:telemetry_module` - the module events are emitted through (default `:telemetry` when
+      it is loaded, else none; tests pass a stand-in).
+  """
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts) do
+    config = validate_start!(opts)
+    GenServer.start_link(__MODULE__, config, name: config.name)
+  end
+
+  @doc false
+  def child_spec(opts) do
+    %{
+      id: {__MODULE__, Keyword.get(opts, :name, __MODULE__)},
+      start: {__MODULE__, :start_link, [opts]},
+      type: :worker
+    }
+  end
+
+  @doc """
+  Runs `job` in `pool` and waits for its result.
+
+  Options: `:timeout` - milliseconds, queue time included, or `:infinity` (default 5000).
+
+  Exits like `GenServer.call/3` when no pool is registered under `pool`. See the module docs
+  for the results.
+
+      iex> {:ok, _} = Hotpath.Compute.start_link(name: :doc_pool)
+      iex> Hotpath.Compute.run(:doc_pool, fn -> 1 + 1 end)
+      {:ok, 2}
+      iex> Hotpath.Compute.run(:doc_pool, fn -> {:error, :nope} end)
+      {:error, :nope}
+  """
+  @spec run(pool(), job(), keyword()) :: result()
+  def run(pool, job, opts \\ []) do
+    timeout = validate_run!(job, opts)
+
+    pid =
+      case GenServer.whereis(pool) do
+        pid when is_pid(pid) -> pid
+        _ -> exit({:noproc, {__MODULE__, :run, [pool, job, opts]}})
+      end
+
+    # The monitor reference is also an alias: once demonitored, late messages sent to it
+    # (a result after a timeout) are dropped instead of polluting the caller's mailbox.
+    ref = :erlang.monitor(:process, pid, [{:alias, :demonitor}])
+    send(pid, {:"$hotpath_run", ref, self(), job, System.monotonic_time()})
+
+    receive do
+      {^ref, :overloaded} ->
+        Process.demonitor(ref, [:flush])
+        {:error, :overloaded}
+
+      {^ref, {:result, result}} ->
+        Process.demonitor(ref, [:flush])
+        result
+
+      {:DOWN, ^ref, :process, _, reason} ->
+        {:error, {:pool_down, reason}}
+    after
+      timeout ->
+        Process.demonitor(ref, [:flush])
+        send(pid, {:"$hotpath_cancel", ref})
+        {:error, :timeout}
+    end
+  end
+
+  @doc """
+  Counters of a pool: `:running`, `:queued`, `:max_concurrency`, `:max_queue`, and since
+  start `:started` (jobs that left the queue), `:completed` (jobs that returned, whatever
+  their result), `:rejected` (`:overloaded`), `:cancelled` (by a timeout or a caller's death,
+  queued or running).
+  """
+  @spec stats(pool()) :: %{atom() => non_neg_integer()}
+  def stats(pool), do: GenServer.call(pool, :stats)
+
+  # ---- kernels callable without a pool ------------------------------------------------
+
+  @doc """
+  A synthetic chunked kernel: burns CPU on a dirty scheduler for `steps` steps of
+  `:step_us` microseconds (default 10 000), then returns `{:ok, checksum}`.
+
+  It exists to test and benchmark cancellation, concurrency bounds and scheduler
+  responsiveness. Options:
+
+    * `:step_us` - length of one step (one dirty NIF call), 1 to 1 000 000 µs.
+    * `:notify` - a pid sent `{:hotpath_compute_job, job}` when the job starts, so another
+      process can watch it with `job_info/1` or stop it with `cancel/1`.
+    * `:panic_at` - panic during that step (0-based): `{:error, {:panic, message}}`.
+
+  Returns `{:error, :cancelled}` if the job was cancelled.
+
+      iex> {:ok, _checksum} = Hotpath.Compute.spin(2, step_us: 100)
+  """
+  @spec spin(non_neg_integer(), keyword()) ::
+          {:ok, non_neg_integer()} | {:error, :cancelled | {:panic, String.t()}}
+  def spin(steps, opts \\ []) do
+    unless is_integer(steps) and steps >= 0 do
+      raise ArgumentError, "steps must be a non-negative integer, got: #{inspect(steps)}"
+    end
+
+    opts = validate_keys!(opts, [:step_us, :notify, :panic_at], "spin/2")
+    step_us = Keyword.get(opts, :step_us, 10_000)
+    panic_at = Keyword.get(opts, :panic_at)
+
+    unless is_integer(step_us) and step_us in 1..1_000_000 do
+      raise ArgumentError, ":step_us must be an integer in 1..1000000, got: #{inspect(step_us)}"
+    end
+
+    unless is_nil(panic_at) or (is_integer(panic_at) and panic_at >= 0) do
+      raise ArgumentError,
+            ":panic_at must be nil or a non-negative integer, got: #{inspect(panic_at)}"
+    end
+
+    job = Native.compute_job_new({:spin, steps, step_us, panic_at})
+
+    case Keyword.get(opts, :notify) do
+      nil -> :ok
+      pid when is_pid(pid) -> send(pid, {:hotpath_compute_job, job})
+      other -> raise ArgumentError, ":notify must be a pid, got: #{inspect(other)}"
+    end
+
+    spin_loop(job)
+  end
+
+  defp spin_loop(job) do
+    case Native.compute_spin_step(job) do
+      :more -> spin_loop(job)
+      result -> result
+    end
+  end
+
+  @doc """
+  Progress of a native job: `%{state: :running | :done | :cancelled | :failed, steps: n,
+  bytes: n}` (`steps`: dirty calls made; `bytes`: input hashed, for digests). Reads
+  counters only; never waits for a running step.
+  """
+  @spec job_info(native_job()) :: %{
+          state: atom(),
+          steps: non_neg_integer(),
+          bytes: non_neg_integer()
+        }
+  def job_info(job), do: Native.compute_job_info(job)
+
+  @doc """
+  Cancels a native job: its running step returns within a fraction of a millisecond and
+  every later step returns `{:error, :cancelled}`. Returns `true` if this call cancelled it.
+  """
+  @spec cancel(native_job()) :: boolean()
+  def cancel(job), do: Native.compute_job_cancel(job)
+
+  # ---- option validation --------------------------------------------------------------
+
+  defp validate_start!(opts) do
+    opts = validate_keys!(opts, @start_keys, "Hotpath.Compute.start_link/1")
+
+    name =
+      case Keyword.fetch(opts, :name) do
+        {:ok, name} when is_atom(name) and name != nil ->
+          name
+
+        {:ok, {:global, _} = name} ->
+          name
+
+        {:ok, {:via, _, _} = name} ->
+          name
+
+        {:ok, other} ->
+          raise ArgumentError,
+                ":name must be an atom, {:global, term} or {:via, module, term}, got: #{inspect(other)}"
+
+        :error ->
+          raise ArgumentError, "Hotpath.Compute needs a :name option, e.g. name: MyApp.Compute"
+      end
+
+    max_concurrency = Keyword.get(opts, :max_concurrency, default_max_concurrency())
+    max_queue = Keyword.get(opts, :max_queue, 100)
+
+    unless is_integer(max_concurrency) and max_concurrency >= 1 do
+      raise ArgumentError,
+            ":max_concurrency must be a positive integer, got: #{inspect(max_concurrency)}"
+    end
+
+    unless is_integer(max_queue) and max_queue >= 0 do
+      raise ArgumentError, ":max_queue must be a non-negative integer, got: #{inspect(max_queue)}"
+    end
+
+    telemetry = Keyword.get_lazy(opts, :telemetry_module, &Telemetry.default_module/0)
+
+    unless is_atom(telemetry) do
+      raise ArgumentError, ":telemetry_module must be a module or nil, got: #{inspect(telemetry)}"
+    end
+
+    %{name: name, max_concurrency: max_concurrency, max_queue: max_queue, telemetry: telemetry}
+  end
+
+  defp validate_run!(job, opts) do
+    case job do
+      fun when is_function(fun, 0) ->
+        :ok
+
+      {m, f, a} when is_atom(m) and is_atom(f) and is_list(a) ->
+        :ok
+
+      other ->
+        raise ArgumentError,
+              "a job must be a 0-arity function or {module, function, args}, got: #{inspect(other)}"
+    end
+
+    opts = validate_keys!(opts, [:timeout], "Hotpath.Compute.run/3")
+
+    case Keyword.get(opts, :timeout, 5_000) do
+      :infinity ->
+        :infinity
+
+      t when is_integer(t) and t >= 0 ->
+        t
+
+      other ->
+        raise ArgumentError,
+              ":timeout must be a non-negative integer or :infinity, got: #{inspect(other)}"
+    end
+  end
+
+  @doc false
+  def validate_keys!(opts, valid, where) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError, "#{where} expects a keyword list of options, got: #{inspect(opts)}"
+    end
+
+    case Keyword.keys(opts) -- valid do
+      [] ->
+        opts
+
+      unknown ->
+        raise ArgumentError,
+              "unknown options #{inspect(unknown)} for #{where}; valid options: #{inspect(valid)}"
+    end
+  end
+
+  # ---- the pool process ---------------------------------------------------------------
+
+  @impl true
+  def init(config) do
+    # Jobs are linked: a crashing pool takes them (and their native work) down with it, and
+    # trapping exits turns their ends into messages instead of killing the pool.
+    Process.flag(:trap_exit, true)
+
+    {:ok,
+     Map.merge(config, %{
+       # worker pid => job
+       running: %{},
+       # job ref => worker pid | :queued
+       refs: %{},
+       # caller monitor ref => job ref
+       callers: %{},
+       queue: :queue.new(),
+       queued: 0,
+       started: 0,
+       completed: 0,
+       rejected: 0,
+       cancelled: 0
+     })}
+  end
+
+  @impl true
+  def handle_call(:stats, _from, state) do
+    {:reply,
+     %{
+       running: map_size(state.running),
+       queued: state.queued,
+       max_concurrency: state.max_concurrency,
+       max_queue: state.max_queue,
+       started: state.started,
+       completed: state.completed,
+       rejected: state.rejected,
+       cancelled: state.cancelled
+     }, state}
+  end
+
+  @impl true
+  def handle_info({:"$hotpath_run", ref, caller, job, submitted_at}, state) do
+    cond do
+      map_size(state.running) < state.max_concurrency ->
+        {:noreply, start_job(new_job(ref, caller, job, submitted_at), state)}
+
+      state.queued < state.max_queue ->
+        entry = new_job(ref, caller, job, submitted_at)
+
+        {:noreply,
+         %{
+           state
+           | queue: :queue.in(entry, state.queue),
+             queued: state.queued + 1,
+             refs: Map.put(state.refs, ref, {:queued, entry.mon}),
+             callers: Map.put(state.callers, entry.mon, ref)
+         }}
+
+      true ->
+        send(ref, {ref, :overloaded})
+
+        Telemetry.emit(state.telemetry, :overloaded, %{
+          pool: state.name,
+          running: map_size(state.running),
+          queued: state.queued,
+          max_concurrency: state.max_concurrency,
+          max_queue: state.max_queue
+        })
+
+        {:noreply, %{state | rejected: state.rejected + 1}}
+    end
+  end
+
+  def handle_info({:"$hotpath_cancel", ref}, state) do
+    {:noreply, cancel_job(state, ref, :timeout)}
+  end
+
+  def handle_info({:DOWN, mon, :process, _pid, _reason}, state) do
+    case Map.fetch(state.callers, mon) do
+      {:ok, ref} -> {:noreply, cancel_job(state, ref, :caller_down)}
+      :error -> {:noreply, state}
+    end
+  end
+
+  def handle_info({:EXIT, pid, reason}, state) do
+    case Map.pop(state.running, pid) do
+      {nil, _} ->
+        {:noreply, state}
+
+      {job, running} ->
+        state = forget(%{state | running: running}, job)
+        {:noreply, dispatch(finish(state, job, reason))}
+    end
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, state) do
+    # A :normal or :shutdown exit signal does not kill a linked process that is not trapping
+    # exits: kill the jobs so their native work is cancelled too.
+    Enum.each(Map.keys(state.running), &Process.exit(&1, :kill))
+  end
+
+  defp new_job(ref, caller, job, submitted_at) do
+    %{
+      ref: ref,
+      mon: Process.monitor(caller),
+      job: job,
+      submitted_at: submitted_at,
+      cancel_reason: nil
+    }
+  end
+
+  defp forget(state, job) do
+    Process.demonitor(job.mon, [:flush])
+    %{state | refs: Map.delete(state.refs, job.ref), callers: Map.delete(state.callers, job.mon)}
+  end
+
+  defp start_job(job, state) do
+    now = System.monotonic_time()
+    queue_time = now - job.submitted_at
+
+    context = %{
+      pool: state.name,
+      telemetry: state.telemetry,
+      queue_time: queue_time,
+      start: %{
+        pool: state.name,
+        monotonic_time: now,
+        queue_time: queue_time,
+        running: map_size(state.running) + 1,
+        queued: state.queued,
+        max_concurrency: state.max_concurrency,
+        max_queue: state.max_queue
+      }
+    }
+
+    ref = job.ref
+    fun = job.job
+    pid = spawn_link(fn -> work(ref, fun, context) end)
+    job = Map.merge(job, %{started_at: now, queue_time: queue_time})
+
+    %{
+      state
+      | running: Map.put(state.running, pid, job),
+        refs: Map.put(state.refs, ref, {:running, pid, job.mon}),
+        callers: Map.put(state.callers, job.mon, ref),
+        started: state.started + 1
+    }
+  end
+
+  defp dispatch(state) do
+    with true <- map_size(state.running) < state.max_concurrency,
+         {{:value, job}, queue} <- :queue.out(state.queue) do
+      dispatch(start_job(job, %{state | queue: queue, queued: state.queued - 1}))
+    else
+      _ -> state
+    end
+  end
+
+  defp cancel_job(state, ref, reason) do
+    case Map.get(state.refs, ref) do
+      nil ->
+        state
+
+      {:queued, _mon} ->
+        {[job], kept} = state.queue |> :queue.to_list() |> Enum.split_with(&(&1.ref == ref))
+        state = forget(state, job)
+
+        %{
+          state
+          | queue: :queue.from_list(kept),
+            queued: state.queued - 1,
+            cancelled: state.cancelled + 1
+        }
+
+      {:running, pid, _mon} ->
+        # The EXIT message frees the slot; the native resources' monitors of the killed
+        # process cancel its native work.
+        Process.exit(pid, :kill)
+        job = %{state.running[pid] | cancel_reason: reason}
+        state = forget(state, job)
+        %{state | running: Map.put(state.running, pid, job), cancelled: state.cancelled + 1}
+    end
+  end
+
+  defp finish(state, job, reason) do
+    case {reason, job.cancel_reason} do
+      {:normal, nil} ->
+        %{state | completed: state.completed + 1}
+
+      {_, cancel_reason} ->
+        {kind, why} = if cancel_reason, do: {:cancelled, cancel_reason}, else: {:exit, reason}
+
+        # A job killed by someone else: tell its caller. A cancelled job's caller is gone or
+        # has timed out (its alias is inactive, so a message would be dropped anyway).
+        if kind == :exit, do: send(job.ref, {job.ref, {:result, {:error, {:exit, reason}}}})
+
+        Telemetry.emit(state.telemetry, :exception, %{
+          pool: state.name,
+          monotonic_time: System.monotonic_time(),
+          started_at: job.started_at,
+          queue_time: job.queue_time,
+          kind: kind,
+          reason: why
+        })
+
+        state
+    end
+  end
+
+  # ---- the job process ----------------------------------------------------------------
+
+  defp work(ref, job, context) do
+    Telemetry.emit(context.telemetry, :start, context.start)
+    started = System.monotonic_time()
+    result = execute(job)
+    send(ref, {ref, {:result, result}})
+
+    data = %{
+      pool: context.pool,
+      monotonic_time: System.monotonic_time(),
+      started_at: started,
+      queue_time: context.queue_time
+    }
+
+    case result do
+      {:error, {:panic, message}} ->
+        Telemetry.emit(
+          context.telemetry,
+          :exception,
+          Map.merge(data, %{kind: :panic, reason: message})
+        )
+
+      {:error, {kind, reason, _stack}} when kind == :exception ->
+        Telemetry.emit(
+          context.telemetry,
+          :exception,
+          Map.merge(data, %{kind: :error, reason: reason})
+        )
+
+      {:error, {kind, reason}} when kind in [:throw, :exit] ->
+        Telemetry.emit(
+          context.telemetry,
+          :exception,
+          Map.merge(data, %{kind: kind, reason: reason})
+        )
+
+      _ ->
+        Telemetry.emit(context.telemetry, :stop, Map.put(data, :result, result))
+    end
+  end
+
+  @doc false
+  # Runs a job and normalises its outcome (public for the tests of the rules).
+  def execute(job) do
+    case call(job) do
+      {:ok, _} = ok -> ok
+      {:error, _} = error -> error
+      other -> {:ok, other}
+    end
+  rescue
+    e in Hotpath.PanicError -> {:error, {:panic, e.message}}
+    e in ErlangError -> erlang_error(e, __STACKTRACE__)
+    e -> {:error, {:exception, e, __STACKTRACE__}}
+  catch
+    :throw, value -> {:error, {:throw, value}}
+    :exit, reason -> {:error, {:exit, reason}}
+  end
+
+  defp call(fun) when is_function(fun, 0), do: fun.()
+  defp call({m, f, a}), do: apply(m, f, a)
+
+  defp erlang_error(%ErlangError{original: :nif_panicked}, _stack),
+    do: {:error, {:panic, "native code panicked (nif_panicked)"}}
+
+  defp erlang_error(e, stack), do: {:error, {:exception, e, stack}}
+end

@@ -1,0 +1,352 @@
+defmodule Hotpath.Password do
+  @moduledoc """
+  argon2id password hashing with standard PHC strings, on dirty CPU schedulers.
+
+  A drop-in for the password module of `mix phx.gen.auth` (`Bcrypt`, `Pbkdf2`, `Argon2`):
+
+      Hotpath.Password.hash_pwd_salt("hunter2")
+      #=> "$argon2id$v=19$m=19456,t=2,p=1$...$..."
+      Hotpath.Password.verify_pass("hunter2", hash)
+      #=> true
+      Hotpath.Password.no_user_verify()
+      #=> false
+
+  Hashes are `$argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash>`, the format of
+  the reference implementation, argon2-cffi, argon2_elixir and libsodium: each verifies the
+  others' hashes. Verification accepts argon2id, argon2i and argon2d, versions 19 and 16,
+  and compares in constant time. A malformed or foreign hash makes `verify_pass/3` return
+  `false` and `verify/3` return `{:error, {:malformed | :incompatible, message}}`; it never
+  raises or crashes.
+
+  ## Costs
+
+  The defaults follow the OWASP Password Storage Cheat Sheet: `m_cost: 19_456` (19 MiB),
+  `t_cost: 2`, `parallelism: 1`, 16-byte salt, 32-byte hash; about 40 ms per hash on a
+  2020s server core. Lanes are computed one after the other on one dirty scheduler (Hotpath
+  starts no threads), so raising `parallelism` raises the cost, not the speed. Each dirty
+  scheduler thread keeps its argon2 memory (up to 64 MiB; 19 MiB at the defaults) for the
+  next hash, wiped after every hash.
+
+  Because the stored hash decides the cost of verifying it, `verify/3` refuses hashes whose
+  costs exceed `:max_m_cost` (default 262 144 KiB = 256 MiB), `:max_t_cost` (64) or
+  `:max_parallelism` (64) before allocating anything.
+
+  ## Running behind a `Hotpath.Compute` pool
+
+  With `compute: pool`, hashing and verification run as jobs of that pool: at most
+  `max_concurrency` at once, a bounded queue, and `:timeout` (default 5000 ms). A pool error
+  (`:overloaded`, `:timeout`, ...) makes `hash/2` and `verify/3` return `{:error, reason}`,
+  and the Phoenix-style functions raise `Hotpath.Compute.Error`.
+
+  Options can be set for the whole application, which is how the zero-option calls of a
+  Phoenix app pick them up:
+
+      config :hotpath, Hotpath.Password, compute: MyApp.Compute, timeout: 2_000
+
+  Keys given to a function override the configured ones.
+  """
+
+  alias Hotpath.Native
+
+  @hash_keys [:m_cost, :t_cost, :parallelism, :hash_len, :salt_len, :compute, :timeout]
+  @verify_keys [:max_m_cost, :max_t_cost, :max_parallelism, :compute, :timeout]
+  @config_keys Enum.uniq(@hash_keys ++ @verify_keys)
+  @u32 0xFFFFFFFF
+
+  @defaults [
+    m_cost: 19_456,
+    t_cost: 2,
+    parallelism: 1,
+    hash_len: 32,
+    salt_len: 16,
+    max_m_cost: 262_144,
+    max_t_cost: 64,
+    max_parallelism: 64,
+    compute: nil,
+    timeout: 5_000
+  ]
+
+  @typedoc "Errors of `hash/2` and `verify/3`."
+  @type error ::
+          {:malformed, String.t()} | {:incompatible, String.t()} | Hotpath.Compute.result()
+
+  @doc """
+  Hashes `password` with a fresh random salt and returns the PHC string.
+
+  Options: `:m_cost` (KiB, at least `8 * parallelism`), `:t_cost`, `:parallelism`,
+  `:hash_len` (16..64 bytes), `:salt_len` (8..48 bytes), `:compute`, `:timeout`.
+  Raises `Hotpath.Compute.Error` when the pool cannot run the job.
+
+      iex> hash = Hotpath.Password.hash_pwd_salt("hunter2", m_cost: 64, t_cost: 1)
+      iex> "$argon2id$v=19$m=64,t=1,p=1$" <> _ = hash
+      iex> Hotpath.Password.verify_pass("hunter2", hash)
+      true
+  """
+  @spec hash_pwd_salt(binary(), keyword()) :: String.t()
+  def hash_pwd_salt(password, opts \\ []) do
+    case hash(password, opts) do
+      {:ok, phc} ->
+        phc
+
+      {:error, reason} ->
+        raise Hotpath.Compute.Error,
+          reason: reason,
+          pool: options(opts, @hash_keys, "hash_pwd_salt/2")[:compute]
+    end
+  end
+
+  @doc """
+  Like `hash_pwd_salt/2`, returning `{:ok, phc}` or `{:error, reason}` (a pool's error).
+  """
+  @spec hash(binary(), keyword()) :: {:ok, String.t()} | {:error, error()}
+  def hash(password, opts \\ []) do
+    check_password!(password)
+    opts = options(opts, @hash_keys, "Hotpath.Password.hash/2")
+    m = int!(opts, :m_cost, 8, @u32)
+    t = int!(opts, :t_cost, 1, @u32)
+    p = int!(opts, :parallelism, 1, 0xFFFFFF)
+    hash_len = int!(opts, :hash_len, 16, 64)
+    salt_len = int!(opts, :salt_len, 8, 48)
+
+    if m < 8 * p do
+      raise ArgumentError,
+            ":m_cost must be at least 8 KiB per lane (8 * parallelism = #{8 * p}), got: #{m}"
+    end
+
+    salt = :crypto.strong_rand_bytes(salt_len)
+    run(opts, fn -> {:ok, Native.password_hash(password, salt, m, t, p, hash_len)} end)
+  end
+
+  @doc """
+  Checks `password` against a stored PHC string in constant time.
+
+  Returns `false` for a wrong password and for a malformed or foreign hash. Options:
+  `:max_m_cost`, `:max_t_cost`, `:max_parallelism`, `:compute`, `:timeout`. Raises
+  `Hotpath.Compute.Error` when the pool cannot run the job.
+
+      iex> Hotpath.Password.verify_pass("password",
+      ...>   "$argon2i$v=19$m=256,t=2,p=1$c29tZXNhbHQ$iekCn0Y3spW+sCcFanM2xBT63UP2sghkUoHLIUpWRS8")
+      true
+      iex> Hotpath.Password.verify_pass("password", "not a hash")
+      false
+  """
+  @spec verify_pass(binary(), binary(), keyword()) :: boolean()
+  def verify_pass(password, stored_hash, opts \\ []) do
+    case verify(password, stored_hash, opts) do
+      {:ok, valid?} ->
+        valid?
+
+      {:error, {reason, _message}} when reason in [:malformed, :incompatible] ->
+        false
+
+      {:error, reason} ->
+        raise Hotpath.Compute.Error,
+          reason: reason,
+          pool: options(opts, @verify_keys, "verify_pass/3")[:compute]
+    end
+  end
+
+  @doc """
+  Like `verify_pass/3`, but says why a hash could not be checked:
+  `{:ok, boolean}`, `{:error, {:malformed, message}}` (not an argon2 PHC string),
+  `{:error, {:incompatible, message}}` (another algorithm, or costs above the limits), or a
+  pool's error.
+
+      iex> Hotpath.Password.verify("pw", "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW")
+      {:error, {:malformed, "not a PHC string: salt invalid: value to short"}}
+  """
+  @spec verify(binary(), binary(), keyword()) :: {:ok, boolean()} | {:error, error()}
+  def verify(password, stored_hash, opts \\ []) do
+    check_password!(password)
+
+    unless is_binary(stored_hash) do
+      raise ArgumentError, "the stored hash must be a binary, got: #{inspect(stored_hash)}"
+    end
+
+    opts = options(opts, @verify_keys, "Hotpath.Password.verify/3")
+    max_m = int!(opts, :max_m_cost, 8, @u32)
+    max_t = int!(opts, :max_t_cost, 1, @u32)
+    max_p = int!(opts, :max_parallelism, 1, @u32)
+
+    run(opts, fn ->
+      case Native.password_verify(password, stored_hash, max_m, max_t, max_p) do
+        valid? when is_boolean(valid?) -> {:ok, valid?}
+        {:error, _} = error -> error
+      end
+    end)
+  end
+
+  @doc """
+  Does the work of one hash and returns `false`: call it when no user matches a login, so an
+  attacker cannot tell unknown accounts by the response time. Takes `hash_pwd_salt/2`'s
+  options.
+
+      iex> Hotpath.Password.no_user_verify(m_cost: 64, t_cost: 1)
+      false
+  """
+  @spec no_user_verify(keyword()) :: false
+  def no_user_verify(opts \\ []) do
+    _ = hash_pwd_salt("hotpath-no-user-verify", opts)
+    false
+  end
+
+  @doc """
+  `true` when `stored_hash` was made with other parameters than `hash_pwd_salt/2` would use
+  now (or is not an argon2id v19 hash at all): rehash the password at the next login.
+
+      iex> hash = Hotpath.Password.hash_pwd_salt("pw", m_cost: 64, t_cost: 1)
+      iex> Hotpath.Password.needs_rehash?(hash, m_cost: 64, t_cost: 1)
+      false
+      iex> Hotpath.Password.needs_rehash?(hash)
+      true
+  """
+  @spec needs_rehash?(binary(), keyword()) :: boolean()
+  def needs_rehash?(stored_hash, opts \\ []) do
+    opts = options(opts, @hash_keys, "Hotpath.Password.needs_rehash?/2")
+
+    case info(stored_hash) do
+      {:ok, info} ->
+        {info.algorithm, info.version, info.m_cost, info.t_cost, info.parallelism, info.hash_len} !=
+          {:argon2id, 19, opts[:m_cost], opts[:t_cost], opts[:parallelism], opts[:hash_len]}
+
+      {:error, _} ->
+        true
+    end
+  end
+
+  @doc """
+  The parameters a PHC string declares, read without hashing (microseconds).
+
+      iex> Hotpath.Password.info("$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$K13EBUiG7JV+9ZxztmHFTdb7J0WQsnj2V8bZaqyPptE")
+      {:ok, %{algorithm: :argon2id, version: 19, m_cost: 19456, t_cost: 2, parallelism: 1,
+              salt_len: 16, hash_len: 32}}
+  """
+  @spec info(binary()) ::
+          {:ok,
+           %{
+             algorithm: :argon2id | :argon2i | :argon2d,
+             version: 16 | 19,
+             m_cost: pos_integer(),
+             t_cost: pos_integer(),
+             parallelism: pos_integer(),
+             salt_len: pos_integer(),
+             hash_len: pos_integer()
+           }}
+          | {:error, {:malformed | :incompatible, String.t()}}
+  def info(stored_hash) when is_binary(stored_hash) do
+    case Native.password_info(stored_hash) do
+      {:error, _} = error -> error
+      info -> {:ok, info}
+    end
+  end
+
+  def info(other),
+    do: raise(ArgumentError, "the stored hash must be a binary, got: #{inspect(other)}")
+
+  @doc """
+  The raw argon2 function of RFC 9106 (no PHC encoding), on a dirty scheduler: a key
+  derivation primitive, and the function the RFC's test vectors check. Use `hash_pwd_salt/2`
+  to store passwords.
+
+  Options: `:variant` (`:argon2id` default, `:argon2i`, `:argon2d`), `:version` (19 default,
+  or 16), `:secret` and `:associated_data` (binaries, default empty), `:m_cost`, `:t_cost`,
+  `:parallelism`, `:hash_len` (4..1024, default 32). The salt must be at least 8 bytes.
+
+      iex> Hotpath.Password.raw_hash(:binary.copy(<<1>>, 32), :binary.copy(<<2>>, 16),
+      ...>   secret: :binary.copy(<<3>>, 8), associated_data: :binary.copy(<<4>>, 12),
+      ...>   m_cost: 32, t_cost: 3, parallelism: 4)
+      ...> |> Base.encode16(case: :lower)
+      "0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659"
+  """
+  @spec raw_hash(binary(), binary(), keyword()) :: binary()
+  def raw_hash(password, salt, opts \\ []) do
+    check_password!(password)
+
+    unless is_binary(salt) do
+      raise ArgumentError, "the salt must be a binary, got: #{inspect(salt)}"
+    end
+
+    opts =
+      Hotpath.Compute.validate_keys!(
+        opts,
+        [
+          :variant,
+          :version,
+          :secret,
+          :associated_data,
+          :m_cost,
+          :t_cost,
+          :parallelism,
+          :hash_len
+        ],
+        "Hotpath.Password.raw_hash/3"
+      )
+
+    variant = Keyword.get(opts, :variant, :argon2id)
+
+    unless variant in [:argon2id, :argon2i, :argon2d] do
+      raise ArgumentError,
+            ":variant must be :argon2id, :argon2i or :argon2d, got: #{inspect(variant)}"
+    end
+
+    version = Keyword.get(opts, :version, 19)
+
+    unless version in [16, 19] do
+      raise ArgumentError, ":version must be 19 or 16, got: #{inspect(version)}"
+    end
+
+    [secret, data] =
+      for key <- [:secret, :associated_data] do
+        case Keyword.get(opts, key, "") do
+          bin when is_binary(bin) -> bin
+          other -> raise ArgumentError, "#{inspect(key)} must be a binary, got: #{inspect(other)}"
+        end
+      end
+
+    opts = Keyword.merge([m_cost: 19_456, t_cost: 2, parallelism: 1, hash_len: 32], opts)
+
+    costs =
+      {variant, version, int!(opts, :m_cost, 8, @u32), int!(opts, :t_cost, 1, @u32),
+       int!(opts, :parallelism, 1, 0xFFFFFF), int!(opts, :hash_len, 4, 1024)}
+
+    Native.password_raw(password, salt, secret, data, costs)
+  end
+
+  # ---- helpers ------------------------------------------------------------------------
+
+  defp run(opts, fun) do
+    case opts[:compute] do
+      nil -> fun.()
+      pool -> Hotpath.Compute.run(pool, fun, timeout: opts[:timeout])
+    end
+  end
+
+  defp options(opts, keys, where) do
+    opts = Hotpath.Compute.validate_keys!(opts, keys, where)
+
+    config =
+      Hotpath.Compute.validate_keys!(
+        Application.get_env(:hotpath, __MODULE__, []),
+        @config_keys,
+        "config :hotpath, Hotpath.Password"
+      )
+
+    @defaults |> Keyword.merge(config) |> Keyword.merge(opts)
+  end
+
+  defp check_password!(password) when is_binary(password), do: :ok
+
+  defp check_password!(other),
+    do: raise(ArgumentError, "the password must be a binary, got: #{inspect(other)}")
+
+  defp int!(opts, key, min, max) do
+    case opts[key] do
+      n when is_integer(n) and n >= min and n <= max ->
+        n
+
+      other ->
+        raise ArgumentError,
+              "#{inspect(key)} must be an integer in #{min}..#{max}, got: #{inspect(other)}"
+    end
+  end
+end
