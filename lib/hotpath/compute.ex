@@ -414,6 +414,15 @@ defmodule Hotpath.Compute do
     end
   end
 
+  def handle_info({:"$hotpath_done", ref}, state) do
+    # The job has its result: from now on its caller's exit or timeout cancels nothing. The
+    # slot stays taken until the job process exits.
+    case Map.get(state.refs, ref) do
+      {:running, pid, _mon} -> {:noreply, forget(state, state.running[pid])}
+      _ -> {:noreply, state}
+    end
+  end
+
   def handle_info({:"$hotpath_cancel", ref}, state) do
     {:noreply, cancel_job(state, ref, :timeout)}
   end
@@ -465,6 +474,7 @@ defmodule Hotpath.Compute do
     queue_time = now - job.submitted_at
 
     context = %{
+      owner: self(),
       pool: state.name,
       telemetry: state.telemetry,
       queue_time: queue_time,
@@ -559,6 +569,9 @@ defmodule Hotpath.Compute do
     Telemetry.emit(context.telemetry, :start, context.start)
     started = System.monotonic_time()
     result = execute(job)
+    # Tell the pool first: a caller that gets its result and exits at once must not look like
+    # a caller that died while its job ran (which would cancel a finished job).
+    send(context.owner, {:"$hotpath_done", ref})
     send(ref, {ref, {:result, result}})
 
     data = %{
