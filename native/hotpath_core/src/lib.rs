@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod histogram;
 
 pub use error::{Error, Result};
 

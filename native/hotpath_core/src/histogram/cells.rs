@@ -1,0 +1,354 @@
+//! Concurrent storage: shards of atomics, each touched mostly by one thread.
+//!
+//! A thread picks a shard from a thread-local number handed out round-robin on first use, so
+//! with at least as many shards as scheduler threads every scheduler writes its own cache lines.
+//! Two threads sharing a shard stay correct (every update is one atomic operation); they only
+//! contend. Shards, the per-sign bucket tables and the 64-counter blocks are allocated on first
+//! use: memory follows the octaves actually seen and is bounded by the layout.
+
+use super::layout::{Layout, Place};
+use super::snapshot::{two_sum, Snapshot, Sum};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::OnceLock;
+
+/// Counters per lazily allocated block.
+pub const BLOCK: usize = 64;
+
+struct Block([AtomicU64; BLOCK]);
+
+impl Block {
+    fn new() -> Box<Self> {
+        Box::new(Block(std::array::from_fn(|_| AtomicU64::new(0))))
+    }
+}
+
+type Table = Box<[OnceLock<Box<Block>>]>;
+
+/// One shard: aligned so two shards never share a cache line.
+#[repr(align(128))]
+struct Shard {
+    sum_hi: AtomicU64,
+    sum_lo: AtomicU64,
+    min: AtomicU64,
+    max: AtomicU64,
+    zero: AtomicU64,
+    overflow: [AtomicU64; 2],
+    sides: [OnceLock<Table>; 2],
+    classic: Box<[AtomicU64]>,
+}
+
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static THREAD_SLOT: usize = NEXT_THREAD.fetch_add(1, Relaxed);
+}
+
+#[inline]
+fn thread_slot() -> usize {
+    THREAD_SLOT.with(|s| *s)
+}
+
+/// Adds `x` to a float stored as bits in an atomic.
+#[inline]
+fn atomic_f64_add(cell: &AtomicU64, x: f64) {
+    let mut cur = cell.load(Relaxed);
+    loop {
+        let new = (f64::from_bits(cur) + x).to_bits();
+        match cell.compare_exchange_weak(cur, new, Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// Adds `x` to the compensated sum `(hi, lo)`: the CAS on `hi` tells the exact value added to,
+/// so TwoSum gives the exact rounding error, which goes to `lo` (Neumaier, made lock-free).
+#[inline]
+fn atomic_sum_add(hi: &AtomicU64, lo: &AtomicU64, x: f64) {
+    let mut cur = hi.load(Relaxed);
+    loop {
+        let (s, e) = two_sum(f64::from_bits(cur), x);
+        match hi.compare_exchange_weak(cur, s.to_bits(), Relaxed, Relaxed) {
+            Ok(_) => {
+                if e != 0.0 {
+                    atomic_f64_add(lo, e);
+                }
+                return;
+            }
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+#[inline]
+fn atomic_min(cell: &AtomicU64, v: f64) {
+    let mut cur = cell.load(Relaxed);
+    while v < f64::from_bits(cur) {
+        match cell.compare_exchange_weak(cur, v.to_bits(), Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+#[inline]
+fn atomic_max(cell: &AtomicU64, v: f64) {
+    let mut cur = cell.load(Relaxed);
+    while v > f64::from_bits(cur) {
+        match cell.compare_exchange_weak(cur, v.to_bits(), Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+impl Shard {
+    fn new(layout: &Layout) -> Box<Self> {
+        let classic_len = if layout.bounds().is_empty() {
+            0
+        } else {
+            layout.bounds().len() + 1
+        };
+        Box::new(Shard {
+            sum_hi: AtomicU64::new(0f64.to_bits()),
+            sum_lo: AtomicU64::new(0f64.to_bits()),
+            min: AtomicU64::new(f64::INFINITY.to_bits()),
+            max: AtomicU64::new(f64::NEG_INFINITY.to_bits()),
+            zero: AtomicU64::new(0),
+            overflow: [AtomicU64::new(0), AtomicU64::new(0)],
+            sides: [OnceLock::new(), OnceLock::new()],
+            classic: (0..classic_len).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    #[inline]
+    fn counter(&self, layout: &Layout, neg: bool, idx: usize) -> &AtomicU64 {
+        let table = self.sides[neg as usize].get_or_init(|| {
+            (0..blocks_per_side(layout))
+                .map(|_| OnceLock::new())
+                .collect()
+        });
+        let block = table[idx / BLOCK].get_or_init(Block::new);
+        &block.0[idx % BLOCK]
+    }
+
+    #[inline]
+    fn record(&self, layout: &Layout, v: f64, n: u64) {
+        match layout.place(v) {
+            Place::Zero => self.zero.fetch_add(n, Relaxed),
+            Place::Bucket { neg, idx } => self.counter(layout, neg, idx).fetch_add(n, Relaxed),
+            Place::Overflow { neg } => self.overflow[neg as usize].fetch_add(n, Relaxed),
+        };
+        if !self.classic.is_empty() {
+            self.classic[layout.classic_index(v)].fetch_add(n, Relaxed);
+        }
+        if n == 1 {
+            atomic_sum_add(&self.sum_hi, &self.sum_lo, v);
+        } else {
+            let nf = n as f64;
+            let p = v * nf;
+            let pe = v.mul_add(nf, -p);
+            atomic_sum_add(&self.sum_hi, &self.sum_lo, p);
+            if pe != 0.0 && pe.is_finite() {
+                atomic_f64_add(&self.sum_lo, pe);
+            }
+        }
+        atomic_min(&self.min, v);
+        atomic_max(&self.max, v);
+    }
+
+    fn clear(&self) {
+        self.sum_hi.store(0f64.to_bits(), Relaxed);
+        self.sum_lo.store(0f64.to_bits(), Relaxed);
+        self.min.store(f64::INFINITY.to_bits(), Relaxed);
+        self.max.store(f64::NEG_INFINITY.to_bits(), Relaxed);
+        self.zero.store(0, Relaxed);
+        for c in self.overflow.iter().chain(self.classic.iter()) {
+            c.store(0, Relaxed);
+        }
+        for side in &self.sides {
+            if let Some(table) = side.get() {
+                for block in table.iter().filter_map(OnceLock::get) {
+                    for c in &block.0 {
+                        c.store(0, Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn memory(&self) -> usize {
+        let mut bytes = std::mem::size_of::<Shard>() + self.classic.len() * 8;
+        for side in &self.sides {
+            if let Some(table) = side.get() {
+                bytes += std::mem::size_of_val::<[OnceLock<Box<Block>>]>(table);
+                bytes += table.iter().filter(|b| b.get().is_some()).count()
+                    * std::mem::size_of::<Block>();
+            }
+        }
+        bytes
+    }
+}
+
+fn blocks_per_side(layout: &Layout) -> usize {
+    layout.len().div_ceil(BLOCK)
+}
+
+/// The sharded counters of one histogram (or of one window slot).
+pub(super) struct Cells {
+    shards: Box<[OnceLock<Box<Shard>>]>,
+}
+
+impl Cells {
+    pub(super) fn new(shards: usize) -> Self {
+        debug_assert!(shards.is_power_of_two());
+        Cells {
+            shards: (0..shards).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    #[inline]
+    fn shard(&self, layout: &Layout) -> &Shard {
+        let i = thread_slot() & (self.shards.len() - 1);
+        self.shards[i].get_or_init(|| Shard::new(layout))
+    }
+
+    /// Records `v` `n` times (`v` finite, `n >= 1`).
+    #[inline]
+    pub(super) fn record(&self, layout: &Layout, v: f64, n: u64) {
+        self.shard(layout).record(layout, v, n);
+    }
+
+    /// Adds a whole snapshot (same layout) into this thread's shard.
+    pub(super) fn add_snapshot(&self, layout: &Layout, s: &Snapshot) {
+        let shard = self.shard(layout);
+        for (neg, side) in [(false, &s.pos), (true, &s.neg)] {
+            for &(idx, c) in side {
+                shard
+                    .counter(layout, neg, idx as usize)
+                    .fetch_add(c, Relaxed);
+            }
+        }
+        shard.zero.fetch_add(s.zero, Relaxed);
+        for i in 0..2 {
+            shard.overflow[i].fetch_add(s.overflow[i], Relaxed);
+        }
+        for (cell, c) in shard.classic.iter().zip(&s.classic) {
+            cell.fetch_add(*c, Relaxed);
+        }
+        atomic_sum_add(&shard.sum_hi, &shard.sum_lo, s.sum.hi);
+        if s.sum.lo != 0.0 {
+            atomic_f64_add(&shard.sum_lo, s.sum.lo);
+        }
+        if s.count > 0 {
+            atomic_min(&shard.min, s.min);
+            atomic_max(&shard.max, s.max);
+        }
+    }
+
+    /// Zeroes every counter (allocations are kept).
+    pub(super) fn clear(&self) {
+        for shard in self.shards.iter().filter_map(OnceLock::get) {
+            shard.clear();
+        }
+    }
+
+    /// Bytes allocated now.
+    pub(super) fn memory(&self) -> usize {
+        std::mem::size_of_val::<[OnceLock<Box<Shard>>]>(&self.shards)
+            + self
+                .shards
+                .iter()
+                .filter_map(OnceLock::get)
+                .map(|s| s.memory())
+                .sum::<usize>()
+    }
+
+    /// Bytes these cells could allocate at most.
+    pub(super) fn max_memory(layout: &Layout, shards: usize) -> usize {
+        let classic = if layout.bounds().is_empty() {
+            0
+        } else {
+            (layout.bounds().len() + 1) * 8
+        };
+        let blocks = blocks_per_side(layout);
+        let side =
+            blocks * (std::mem::size_of::<OnceLock<Box<Block>>>() + std::mem::size_of::<Block>());
+        shards * std::mem::size_of::<OnceLock<Box<Shard>>>()
+            + shards * (std::mem::size_of::<Shard>() + classic + 2 * side)
+    }
+
+    /// Combines the shards into a snapshot. Counts are read with relaxed loads: a snapshot
+    /// taken while other threads record is a consistent-enough view (each counter is exact;
+    /// observations in flight may be half-visible), and `count` is always the sum of the
+    /// bucket counts.
+    pub(super) fn snapshot_into(&self, out: &mut Snapshot) {
+        let layout = out.layout.clone();
+        let shards: Vec<&Shard> = self
+            .shards
+            .iter()
+            .filter_map(|s| s.get().map(|b| &**b))
+            .collect();
+        let mut sum = Sum::default();
+        for shard in &shards {
+            sum.merge(Sum {
+                hi: f64::from_bits(shard.sum_hi.load(Relaxed)),
+                lo: f64::from_bits(shard.sum_lo.load(Relaxed)),
+            });
+            out.min = out.min.min(f64::from_bits(shard.min.load(Relaxed)));
+            out.max = out.max.max(f64::from_bits(shard.max.load(Relaxed)));
+            out.zero += shard.zero.load(Relaxed);
+            for i in 0..2 {
+                out.overflow[i] += shard.overflow[i].load(Relaxed);
+            }
+            for (acc, c) in out.classic.iter_mut().zip(shard.classic.iter()) {
+                *acc += c.load(Relaxed);
+            }
+        }
+        let blocks = blocks_per_side(&layout);
+        let mut acc = [0u64; BLOCK];
+        for (neg, side) in [(false, &mut out.pos), (true, &mut out.neg)] {
+            let tables: Vec<&Table> = shards
+                .iter()
+                .filter_map(|s| s.sides[neg as usize].get())
+                .collect();
+            if tables.is_empty() {
+                continue;
+            }
+            for b in 0..blocks {
+                let mut any = false;
+                for table in &tables {
+                    if let Some(block) = table[b].get() {
+                        if !any {
+                            acc = [0; BLOCK];
+                            any = true;
+                        }
+                        for (a, c) in acc.iter_mut().zip(block.0.iter()) {
+                            *a += c.load(Relaxed);
+                        }
+                    }
+                }
+                if any {
+                    for (i, &c) in acc.iter().enumerate() {
+                        if c > 0 {
+                            side.push(((b * BLOCK + i) as u32, c));
+                        }
+                    }
+                }
+            }
+        }
+        out.count = out.zero
+            + out.overflow[0]
+            + out.overflow[1]
+            + out.pos.iter().map(|p| p.1).sum::<u64>()
+            + out.neg.iter().map(|p| p.1).sum::<u64>();
+        out.sum = sum;
+        if out.count == 0 {
+            out.min = f64::INFINITY;
+            out.max = f64::NEG_INFINITY;
+            out.sum = Sum::default();
+        } else {
+            out.repair_extremes();
+        }
+    }
+}
