@@ -52,4 +52,19 @@ defmodule Hotpath.Native do
   def native_info, do: err()
   def debug_fail(_kind), do: err()
   def debug_unguarded_panic, do: err()
+
+  # histogram.rs
+  def histogram_new(_options), do: err()
+  def histogram_record(_h, _value), do: err()
+  def histogram_record_n(_h, _value, _count), do: err()
+  def histogram_read(_h, _view, _quantiles), do: err()
+  def histogram_read_dirty(_h, _view, _quantiles), do: err()
+  def histogram_to_binary(_h), do: err()
+  def histogram_to_binary_dirty(_h), do: err()
+  def histogram_from_binary(_binary), do: err()
+  def histogram_from_binary_dirty(_binary), do: err()
+  def histogram_merge(_into, _other), do: err()
+  def histogram_reset(_h), do: err()
+  def histogram_info(_h), do: err()
+  def histogram_advance(_h, _ms), do: err()
 end

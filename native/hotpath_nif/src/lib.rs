@@ -4,11 +4,13 @@
 //! `#[rustler::nif]`, so `init!` lists none of them.
 
 mod error;
+mod histogram;
+mod raw_resource;
 mod system;
 
-fn load(_env: rustler::Env, _info: rustler::Term) -> bool {
+fn load(env: rustler::Env, _info: rustler::Term) -> bool {
     error::install_panic_hook();
-    true
+    histogram::HISTOGRAM.open(env, c"Hotpath.Histogram")
 }
 
 rustler::init!("Elixir.Hotpath.Native", load = load);

@@ -1,10 +1,14 @@
 //! Concurrent storage: shards of atomics, each touched mostly by one thread.
 //!
-//! A thread picks a shard from a thread-local number handed out round-robin on first use, so
-//! with at least as many shards as scheduler threads every scheduler writes its own cache lines.
-//! Two threads sharing a shard stay correct (every update is one atomic operation); they only
-//! contend. Shards, the per-sign bucket tables and the 64-counter blocks are allocated on first
-//! use: memory follows the octaves actually seen and is bounded by the layout.
+//! Every thread gets a number on first use (round-robin) and maps to shard `number % shards`.
+//! The first thread to write a shard claims it: from then on it is that shard's **only
+//! writer** and updates it with plain relaxed loads and stores (no locked instruction, no
+//! cache-line transfer). A thread whose shard is owned by another thread, and every merge,
+//! writes the extra **shared** shard with atomic read-modify-write operations instead. Either
+//! way every update is exact; readers use relaxed loads and may see an observation half-applied.
+//!
+//! Shards, the per-sign bucket tables and the 64-counter blocks are allocated on first use:
+//! memory follows the octaves actually seen and is bounded by the layout.
 
 use super::layout::{Layout, Place};
 use super::snapshot::{two_sum, Snapshot, Sum};
@@ -27,6 +31,8 @@ type Table = Box<[OnceLock<Box<Block>>]>;
 /// One shard: aligned so two shards never share a cache line.
 #[repr(align(128))]
 struct Shard {
+    /// Thread number + 1 of the single writer; 0 = unclaimed; `usize::MAX` = shared shard.
+    owner: AtomicUsize,
     sum_hi: AtomicU64,
     sum_lo: AtomicU64,
     min: AtomicU64,
@@ -102,14 +108,71 @@ fn atomic_max(cell: &AtomicU64, v: f64) {
     }
 }
 
+/// A counter update: plain load + store for the single writer, an atomic add otherwise.
+#[inline]
+fn add<const OWNED: bool>(c: &AtomicU64, n: u64) {
+    if OWNED {
+        c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+    } else {
+        c.fetch_add(n, Relaxed);
+    }
+}
+
+#[inline]
+fn sum_add<const OWNED: bool>(hi: &AtomicU64, lo: &AtomicU64, x: f64) {
+    if OWNED {
+        let (s, e) = two_sum(f64::from_bits(hi.load(Relaxed)), x);
+        hi.store(s.to_bits(), Relaxed);
+        if e != 0.0 {
+            lo.store((f64::from_bits(lo.load(Relaxed)) + e).to_bits(), Relaxed);
+        }
+    } else {
+        atomic_sum_add(hi, lo, x);
+    }
+}
+
+#[inline]
+fn float_add<const OWNED: bool>(cell: &AtomicU64, x: f64) {
+    if OWNED {
+        cell.store((f64::from_bits(cell.load(Relaxed)) + x).to_bits(), Relaxed);
+    } else {
+        atomic_f64_add(cell, x);
+    }
+}
+
+#[inline]
+fn set_min<const OWNED: bool>(cell: &AtomicU64, v: f64) {
+    if OWNED {
+        if v < f64::from_bits(cell.load(Relaxed)) {
+            cell.store(v.to_bits(), Relaxed);
+        }
+    } else {
+        atomic_min(cell, v);
+    }
+}
+
+#[inline]
+fn set_max<const OWNED: bool>(cell: &AtomicU64, v: f64) {
+    if OWNED {
+        if v > f64::from_bits(cell.load(Relaxed)) {
+            cell.store(v.to_bits(), Relaxed);
+        }
+    } else {
+        atomic_max(cell, v);
+    }
+}
+
+const SHARED: usize = usize::MAX;
+
 impl Shard {
-    fn new(layout: &Layout) -> Box<Self> {
+    fn new(layout: &Layout, owner: usize) -> Box<Self> {
         let classic_len = if layout.bounds().is_empty() {
             0
         } else {
             layout.bounds().len() + 1
         };
         Box::new(Shard {
+            owner: AtomicUsize::new(owner),
             sum_hi: AtomicU64::new(0f64.to_bits()),
             sum_lo: AtomicU64::new(0f64.to_bits()),
             min: AtomicU64::new(f64::INFINITY.to_bits()),
@@ -132,29 +195,30 @@ impl Shard {
         &block.0[idx % BLOCK]
     }
 
+    /// Records `v` `n` times. `OWNED`: the caller is this shard's single writer.
     #[inline]
-    fn record(&self, layout: &Layout, v: f64, n: u64) {
+    fn record<const OWNED: bool>(&self, layout: &Layout, v: f64, n: u64) {
         match layout.place(v) {
-            Place::Zero => self.zero.fetch_add(n, Relaxed),
-            Place::Bucket { neg, idx } => self.counter(layout, neg, idx).fetch_add(n, Relaxed),
-            Place::Overflow { neg } => self.overflow[neg as usize].fetch_add(n, Relaxed),
+            Place::Zero => add::<OWNED>(&self.zero, n),
+            Place::Bucket { neg, idx } => add::<OWNED>(self.counter(layout, neg, idx), n),
+            Place::Overflow { neg } => add::<OWNED>(&self.overflow[neg as usize], n),
         };
         if !self.classic.is_empty() {
-            self.classic[layout.classic_index(v)].fetch_add(n, Relaxed);
+            add::<OWNED>(&self.classic[layout.classic_index(v)], n);
         }
         if n == 1 {
-            atomic_sum_add(&self.sum_hi, &self.sum_lo, v);
+            sum_add::<OWNED>(&self.sum_hi, &self.sum_lo, v);
         } else {
             let nf = n as f64;
             let p = v * nf;
             let pe = v.mul_add(nf, -p);
-            atomic_sum_add(&self.sum_hi, &self.sum_lo, p);
+            sum_add::<OWNED>(&self.sum_hi, &self.sum_lo, p);
             if pe != 0.0 && pe.is_finite() {
-                atomic_f64_add(&self.sum_lo, pe);
+                float_add::<OWNED>(&self.sum_lo, pe);
             }
         }
-        atomic_min(&self.min, v);
-        atomic_max(&self.max, v);
+        set_min::<OWNED>(&self.min, v);
+        set_max::<OWNED>(&self.max, v);
     }
 
     fn clear(&self) {
@@ -194,7 +258,8 @@ fn blocks_per_side(layout: &Layout) -> usize {
     layout.len().div_ceil(BLOCK)
 }
 
-/// The sharded counters of one histogram (or of one window slot).
+/// The sharded counters of one histogram (or of one window slot): `shards` owned shards
+/// plus the shared one at the end.
 pub(super) struct Cells {
     shards: Box<[OnceLock<Box<Shard>>]>,
 }
@@ -203,25 +268,38 @@ impl Cells {
     pub(super) fn new(shards: usize) -> Self {
         debug_assert!(shards.is_power_of_two());
         Cells {
-            shards: (0..shards).map(|_| OnceLock::new()).collect(),
+            shards: (0..shards + 1).map(|_| OnceLock::new()).collect(),
         }
     }
 
-    #[inline]
-    fn shard(&self, layout: &Layout) -> &Shard {
-        let i = thread_slot() & (self.shards.len() - 1);
-        self.shards[i].get_or_init(|| Shard::new(layout))
+    fn shared(&self, layout: &Layout) -> &Shard {
+        self.shards[self.shards.len() - 1].get_or_init(|| Shard::new(layout, SHARED))
     }
 
     /// Records `v` `n` times (`v` finite, `n >= 1`).
     #[inline]
     pub(super) fn record(&self, layout: &Layout, v: f64, n: u64) {
-        self.shard(layout).record(layout, v, n);
+        let me = thread_slot() + 1;
+        let owned = self.shards.len() - 1;
+        let shard = self.shards[me & (owned - 1)].get_or_init(|| Shard::new(layout, 0));
+        let owner = shard.owner.load(Relaxed);
+        if owner == me
+            || (owner == 0
+                && shard
+                    .owner
+                    .compare_exchange(0, me, Relaxed, Relaxed)
+                    .is_ok())
+        {
+            // Only this thread ever writes this shard from now on.
+            shard.record::<true>(layout, v, n);
+        } else {
+            self.shared(layout).record::<false>(layout, v, n);
+        }
     }
 
-    /// Adds a whole snapshot (same layout) into this thread's shard.
+    /// Adds a whole snapshot (same layout) into the shared shard.
     pub(super) fn add_snapshot(&self, layout: &Layout, s: &Snapshot) {
-        let shard = self.shard(layout);
+        let shard = self.shared(layout);
         for (neg, side) in [(false, &s.pos), (true, &s.neg)] {
             for &(idx, c) in side {
                 shard
@@ -274,8 +352,8 @@ impl Cells {
         let blocks = blocks_per_side(layout);
         let side =
             blocks * (std::mem::size_of::<OnceLock<Box<Block>>>() + std::mem::size_of::<Block>());
-        shards * std::mem::size_of::<OnceLock<Box<Shard>>>()
-            + shards * (std::mem::size_of::<Shard>() + classic + 2 * side)
+        (shards + 1) * std::mem::size_of::<OnceLock<Box<Shard>>>()
+            + (shards + 1) * (std::mem::size_of::<Shard>() + classic + 2 * side)
     }
 
     /// Combines the shards into a snapshot. Counts are read with relaxed loads: a snapshot

@@ -114,12 +114,12 @@ impl Layout {
             })?;
         if !(floor.is_finite() && floor >= MIN_FLOOR) {
             return Err(Error::invalid(format!(
-                "floor must be a number >= {MIN_FLOOR:e}, got {floor}"
+                "floor must be a number >= {MIN_FLOOR:e}, got {floor:?}"
             )));
         }
         if !(ceiling.is_finite() && ceiling > floor && ceiling <= MAX_CEILING) {
             return Err(Error::invalid(format!(
-                "ceiling must be a number > floor ({floor}) and <= {MAX_CEILING:e}, got {ceiling}"
+                "ceiling must be a number > floor ({floor:?}) and <= {MAX_CEILING:e}, got {ceiling:?}"
             )));
         }
         let shift = 52 - sub_bits;
@@ -128,7 +128,7 @@ impl Layout {
         let n = key_max - key_min + 1;
         if n > MAX_BUCKETS {
             return Err(Error::invalid(format!(
-                "floor {floor} to ceiling {ceiling} at relative_error {relative_error} needs {n} \
+                "floor {floor:?} to ceiling {ceiling:?} at relative_error {relative_error:?} needs {n} \
                  buckets, more than {MAX_BUCKETS}: narrow the range or raise relative_error"
             )));
         }

@@ -90,8 +90,8 @@ pub struct Options {
     pub buckets: Vec<f64>,
     /// Sliding window (default none).
     pub window: Option<WindowOptions>,
-    /// Number of shards, rounded up to a power of two; default: the machine's parallelism
-    /// (at most 16).
+    /// Number of single-writer shards, rounded up to a power of two; default
+    /// [`default_shards`].
     pub shards: Option<usize>,
 }
 
@@ -108,12 +108,14 @@ impl Default for Options {
     }
 }
 
-/// Default shard count: the available parallelism rounded up to a power of two, at most 16.
+/// Default shard count: twice the available parallelism (room for the threads that map to
+/// the same shard), rounded up to a power of two, between 4 and 16. Shards are allocated when
+/// first written, so unused ones cost a pointer.
 pub fn default_shards() -> usize {
     std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 16)
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .clamp(4, 16)
         .next_power_of_two()
 }
 
