@@ -67,4 +67,14 @@ defmodule Hotpath.Native do
   def histogram_reset(_h), do: err()
   def histogram_info(_h), do: err()
   def histogram_advance(_h, _ms), do: err()
+
+  # metrics.rs
+  def metrics_new(_specs), do: err()
+  def metrics_record(_registry, _name, _value, _tags), do: err()
+  def metrics_record_index(_registry, _index, _value, _tags), do: err()
+  def metrics_drop(_registry, _index), do: err()
+  def metrics_prometheus(_registry), do: err()
+  def metrics_snapshot(_registry), do: err()
+  def metrics_prune(_registry), do: err()
+  def metrics_info(_registry), do: err()
 end

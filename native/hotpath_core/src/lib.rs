@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod histogram;
+pub mod metrics;
 
 pub use error::{Error, Result};
 

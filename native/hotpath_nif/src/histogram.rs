@@ -28,7 +28,7 @@ pub enum Clock {
     Manual(AtomicU64),
 }
 
-fn monotonic_ms() -> u64 {
+pub fn monotonic_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
@@ -145,7 +145,7 @@ fn view_snapshot(h: &HistogramResource, view: Atom) -> NifResult<Snapshot> {
 }
 
 #[derive(NifMap)]
-struct Stats {
+pub struct Stats {
     count: u64,
     sum: f64,
     min: Option<f64>,
@@ -157,7 +157,7 @@ struct Stats {
     overflow_count: u64,
 }
 
-fn stats(s: &Snapshot, qs: &[f64]) -> NifResult<Stats> {
+pub fn stats(s: &Snapshot, qs: &[f64]) -> NifResult<Stats> {
     for &q in qs {
         lift(check_quantile(q))?;
     }

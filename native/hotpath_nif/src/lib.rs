@@ -5,12 +5,14 @@
 
 mod error;
 mod histogram;
+mod metrics;
 mod raw_resource;
 mod system;
 
 fn load(env: rustler::Env, _info: rustler::Term) -> bool {
     error::install_panic_hook();
     histogram::HISTOGRAM.open(env, c"Hotpath.Histogram")
+        && metrics::METRICS.open(env, c"Hotpath.Metrics")
 }
 
 rustler::init!("Elixir.Hotpath.Native", load = load);

@@ -70,7 +70,7 @@ fn atomic_f64_add(cell: &AtomicU64, x: f64) {
 /// Adds `x` to the compensated sum `(hi, lo)`: the CAS on `hi` tells the exact value added to,
 /// so TwoSum gives the exact rounding error, which goes to `lo` (Neumaier, made lock-free).
 #[inline]
-fn atomic_sum_add(hi: &AtomicU64, lo: &AtomicU64, x: f64) {
+pub(crate) fn atomic_sum_add(hi: &AtomicU64, lo: &AtomicU64, x: f64) {
     let mut cur = hi.load(Relaxed);
     loop {
         let (s, e) = two_sum(f64::from_bits(cur), x);

@@ -31,6 +31,7 @@ pub use layout::{
 pub use snapshot::{check_quantile, two_sum, Snapshot, Sum};
 
 use crate::error::{Error, Result};
+pub(crate) use cells::atomic_sum_add;
 use cells::Cells;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
