@@ -48,9 +48,10 @@ defmodule Hotpath.Metrics do
 
   ## Hot path
 
-  `record/4` reads the registry from `:persistent_term` (no message to a process) and makes one
-  NIF call that resolves the metric name, reads the tags out of the map and records, without
-  allocating once the series exists.
+  `record/4` is one NIF call (no message to a process): it finds the instance by name in a
+  per-thread copy of the native table of running instances, resolves the metric name, reads
+  the tags out of the map and records into the series (found through a per-thread cache),
+  without allocating once the series exists.
   """
 
   alias Hotpath.Metrics.Definition
@@ -294,11 +295,9 @@ defmodule Hotpath.Metrics do
   """
   @spec record(instance(), String.t() | [atom()], number() | nil, map()) :: :ok
   def record(instance, name, value, tags \\ %{}) do
-    registry = registry!(instance)
-
-    case Native.metrics_record(registry, name, value, tags) do
+    case Native.metrics_record_named(instance, name, value, tags) do
       :ok -> :ok
-      refused -> retry(refused, registry, instance, name, value, tags)
+      refused -> retry(refused, registry!(instance), instance, name, value, tags)
     end
   end
 

@@ -271,6 +271,19 @@ defmodule Hotpath.MetricsTest do
       assert FakeTelemetry.list_handlers([:web, :stop]) == []
       assert FakeTelemetry.list_handlers([:db, :query]) == []
       assert_raise ArgumentError, fn -> Metrics.snapshot(name) end
+
+      assert_raise ArgumentError, ~r/no Hotpath.Metrics instance/, fn ->
+        Metrics.record(name, "db.query.rows", 1)
+      end
+
+      # The same name again is a fresh instance.
+      start_supervised!(
+        {Metrics,
+         name: name, metrics: [Metrics.sum("db.query.rows")], telemetry_module: FakeTelemetry}
+      )
+
+      assert :ok = Metrics.record(name, "db.query.rows", 2)
+      assert [%{series: [%{value: 2.0}]}] = Metrics.snapshot(name)
     end
 
     test "bad measurements and tags are dropped and counted; the handler stays attached" do

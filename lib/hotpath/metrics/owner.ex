@@ -16,6 +16,7 @@ defmodule Hotpath.Metrics.Owner do
     Process.flag(:trap_exit, true)
     :persistent_term.put({Hotpath.Metrics, state.name}, state.registry)
     :persistent_term.put({Hotpath.Metrics, state.name, :meta}, state.meta)
+    :ok = Hotpath.Native.metrics_publish(state.registry, state.name)
     state = Map.put(state, :attached, attach(state))
     schedule_prune(state)
     {:ok, state}
@@ -34,6 +35,7 @@ defmodule Hotpath.Metrics.Owner do
   def terminate(_reason, state) do
     telemetry = state.telemetry_module
     for id <- state.attached, do: telemetry.detach(id)
+    Hotpath.Native.metrics_unpublish(state.registry, state.name)
     :persistent_term.erase({Hotpath.Metrics, state.name})
     :persistent_term.erase({Hotpath.Metrics, state.name, :meta})
     :ok

@@ -5,6 +5,7 @@
 //! large (answering `:dirty`), and the Elixir side then calls the `_dirty` twin.
 
 use crate::error::{argument_error, guard, lift, NifResult};
+use crate::fast_nif::fast_nif;
 use crate::raw_resource::RawResourceType;
 use hotpath_core::histogram::{check_quantile, Histogram, Options, Snapshot, WindowOptions};
 use rustler::types::binary::NewBinary;
@@ -96,10 +97,11 @@ fn histogram_new(env: Env, options: NewOptions) -> NifResult<Term> {
     })
 }
 
-/// The hot path: decode the resource and a float, add to this thread's shard.
-#[rustler::nif]
-fn histogram_record(h: Term, value: f64) -> NifResult<Atom> {
+/// The hot path: decode the resource and a float, add to this thread's shard. Registered
+/// with [`fast_nif!`] (no argument vector).
+fn histogram_record<'a>(_env: Env<'a>, [h, value]: [Term<'a>; 2]) -> NifResult<Atom> {
     let h = handle(h)?;
+    let value: f64 = value.decode()?;
     let now = if h.hist.window().is_some() {
         h.clock.now_ms()
     } else {
@@ -108,6 +110,8 @@ fn histogram_record(h: Term, value: f64) -> NifResult<Atom> {
     lift(h.hist.record(value, now))?;
     Ok(atoms::ok())
 }
+
+fast_nif!("histogram_record", 2, histogram_record);
 
 #[rustler::nif]
 fn histogram_record_n(h: Term, value: f64, count: Term) -> NifResult<Atom> {

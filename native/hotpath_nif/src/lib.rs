@@ -4,6 +4,7 @@
 //! `#[rustler::nif]`, so `init!` lists none of them.
 
 mod error;
+mod fast_nif;
 mod histogram;
 mod metrics;
 mod raw_resource;

@@ -6,6 +6,7 @@
 //! run on dirty CPU schedulers.
 
 use crate::error::{argument_error, guard, lift, NifResult};
+use crate::fast_nif::fast_nif;
 use crate::histogram::{monotonic_ms, stats};
 use crate::raw_resource::RawResourceType;
 use hotpath_core::histogram::{Options, WindowOptions};
@@ -16,16 +17,18 @@ use rustler::types::binary::NewBinary;
 use rustler::{Atom, Binary, Encoder, Env, NifMap, Term};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 mod atoms {
     rustler::atoms! {
         ok, nil, counter, sum, last_value, summary, distribution, histogram,
-        unknown_metric, bad_value, missing_tag, convert_tags
+        unknown_metric, unknown_instance, bad_value, missing_tag, convert_tags
     }
 }
 
-/// The resource behind a `Hotpath.Metrics` instance.
-pub struct MetricsResource {
+/// A registry and its lookup tables.
+pub struct Instance {
     registry: Registry,
     /// Tag keys (atoms) of each metric, in label order.
     tag_keys: Vec<Vec<Atom>>,
@@ -35,14 +38,81 @@ pub struct MetricsResource {
     by_atoms: HashMap<Box<[ErlNifTerm]>, Vec<usize>, FastState>,
 }
 
+/// The resource behind a `Hotpath.Metrics` registry term.
+pub struct MetricsResource(Arc<Instance>);
+
 /// The resource type, opened in `load`.
 pub static METRICS: RawResourceType<MetricsResource> = RawResourceType::new();
 
 #[inline]
-fn registry<'a>(term: Term<'a>) -> NifResult<&'a MetricsResource> {
+fn registry<'a>(term: Term<'a>) -> NifResult<&'a Instance> {
     METRICS
         .get(term)
+        .map(|r| &*r.0)
         .ok_or_else(|| argument_error("expected a Hotpath.Metrics registry"))
+}
+
+// ---- instances by name ---------------------------------------------------------------
+//
+// `record/4` finds an instance by its name (an atom) here rather than through a registry term
+// kept in `:persistent_term`: a resource term read from the literal area costs the NIF about
+// twice an empty call to decode (measured on OTP 25). Each thread keeps a copy of the table,
+// refreshed when the global generation moves, so the lookup touches no shared cache line.
+
+/// Instances by name atom.
+type Published = Vec<(ErlNifTerm, Arc<Instance>)>;
+
+static PUBLISHED: RwLock<Published> = RwLock::new(Vec::new());
+static PUBLISHED_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static LOCAL_PUBLISHED: RefCell<(u64, Published)> =
+        const { RefCell::new((0, Vec::new())) };
+}
+
+/// Runs `f` with the instance published under `name` (an atom term), if any.
+#[inline]
+fn with_published<T>(name: Term, f: impl FnOnce(&Instance) -> T) -> Option<T> {
+    let key = name.as_c_arg();
+    LOCAL_PUBLISHED.with(|cell| {
+        let local = &mut *cell.borrow_mut();
+        let generation = PUBLISHED_GENERATION.load(Ordering::Acquire);
+        if local.0 != generation {
+            let table = PUBLISHED.read().unwrap_or_else(|e| e.into_inner());
+            local.1 = table.clone();
+            local.0 = generation;
+        }
+        local
+            .1
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, instance)| f(instance))
+    })
+}
+
+/// Publishes `reg` under the atom `name` (replacing what was there).
+#[rustler::nif]
+fn metrics_publish(reg: Term, name: Atom) -> NifResult<Atom> {
+    let instance = METRICS
+        .get(reg)
+        .ok_or_else(|| argument_error("expected a Hotpath.Metrics registry"))?
+        .0
+        .clone();
+    let mut table = PUBLISHED.write().unwrap_or_else(|e| e.into_inner());
+    table.retain(|(k, _)| *k != name.as_c_arg());
+    table.push((name.as_c_arg(), instance));
+    PUBLISHED_GENERATION.fetch_add(1, Ordering::Release);
+    Ok(atoms::ok())
+}
+
+/// Removes the instance published under `name`, if `reg` is still the one published.
+#[rustler::nif]
+fn metrics_unpublish(reg: Term, name: Atom) -> NifResult<Atom> {
+    let instance = registry(reg)?;
+    let mut table = PUBLISHED.write().unwrap_or_else(|e| e.into_inner());
+    table.retain(|(k, i)| !(*k == name.as_c_arg() && std::ptr::eq(&**i, instance)));
+    PUBLISHED_GENERATION.fetch_add(1, Ordering::Release);
+    Ok(atoms::ok())
 }
 
 #[derive(NifMap)]
@@ -117,12 +187,12 @@ fn metrics_new(env: Env, specs: Vec<SpecIn>) -> NifResult<Term> {
         let registry = lift(Registry::new(core))?;
         Ok(METRICS.make(
             env,
-            MetricsResource {
+            MetricsResource(Arc::new(Instance {
                 registry,
                 tag_keys,
                 by_binary,
                 by_atoms,
-            },
+            })),
         ))
     })
 }
@@ -222,7 +292,7 @@ fn value_of(term: Term) -> Option<f64> {
 /// Records into every metric in `indexes`: checks the value and every tag first, so nothing
 /// is recorded unless everything can be.
 fn record_into(
-    r: &MetricsResource,
+    r: &Instance,
     indexes: &[usize],
     value: Term,
     tags: Term,
@@ -241,7 +311,16 @@ fn record_into(
     if needs_tags && !tags.is_map() {
         return Err(argument_error("tags must be a map"));
     }
-    let now = monotonic_ms();
+    // Reading the clock costs about an empty NIF call: only windows need it.
+    let now = if indexes.iter().any(|&i| {
+        r.registry
+            .metric(i)
+            .is_some_and(|m| m.spec().histogram.window.is_some())
+    }) {
+        monotonic_ms()
+    } else {
+        0
+    };
     KEYS.with(|cell| {
         let (buf, ends) = &mut *cell.borrow_mut();
         buf.clear();
@@ -267,7 +346,7 @@ fn record_into(
     })
 }
 
-fn indexes_of<'r>(r: &'r MetricsResource, name: Term) -> Option<&'r Vec<usize>> {
+fn indexes_of<'r>(r: &'r Instance, name: Term) -> Option<&'r Vec<usize>> {
     if let Ok(bin) = name.decode::<Binary>() {
         return r.by_binary.get(bin.as_slice());
     }
@@ -286,8 +365,7 @@ fn indexes_of<'r>(r: &'r MetricsResource, name: Term) -> Option<&'r Vec<usize>> 
 /// Records `value` with `tags` into the metrics named `name`. Returns `:ok`, or an atom saying
 /// why nothing was recorded: `:unknown_metric`, `:bad_value`, `:missing_tag`, `:convert_tags`
 /// (a tag value is not a string, atom or number: the caller converts and retries).
-#[rustler::nif]
-fn metrics_record(reg: Term, name: Term, value: Term, tags: Term) -> NifResult<Atom> {
+fn metrics_record<'a>(_env: Env<'a>, [reg, name, value, tags]: [Term<'a>; 4]) -> NifResult<Atom> {
     let r = registry(reg)?;
     let Some(indexes) = indexes_of(r, name) else {
         return Ok(atoms::unknown_metric());
@@ -298,10 +376,35 @@ fn metrics_record(reg: Term, name: Term, value: Term, tags: Term) -> NifResult<A
     })
 }
 
+fast_nif!("metrics_record", 4, metrics_record);
+
+/// `metrics_record` with the instance given by its published name; `:unknown_instance` when
+/// nothing is published under it.
+fn metrics_record_named<'a>(
+    _env: Env<'a>,
+    [instance, name, value, tags]: [Term<'a>; 4],
+) -> NifResult<Atom> {
+    with_published(instance, |r| {
+        let Some(indexes) = indexes_of(r, name) else {
+            return Ok(atoms::unknown_metric());
+        };
+        Ok(match record_into(r, indexes, value, tags)? {
+            Ok(()) => atoms::ok(),
+            Err(refused) => refusal(refused),
+        })
+    })
+    .unwrap_or_else(|| Ok(atoms::unknown_instance()))
+}
+
+fast_nif!("metrics_record_named", 4, metrics_record_named);
+
 /// Like `metrics_record` for one metric by index (the telemetry handler's path).
-#[rustler::nif]
-fn metrics_record_index(reg: Term, index: usize, value: Term, tags: Term) -> NifResult<Atom> {
+fn metrics_record_index<'a>(
+    _env: Env<'a>,
+    [reg, index, value, tags]: [Term<'a>; 4],
+) -> NifResult<Atom> {
     let r = registry(reg)?;
+    let index: usize = index.decode()?;
     if r.registry.metric(index).is_none() {
         return Err(argument_error("no metric at this index"));
     }
@@ -310,6 +413,8 @@ fn metrics_record_index(reg: Term, index: usize, value: Term, tags: Term) -> Nif
         Err(refused) => refusal(refused),
     })
 }
+
+fast_nif!("metrics_record_index", 4, metrics_record_index);
 
 /// Counts one dropped event for the metric at `index`.
 #[rustler::nif]

@@ -257,7 +257,12 @@ impl Layout {
     /// Index of the classic bucket of `v`: the first bound `>= v`, or `bounds.len()` (`+Inf`).
     #[inline]
     pub fn classic_index(&self, v: f64) -> usize {
-        self.bounds.partition_point(|b| *b < v)
+        if self.bounds.len() <= 16 {
+            // Branch-free count: a binary search mispredicts on varied values.
+            self.bounds.iter().filter(|b| **b < v).count()
+        } else {
+            self.bounds.partition_point(|b| *b < v)
+        }
     }
 
     /// The magnitudes `(lower, upper]` covered by log bucket `idx`.

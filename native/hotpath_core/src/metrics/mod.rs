@@ -173,6 +173,10 @@ impl Series {
 
 /// One metric: its spec and its series.
 pub struct Metric {
+    /// Unique for the life of the process (keys the per-thread series cache).
+    uid: u64,
+    /// Bumped by every prune: invalidates the per-thread caches of this metric.
+    generation: AtomicU64,
     spec: MetricSpec,
     layout: Option<Arc<Layout>>,
     shards: usize,
@@ -180,6 +184,22 @@ pub struct Metric {
     overflow: OnceLock<Arc<Series>>,
     len: AtomicUsize,
     dropped: AtomicU64,
+}
+
+/// Entries of a thread's series cache before it is cleared (bounds what a thread can keep
+/// alive of removed series or dropped registries).
+const SERIES_CACHE_MAX: usize = 4096;
+
+struct SeriesCache {
+    scratch: Vec<u8>,
+    map: std::collections::HashMap<Box<[u8]>, (Arc<Series>, u64), RandomState>,
+}
+
+thread_local! {
+    static SERIES_CACHE: std::cell::RefCell<SeriesCache> = std::cell::RefCell::new(SeriesCache {
+        scratch: Vec::new(),
+        map: std::collections::HashMap::default(),
+    });
 }
 
 /// Appends one label value to a series key.
@@ -240,7 +260,10 @@ impl Metric {
                 spec.name
             )));
         }
+        static NEXT_UID: AtomicU64 = AtomicU64::new(0);
         Ok(Metric {
+            uid: NEXT_UID.fetch_add(1, Relaxed),
+            generation: AtomicU64::new(0),
             spec,
             layout,
             shards,
@@ -258,12 +281,44 @@ impl Metric {
 
     /// Records `value` into the series of `key` (see [`push_label`]). A counter ignores the
     /// value. A new series beyond the cap goes to the overflow series.
+    ///
+    /// Each thread keeps a small cache from `(metric, key)` to its series, checked against
+    /// the metric's prune generation, so the common path touches no shared lock word.
     #[inline]
     pub fn record(&self, key: &[u8], value: f64, now_ms: u64) -> Result<()> {
-        if let Some(series) = self.series.get(key) {
-            return series.record(value, now_ms);
+        let generation = self.generation.load(Relaxed);
+        let hit = SERIES_CACHE.with(|cell| {
+            let cache = &mut *cell.borrow_mut();
+            cache.scratch.clear();
+            cache.scratch.extend_from_slice(&self.uid.to_le_bytes());
+            cache.scratch.extend_from_slice(key);
+            match cache.map.get(cache.scratch.as_slice()) {
+                // Recording touches no cache, so holding the borrow is fine; no Arc clone
+                // (its reference count would be a shared write).
+                Some((series, g)) if *g == generation => Some(series.record(value, now_ms)),
+                _ => None,
+            }
+        });
+        if let Some(result) = hit {
+            return result;
         }
-        self.new_series(key)?.record(value, now_ms)
+        let series = self.resolve(key)?;
+        SERIES_CACHE.with(|cell| {
+            let cache = &mut *cell.borrow_mut();
+            if cache.map.len() >= SERIES_CACHE_MAX {
+                cache.map.clear();
+            }
+            let k: Box<[u8]> = cache.scratch.as_slice().into();
+            cache.map.insert(k, (series.clone(), generation));
+        });
+        series.record(value, now_ms)
+    }
+
+    fn resolve(&self, key: &[u8]) -> Result<Arc<Series>> {
+        if let Some(series) = self.series.get(key) {
+            return Ok(series.value().clone());
+        }
+        self.new_series(key)
     }
 
     fn new_series(&self, key: &[u8]) -> Result<Arc<Series>> {
@@ -323,6 +378,7 @@ impl Metric {
             keep
         });
         self.len.fetch_sub(removed, Relaxed);
+        self.generation.fetch_add(1, Relaxed);
         removed
     }
 
