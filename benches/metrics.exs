@@ -45,6 +45,7 @@ defmodule Bench.Metrics do
       )
 
     tags = %{route: "/users/:id", method: "GET"}
+    handle = Metrics.handle(Bench.Metrics.Registry, "bench.request.stop.duration", tags)
     values = List.to_tuple(for i <- 1..1024, do: 0.5 + rem(i * 7919, 1000) / 10)
 
     telemetry? = Code.ensure_loaded?(:telemetry)
@@ -68,6 +69,8 @@ defmodule Bench.Metrics do
              tags
            )
          end},
+        {"Metrics.record_handle/2 (pre-resolved)",
+         fn i -> Metrics.record_handle(handle, elem(values, Bitwise.band(i, 1023))) end},
         {":counters/ETS log buckets",
          fn i -> HandRolled.record(hand, elem(values, Bitwise.band(i, 1023))) end}
       ] ++

@@ -73,8 +73,9 @@ defmodule Hotpath.Histogram do
     * `:ceiling` - magnitudes above count as overflow; default `1.0e12`
     * `:buckets` - classic bucket upper bounds (inclusive), strictly increasing; default `[]`
     * `:window` - `{span_ms, slots}`, a sliding window of `slots` slots; default `nil`
-    * `:shards` - number of shards (rounded up to a power of two, at most 64); default
-      `:auto`, the number of CPUs (at most 16)
+    * `:shards` - number of single-writer shards (rounded up to a power of two, at most 64);
+      default `:auto`, twice the number of CPUs, between 4 and 16. A shard is allocated when
+      a thread first writes to it; threads beyond the shards share one atomic shard
     * `:clock` - `:monotonic` (default) or `:manual` (see `advance/2`)
 
       iex> h = Hotpath.Histogram.new(relative_error: 0.001, buckets: [1, 10], window: {60_000, 6})

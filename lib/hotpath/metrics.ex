@@ -304,27 +304,35 @@ defmodule Hotpath.Metrics do
   defp retry(:convert_tags, registry, instance, name, value, tags) do
     case Native.metrics_record(registry, name, value, stringify_tags(tags)) do
       :ok -> :ok
-      :convert_tags -> raise ArgumentError, "tag values could not be converted: #{inspect(tags)}"
       refused -> retry(refused, registry, instance, name, value, tags)
     end
   end
 
   defp retry(:bad_value, _registry, instance, name, value, tags) when is_integer(value) do
     # Integers beyond 64 bits: record them as floats.
-    float =
-      try do
-        :erlang.float(value)
-      rescue
-        ArgumentError -> raise ArgumentError, "value #{value} is too large to record"
-      end
-
-    record(instance, name, float, tags)
+    record(instance, name, to_float!(value), tags)
   end
 
-  defp retry(:bad_value, _registry, _instance, name, value, _tags),
+  defp retry(refused, _registry, instance, name, value, tags),
+    do: refuse!(refused, instance, name, value, tags)
+
+  defp to_float!(int) do
+    :erlang.float(int)
+  rescue
+    ArgumentError -> reraise ArgumentError, "value #{int} is too large to record", __STACKTRACE__
+  end
+
+  defp refuse!(:unknown_instance, instance, _name, _value, _tags) do
+    raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
+  end
+
+  defp refuse!(:bad_value, _instance, name, value, _tags),
     do: raise(ArgumentError, "#{inspect(name)}: value must be a number, got: #{inspect(value)}")
 
-  defp retry(:missing_tag, _registry, instance, name, _value, tags) do
+  defp refuse!(:convert_tags, _instance, _name, _value, tags),
+    do: raise(ArgumentError, "tag values could not be converted: #{inspect(tags)}")
+
+  defp refuse!(:missing_tag, instance, name, _value, tags) do
     needed =
       for m <- meta!(instance),
           m.name == Definition.name!(name),
@@ -336,11 +344,61 @@ defmodule Hotpath.Metrics do
           "#{inspect(name)} needs the tags #{inspect(needed)}, got: #{inspect(tags)}"
   end
 
-  defp retry(:unknown_metric, _registry, instance, name, _value, _tags) do
+  defp refuse!(:unknown_metric, instance, name, _value, _tags) do
     known = instance |> meta!() |> Enum.map(&Enum.join(&1.name, ".")) |> Enum.uniq()
 
     raise ArgumentError,
           "no metric named #{inspect(name)} in #{inspect(instance)}; known metrics: #{inspect(known)}"
+  end
+
+  @typedoc "A pre-resolved series, from `handle/3`."
+  @opaque handle :: reference()
+
+  @doc """
+  Resolves `name` and `tags` once, for hot loops that record into the same series many times:
+  `record_handle/2` then skips the name and series lookups (about the cost of
+  `Hotpath.Histogram.record/2`). The series it points to are never pruned while the handle is
+  alive. Raises like `record/4`.
+  """
+  @spec handle(instance(), String.t() | [atom()], map()) :: handle()
+  def handle(instance, name, tags \\ %{}) do
+    case Native.metrics_handle(instance, name, tags) do
+      {:ok, handle} ->
+        handle
+
+      :convert_tags ->
+        case Native.metrics_handle(instance, name, stringify_tags(tags)) do
+          {:ok, handle} -> handle
+          refused -> refuse!(refused, instance, name, nil, tags)
+        end
+
+      refused ->
+        refuse!(refused, instance, name, nil, tags)
+    end
+  end
+
+  @doc """
+  Records `value` into the series of a handle from `handle/3`.
+
+      iex> {:ok, _} = Hotpath.Metrics.start_link(name: :doc_metrics,
+      ...>   metrics: [Hotpath.Metrics.sum("doc.jobs.duration", tags: [:queue])])
+      iex> h = Hotpath.Metrics.handle(:doc_metrics, "doc.jobs.duration", %{queue: "mail"})
+      iex> Hotpath.Metrics.record_handle(h, 2.5)
+      :ok
+      iex> [%{series: [%{tags: %{queue: "mail"}, value: 2.5}]}] = Hotpath.Metrics.snapshot(:doc_metrics)
+  """
+  @spec record_handle(handle(), number() | nil) :: :ok
+  def record_handle(handle, value) do
+    case Native.metrics_record_handle(handle, value) do
+      :ok ->
+        :ok
+
+      :bad_value when is_integer(value) ->
+        record_handle(handle, to_float!(value))
+
+      :bad_value ->
+        raise ArgumentError, "value must be a number, got: #{inspect(value)}"
+    end
   end
 
   @doc false

@@ -74,6 +74,8 @@ defmodule Hotpath.Native do
   def metrics_record_index(_registry, _index, _value, _tags), do: err()
   def metrics_record_named(_instance, _name, _value, _tags), do: err()
   def metrics_publish(_registry, _instance), do: err()
+  def metrics_handle(_target, _name, _tags), do: err()
+  def metrics_record_handle(_handle, _value), do: err()
   def metrics_unpublish(_registry, _instance), do: err()
   def metrics_drop(_registry, _index), do: err()
   def metrics_prometheus(_registry), do: err()

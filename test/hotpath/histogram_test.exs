@@ -94,6 +94,9 @@ defmodule Hotpath.HistogramTest do
         assert_raise ArgumentError, fn -> Histogram.reset(not_h) end
         assert_raise ArgumentError, fn -> Histogram.to_binary(not_h) end
         assert_raise ArgumentError, fn -> Histogram.memory(not_h) end
+        assert_raise ArgumentError, fn -> Histogram.info(not_h) end
+        assert_raise ArgumentError, fn -> Histogram.quantile(not_h, 0.5) end
+        assert_raise ArgumentError, fn -> Histogram.snapshot(not_h) end
         assert_raise ArgumentError, fn -> Histogram.merge(not_h, h) end
         assert_raise ArgumentError, fn -> Histogram.merge(h, not_h) end
       end

@@ -185,6 +185,14 @@ defmodule Hotpath.MetricsTest do
 
       assert_raise ArgumentError, ~r/no metric named 42/, fn -> Metrics.record(name, 42, 1) end
 
+      for fun <- [&Metrics.snapshot/1, &Metrics.prometheus/1, &Metrics.prune/1, &Metrics.info/1] do
+        assert_raise ArgumentError, ~r/no Hotpath.Metrics instance named :nope/, fn ->
+          fun.(:nope)
+        end
+
+        assert_raise ArgumentError, fn -> fun.("not an atom") end
+      end
+
       for bad <- [nil, "1", :one, [1]] do
         assert_raise ArgumentError, ~r/value must be a number/, fn ->
           Metrics.record(name, "a.b", bad, %{t: 1})
@@ -207,6 +215,48 @@ defmodule Hotpath.MetricsTest do
 
       assert [%{series: [%{value: value}]}] = Metrics.snapshot(name)
       assert value == :math.pow(2, 70)
+    end
+
+    test "handles record into pre-resolved series and keep them from pruning" do
+      name =
+        start!([
+          Metrics.counter("jobs.run.duration", tags: [:queue]),
+          Metrics.summary("jobs.run.duration", tags: [:queue])
+        ])
+
+      h = Metrics.handle(name, "jobs.run.duration", %{queue: :mail})
+      # A handle that dies with its process stops pinning its series.
+      Task.async(fn -> Metrics.handle(name, [:jobs, :run, :duration], %{queue: {:odd, 1}}) end)
+      |> Task.await()
+      |> is_reference()
+      |> assert()
+
+      :erlang.garbage_collect()
+      for v <- [1, 2.5, 2 ** 70], do: assert(:ok = Metrics.record_handle(h, v))
+      assert Metrics.prune(name) == 0
+      assert Metrics.prune(name) == 2, "both series of {:odd, 1} are idle and unpinned"
+      snap = Metrics.snapshot(name)
+
+      assert [%{tags: %{queue: "mail"}, value: 3}] =
+               find(snap, [:jobs, :run, :duration], :counter).series
+
+      assert_raise ArgumentError, ~r/value must be a number/, fn ->
+        Metrics.record_handle(h, "1")
+      end
+
+      assert_raise ArgumentError, ~r/expected a handle/, fn ->
+        Metrics.record_handle(make_ref(), 1)
+      end
+
+      assert_raise ArgumentError, ~r/no Hotpath.Metrics instance/, fn ->
+        Metrics.handle(:nope, "a.b")
+      end
+
+      assert_raise ArgumentError, ~r/no metric named/, fn -> Metrics.handle(name, "x.y") end
+
+      assert_raise ArgumentError, ~r/needs the tags/, fn ->
+        Metrics.handle(name, "jobs.run.duration")
+      end
     end
 
     test "cardinality cap and pruning" do
@@ -331,6 +381,11 @@ defmodule Hotpath.MetricsTest do
 
     test "handle_event/4 ignores a config it does not know" do
       assert Handler.handle_event([:x], %{}, %{}, :junk) == :ok
+
+      assert Handler.handle_event([:x], %{v: 1}, %{}, %{
+               registry: :no_such_instance,
+               metrics: [{0, :sum, :v, nil, & &1}]
+             }) == :ok
 
       assert Handler.handle_event([:x], %{}, %{}, %{
                registry: make_ref(),

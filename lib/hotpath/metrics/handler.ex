@@ -8,8 +8,8 @@ defmodule Hotpath.Metrics.Handler do
   raises, is counted as **dropped** for that metric (see `Hotpath.Metrics.snapshot/1` and the
   `hotpath_metrics_dropped_total` counter of `Hotpath.Metrics.prometheus/1`).
 
-  The config is `%{registry: registry, metrics: [{index, kind, measurement, keep, tag_values}]}`
-  built by `Hotpath.Metrics`. This module has no dependency on `:telemetry`: tests call
+  The config is `%{registry: instance_name, metrics: [{index, kind, measurement, keep,
+  tag_values}]}` built by `Hotpath.Metrics`. This module has no dependency on `:telemetry`: tests call
   `handle_event/4` directly.
   """
 

@@ -48,7 +48,9 @@ defmodule Hotpath.Metrics.Owner do
     if state.attach? and Code.ensure_loaded?(telemetry) do
       for {event, metrics} <- state.handlers do
         id = {Hotpath.Metrics, state.name, event}
-        config = %{registry: state.registry, metrics: metrics}
+        # The instance name, not the registry term: the NIF finds it in its own table, which is
+        # cheaper than decoding a resource term copied out of ETS or :persistent_term.
+        config = %{registry: state.name, metrics: metrics}
         handler = &Hotpath.Metrics.Handler.handle_event/4
 
         case telemetry.attach(id, event, handler, config) do

@@ -125,8 +125,13 @@ fn histogram_record_n(h: Term, value: f64, count: Term) -> NifResult<Atom> {
             )))
         }
     };
+    let now = if h.hist.window().is_some() {
+        h.clock.now_ms()
+    } else {
+        0
+    };
     guard(|| {
-        lift(h.hist.record_n(value, count, h.clock.now_ms()))?;
+        lift(h.hist.record_n(value, count, now))?;
         Ok(atoms::ok())
     })
 }

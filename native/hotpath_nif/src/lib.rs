@@ -14,6 +14,7 @@ fn load(env: rustler::Env, _info: rustler::Term) -> bool {
     error::install_panic_hook();
     histogram::HISTOGRAM.open(env, c"Hotpath.Histogram")
         && metrics::METRICS.open(env, c"Hotpath.Metrics")
+        && metrics::HANDLES.open(env, c"Hotpath.Metrics.Handle")
 }
 
 rustler::init!("Elixir.Hotpath.Native", load = load);

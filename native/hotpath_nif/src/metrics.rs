@@ -11,7 +11,7 @@ use crate::histogram::{monotonic_ms, stats};
 use crate::raw_resource::RawResourceType;
 use hotpath_core::histogram::{Options, WindowOptions};
 use hotpath_core::metrics::FastState;
-use hotpath_core::metrics::{push_label, Kind, MetricSpec, Registry, SeriesRead};
+use hotpath_core::metrics::{push_label, Kind, MetricSpec, Registry, Series, SeriesRead};
 use rustler::sys::{enif_get_atom, ErlNifCharEncoding, ErlNifTerm};
 use rustler::types::binary::NewBinary;
 use rustler::{Atom, Binary, Encoder, Env, NifMap, Term};
@@ -398,34 +398,137 @@ fn metrics_record_named<'a>(
 
 fast_nif!("metrics_record_named", 4, metrics_record_named);
 
-/// Like `metrics_record` for one metric by index (the telemetry handler's path).
+/// Runs `f` with the instance `target` names: a registry term, or the atom it is published
+/// under (`:unknown_instance` when nothing is).
+#[inline]
+fn with_instance(target: Term, f: impl FnOnce(&Instance) -> NifResult<Atom>) -> NifResult<Atom> {
+    if target.is_atom() {
+        with_published(target, f).unwrap_or_else(|| Ok(atoms::unknown_instance()))
+    } else {
+        f(registry(target)?)
+    }
+}
+
+/// Like `metrics_record` for one metric by index (the telemetry handler's path). `target` is
+/// the instance name (what the handler config holds) or a registry term.
 fn metrics_record_index<'a>(
     _env: Env<'a>,
-    [reg, index, value, tags]: [Term<'a>; 4],
+    [target, index, value, tags]: [Term<'a>; 4],
 ) -> NifResult<Atom> {
-    let r = registry(reg)?;
     let index: usize = index.decode()?;
-    if r.registry.metric(index).is_none() {
-        return Err(argument_error("no metric at this index"));
-    }
-    Ok(match record_into(r, &[index], value, tags)? {
-        Ok(()) => atoms::ok(),
-        Err(refused) => refusal(refused),
+    with_instance(target, |r| {
+        if r.registry.metric(index).is_none() {
+            return Err(argument_error("no metric at this index"));
+        }
+        Ok(match record_into(r, &[index], value, tags)? {
+            Ok(()) => atoms::ok(),
+            Err(refused) => refusal(refused),
+        })
     })
 }
 
 fast_nif!("metrics_record_index", 4, metrics_record_index);
 
-/// Counts one dropped event for the metric at `index`.
+// ---- pre-resolved series handles ------------------------------------------------------
+
+/// The series one `(name, tags)` resolves to, one per metric of that name, pinned so pruning
+/// keeps them while the handle lives.
+pub struct SeriesHandle {
+    series: Vec<(Kind, Arc<Series>)>,
+    needs_time: bool,
+}
+
+impl Drop for SeriesHandle {
+    fn drop(&mut self) {
+        for (_, s) in &self.series {
+            s.unpin();
+        }
+    }
+}
+
+/// The resource type of handles, opened in `load`.
+pub static HANDLES: RawResourceType<SeriesHandle> = RawResourceType::new();
+
+/// Resolves `(name, tags)` of instance `target` to a handle: `{:ok, handle}` or one of the
+/// refusal atoms of `metrics_record` (`:unknown_instance`, `:unknown_metric`, `:missing_tag`,
+/// `:convert_tags`).
 #[rustler::nif]
-fn metrics_drop(reg: Term, index: usize) -> NifResult<Atom> {
-    let r = registry(reg)?;
-    let metric = r
-        .registry
-        .metric(index)
-        .ok_or_else(|| argument_error("no metric at this index"))?;
-    metric.drop_one();
+fn metrics_handle<'a>(
+    env: Env<'a>,
+    target: Term<'a>,
+    name: Term<'a>,
+    tags: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let resolve = |r: &Instance| -> NifResult<Term<'a>> {
+        let Some(indexes) = indexes_of(r, name) else {
+            return Ok(atoms::unknown_metric().encode(env));
+        };
+        let needs_tags = indexes.iter().any(|&i| !r.tag_keys[i].is_empty());
+        if needs_tags && !tags.is_map() {
+            return Err(argument_error("tags must be a map"));
+        }
+        let mut series = Vec::with_capacity(indexes.len());
+        for &i in indexes {
+            let mut key = Vec::new();
+            for &tag in &r.tag_keys[i] {
+                let Ok(v) = tags.map_get(tag) else {
+                    return Ok(atoms::missing_tag().encode(env));
+                };
+                if let Err(refused) = push_tag(&mut key, v) {
+                    return Ok(refusal(refused).encode(env));
+                }
+            }
+            let metric = r.registry.metric(i).ok_or(rustler::Error::BadArg)?;
+            let s = lift(metric.resolve(&key))?;
+            series.push((metric.spec().kind, s));
+        }
+        for (_, s) in &series {
+            s.pin();
+        }
+        let needs_time = series.iter().any(|(_, s)| s.needs_time());
+        Ok((
+            atoms::ok(),
+            HANDLES.make(env, SeriesHandle { series, needs_time }),
+        )
+            .encode(env))
+    };
+    if target.is_atom() {
+        with_published(target, resolve).unwrap_or_else(|| Ok(atoms::unknown_instance().encode(env)))
+    } else {
+        resolve(registry(target)?)
+    }
+}
+
+/// Records through a handle: `:ok`, or `:bad_value` when a non-counter metric gets a
+/// non-number.
+fn metrics_record_handle<'a>(_env: Env<'a>, [handle, value]: [Term<'a>; 2]) -> NifResult<Atom> {
+    let h = HANDLES
+        .get(handle)
+        .ok_or_else(|| argument_error("expected a handle from Hotpath.Metrics.handle/3"))?;
+    let number = value_of(value);
+    if number.is_none() && h.series.iter().any(|(k, _)| *k != Kind::Counter) {
+        return Ok(atoms::bad_value());
+    }
+    let now = if h.needs_time { monotonic_ms() } else { 0 };
+    for (_, s) in &h.series {
+        lift(s.record(number.unwrap_or(0.0), now))?;
+    }
     Ok(atoms::ok())
+}
+
+fast_nif!("metrics_record_handle", 2, metrics_record_handle);
+
+/// Counts one dropped event for the metric at `index` (`target` as in `metrics_record_index`).
+#[rustler::nif]
+fn metrics_drop(target: Term, index: usize) -> NifResult<Atom> {
+    with_instance(target, |r| {
+        let metric = r
+            .registry
+            .metric(index)
+            .ok_or_else(|| argument_error("no metric at this index"))?;
+        metric.drop_one();
+        Ok(atoms::ok())
+    })
 }
 
 /// The registry in the Prometheus text format, as a binary (dirty scheduler).

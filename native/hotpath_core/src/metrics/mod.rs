@@ -73,6 +73,8 @@ pub struct Series {
     labels: Box<[String]>,
     value: SeriesValue,
     touched: AtomicBool,
+    /// Live handles bound to this series: a pinned series is never pruned.
+    pins: AtomicUsize,
 }
 
 /// A read of one series.
@@ -111,6 +113,7 @@ impl Series {
             labels,
             value,
             touched: AtomicBool::new(true),
+            pins: AtomicUsize::new(0),
         }
     }
 
@@ -119,8 +122,24 @@ impl Series {
         &self.labels
     }
 
+    /// Keeps the series from being pruned until [`Series::unpin`].
+    pub fn pin(&self) {
+        self.pins.fetch_add(1, Relaxed);
+    }
+
+    /// Undoes one [`Series::pin`].
+    pub fn unpin(&self) {
+        self.pins.fetch_sub(1, Relaxed);
+    }
+
+    /// Whether recording needs a time (a histogram with a window).
+    pub fn needs_time(&self) -> bool {
+        matches!(&self.value, SeriesValue::Histogram(h) if h.window().is_some())
+    }
+
+    /// Records `value` (ignored by counters; must be finite otherwise).
     #[inline]
-    fn record(&self, value: f64, now_ms: u64) -> Result<()> {
+    pub fn record(&self, value: f64, now_ms: u64) -> Result<()> {
         if !self.touched.load(Relaxed) {
             self.touched.store(true, Relaxed);
         }
@@ -314,7 +333,8 @@ impl Metric {
         series.record(value, now_ms)
     }
 
-    fn resolve(&self, key: &[u8]) -> Result<Arc<Series>> {
+    /// The series of `key`, created if needed (the overflow series beyond the cap).
+    pub fn resolve(&self, key: &[u8]) -> Result<Arc<Series>> {
         if let Some(series) = self.series.get(key) {
             return Ok(series.value().clone());
         }
@@ -371,7 +391,7 @@ impl Metric {
     fn prune(&self) -> usize {
         let mut removed = 0;
         self.series.retain(|_, s| {
-            let keep = s.touched.swap(false, Relaxed);
+            let keep = s.touched.swap(false, Relaxed) || s.pins.load(Relaxed) > 0;
             if !keep {
                 removed += 1;
             }

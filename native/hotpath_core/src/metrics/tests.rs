@@ -188,3 +188,18 @@ fn concurrent_series_creation_is_exact() {
         .sum();
     assert_eq!(total, 8000);
 }
+
+#[test]
+fn pinned_series_survive_pruning() {
+    let r = registry();
+    let m = r.metric(0).unwrap();
+    let series = m.resolve(&key(&["/a", "GET"])).unwrap();
+    series.pin();
+    r.prune();
+    assert_eq!(r.prune(), 0);
+    series.record(0.0, 0).unwrap();
+    assert_eq!(m.series()[0].read(0), SeriesRead::Counter(1));
+    series.unpin();
+    r.prune();
+    assert_eq!(r.prune(), 1);
+}
