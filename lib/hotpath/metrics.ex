@@ -51,7 +51,13 @@ defmodule Hotpath.Metrics do
   `record/4` is one NIF call (no message to a process): it finds the instance by name in a
   per-thread copy of the native table of running instances, resolves the metric name, reads
   the tags out of the map and records into the series (found through a per-thread cache),
-  without allocating once the series exists.
+  without allocating once the series exists. Tag values that are binaries, atoms or numbers
+  are read natively; others are converted with `inspect/1`. For a loop that records into the
+  same series, `handle/3` resolves it once and `record_handle/2` costs about as much as
+  `Hotpath.Histogram.record/2`.
+
+  Summaries read the monotonic clock on each record (for their window); the other kinds do not.
+  A value recorded into a series while `prune/1` removes it may be lost.
   """
 
   alias Hotpath.Metrics.Definition

@@ -300,7 +300,8 @@ fn histogram_merge(into: Term, other: Term) -> NifResult<Atom> {
     })
 }
 
-#[rustler::nif]
+/// Zeroes every allocated counter: proportional to the layout, so on a dirty scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
 fn histogram_reset(h: Term) -> NifResult<Atom> {
     let h = handle(h)?;
     guard(|| {
@@ -322,7 +323,8 @@ struct Info {
     max_memory: u64,
 }
 
-#[rustler::nif]
+/// Options and memory; measuring memory walks the bucket tables, so on a dirty scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
 fn histogram_info(h: Term) -> NifResult<Info> {
     let h = handle(h)?;
     guard(|| {

@@ -58,6 +58,7 @@ fn registry<'a>(term: Term<'a>) -> NifResult<&'a Instance> {
 // kept in `:persistent_term`: a resource term read from the literal area costs the NIF about
 // twice an empty call to decode (measured on OTP 25). Each thread keeps a copy of the table,
 // refreshed when the global generation moves, so the lookup touches no shared cache line.
+// A thread's copy keeps a stopped instance's memory alive until that thread's next lookup.
 
 /// Instances by name atom.
 type Published = Vec<(ErlNifTerm, Arc<Instance>)>;
