@@ -46,12 +46,21 @@ struct Shard {
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    static THREAD_SLOT: usize = NEXT_THREAD.fetch_add(1, Relaxed);
+    // Const-initialized (no lazy-init state to check); `usize::MAX` = not assigned yet.
+    static THREAD_SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
 }
 
 #[inline]
 fn thread_slot() -> usize {
-    THREAD_SLOT.with(|s| *s)
+    THREAD_SLOT.with(|slot| {
+        let n = slot.get();
+        if n != usize::MAX {
+            return n;
+        }
+        let n = NEXT_THREAD.fetch_add(1, Relaxed) % (usize::MAX - 1);
+        slot.set(n);
+        n
+    })
 }
 
 /// Adds `x` to a float stored as bits in an atomic.
@@ -123,9 +132,9 @@ fn sum_add<const OWNED: bool>(hi: &AtomicU64, lo: &AtomicU64, x: f64) {
     if OWNED {
         let (s, e) = two_sum(f64::from_bits(hi.load(Relaxed)), x);
         hi.store(s.to_bits(), Relaxed);
-        if e != 0.0 {
-            lo.store((f64::from_bits(lo.load(Relaxed)) + e).to_bits(), Relaxed);
-        }
+        // Unconditional: whether `e` is zero depends on the data, and a mispredicted branch
+        // costs more than a plain load and store to a line already owned.
+        lo.store((f64::from_bits(lo.load(Relaxed)) + e).to_bits(), Relaxed);
     } else {
         atomic_sum_add(hi, lo, x);
     }
