@@ -1,1 +1,2 @@
+Hotpath.FakeTelemetry.start()
 ExUnit.start()

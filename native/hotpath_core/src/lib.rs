@@ -11,7 +11,9 @@ pub mod clock;
 pub mod compute;
 pub mod digest;
 pub mod error;
+pub mod histogram;
 pub mod limiter;
+pub mod metrics;
 pub mod password;
 
 pub use error::{Error, Result};

@@ -5,13 +5,19 @@
 
 mod compute;
 mod error;
+mod fast_nif;
+mod histogram;
 mod limiter;
+mod metrics;
 mod password;
+mod raw_resource;
 mod system;
 
-fn load(_env: rustler::Env, _info: rustler::Term) -> bool {
+fn load(env: rustler::Env, _info: rustler::Term) -> bool {
     error::install_panic_hook();
-    true
+    histogram::HISTOGRAM.open(env, c"Hotpath.Histogram")
+        && metrics::METRICS.open(env, c"Hotpath.Metrics")
+        && metrics::HANDLES.open(env, c"Hotpath.Metrics.Handle")
 }
 
 rustler::init!("Elixir.Hotpath.Native", load = load);

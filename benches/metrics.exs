@@ -1,0 +1,196 @@
+# Hotpath.Histogram and Hotpath.Metrics against the empty NIF call, a hand-written
+# :counters/ETS log-bucket histogram, folsom's histogram and (when installed) :telemetry.
+#
+#     MIX_ENV=prod mix run benches/metrics.exs
+Code.require_file("support/harness.exs", __DIR__)
+
+defmodule Bench.Metrics do
+  @compile {:no_warn_undefined, :telemetry}
+  @compile {:no_warn_undefined, :folsom_metrics}
+
+  alias Hotpath.{Histogram, Metrics}
+
+  # What a user writes by hand: 8 buckets per power of two in a :counters array found in
+  # ETS, plus the count and an integer sum.
+  defmodule HandRolled do
+    @buckets 8 * 80
+
+    def new do
+      table = :ets.new(:bench_hand_rolled, [:set, :public, read_concurrency: true])
+      :ets.insert(table, {:hist, :counters.new(@buckets + 2, [:write_concurrency])})
+      table
+    end
+
+    def record(table, value) do
+      [{_, ref}] = :ets.lookup(table, :hist)
+      index = value |> max(1.0e-9) |> :math.log2() |> Kernel.*(8) |> floor() |> Kernel.+(240)
+      :counters.add(ref, min(max(index, 1), @buckets), 1)
+      :counters.add(ref, @buckets + 1, 1)
+      :counters.add(ref, @buckets + 2, round(value))
+    end
+  end
+
+  def run do
+    h = Histogram.new()
+    hand = HandRolled.new()
+    folsom? = start_folsom()
+
+    {:ok, _} =
+      Metrics.start_link(
+        name: Bench.Metrics.Registry,
+        telemetry: false,
+        metrics: [
+          Metrics.distribution("bench.request.stop.duration", tags: [:route, :method])
+        ]
+      )
+
+    tags = %{route: "/users/:id", method: "GET"}
+    handle = Metrics.handle(Bench.Metrics.Registry, "bench.request.stop.duration", tags)
+    values = List.to_tuple(for i <- 1..1024, do: 0.5 + rem(i * 7919, 1000) / 10)
+
+    telemetry? = Code.ensure_loaded?(:telemetry)
+
+    if telemetry? do
+      :telemetry.attach("bench-noop", [:bench, :noop], &__MODULE__.noop_handler/4, nil)
+    end
+
+    cases =
+      [
+        {"empty NIF", fn -> Hotpath.Native.noop() end},
+        {"picking the value only", fn i -> elem(values, Bitwise.band(i, 1023)) end},
+        {"Histogram.record/2",
+         fn i -> Histogram.record(h, elem(values, Bitwise.band(i, 1023))) end},
+        {"Metrics.record/4 (2 tags)",
+         fn i ->
+           Metrics.record(
+             Bench.Metrics.Registry,
+             "bench.request.stop.duration",
+             elem(values, Bitwise.band(i, 1023)),
+             tags
+           )
+         end},
+        {"Metrics.record_handle/2 (pre-resolved)",
+         fn i -> Metrics.record_handle(handle, elem(values, Bitwise.band(i, 1023))) end},
+        {":counters/ETS log buckets",
+         fn i -> HandRolled.record(hand, elem(values, Bitwise.band(i, 1023))) end}
+      ] ++
+        if(folsom?,
+          do: [
+            {"folsom histogram",
+             fn i ->
+               :folsom_metrics.notify(:bench_folsom, elem(values, Bitwise.band(i, 1023)))
+             end}
+          ],
+          else: []
+        ) ++
+        if(telemetry?,
+          do: [
+            {":telemetry.execute/3 no-op",
+             fn -> :telemetry.execute([:bench, :noop], %{}, %{}) end}
+          ],
+          else: []
+        )
+
+    render = render_10k()
+
+    result =
+      Hotpath.Bench.run(
+        title: "Metrics: record path",
+        note:
+          "Values cycle through 1024 floats in 0.5..100.5 (\"picking the value only\" is that " <>
+            "cost alone). Metrics.record/4 is one NIF call (instance and name lookup, 2 binary " <>
+            "tags read from the map, series lookup, histogram record with 11 classic buckets). " <>
+            "Baselines: the empty NIF; a hand-written :counters/ETS log-bucket " <>
+            "histogram; folsom 0.8.2 (Debian erlang-folsom, uniform reservoir)" <>
+            if(folsom?, do: "", else: " - not found, skipped") <>
+            "; `:telemetry.execute/3` to a no-op handler" <>
+            if(telemetry?, do: ".", else: " - :telemetry is not installed here, skipped.") <>
+            "\n\n" <> render.text,
+        cases: cases,
+        baselines: ["empty NIF", "Histogram.record/2"],
+        targets: targets(folsom?, render)
+      )
+
+    result
+  end
+
+  defp targets(folsom?, render) do
+    base = [
+      {:ratio, "Histogram.record/2", "empty NIF", :<=, 1.5, :single},
+      {:ratio, "Metrics.record/4 (2 tags)", "empty NIF", :<=, 4.0, :single},
+      {:scaling, "Histogram.record/2", :>=, 1.6}
+    ]
+
+    folsom =
+      if folsom? do
+        [
+          {:custom, "Histogram.record/2 at least 10x faster than folsom's histogram (1 process)",
+           &faster_than_folsom/1}
+        ]
+      else
+        []
+      end
+
+    base ++
+      folsom ++
+      [
+        {:custom, "render 10k series as Prometheus text (reported)",
+         fn _ -> {true, render.summary} end}
+      ]
+  end
+
+  defp faster_than_folsom(results) do
+    single = results[:single]
+    ratio = single["folsom histogram"].ns / single["Histogram.record/2"].ns
+    {ratio >= 10, Hotpath.Bench.format_ratio(ratio) <> " faster"}
+  end
+
+  def noop_handler(_event, _measurements, _metadata, _config), do: :ok
+
+  defp start_folsom do
+    with true <- Code.ensure_loaded?(:folsom_metrics),
+         {:ok, _} <- Application.ensure_all_started(:folsom) do
+      :folsom_metrics.new_histogram(:bench_folsom)
+      true
+    else
+      _ -> false
+    end
+  end
+
+  # 10 000 series of a distribution (11 buckets each) and a summary, rendered 5 times.
+  defp render_10k do
+    {:ok, _} =
+      Metrics.start_link(
+        name: Bench.Metrics.Render,
+        telemetry: false,
+        max_series: 10_000,
+        metrics: [Metrics.distribution("bench.render.duration", tags: [:id])]
+      )
+
+    for i <- 1..10_000, v <- [1, 20, 300] do
+      Metrics.record(Bench.Metrics.Render, "bench.render.duration", v / 10, %{id: i})
+    end
+
+    memory = Metrics.info(Bench.Metrics.Render).memory
+
+    times =
+      for _ <- 1..5 do
+        {us, text} = :timer.tc(fn -> Metrics.prometheus(Bench.Metrics.Render) end)
+        {us, IO.iodata_length(text)}
+      end
+
+    {us, bytes} = times |> Enum.sort() |> Enum.at(2)
+
+    %{
+      summary:
+        "#{Float.round(us / 1000, 1)} ms for 10k series (#{div(bytes, 1024)} KiB), " <>
+          "#{div(memory, 10_000)} B native memory per series",
+      text:
+        "Rendering 10 000 distribution series (11 buckets, 3 values each) on a dirty scheduler: " <>
+          "median of 5 renders #{Float.round(us / 1000, 1)} ms, #{div(bytes, 1024)} KiB of text; " <>
+          "native memory #{div(memory, 10_000)} B per series."
+    }
+  end
+end
+
+Hotpath.Bench.main(&Bench.Metrics.run/0)

@@ -1,0 +1,454 @@
+defmodule Hotpath.Histogram do
+  @moduledoc """
+  A native, concurrent histogram with bounded relative error.
+
+  A histogram is a reference to native memory (like `:counters` or `:atomics` references): it
+  is shared by every process that holds it and freed when no process refers to it any more.
+  Any number of processes record into it at once without a lock; counts are exact.
+
+      iex> h = Hotpath.Histogram.new()
+      iex> for v <- 1..1000, do: Hotpath.Histogram.record(h, v)
+      iex> Hotpath.Histogram.count(h)
+      1000
+      iex> Hotpath.Histogram.sum(h)
+      500500.0
+      iex> p99 = Hotpath.Histogram.quantile(h, 0.99)
+      iex> abs(p99 - 990) / 990 <= 0.01
+      true
+
+  ## How values are counted
+
+  Values go to log-linear buckets read from the bits of the float (no logarithm is computed):
+  each power of two is split into equal-width buckets, enough of them to keep every quantile
+  estimate within `:relative_error` of the exact value (nearest rank). Buckets are
+  upper-inclusive. Magnitudes below `:floor` count as zero; magnitudes above `:ceiling` count in
+  an overflow bucket (their quantiles report the exact `max`/`min`). Negative values have
+  their own buckets. The lowest and highest ranks (`quantile(h, 0)` and `quantile(h, 1)`) are
+  the exact min and max.
+
+  The sum is a compensated (Neumaier) float sum, correctly rounded: a million records of `0.1`
+  sum to exactly `100000.0`. Memory is allocated per octave actually seen and is bounded by the
+  options; see `memory/1`.
+
+  ## Classic buckets
+
+  With `buckets: [0.1, 0.5, 1]` every value is also counted in the first bucket whose upper
+  bound is greater than or equal to it, exactly as Prometheus `le` means: a value equal to a
+  bound belongs to that bound's bucket.
+
+  ## Sliding window
+
+  With `window: {60_000, 6}` the histogram also keeps the last 60 s in 6 slots of 10 s, so
+  "p99 over the last minute" is a read: `quantile(h, 0.99, view: :window)`. The window covers
+  the current slot and the 5 before it (between 50 and 60 s). It runs on a monotonic clock;
+  `clock: :manual` gives a clock that only `advance/2` moves, for tests.
+
+  ## Errors
+
+  Bad arguments raise `ArgumentError`; `merge/2` and `from_binary/1` return
+  `{:error, {:incompatible | :malformed, message}}` for histograms of another layout and for
+  binaries that are not a histogram.
+  """
+
+  alias Hotpath.Native
+
+  @opaque t :: reference()
+
+  @typedoc "`:cumulative` (everything since creation or reset) or `:window` (recent slots)."
+  @type view :: :cumulative | :window
+
+  @type error :: {:error, {:malformed | :incompatible, String.t()}}
+
+  @default_quantiles [0.5, 0.9, 0.99, 0.999]
+  @option_keys [:relative_error, :floor, :ceiling, :buckets, :window, :shards, :clock]
+
+  @doc """
+  Creates a histogram.
+
+  Options:
+
+    * `:relative_error` - bound on the relative error of quantile estimates, in `(0, 1)`;
+      default `0.01` (the layout chosen guarantees 0.78 %)
+    * `:floor` - magnitudes below count as zero; default `1.0e-9`
+    * `:ceiling` - magnitudes above count as overflow; default `1.0e12`
+    * `:buckets` - classic bucket upper bounds (inclusive), strictly increasing; default `[]`
+    * `:window` - `{span_ms, slots}`, a sliding window of `slots` slots; default `nil`
+    * `:shards` - number of single-writer shards (rounded up to a power of two, at most 64);
+      default `:auto`, twice the number of CPUs, between 4 and 16. A shard is allocated when
+      a thread first writes to it; threads beyond the shards share one atomic shard
+    * `:clock` - `:monotonic` (default) or `:manual` (see `advance/2`)
+
+      iex> h = Hotpath.Histogram.new(relative_error: 0.001, buckets: [1, 10], window: {60_000, 6})
+      iex> Hotpath.Histogram.info(h).buckets
+      [1.0, 10.0]
+
+  """
+  @spec new(keyword()) :: t()
+  def new(opts \\ []) do
+    opts = validate_options!(opts)
+    Native.histogram_new(opts)
+  end
+
+  defp validate_options!(opts) when is_list(opts) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
+    end
+
+    case Keyword.keys(opts) -- @option_keys do
+      [] ->
+        :ok
+
+      unknown ->
+        raise ArgumentError,
+              "unknown options #{inspect(unknown)}, valid options are: #{inspect(@option_keys)}"
+    end
+
+    %{
+      relative_error: number!(opts, :relative_error, 0.01),
+      floor: number!(opts, :floor, 1.0e-9),
+      ceiling: number!(opts, :ceiling, 1.0e12),
+      buckets: buckets!(Keyword.get(opts, :buckets, [])),
+      window: window!(Keyword.get(opts, :window)),
+      shards: shards!(Keyword.get(opts, :shards, :auto)),
+      manual_clock: clock!(Keyword.get(opts, :clock, :monotonic))
+    }
+  end
+
+  defp validate_options!(opts) do
+    raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
+  end
+
+  defp number!(opts, key, default) do
+    case Keyword.get(opts, key, default) do
+      n when is_number(n) -> n / 1
+      other -> raise ArgumentError, "#{key} must be a number, got: #{inspect(other)}"
+    end
+  end
+
+  @doc false
+  def buckets!(nil), do: []
+
+  def buckets!(list) when is_list(list) do
+    floats =
+      Enum.map(list, fn
+        n when is_number(n) ->
+          n / 1
+
+        other ->
+          raise ArgumentError, "buckets must be a list of numbers, got: #{inspect(other)}"
+      end)
+
+    if Enum.sort(floats) != floats or length(Enum.uniq(floats)) != length(floats) do
+      raise ArgumentError, "buckets must be strictly increasing, got: #{inspect(list)}"
+    end
+
+    floats
+  end
+
+  def buckets!(other),
+    do: raise(ArgumentError, "buckets must be a list of numbers, got: #{inspect(other)}")
+
+  @doc false
+  def window!(nil), do: nil
+
+  def window!({span, slots} = w)
+      when is_integer(span) and span > 0 and is_integer(slots) and slots > 0 do
+    if rem(span, slots) != 0 do
+      raise ArgumentError,
+            "window: the span (#{span} ms) must be divisible by the number of slots (#{slots}), " <>
+              "got: #{inspect(w)}"
+    end
+
+    w
+  end
+
+  def window!(other) do
+    raise ArgumentError,
+          "window must be nil or {span_ms, slots} with positive integers, e.g. {60_000, 6}, " <>
+            "got: #{inspect(other)}"
+  end
+
+  defp shards!(:auto), do: nil
+  defp shards!(n) when is_integer(n) and n in 1..64, do: n
+
+  defp shards!(other),
+    do:
+      raise(ArgumentError, "shards must be :auto or an integer in 1..64, got: #{inspect(other)}")
+
+  defp clock!(:monotonic), do: false
+  defp clock!(:manual), do: true
+
+  defp clock!(other),
+    do: raise(ArgumentError, "clock must be :monotonic or :manual, got: #{inspect(other)}")
+
+  @doc """
+  Records one value (an integer or a float). Returns `:ok`.
+
+  This is the hot path: one NIF call that allocates nothing.
+
+      iex> h = Hotpath.Histogram.new()
+      iex> Hotpath.Histogram.record(h, 12.5)
+      :ok
+  """
+  @spec record(t(), number()) :: :ok
+  def record(h, value) when is_float(value), do: Native.histogram_record(h, value)
+  def record(h, value) when is_integer(value), do: Native.histogram_record(h, to_float!(value))
+  def record(_h, value), do: raise(ArgumentError, not_a_number(value))
+
+  @doc """
+  Records `value` `count` times (`count` an integer in `1..4_294_967_295`).
+
+      iex> h = Hotpath.Histogram.new()
+      iex> Hotpath.Histogram.record(h, 2, 3)
+      iex> {Hotpath.Histogram.count(h), Hotpath.Histogram.sum(h)}
+      {3, 6.0}
+  """
+  @spec record(t(), number(), pos_integer()) :: :ok
+  def record(h, value, count) when is_float(value), do: Native.histogram_record_n(h, value, count)
+
+  def record(h, value, count) when is_integer(value),
+    do: Native.histogram_record_n(h, to_float!(value), count)
+
+  def record(_h, value, _count), do: raise(ArgumentError, not_a_number(value))
+
+  defp to_float!(int) do
+    :erlang.float(int)
+  rescue
+    ArgumentError -> raise ArgumentError, "value #{int} is too large to record"
+  end
+
+  defp not_a_number(value), do: "value must be an integer or a float, got: #{inspect(value)}"
+
+  @doc """
+  Number of values recorded. Options: `view: :cumulative | :window`.
+  """
+  @spec count(t(), keyword()) :: non_neg_integer()
+  def count(h, opts \\ []), do: read(h, opts, []).count
+
+  @doc "Sum of the values recorded (compensated, correctly rounded), `0.0` when empty."
+  @spec sum(t(), keyword()) :: float()
+  def sum(h, opts \\ []), do: read(h, opts, []).sum
+
+  @doc "Smallest value recorded, exact; `nil` when empty."
+  @spec min(t(), keyword()) :: float() | nil
+  def min(h, opts \\ []), do: read(h, opts, []).min
+
+  @doc "Largest value recorded, exact; `nil` when empty."
+  @spec max(t(), keyword()) :: float() | nil
+  def max(h, opts \\ []), do: read(h, opts, []).max
+
+  @doc "Mean of the values recorded; `nil` when empty."
+  @spec mean(t(), keyword()) :: float() | nil
+  def mean(h, opts \\ []), do: read(h, opts, []).mean
+
+  @doc """
+  Estimate of the `q`-quantile (`q` in `0..1`), within the relative error of the exact
+  nearest-rank quantile; `nil` when empty. Options: `view: :cumulative | :window`.
+
+      iex> h = Hotpath.Histogram.new()
+      iex> Hotpath.Histogram.quantile(h, 0.5)
+      nil
+      iex> Enum.each(1..100, &Hotpath.Histogram.record(h, &1))
+      iex> Hotpath.Histogram.quantile(h, 1.0)
+      100.0
+  """
+  @spec quantile(t(), number(), keyword()) :: float() | nil
+  def quantile(h, q, opts \\ []) do
+    [value] = read(h, opts, [quantile!(q)]).quantiles
+    value
+  end
+
+  @doc """
+  Several quantiles at once, as a map from each requested `q` to its estimate.
+
+      iex> h = Hotpath.Histogram.new()
+      iex> Hotpath.Histogram.record(h, 5)
+      iex> Hotpath.Histogram.quantiles(h, [0.5, 0.99])
+      %{0.5 => 5.0, 0.99 => 5.0}
+  """
+  @spec quantiles(t(), [number()], keyword()) :: %{number() => float() | nil}
+  def quantiles(h, qs, opts \\ [])
+
+  def quantiles(h, qs, opts) when is_list(qs) do
+    values = read(h, opts, Enum.map(qs, &quantile!/1)).quantiles
+    qs |> Enum.zip(values) |> Map.new()
+  end
+
+  def quantiles(_h, qs, _opts),
+    do: raise(ArgumentError, "quantiles must be a list of numbers in 0..1, got: #{inspect(qs)}")
+
+  defp quantile!(q) when is_number(q) and q >= 0 and q <= 1, do: q / 1
+
+  defp quantile!(q),
+    do: raise(ArgumentError, "quantile must be a number between 0 and 1, got: #{inspect(q)}")
+
+  @typedoc """
+  A read of one view. `buckets` are the classic buckets as `{upper_bound, count}` (not
+  cumulative, the last bound `:infinity`), `nil` without `:buckets`.
+  """
+  @type snapshot :: %{
+          count: non_neg_integer(),
+          sum: float(),
+          min: float() | nil,
+          max: float() | nil,
+          mean: float() | nil,
+          quantiles: %{float() => float() | nil},
+          buckets: [{float() | :infinity, non_neg_integer()}] | nil,
+          zero_count: non_neg_integer(),
+          overflow_count: non_neg_integer()
+        }
+
+  @doc """
+  Everything about one view in one read. Options: `view: :cumulative | :window`,
+  `quantiles: [q]` (default `#{inspect(@default_quantiles)}`).
+
+      iex> h = Hotpath.Histogram.new(buckets: [1, 2])
+      iex> Enum.each([0.5, 1, 2, 3], &Hotpath.Histogram.record(h, &1))
+      iex> s = Hotpath.Histogram.snapshot(h, quantiles: [1.0])
+      iex> {s.count, s.sum, s.quantiles, s.buckets}
+      {4, 6.5, %{1.0 => 3.0}, [{1.0, 2}, {2.0, 1}, {:infinity, 1}]}
+  """
+  @spec snapshot(t(), keyword()) :: snapshot()
+  def snapshot(h, opts \\ []) do
+    qs = Keyword.get(opts, :quantiles, @default_quantiles)
+
+    unless is_list(qs) do
+      raise ArgumentError, "quantiles must be a list of numbers in 0..1, got: #{inspect(qs)}"
+    end
+
+    qs = Enum.map(qs, &quantile!/1)
+    stats = read(h, opts, qs)
+
+    buckets =
+      stats.buckets &&
+        Enum.map(stats.buckets, fn
+          {nil, count} -> {:infinity, count}
+          {bound, count} -> {bound, count}
+        end)
+
+    %{stats | quantiles: qs |> Enum.zip(stats.quantiles) |> Map.new(), buckets: buckets}
+  end
+
+  defp read(h, opts, qs) do
+    view = view!(opts)
+
+    case Native.histogram_read(h, view, qs) do
+      :dirty -> Native.histogram_read_dirty(h, view, qs)
+      stats -> stats
+    end
+  end
+
+  defp view!(opts) when is_list(opts) do
+    case Keyword.get(opts, :view, :cumulative) do
+      view when view in [:cumulative, :window] ->
+        view
+
+      other ->
+        raise ArgumentError, "view must be :cumulative or :window, got: #{inspect(other)}"
+    end
+  end
+
+  defp view!(opts), do: raise(ArgumentError, "expected a keyword list, got: #{inspect(opts)}")
+
+  @doc """
+  Zeroes the histogram (cumulative view and window). Values recorded while a reset runs may
+  partly survive it.
+  """
+  @spec reset(t()) :: :ok
+  def reset(h), do: Native.histogram_reset(h)
+
+  @doc """
+  Adds every value of `other` (a histogram, or a binary from `to_binary/1`) into `into`'s
+  cumulative view. Histograms merge only when they have the same layout (relative error, floor,
+  ceiling and classic buckets).
+
+      iex> a = Hotpath.Histogram.new()
+      iex> b = Hotpath.Histogram.new()
+      iex> Hotpath.Histogram.record(b, 7)
+      iex> Hotpath.Histogram.merge(a, b)
+      :ok
+      iex> Hotpath.Histogram.count(a)
+      1
+      iex> {:error, {:incompatible, _}} = Hotpath.Histogram.merge(a, Hotpath.Histogram.new(buckets: [1]))
+  """
+  @spec merge(t(), t() | binary()) :: :ok | error()
+  def merge(into, other), do: Native.histogram_merge(into, other)
+
+  @doc """
+  The cumulative view as a compact, versioned binary (the window is not included). Merge it
+  elsewhere with `merge/2` or decode it with `from_binary/1`.
+  """
+  @spec to_binary(t()) :: binary()
+  def to_binary(h) do
+    case Native.histogram_to_binary(h) do
+      :dirty -> Native.histogram_to_binary_dirty(h)
+      binary -> binary
+    end
+  end
+
+  @doc """
+  A new histogram holding what `to_binary/1` encoded.
+
+      iex> h = Hotpath.Histogram.new()
+      iex> Hotpath.Histogram.record(h, 3)
+      iex> {:ok, copy} = Hotpath.Histogram.from_binary(Hotpath.Histogram.to_binary(h))
+      iex> Hotpath.Histogram.max(copy)
+      3.0
+      iex> Hotpath.Histogram.from_binary("nope")
+      {:error, {:malformed, "not a Hotpath histogram (bad magic)"}}
+  """
+  @spec from_binary(binary()) :: {:ok, t()} | error()
+  def from_binary(binary) when is_binary(binary) and byte_size(binary) > 65_536,
+    do: Native.histogram_from_binary_dirty(binary)
+
+  def from_binary(binary) when is_binary(binary), do: Native.histogram_from_binary(binary)
+
+  def from_binary(other),
+    do: raise(ArgumentError, "from_binary/1 expects a binary, got: #{inspect(other)}")
+
+  @doc "Like `from_binary/1` but raises `ArgumentError` on a bad binary."
+  @spec from_binary!(binary()) :: t()
+  def from_binary!(binary) do
+    case from_binary(binary) do
+      {:ok, h} -> h
+      {:error, {_, message}} -> raise ArgumentError, message
+    end
+  end
+
+  @doc """
+  Memory used now and the most the histogram can ever use, in bytes.
+
+      iex> %{bytes: bytes, max_bytes: max} = Hotpath.Histogram.memory(Hotpath.Histogram.new())
+      iex> bytes < max
+      true
+  """
+  @spec memory(t()) :: %{bytes: non_neg_integer(), max_bytes: non_neg_integer()}
+  def memory(h) do
+    info = Native.histogram_info(h)
+    %{bytes: info.memory, max_bytes: info.max_memory}
+  end
+
+  @doc """
+  The effective options: `relative_error` (the guaranteed bound), `floor`, `ceiling`,
+  `buckets`, `window`, `shards`, `clock`, plus `memory`/`max_memory` in bytes.
+  """
+  @spec info(t()) :: map()
+  def info(h), do: Native.histogram_info(h)
+
+  @doc """
+  Moves the clock of a histogram created with `clock: :manual` forward by `ms` milliseconds
+  and returns the new time. Tests use it to slide the window without sleeping.
+
+      iex> h = Hotpath.Histogram.new(window: {1_000, 2}, clock: :manual)
+      iex> Hotpath.Histogram.record(h, 1)
+      iex> Hotpath.Histogram.advance(h, 1_000)
+      1000
+      iex> {Hotpath.Histogram.count(h, view: :window), Hotpath.Histogram.count(h)}
+      {0, 1}
+  """
+  @spec advance(t(), non_neg_integer()) :: non_neg_integer()
+  def advance(h, ms) when is_integer(ms) and ms >= 0, do: Native.histogram_advance(h, ms)
+
+  def advance(_h, ms),
+    do: raise(ArgumentError, "advance/2 expects a non-negative integer, got: #{inspect(ms)}")
+end

@@ -1,0 +1,513 @@
+defmodule Hotpath.Metrics do
+  @moduledoc """
+  A named, supervised registry of metric series in native memory: a `Telemetry.Metrics`
+  reporter with bounded-error quantiles, windows and Prometheus export.
+
+  Add an instance to your supervision tree:
+
+      children = [
+        {Hotpath.Metrics,
+         name: MyApp.Metrics,
+         metrics: [
+           Hotpath.Metrics.distribution("phoenix.endpoint.stop.duration",
+             unit: {:native, :millisecond},
+             tags: [:route]
+           ),
+           Hotpath.Metrics.summary("my_app.repo.query.total_time", unit: {:native, :millisecond}),
+           Hotpath.Metrics.counter("phoenix.endpoint.stop.duration")
+         ]}
+      ]
+
+  `metrics:` also accepts `Telemetry.Metrics` structs (`Telemetry.Metrics.distribution/2` and
+  friends) when the host application has `telemetry_metrics`; they are recognised by struct
+  name, so Hotpath does not depend on the package.
+
+  When `:telemetry` is loaded, the instance attaches **one handler per event**
+  (`&Hotpath.Metrics.Handler.handle_event/4`) and detaches it when it stops. The handler
+  never raises: events it cannot record are counted as dropped (see `Hotpath.Metrics.Handler`).
+  Without `:telemetry`, record values yourself with `record/4`.
+
+  ## Kinds
+
+    * `counter` - counts events; the measurement is ignored
+    * `sum` - sums the measurement (compensated float sum)
+    * `last_value` - keeps the last measurement
+    * `summary` - a histogram exported as quantiles over a sliding window (`reporter_options:
+      [quantiles: [...], window: {span_ms, slots} | nil]`)
+    * `distribution` - a histogram exported with classic buckets (`reporter_options:
+      [buckets: [...]]`, inclusive upper bounds)
+
+  See `Hotpath.Metrics.Definition` for every reporter option.
+
+  ## Series and cardinality
+
+  Each set of tag values is a series. Each metric holds at most `:max_series` series (default
+  10 000); values for new tag sets beyond the cap go to one overflow series whose labels are
+  all `"_overflow_"`. `prune/1` (or the `:prune_every` option) removes the series not recorded
+  since the previous prune.
+
+  ## Hot path
+
+  `record/4` is one NIF call (no message to a process): it finds the instance by name in a
+  per-thread copy of the native table of running instances, resolves the metric name, reads
+  the tags out of the map and records into the series (found through a per-thread cache),
+  without allocating once the series exists. Tag values that are binaries, atoms or numbers
+  are read natively; others are converted with `inspect/1`. For a loop that records into the
+  same series, `handle/3` resolves it once and `record_handle/2` costs about as much as
+  `Hotpath.Histogram.record/2`.
+
+  Summaries read the monotonic clock on each record (for their window); the other kinds do not.
+  A value recorded into a series while `prune/1` removes it may be lost.
+  """
+
+  alias Hotpath.Metrics.Definition
+  alias Hotpath.Native
+
+  @start_keys [:name, :metrics, :max_series, :prune_every, :telemetry, :telemetry_module]
+  @default_quantiles [0.5, 0.9, 0.99]
+
+  @typedoc "The name of an instance (the `:name` given at start)."
+  @type instance :: atom()
+
+  # ---- definitions --------------------------------------------------------------------
+
+  @doc """
+  A counter: counts events. Options are those of `Telemetry.Metrics` (`:event_name`,
+  `:measurement`, `:tags`, `:tag_values`, `:keep`, `:drop`, `:description`, `:unit`,
+  `:reporter_options`).
+  """
+  @spec counter(String.t() | [atom()], keyword()) :: Definition.t()
+  def counter(name, opts \\ []), do: Definition.new(:counter, name, opts)
+
+  @doc "A sum of the measurement. Options as `counter/2`."
+  @spec sum(String.t() | [atom()], keyword()) :: Definition.t()
+  def sum(name, opts \\ []), do: Definition.new(:sum, name, opts)
+
+  @doc "The last value of the measurement. Options as `counter/2`."
+  @spec last_value(String.t() | [atom()], keyword()) :: Definition.t()
+  def last_value(name, opts \\ []), do: Definition.new(:last_value, name, opts)
+
+  @doc "A histogram exported as quantiles. Options as `counter/2`."
+  @spec summary(String.t() | [atom()], keyword()) :: Definition.t()
+  def summary(name, opts \\ []), do: Definition.new(:summary, name, opts)
+
+  @doc """
+  A histogram exported with buckets. Options as `counter/2`.
+
+      iex> d = Hotpath.Metrics.distribution("phoenix.endpoint.stop.duration",
+      ...>   unit: {:native, :millisecond}, tags: [:route], reporter_options: [buckets: [10, 100]])
+      iex> {d.kind, d.name, d.unit}
+      {:distribution, [:phoenix, :endpoint, :stop, :duration], :millisecond}
+  """
+  @spec distribution(String.t() | [atom()], keyword()) :: Definition.t()
+  def distribution(name, opts \\ []), do: Definition.new(:distribution, name, opts)
+
+  # ---- process ------------------------------------------------------------------------
+
+  @doc """
+  A child specification. Options:
+
+    * `:name` - the instance name (an atom), required
+    * `:metrics` - definitions or `Telemetry.Metrics` structs; default `[]`
+    * `:max_series` - series per metric before the overflow series; default `10_000`
+    * `:prune_every` - milliseconds between automatic `prune/1` calls, or `nil` (default)
+    * `:telemetry` - attach `:telemetry` handlers when `:telemetry` is loaded; default `true`
+  """
+  @spec child_spec(keyword()) :: Supervisor.child_spec()
+  def child_spec(opts) do
+    %{
+      id: {__MODULE__, Keyword.get(opts, :name)},
+      start: {__MODULE__, :start_link, [opts]},
+      type: :worker,
+      shutdown: 5_000
+    }
+  end
+
+  @doc """
+  Starts an instance (see `child_spec/1` for the options). Invalid options and definitions
+  raise `ArgumentError` here, in the caller.
+  """
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts) do
+    opts |> build!() |> Hotpath.Metrics.Owner.start_link()
+  end
+
+  @doc false
+  def build!(opts) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
+    end
+
+    case Keyword.keys(opts) -- @start_keys do
+      [] ->
+        :ok
+
+      bad ->
+        raise ArgumentError,
+              "unknown options #{inspect(bad)}, valid options are: #{inspect(@start_keys -- [:telemetry_module])}"
+    end
+
+    name =
+      case Keyword.fetch(opts, :name) do
+        {:ok, name} when is_atom(name) and name not in [nil, true, false] ->
+          name
+
+        _ ->
+          raise ArgumentError, ":name is required and must be an atom, e.g. name: MyApp.Metrics"
+      end
+
+    max_series = pos_integer!(opts, :max_series, 10_000)
+
+    prune_every =
+      case Keyword.get(opts, :prune_every) do
+        nil ->
+          nil
+
+        ms when is_integer(ms) and ms > 0 ->
+          ms
+
+        other ->
+          raise ArgumentError,
+                "prune_every must be nil or a positive integer (ms), got: #{inspect(other)}"
+      end
+
+    attach? =
+      case Keyword.get(opts, :telemetry, true) do
+        bool when is_boolean(bool) -> bool
+        other -> raise ArgumentError, "telemetry must be a boolean, got: #{inspect(other)}"
+      end
+
+    metrics =
+      case Keyword.get(opts, :metrics, []) do
+        list when is_list(list) -> Enum.map(list, &Definition.normalize!/1)
+        other -> raise ArgumentError, "metrics must be a list, got: #{inspect(other)}"
+      end
+
+    specs = Enum.map(metrics, &spec!(&1, max_series))
+    registry = Native.metrics_new(specs)
+
+    handlers =
+      metrics
+      |> Enum.with_index()
+      |> Enum.group_by(fn {m, _} -> m.event_name end, fn {m, i} ->
+        {i, m.kind, m.measurement, m.keep, m.tag_values}
+      end)
+
+    meta =
+      metrics
+      |> Enum.zip(specs)
+      |> Enum.map(fn {m, s} ->
+        %{name: m.name, kind: m.kind, tags: m.tags, quantiles: s.quantiles}
+      end)
+
+    %{
+      name: name,
+      registry: registry,
+      meta: meta,
+      handlers: handlers,
+      prune_every: prune_every,
+      attach?: attach?,
+      telemetry_module: Keyword.get(opts, :telemetry_module, :telemetry)
+    }
+  end
+
+  defp pos_integer!(opts, key, default) do
+    case Keyword.get(opts, key, default) do
+      n when is_integer(n) and n > 0 -> n
+      other -> raise ArgumentError, "#{key} must be a positive integer, got: #{inspect(other)}"
+    end
+  end
+
+  defp spec!(%Definition{} = m, max_series) do
+    ro = m.reporter_options
+
+    unless Keyword.keyword?(ro) do
+      raise ArgumentError, "#{inspect(m.name)}: reporter_options must be a keyword list"
+    end
+
+    Enum.each(m.tags, fn tag ->
+      unless is_atom(tag),
+        do: raise(ArgumentError, "#{inspect(m.name)}: tags must be atoms, got: #{inspect(tag)}")
+    end)
+
+    buckets =
+      if m.kind == :distribution,
+        do:
+          Hotpath.Histogram.buckets!(
+            Keyword.get(ro, :buckets, Definition.default_buckets(m.unit))
+          ),
+        else: []
+
+    window =
+      if m.kind == :summary,
+        do: Hotpath.Histogram.window!(Keyword.get(ro, :window, {60_000, 6})),
+        else: nil
+
+    quantiles =
+      case Keyword.get(ro, :quantiles, @default_quantiles) do
+        qs when is_list(qs) and qs != [] ->
+          Enum.map(qs, fn
+            q when is_number(q) and q >= 0 and q <= 1 ->
+              q / 1
+
+            q ->
+              raise ArgumentError,
+                    "#{inspect(m.name)}: quantiles must be numbers in 0..1, got: #{inspect(q)}"
+          end)
+
+        other ->
+          raise ArgumentError,
+                "#{inspect(m.name)}: quantiles must be a non-empty list, got: #{inspect(other)}"
+      end
+
+    relative_error =
+      case Keyword.get(ro, :relative_error, 0.01) do
+        r when is_number(r) ->
+          r / 1
+
+        other ->
+          raise ArgumentError,
+                "#{inspect(m.name)}: relative_error must be a number, got: #{inspect(other)}"
+      end
+
+    %{
+      kind: m.kind,
+      name: Definition.prometheus_name(m),
+      help: m.description || "#{m.kind} of #{Enum.join(m.name, ".")}#{unit_text(m.unit)}",
+      labels: Enum.map(m.tags, &Definition.label_name/1),
+      tag_keys: m.tags,
+      max_series: pos_integer!(ro, :max_series, max_series),
+      buckets: buckets,
+      quantiles: quantiles,
+      relative_error: relative_error,
+      window: window,
+      binary_name: Enum.join(m.name, "."),
+      atom_name: m.name
+    }
+  end
+
+  defp unit_text(:unit), do: ""
+  defp unit_text(unit), do: " (#{unit})"
+
+  # ---- hot path -----------------------------------------------------------------------
+
+  @doc """
+  Records `value` with `tags` (a map holding every tag of the metric) into every metric named
+  `name` (`"a.b.c"` or `[:a, :b, :c]`) of `instance`. Counters ignore `value`. Returns `:ok`.
+
+  Raises `ArgumentError` when the instance or the metric does not exist, the value is not a
+  number, or a tag is missing. Tag values that are not strings, atoms or numbers are converted
+  with `inspect/1`.
+  """
+  @spec record(instance(), String.t() | [atom()], number() | nil, map()) :: :ok
+  def record(instance, name, value, tags \\ %{}) do
+    case Native.metrics_record_named(instance, name, value, tags) do
+      :ok -> :ok
+      refused -> retry(refused, registry!(instance), instance, name, value, tags)
+    end
+  end
+
+  defp retry(:convert_tags, registry, instance, name, value, tags) do
+    case Native.metrics_record(registry, name, value, stringify_tags(tags)) do
+      :ok -> :ok
+      refused -> retry(refused, registry, instance, name, value, tags)
+    end
+  end
+
+  defp retry(:bad_value, _registry, instance, name, value, tags) when is_integer(value) do
+    # Integers beyond 64 bits: record them as floats.
+    record(instance, name, to_float!(value), tags)
+  end
+
+  defp retry(refused, _registry, instance, name, value, tags),
+    do: refuse!(refused, instance, name, value, tags)
+
+  defp to_float!(int) do
+    :erlang.float(int)
+  rescue
+    ArgumentError -> reraise ArgumentError, "value #{int} is too large to record", __STACKTRACE__
+  end
+
+  defp refuse!(:unknown_instance, instance, _name, _value, _tags) do
+    raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
+  end
+
+  defp refuse!(:bad_value, _instance, name, value, _tags),
+    do: raise(ArgumentError, "#{inspect(name)}: value must be a number, got: #{inspect(value)}")
+
+  defp refuse!(:convert_tags, _instance, _name, _value, tags),
+    do: raise(ArgumentError, "tag values could not be converted: #{inspect(tags)}")
+
+  defp refuse!(:missing_tag, instance, name, _value, tags) do
+    needed =
+      for m <- meta!(instance),
+          m.name == Definition.name!(name),
+          tag <- m.tags,
+          uniq: true,
+          do: tag
+
+    raise ArgumentError,
+          "#{inspect(name)} needs the tags #{inspect(needed)}, got: #{inspect(tags)}"
+  end
+
+  defp refuse!(:unknown_metric, instance, name, _value, _tags) do
+    known = instance |> meta!() |> Enum.map(&Enum.join(&1.name, ".")) |> Enum.uniq()
+
+    raise ArgumentError,
+          "no metric named #{inspect(name)} in #{inspect(instance)}; known metrics: #{inspect(known)}"
+  end
+
+  @typedoc "A pre-resolved series, from `handle/3`."
+  @opaque handle :: reference()
+
+  @doc """
+  Resolves `name` and `tags` once, for hot loops that record into the same series many times:
+  `record_handle/2` then skips the name and series lookups (about the cost of
+  `Hotpath.Histogram.record/2`). The series it points to are never pruned while the handle is
+  alive. Raises like `record/4`.
+  """
+  @spec handle(instance(), String.t() | [atom()], map()) :: handle()
+  def handle(instance, name, tags \\ %{}) do
+    case Native.metrics_handle(instance, name, tags) do
+      {:ok, handle} ->
+        handle
+
+      :convert_tags ->
+        case Native.metrics_handle(instance, name, stringify_tags(tags)) do
+          {:ok, handle} -> handle
+          refused -> refuse!(refused, instance, name, nil, tags)
+        end
+
+      refused ->
+        refuse!(refused, instance, name, nil, tags)
+    end
+  end
+
+  @doc """
+  Records `value` into the series of a handle from `handle/3`.
+
+      iex> {:ok, _} = Hotpath.Metrics.start_link(name: :doc_metrics,
+      ...>   metrics: [Hotpath.Metrics.sum("doc.jobs.duration", tags: [:queue])])
+      iex> h = Hotpath.Metrics.handle(:doc_metrics, "doc.jobs.duration", %{queue: "mail"})
+      iex> Hotpath.Metrics.record_handle(h, 2.5)
+      :ok
+      iex> [%{series: [%{tags: %{queue: "mail"}, value: 2.5}]}] = Hotpath.Metrics.snapshot(:doc_metrics)
+  """
+  @spec record_handle(handle(), number() | nil) :: :ok
+  def record_handle(handle, value) do
+    case Native.metrics_record_handle(handle, value) do
+      :ok ->
+        :ok
+
+      :bad_value when is_integer(value) ->
+        record_handle(handle, to_float!(value))
+
+      :bad_value ->
+        raise ArgumentError, "value must be a number, got: #{inspect(value)}"
+    end
+  end
+
+  @doc false
+  def stringify_tags(tags) when is_map(tags) do
+    Map.new(tags, fn {k, v} -> {k, label_text(v)} end)
+  end
+
+  defp label_text(v) when is_binary(v), do: if(String.valid?(v), do: v, else: inspect(v))
+  defp label_text(v) when is_atom(v), do: Atom.to_string(v)
+  defp label_text(v), do: inspect(v)
+
+  defp registry!(instance) do
+    case :persistent_term.get({__MODULE__, instance}, nil) do
+      nil ->
+        raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
+
+      registry ->
+        registry
+    end
+  end
+
+  defp meta!(instance) do
+    case :persistent_term.get({__MODULE__, instance, :meta}, nil) do
+      nil ->
+        raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
+
+      meta ->
+        meta
+    end
+  end
+
+  # ---- reads --------------------------------------------------------------------------
+
+  @typedoc "One metric in a snapshot."
+  @type metric_snapshot :: %{
+          name: [atom()],
+          kind: Definition.kind(),
+          dropped: non_neg_integer(),
+          series: [%{required(:tags) => map(), optional(atom()) => term()}]
+        }
+
+  @doc """
+  Every metric and series. Counters, sums and last values have `:value`; summaries and
+  distributions have the fields of `Hotpath.Histogram.snapshot/2` (`count`, `sum`, `min`,
+  `max`, `mean`, `quantiles`, `buckets`, ...) and `:window` (the same over the window, or
+  `nil`). Runs on a dirty scheduler.
+  """
+  @spec snapshot(instance()) :: [metric_snapshot()]
+  def snapshot(instance) do
+    registry = registry!(instance)
+    meta = meta!(instance)
+
+    registry
+    |> Native.metrics_snapshot()
+    |> Enum.zip(meta)
+    |> Enum.map(fn {{dropped, series}, m} ->
+      %{
+        name: m.name,
+        kind: m.kind,
+        dropped: dropped,
+        series: Enum.map(series, &series_snapshot(&1, m))
+      }
+    end)
+  end
+
+  defp series_snapshot({labels, read}, m) do
+    tags = m.tags |> Enum.zip(labels) |> Map.new()
+
+    case read do
+      {:counter, n} -> %{tags: tags, value: n}
+      {:sum, s} -> %{tags: tags, value: s}
+      {:last_value, v} -> %{tags: tags, value: v}
+      {:histogram, c, w} -> Map.merge(stats(c, m), %{tags: tags, window: w && stats(w, m)})
+    end
+  end
+
+  defp stats(s, m) do
+    buckets =
+      s.buckets &&
+        Enum.map(s.buckets, fn
+          {nil, c} -> {:infinity, c}
+          bucket -> bucket
+        end)
+
+    %{s | quantiles: m.quantiles |> Enum.zip(s.quantiles) |> Map.new(), buckets: buckets}
+  end
+
+  @doc """
+  The registry in the Prometheus text format 0.0.4 (serve it with `content_type/0`). Renders
+  on a dirty scheduler.
+  """
+  @spec prometheus(instance()) :: iodata()
+  def prometheus(instance), do: instance |> registry!() |> Native.metrics_prometheus()
+
+  @doc "The `Content-Type` of `prometheus/1`."
+  @spec content_type() :: String.t()
+  def content_type, do: "text/plain; version=0.0.4; charset=utf-8"
+
+  @doc "Removes every series not recorded since the previous prune; returns how many."
+  @spec prune(instance()) :: non_neg_integer()
+  def prune(instance), do: instance |> registry!() |> Native.metrics_prune()
+
+  @doc "Number of series and approximate native memory in bytes."
+  @spec info(instance()) :: %{series: non_neg_integer(), memory: non_neg_integer()}
+  def info(instance), do: instance |> registry!() |> Native.metrics_info()
+end

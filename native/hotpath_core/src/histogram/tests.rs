@@ -1,0 +1,361 @@
+use super::*;
+use proptest::prelude::*;
+
+fn default_hist() -> Histogram {
+    Histogram::new(&Options::default()).unwrap()
+}
+
+fn windowed(span_ms: u64, slots: u32) -> Histogram {
+    Histogram::new(&Options {
+        window: Some(WindowOptions::new(span_ms, slots).unwrap()),
+        ..Options::default()
+    })
+    .unwrap()
+}
+
+fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len() as u64;
+    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+    sorted[(rank - 1) as usize]
+}
+
+#[test]
+fn concurrent_records_give_exact_totals() {
+    let h = Arc::new(
+        Histogram::new(&Options {
+            buckets: vec![10.0, 100.0],
+            ..Options::default()
+        })
+        .unwrap(),
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                for i in 0..10_000u64 {
+                    h.record(((i % 200) + t) as f64, 0).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = h.snapshot();
+    assert_eq!(s.count(), 80_000);
+    assert_eq!(s.classic_counts().iter().sum::<u64>(), 80_000);
+    let expected: f64 = (0..8u64)
+        .map(|t| (0..10_000u64).map(|i| ((i % 200) + t) as f64).sum::<f64>())
+        .sum();
+    assert_eq!(s.sum(), expected);
+    assert_eq!(s.min(), Some(0.0));
+    assert_eq!(s.max(), Some(206.0));
+}
+
+#[test]
+fn classic_buckets_are_counted_exactly_and_inclusively() {
+    let h = Histogram::new(&Options {
+        buckets: vec![0.1, 1.0, 10.0],
+        ..Options::default()
+    })
+    .unwrap();
+    for v in [0.1, 0.1, 0.10000000000000002, 1.0, 10.0, 10.5, -3.0] {
+        h.record(v, 0).unwrap();
+    }
+    assert_eq!(h.snapshot().classic_counts(), &[3, 2, 1, 1]);
+}
+
+#[test]
+fn record_n_and_bad_counts() {
+    let h = default_hist();
+    h.record_n(2.5, 4, 0).unwrap();
+    assert!(h.record_n(1.0, 0, 0).unwrap_err().is_argument_error());
+    assert!(h
+        .record_n(1.0, MAX_COUNT + 1, 0)
+        .unwrap_err()
+        .is_argument_error());
+    assert!(h.record(f64::NAN, 0).unwrap_err().is_argument_error());
+    let s = h.snapshot();
+    assert_eq!((s.count(), s.sum()), (4, 10.0));
+}
+
+#[test]
+fn window_slides_with_injected_time() {
+    let h = windowed(60_000, 6);
+    h.record(1.0, 0).unwrap();
+    h.record(2.0, 9_999).unwrap();
+    h.record(3.0, 10_000).unwrap();
+    assert_eq!(h.window_snapshot(10_000).unwrap().count(), 3);
+    // At 60 s the slot of epoch 0 has left the window.
+    let at_60 = h.window_snapshot(60_000).unwrap();
+    assert_eq!((at_60.count(), at_60.sum()), (1, 3.0));
+    // Writing at 60 s reuses (clears) the slot of epoch 0.
+    h.record(10.0, 60_000).unwrap();
+    let at_60 = h.window_snapshot(60_000).unwrap();
+    assert_eq!((at_60.count(), at_60.sum()), (2, 13.0));
+    assert_eq!(h.window_snapshot(200_000).unwrap().count(), 0);
+    // A stale time does not disturb a newer slot.
+    h.record(99.0, 1).unwrap();
+    assert_eq!(h.window_snapshot(60_000).unwrap().count(), 2);
+    // The cumulative view keeps everything.
+    assert_eq!(h.snapshot().count(), 5);
+    assert!(default_hist().window_snapshot(0).is_none());
+}
+
+#[test]
+fn window_options_are_validated() {
+    assert!(WindowOptions::new(60_000, 0).is_err());
+    assert!(WindowOptions::new(60_001, 6).is_err());
+    assert!(WindowOptions::new(0, 1).is_err());
+    assert_eq!(WindowOptions::new(60_000, 6).unwrap().slot_ms, 10_000);
+}
+
+#[test]
+fn reset_zeroes_everything() {
+    let h = windowed(1_000, 2);
+    h.record(5.0, 0).unwrap();
+    h.reset();
+    assert_eq!(h.snapshot(), Snapshot::new(h.layout().clone()));
+    assert_eq!(h.window_snapshot(0).unwrap().count(), 0);
+    h.record(7.0, 0).unwrap();
+    assert_eq!(h.snapshot().max(), Some(7.0));
+}
+
+#[test]
+fn memory_is_bounded_and_follows_use() {
+    let h = Histogram::new(&Options {
+        shards: Some(4),
+        ..Options::default()
+    })
+    .unwrap();
+    let empty = h.memory();
+    for i in 0..100_000 {
+        h.record(1e-9 * 1.0001f64.powi(i), 0).unwrap();
+        h.record(-(i as f64), 0).unwrap();
+    }
+    let used = h.memory();
+    assert!(used.bytes > empty.bytes);
+    assert!(used.bytes <= used.max_bytes);
+    assert_eq!(used.max_bytes, empty.max_bytes);
+    assert!(empty.bytes < 1024, "{empty:?}");
+}
+
+#[test]
+fn merge_refuses_other_layouts() {
+    let a = default_hist();
+    let b = Histogram::new(&Options {
+        relative_error: 0.05,
+        ..Options::default()
+    })
+    .unwrap();
+    let err = a.merge_snapshot(&b.snapshot()).unwrap_err();
+    assert!(matches!(err, Error::Incompatible(_)), "{err}");
+}
+
+#[test]
+fn merge_into_concurrent_histogram() {
+    let a = default_hist();
+    let b = default_hist();
+    a.record(1.0, 0).unwrap();
+    b.record(-2.0, 0).unwrap();
+    b.record(0.0, 0).unwrap();
+    a.merge_snapshot(&b.snapshot()).unwrap();
+    let s = a.snapshot();
+    assert_eq!(
+        (s.count(), s.sum(), s.min(), s.max()),
+        (3, -1.0, Some(-2.0), Some(1.0))
+    );
+}
+
+#[test]
+fn options_are_validated() {
+    for bad in [
+        Options {
+            shards: Some(0),
+            ..Options::default()
+        },
+        Options {
+            shards: Some(65),
+            ..Options::default()
+        },
+        Options {
+            relative_error: 2.0,
+            ..Options::default()
+        },
+    ] {
+        assert!(Histogram::new(&bad).unwrap_err().is_argument_error());
+    }
+}
+
+#[test]
+fn codec_rejects_defects() {
+    let h = default_hist();
+    h.record(3.0, 0).unwrap();
+    let bytes = h.snapshot().to_bytes();
+    assert_eq!(Snapshot::from_bytes(&bytes).unwrap(), h.snapshot());
+    for cut in 0..bytes.len() {
+        assert!(matches!(
+            Snapshot::from_bytes(&bytes[..cut]),
+            Err(Error::Malformed(_))
+        ));
+    }
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(Snapshot::from_bytes(&trailing).is_err());
+    let mut version = bytes.clone();
+    version[3] = 9;
+    assert!(Snapshot::from_bytes(&version)
+        .unwrap_err()
+        .to_string()
+        .contains("version 9"));
+    assert!(Snapshot::from_bytes(b"garbage").is_err());
+}
+
+// ---- properties --------------------------------------------------------------------------
+
+/// Values spread over many orders of magnitude, both signs, some zeros.
+fn wide_value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        8 => (-9.0f64..12.0).prop_map(|e| 10f64.powf(e)),
+        2 => (-9.0f64..12.0).prop_map(|e| -(10f64.powf(e))),
+        1 => Just(0.0),
+    ]
+}
+
+/// Values whose every partial sum is exactly representable (multiples of 1/64, small).
+fn exact_value() -> impl Strategy<Value = f64> {
+    (-64_000i64..64_000).prop_map(|i| i as f64 / 64.0)
+}
+
+fn snapshot_of(layout: &Arc<Layout>, values: &[f64]) -> Snapshot {
+    let mut s = Snapshot::new(layout.clone());
+    for &v in values {
+        s.record(v).unwrap();
+    }
+    s
+}
+
+fn classic_layout() -> Arc<Layout> {
+    Arc::new(Layout::new(0.01, 1e-9, 1e12, &[-1.0, 0.0, 1.0, 10.0, 100.0]).unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn quantiles_are_within_the_relative_error(
+        values in prop::collection::vec(wide_value(), 1..400),
+        qs in prop::collection::vec(0.0f64..=1.0, 1..8),
+        relative_error in prop_oneof![Just(0.01), Just(0.001), Just(0.05)],
+    ) {
+        let layout = Arc::new(Layout::new(relative_error, 1e-9, 1e12, &[]).unwrap());
+        let s = snapshot_of(&layout, &values);
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let alpha = layout.relative_error();
+        prop_assert!(alpha <= relative_error);
+        for q in qs {
+            let exact = exact_quantile(&sorted, q);
+            let estimate = s.quantile(q).unwrap().unwrap();
+            let tolerance = alpha * exact.abs() * (1.0 + 1e-12) + 1e-300;
+            prop_assert!((estimate - exact).abs() <= tolerance,
+                "q={q} exact={exact} estimate={estimate}");
+        }
+    }
+
+    #[test]
+    fn concurrent_histogram_snapshot_equals_plain_recording(
+        values in prop::collection::vec(exact_value(), 0..300),
+    ) {
+        let h = Histogram::new(&Options { buckets: vec![-1.0, 0.0, 1.0, 10.0, 100.0], ..Options::default() }).unwrap();
+        for &v in &values {
+            h.record(v, 0).unwrap();
+        }
+        prop_assert_eq!(h.snapshot(), snapshot_of(&classic_layout(), &values));
+    }
+
+    #[test]
+    fn merge_is_associative_commutative_and_equals_one_recording(
+        a in prop::collection::vec(exact_value(), 0..100),
+        b in prop::collection::vec(exact_value(), 0..100),
+        c in prop::collection::vec(exact_value(), 0..100),
+    ) {
+        let layout = classic_layout();
+        let (sa, sb, sc) = (snapshot_of(&layout, &a), snapshot_of(&layout, &b), snapshot_of(&layout, &c));
+        let mut ab = sa.clone();
+        ab.merge(&sb).unwrap();
+        let mut ba = sb.clone();
+        ba.merge(&sa).unwrap();
+        prop_assert_eq!(&ab, &ba);
+        let mut ab_c = ab.clone();
+        ab_c.merge(&sc).unwrap();
+        let mut bc = sb.clone();
+        bc.merge(&sc).unwrap();
+        let mut a_bc = sa.clone();
+        a_bc.merge(&bc).unwrap();
+        prop_assert_eq!(&ab_c, &a_bc);
+        let all: Vec<f64> = a.iter().chain(&b).chain(&c).copied().collect();
+        prop_assert_eq!(&ab_c, &snapshot_of(&layout, &all));
+    }
+
+    #[test]
+    fn merged_quantiles_match_wide_values(
+        a in prop::collection::vec(wide_value(), 0..100),
+        b in prop::collection::vec(wide_value(), 0..100),
+    ) {
+        // With arbitrary floats the sums may differ in the last bits; everything else is equal.
+        let layout = Arc::new(Layout::default_layout());
+        let mut merged = snapshot_of(&layout, &a);
+        merged.merge(&snapshot_of(&layout, &b)).unwrap();
+        let all: Vec<f64> = a.iter().chain(&b).copied().collect();
+        let one = snapshot_of(&layout, &all);
+        prop_assert_eq!(merged.count(), one.count());
+        prop_assert_eq!((merged.min(), merged.max()), (one.min(), one.max()));
+        for q in [0.0, 0.25, 0.5, 0.9, 0.99, 1.0] {
+            prop_assert_eq!(merged.quantile(q).unwrap(), one.quantile(q).unwrap());
+        }
+        let scale = all.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        prop_assert!((merged.sum() - one.sum()).abs() <= scale * 1e-15);
+    }
+
+    #[test]
+    fn bytes_roundtrip(
+        values in prop::collection::vec(wide_value(), 0..300),
+        counts in prop::collection::vec(1u64..1_000_000, 0..5),
+        classic in any::<bool>(),
+    ) {
+        let layout = if classic { classic_layout() } else { Arc::new(Layout::default_layout()) };
+        let mut s = snapshot_of(&layout, &values);
+        for (i, n) in counts.into_iter().enumerate() {
+            s.record_n(i as f64 * 1.5, n).unwrap();
+        }
+        let bytes = s.to_bytes();
+        prop_assert_eq!(Snapshot::from_bytes(&bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Snapshot::from_bytes(&bytes);
+        let mut prefixed = b"HPH\x01".to_vec();
+        prefixed.extend_from_slice(&bytes);
+        let _ = Snapshot::from_bytes(&prefixed);
+    }
+
+    #[test]
+    fn mutated_encodings_never_panic(
+        values in prop::collection::vec(wide_value(), 0..50),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let s = snapshot_of(&classic_layout(), &values);
+        let mut bytes = s.to_bytes();
+        for (at, byte) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        if let Ok(decoded) = Snapshot::from_bytes(&bytes) {
+            // Whatever decodes is a usable histogram.
+            let _ = decoded.quantile(0.5).unwrap();
+            let _ = decoded.to_bytes();
+        }
+    }
+}

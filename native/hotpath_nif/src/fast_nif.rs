@@ -1,0 +1,61 @@
+//! NIF entry points for the record paths, without `#[rustler::nif]`'s per-call allocation.
+//!
+//! rustler 0.39's generated wrapper collects the arguments into a `Vec<Term>` on every call
+//! (a heap allocation and free, about half the cost of an empty NIF call). [`fast_nif!`]
+//! registers a function through the same `rustler::Nif` inventory but passes the arguments as
+//! a fixed-size array; panics and errors are handled exactly as rustler does
+//! (`catch_unwind`, then `handle_nif_result`).
+
+use rustler::codegen_runtime::{handle_nif_result, ErlNifEnv, ErlNifTerm, NifReturnable};
+use rustler::{Env, NifResult, Term};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Calls `f` with the `N` arguments of a NIF call.
+///
+/// # Safety
+///
+/// `env` and `argv` must be the arguments the VM passed to a NIF registered with arity `N`:
+/// the VM then guarantees `argc == N` valid terms in `argv`, valid for the call, in `env`.
+#[inline]
+pub unsafe fn call<const N: usize, T: NifReturnable>(
+    env: *mut ErlNifEnv,
+    argc: i32,
+    argv: *const ErlNifTerm,
+    f: for<'a> fn(Env<'a>, [Term<'a>; N]) -> NifResult<T>,
+) -> ErlNifTerm {
+    debug_assert_eq!(argc as usize, N);
+    let lifetime = ();
+    // SAFETY: as in rustler's generated wrapper, the `Env` is bound to a local that outlives
+    // every use below; `env` is the calling environment.
+    let env = unsafe { Env::new(&lifetime, env) };
+    // SAFETY: the VM passes exactly `N` (the registered arity) terms in `argv`.
+    let args: [Term; N] = std::array::from_fn(|i| unsafe { Term::new(env, *argv.add(i)) });
+    let result = catch_unwind(AssertUnwindSafe(|| f(env, args)));
+    // SAFETY: `handle_nif_result(..).apply` is what rustler's wrapper returns to the VM.
+    unsafe { handle_nif_result(result, env).apply(env) }
+}
+
+/// Registers `$imp: fn(Env, [Term; $arity]) -> NifResult<T>` as the NIF `$name/$arity` of the
+/// module given to `rustler::init!`, on a normal scheduler.
+macro_rules! fast_nif {
+    ($name:literal, $arity:literal, $imp:path) => {
+        rustler::codegen_runtime::inventory::submit!(rustler::Nif {
+            name: concat!($name, "\0").as_ptr() as *const rustler::codegen_runtime::c_char,
+            arity: $arity,
+            flags: rustler::SchedulerFlags::Normal as rustler::codegen_runtime::c_uint,
+            raw_func: {
+                unsafe extern "C" fn nif_func(
+                    env: *mut rustler::codegen_runtime::ErlNifEnv,
+                    argc: rustler::codegen_runtime::c_int,
+                    argv: *const rustler::codegen_runtime::ErlNifTerm,
+                ) -> rustler::codegen_runtime::ErlNifTerm {
+                    // SAFETY: registered with arity `$arity`, called only by the VM.
+                    unsafe { $crate::fast_nif::call::<$arity, _>(env, argc, argv, $imp) }
+                }
+                nif_func
+            },
+        });
+    };
+}
+
+pub(crate) use fast_nif;

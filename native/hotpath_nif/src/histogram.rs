@@ -1,0 +1,360 @@
+//! `Hotpath.Histogram`: a concurrent histogram as a resource.
+//!
+//! `record` runs on a normal scheduler and allocates nothing. Reads that walk the buckets
+//! (`histogram_read`, `histogram_to_binary`) refuse on a normal scheduler when the histogram is
+//! large (answering `:dirty`), and the Elixir side then calls the `_dirty` twin.
+
+use crate::error::{argument_error, guard, lift, NifResult};
+use crate::fast_nif::fast_nif;
+use crate::raw_resource::RawResourceType;
+use hotpath_core::histogram::{check_quantile, Histogram, Options, Snapshot, WindowOptions};
+use rustler::types::binary::NewBinary;
+use rustler::{Atom, Binary, Encoder, Env, NifMap, Term};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+mod atoms {
+    rustler::atoms! { ok, error, dirty, cumulative, window, monotonic, manual }
+}
+
+/// Above this many counters to walk, reads go to a dirty scheduler (~0.1 ms of work).
+const NORMAL_SCHEDULER_COUNTERS: usize = 64 * 1024;
+
+/// The clock a windowed histogram reads.
+pub enum Clock {
+    /// Milliseconds since the library was loaded (monotonic).
+    Monotonic,
+    /// Milliseconds set by `advance/2`: tests drive time without sleeping.
+    Manual(AtomicU64),
+}
+
+pub fn monotonic_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl Clock {
+    #[inline]
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::Monotonic => monotonic_ms(),
+            Clock::Manual(ms) => ms.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The resource behind a `Hotpath.Histogram`.
+pub struct HistogramResource {
+    pub hist: Histogram,
+    pub clock: Clock,
+}
+
+/// The resource type, opened in `load`. A raw type: its decode is one `enif_get_resource`.
+pub static HISTOGRAM: RawResourceType<HistogramResource> = RawResourceType::new();
+
+/// Borrows the resource behind a term for the duration of the call (no reference-count
+/// traffic, no type lookup).
+#[inline]
+fn handle<'a>(term: Term<'a>) -> NifResult<&'a HistogramResource> {
+    HISTOGRAM
+        .get(term)
+        .ok_or_else(|| argument_error("expected a histogram from Hotpath.Histogram.new/1"))
+}
+
+#[derive(NifMap)]
+struct NewOptions {
+    relative_error: f64,
+    floor: f64,
+    ceiling: f64,
+    buckets: Vec<f64>,
+    window: Option<(u64, u32)>,
+    shards: Option<usize>,
+    manual_clock: bool,
+}
+
+#[rustler::nif]
+fn histogram_new(env: Env, options: NewOptions) -> NifResult<Term> {
+    guard(|| {
+        let window = match options.window {
+            Some((span, slots)) => Some(lift(WindowOptions::new(span, slots))?),
+            None => None,
+        };
+        let hist = lift(Histogram::new(&Options {
+            relative_error: options.relative_error,
+            floor: options.floor,
+            ceiling: options.ceiling,
+            buckets: options.buckets,
+            window,
+            shards: options.shards,
+        }))?;
+        let clock = if options.manual_clock {
+            Clock::Manual(AtomicU64::new(0))
+        } else {
+            Clock::Monotonic
+        };
+        Ok(HISTOGRAM.make(env, HistogramResource { hist, clock }))
+    })
+}
+
+/// The hot path: decode the resource and a float, add to this thread's shard. Registered
+/// with [`fast_nif!`] (no argument vector).
+fn histogram_record<'a>(_env: Env<'a>, [h, value]: [Term<'a>; 2]) -> NifResult<Atom> {
+    let h = handle(h)?;
+    let value: f64 = value.decode()?;
+    let now = if h.hist.window().is_some() {
+        h.clock.now_ms()
+    } else {
+        0
+    };
+    lift(h.hist.record(value, now))?;
+    Ok(atoms::ok())
+}
+
+fast_nif!("histogram_record", 2, histogram_record);
+
+#[rustler::nif]
+fn histogram_record_n(h: Term, value: f64, count: Term) -> NifResult<Atom> {
+    let h = handle(h)?;
+    let count = match count.decode::<u64>() {
+        Ok(n) => n,
+        Err(_) => {
+            return Err(argument_error(format!(
+                "count must be an integer between 1 and {}",
+                hotpath_core::histogram::MAX_COUNT
+            )))
+        }
+    };
+    let now = if h.hist.window().is_some() {
+        h.clock.now_ms()
+    } else {
+        0
+    };
+    guard(|| {
+        lift(h.hist.record_n(value, count, now))?;
+        Ok(atoms::ok())
+    })
+}
+
+fn counters_to_walk(h: &HistogramResource) -> usize {
+    let per_cells = h.hist.layout().len() * 2 * h.hist.shards();
+    per_cells * (1 + h.hist.window().map_or(0, |w| w.slots as usize))
+}
+
+fn view_snapshot(h: &HistogramResource, view: Atom) -> NifResult<Snapshot> {
+    if view == atoms::cumulative() {
+        Ok(h.hist.snapshot())
+    } else if view == atoms::window() {
+        h.hist
+            .window_snapshot(h.clock.now_ms())
+            .ok_or_else(|| argument_error("view: :window needs a histogram created with window:"))
+    } else {
+        Err(argument_error("view must be :cumulative or :window"))
+    }
+}
+
+#[derive(NifMap)]
+pub struct Stats {
+    count: u64,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+    mean: Option<f64>,
+    quantiles: Vec<Option<f64>>,
+    buckets: Option<Vec<(Option<f64>, u64)>>,
+    zero_count: u64,
+    overflow_count: u64,
+}
+
+pub fn stats(s: &Snapshot, qs: &[f64]) -> NifResult<Stats> {
+    for &q in qs {
+        lift(check_quantile(q))?;
+    }
+    let bounds = s.layout().bounds();
+    let buckets = (!bounds.is_empty()).then(|| {
+        bounds
+            .iter()
+            .map(|b| Some(*b))
+            .chain(std::iter::once(None))
+            .zip(s.classic_counts().iter().copied())
+            .collect()
+    });
+    let [over_pos, over_neg] = s.overflow_counts();
+    Ok(Stats {
+        count: s.count(),
+        // The BEAM has no infinite floats: a sum that overflowed saturates.
+        sum: s.sum().clamp(f64::MIN, f64::MAX),
+        min: s.min(),
+        max: s.max(),
+        mean: s.mean(),
+        quantiles: lift(s.quantiles(qs))?,
+        buckets,
+        zero_count: s.zero_count(),
+        overflow_count: over_pos + over_neg,
+    })
+}
+
+fn read<'a>(
+    env: Env<'a>,
+    h: Term<'a>,
+    view: Atom,
+    qs: Vec<f64>,
+    dirty: bool,
+) -> NifResult<Term<'a>> {
+    let h = handle(h)?;
+    if !dirty && counters_to_walk(h) > NORMAL_SCHEDULER_COUNTERS {
+        return Ok(atoms::dirty().encode(env));
+    }
+    guard(|| {
+        let s = view_snapshot(h, view)?;
+        Ok(stats(&s, &qs)?.encode(env))
+    })
+}
+
+/// Statistics of one view: `%{count, sum, min, max, mean, quantiles, buckets, ...}` or
+/// `:dirty` when the histogram is too large to walk on a normal scheduler.
+#[rustler::nif]
+fn histogram_read<'a>(env: Env<'a>, h: Term<'a>, view: Atom, qs: Vec<f64>) -> NifResult<Term<'a>> {
+    read(env, h, view, qs, false)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn histogram_read_dirty<'a>(
+    env: Env<'a>,
+    h: Term<'a>,
+    view: Atom,
+    qs: Vec<f64>,
+) -> NifResult<Term<'a>> {
+    read(env, h, view, qs, true)
+}
+
+fn to_binary<'a>(env: Env<'a>, h: Term<'a>, dirty: bool) -> NifResult<Term<'a>> {
+    let h = handle(h)?;
+    if !dirty && counters_to_walk(h) > NORMAL_SCHEDULER_COUNTERS {
+        return Ok(atoms::dirty().encode(env));
+    }
+    guard(|| {
+        let bytes = h.hist.snapshot().to_bytes();
+        let mut bin = NewBinary::new(env, bytes.len());
+        bin.as_mut_slice().copy_from_slice(&bytes);
+        Ok(Binary::from(bin).encode(env))
+    })
+}
+
+#[rustler::nif]
+fn histogram_to_binary<'a>(env: Env<'a>, h: Term<'a>) -> NifResult<Term<'a>> {
+    to_binary(env, h, false)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn histogram_to_binary_dirty<'a>(env: Env<'a>, h: Term<'a>) -> NifResult<Term<'a>> {
+    to_binary(env, h, true)
+}
+
+/// Decodes a binary into a new histogram (cumulative view only). The Elixir side sends large
+/// binaries to the dirty twin.
+fn from_binary<'a>(env: Env<'a>, bin: Binary) -> NifResult<(Atom, Term<'a>)> {
+    guard(|| {
+        let snapshot = lift(Snapshot::from_bytes(bin.as_slice()))?;
+        let hist = Histogram::with_layout(
+            snapshot.layout().clone(),
+            hotpath_core::histogram::default_shards(),
+            None,
+        );
+        lift(hist.merge_snapshot(&snapshot))?;
+        Ok((
+            atoms::ok(),
+            HISTOGRAM.make(
+                env,
+                HistogramResource {
+                    hist,
+                    clock: Clock::Monotonic,
+                },
+            ),
+        ))
+    })
+}
+
+#[rustler::nif]
+fn histogram_from_binary<'a>(env: Env<'a>, bin: Binary) -> NifResult<(Atom, Term<'a>)> {
+    from_binary(env, bin)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn histogram_from_binary_dirty<'a>(env: Env<'a>, bin: Binary) -> NifResult<(Atom, Term<'a>)> {
+    from_binary(env, bin)
+}
+
+/// Adds `other` (a histogram or a binary from `to_binary`) into `into`.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn histogram_merge(into: Term, other: Term) -> NifResult<Atom> {
+    let into = handle(into)?;
+    let snapshot = if let Ok(bin) = other.decode::<Binary>() {
+        lift(Snapshot::from_bytes(bin.as_slice()))?
+    } else {
+        handle(other)?.hist.snapshot()
+    };
+    guard(|| {
+        lift(into.hist.merge_snapshot(&snapshot))?;
+        Ok(atoms::ok())
+    })
+}
+
+/// Zeroes every allocated counter: proportional to the layout, so on a dirty scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn histogram_reset(h: Term) -> NifResult<Atom> {
+    let h = handle(h)?;
+    guard(|| {
+        h.hist.reset();
+        Ok(atoms::ok())
+    })
+}
+
+#[derive(NifMap)]
+struct Info {
+    relative_error: f64,
+    floor: f64,
+    ceiling: f64,
+    buckets: Vec<f64>,
+    window: Option<(u64, u32)>,
+    shards: usize,
+    clock: Atom,
+    memory: u64,
+    max_memory: u64,
+}
+
+/// Options and memory; measuring memory walks the bucket tables, so on a dirty scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn histogram_info(h: Term) -> NifResult<Info> {
+    let h = handle(h)?;
+    guard(|| {
+        let layout = h.hist.layout();
+        let memory = h.hist.memory();
+        Ok(Info {
+            relative_error: layout.relative_error(),
+            floor: layout.floor(),
+            ceiling: layout.ceiling(),
+            buckets: layout.bounds().to_vec(),
+            window: h.hist.window().map(|w| (w.span_ms(), w.slots)),
+            shards: h.hist.shards(),
+            clock: match h.clock {
+                Clock::Monotonic => atoms::monotonic(),
+                Clock::Manual(_) => atoms::manual(),
+            },
+            memory: memory.bytes as u64,
+            max_memory: memory.max_bytes as u64,
+        })
+    })
+}
+
+/// Moves a manual clock forward by `ms` milliseconds; returns the new time.
+#[rustler::nif]
+fn histogram_advance(h: Term, ms: u64) -> NifResult<u64> {
+    let h = handle(h)?;
+    match &h.clock {
+        Clock::Manual(now) => Ok(now.fetch_add(ms, Ordering::Relaxed).saturating_add(ms)),
+        Clock::Monotonic => Err(argument_error(
+            "advance/2 needs a histogram created with clock: :manual",
+        )),
+    }
+}

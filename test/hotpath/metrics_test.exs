@@ -1,0 +1,485 @@
+defmodule Hotpath.MetricsTest do
+  use ExUnit.Case, async: true
+
+  alias Hotpath.Metrics
+  alias Hotpath.Metrics.{Definition, Handler}
+  alias Hotpath.FakeTelemetry
+
+  @compile {:no_warn_undefined, :telemetry}
+
+  doctest Hotpath.Metrics
+  doctest Hotpath.Metrics.Definition
+
+  defp start!(metrics, opts \\ []) do
+    name = :"metrics_#{System.unique_integer([:positive])}"
+
+    start_supervised!(
+      {Metrics, [name: name, metrics: metrics, telemetry_module: FakeTelemetry] ++ opts}
+    )
+
+    name
+  end
+
+  defp find(snapshot, name, kind) do
+    Enum.find(snapshot, &(&1.name == name and &1.kind == kind))
+  end
+
+  describe "definitions" do
+    test "plain builders mirror Telemetry.Metrics defaults" do
+      d = Metrics.summary("my_app.repo.query.total_time", unit: {:native, :millisecond})
+      assert d.event_name == [:my_app, :repo, :query]
+      assert d.unit == :millisecond
+      native = System.convert_time_unit(1, :millisecond, :native)
+      assert_in_delta d.measurement.(%{total_time: native * 3}), 3.0, 1.0e-9
+      assert d.measurement.(%{}) == nil
+      assert Metrics.counter([:a, :b]).measurement == :b
+      assert Metrics.sum("a.b", event_name: "x.y").event_name == [:x, :y]
+      assert Metrics.last_value("a.b", unit: {:kilobyte, :byte}).measurement.(%{b: 2}) == 2000.0
+    end
+
+    test "Telemetry.Metrics structs are recognised by struct name" do
+      for {mod, kind} <- [
+            {Telemetry.Metrics.Counter, :counter},
+            {Telemetry.Metrics.Sum, :sum},
+            {Telemetry.Metrics.LastValue, :last_value},
+            {Telemetry.Metrics.Summary, :summary},
+            {Telemetry.Metrics.Distribution, :distribution}
+          ] do
+        tm = %{
+          __struct__: mod,
+          name: [:a, :b],
+          event_name: [:a],
+          measurement: :b,
+          tags: [:t],
+          tag_values: & &1,
+          keep: nil,
+          description: "d",
+          unit: :unit,
+          reporter_options: [buckets: [1, 2]]
+        }
+
+        assert %Definition{kind: ^kind, tags: [:t], description: "d"} = Definition.normalize!(tm)
+      end
+    end
+
+    test "bad definitions raise ArgumentError" do
+      assert_raise ArgumentError, ~r/at least two segments/, fn -> Metrics.counter("a") end
+      assert_raise ArgumentError, ~r/metric names/, fn -> Metrics.counter("a..b") end
+      assert_raise ArgumentError, ~r/metric names/, fn -> Metrics.counter(42) end
+      assert_raise ArgumentError, ~r/metric names/, fn -> Metrics.counter(["a"]) end
+
+      assert_raise ArgumentError, ~r/unknown options \[:bogus\]/, fn ->
+        Metrics.sum("a.b", bogus: 1)
+      end
+
+      assert_raise ArgumentError, ~r/cannot convert/, fn ->
+        Metrics.sum("a.b", unit: {:second, :byte})
+      end
+
+      assert_raise ArgumentError, ~r/unit must be/, fn -> Metrics.sum("a.b", unit: "s") end
+
+      assert_raise ArgumentError, ~r/only one may be given/, fn ->
+        Metrics.sum("a.b", keep: &is_map/1, drop: &is_map/1)
+      end
+
+      assert_raise ArgumentError, ~r/expected a metric/, fn -> Definition.normalize!(:nope) end
+    end
+  end
+
+  describe "start_link/1" do
+    test "bad options raise ArgumentError in the caller" do
+      for {opts, message} <- [
+            {[], ~r/:name is required/},
+            {[name: "x"], ~r/:name is required/},
+            {[name: :x, bogus: 1], ~r/unknown options \[:bogus\], valid options are/},
+            {[name: :x, max_series: 0], ~r/max_series must be a positive integer/},
+            {[name: :x, prune_every: -1], ~r/prune_every/},
+            {[name: :x, telemetry: :yes], ~r/telemetry must be a boolean/},
+            {[name: :x, metrics: :nope], ~r/metrics must be a list/},
+            {[name: :x, metrics: [:nope]], ~r/expected a metric/},
+            {[
+               name: :x,
+               metrics: [Metrics.distribution("a.b", reporter_options: [buckets: [2, 1]])]
+             ], ~r/strictly increasing/},
+            {[name: :x, metrics: [Metrics.summary("a.b", reporter_options: [quantiles: [2]])]],
+             ~r/quantiles must be numbers/},
+            {[name: :x, metrics: [Metrics.summary("a.b", reporter_options: [window: 5])]],
+             ~r/window must be/},
+            {[name: :x, metrics: [Metrics.sum("a.b"), Metrics.sum("a.b")]],
+             ~r/both be exported as "a_b_total"/},
+            {[name: :x, metrics: [Metrics.distribution("a.b", tags: [:le])]],
+             ~r/not a valid label name/},
+            {[name: :x, metrics: [Metrics.sum("a.b", tags: ["t"])]], ~r/tags must be atoms/}
+          ] do
+        assert_raise ArgumentError, message, fn -> Metrics.start_link(opts) end
+      end
+
+      assert_raise ArgumentError, ~r/keyword list/, fn -> Metrics.start_link(:x) end
+    end
+  end
+
+  describe "record/4" do
+    test "every kind, by string or atom-list name, with tags" do
+      name =
+        start!([
+          Metrics.counter("http.request.stop.duration", tags: [:route, :method]),
+          Metrics.distribution("http.request.stop.duration",
+            tags: [:route, :method],
+            reporter_options: [buckets: [1, 10]]
+          ),
+          Metrics.sum("http.request.stop.bytes"),
+          Metrics.last_value("vm.memory.total"),
+          Metrics.summary("repo.query.time", tags: [:repo])
+        ])
+
+      tags = %{route: "/users", method: "GET", extra: :ignored}
+      assert :ok = Metrics.record(name, "http.request.stop.duration", 10, tags)
+      assert :ok = Metrics.record(name, [:http, :request, :stop, :duration], 0.5, tags)
+      assert :ok = Metrics.record(name, "http.request.stop.bytes", 0.1)
+      assert :ok = Metrics.record(name, "http.request.stop.bytes", 0.2)
+      assert :ok = Metrics.record(name, "vm.memory.total", 100)
+      assert :ok = Metrics.record(name, "vm.memory.total", 99)
+      assert :ok = Metrics.record(name, "repo.query.time", 4, %{repo: MyApp.Repo})
+
+      snap = Metrics.snapshot(name)
+      counter = find(snap, [:http, :request, :stop, :duration], :counter)
+      assert [%{tags: %{route: "/users", method: "GET"}, value: 2}] = counter.series
+      dist = find(snap, [:http, :request, :stop, :duration], :distribution)
+
+      assert [%{count: 2, sum: 10.5, buckets: [{1.0, 1}, {10.0, 1}, {:infinity, 0}]}] =
+               dist.series
+
+      assert [%{value: 0.30000000000000004}] =
+               find(snap, [:http, :request, :stop, :bytes], :sum).series
+
+      assert [%{value: 99.0}] = find(snap, [:vm, :memory, :total], :last_value).series
+      [summary] = find(snap, [:repo, :query, :time], :summary).series
+      assert summary.tags == %{repo: "Elixir.MyApp.Repo"}
+      assert summary.quantiles == %{0.5 => 4.0, 0.9 => 4.0, 0.99 => 4.0}
+      assert summary.window.count == 1
+    end
+
+    test "tag values of any type become labels" do
+      name = start!([Metrics.counter("a.b", tags: [:t])])
+
+      for v <- ["s", :atom, 12, -3, 1.5, nil, {:tuple, 1}, self(), <<255>>, :é] do
+        assert :ok = Metrics.record(name, "a.b", nil, %{t: v})
+      end
+
+      labels = for s <- hd(Metrics.snapshot(name)).series, do: s.tags.t
+      assert "s" in labels and "atom" in labels and "12" in labels and "-3" in labels
+      assert "1.5" in labels and "" in labels and "{:tuple, 1}" in labels
+      assert "é" in labels and "<<255>>" in labels
+    end
+
+    test "bad inputs raise ArgumentError" do
+      name = start!([Metrics.sum("a.b", tags: [:t])])
+
+      assert_raise ArgumentError, ~r/no Hotpath.Metrics instance named :nope/, fn ->
+        Metrics.record(:nope, "a.b", 1)
+      end
+
+      assert_raise ArgumentError, ~r/no metric named "x.y".*known metrics: \["a.b"\]/, fn ->
+        Metrics.record(name, "x.y", 1, %{t: 1})
+      end
+
+      assert_raise ArgumentError, ~r/no metric named 42/, fn -> Metrics.record(name, 42, 1) end
+
+      for fun <- [&Metrics.snapshot/1, &Metrics.prometheus/1, &Metrics.prune/1, &Metrics.info/1] do
+        assert_raise ArgumentError, ~r/no Hotpath.Metrics instance named :nope/, fn ->
+          fun.(:nope)
+        end
+
+        assert_raise ArgumentError, fn -> fun.("not an atom") end
+      end
+
+      for bad <- [nil, "1", :one, [1]] do
+        assert_raise ArgumentError, ~r/value must be a number/, fn ->
+          Metrics.record(name, "a.b", bad, %{t: 1})
+        end
+      end
+
+      assert_raise ArgumentError, ~r/needs the tags \[:t\]/, fn ->
+        Metrics.record(name, "a.b", 1, %{})
+      end
+
+      assert_raise ArgumentError, ~r/tags must be a map/, fn ->
+        Metrics.record(name, "a.b", 1, t: 1)
+      end
+
+      assert :ok = Metrics.record(name, "a.b", 2 ** 70, %{t: 1})
+
+      assert_raise ArgumentError, ~r/too large/, fn ->
+        Metrics.record(name, "a.b", 10 ** 400, %{t: 1})
+      end
+
+      assert [%{series: [%{value: value}]}] = Metrics.snapshot(name)
+      assert value == :math.pow(2, 70)
+    end
+
+    test "handles record into pre-resolved series and keep them from pruning" do
+      name =
+        start!([
+          Metrics.counter("jobs.run.duration", tags: [:queue]),
+          Metrics.summary("jobs.run.duration", tags: [:queue])
+        ])
+
+      h = Metrics.handle(name, "jobs.run.duration", %{queue: :mail})
+      # A handle that dies with its process stops pinning its series.
+      Task.async(fn -> Metrics.handle(name, [:jobs, :run, :duration], %{queue: {:odd, 1}}) end)
+      |> Task.await()
+      |> is_reference()
+      |> assert()
+
+      :erlang.garbage_collect()
+      for v <- [1, 2.5, 2 ** 70], do: assert(:ok = Metrics.record_handle(h, v))
+      assert Metrics.prune(name) == 0
+      assert Metrics.prune(name) == 2, "both series of {:odd, 1} are idle and unpinned"
+      snap = Metrics.snapshot(name)
+
+      assert [%{tags: %{queue: "mail"}, value: 3}] =
+               find(snap, [:jobs, :run, :duration], :counter).series
+
+      assert_raise ArgumentError, ~r/value must be a number/, fn ->
+        Metrics.record_handle(h, "1")
+      end
+
+      assert_raise ArgumentError, ~r/expected a handle/, fn ->
+        Metrics.record_handle(make_ref(), 1)
+      end
+
+      assert_raise ArgumentError, ~r/no Hotpath.Metrics instance/, fn ->
+        Metrics.handle(:nope, "a.b")
+      end
+
+      assert_raise ArgumentError, ~r/no metric named/, fn -> Metrics.handle(name, "x.y") end
+
+      assert_raise ArgumentError, ~r/needs the tags/, fn ->
+        Metrics.handle(name, "jobs.run.duration")
+      end
+    end
+
+    test "cardinality cap and pruning" do
+      name = start!([Metrics.counter("a.b", tags: [:id], reporter_options: [max_series: 3])])
+      for i <- 1..10, do: Metrics.record(name, "a.b", nil, %{id: i})
+      [%{series: series}] = Metrics.snapshot(name)
+      assert length(series) == 4
+      assert %{tags: %{id: "_overflow_"}, value: 7} = List.last(series)
+      assert Metrics.info(name).series == 3
+      assert Metrics.prune(name) == 0
+      Metrics.record(name, "a.b", nil, %{id: 1})
+      assert Metrics.prune(name) == 2
+      assert Metrics.info(name).series == 1
+    end
+
+    test "exact totals from many processes" do
+      name =
+        start!([
+          Metrics.distribution("a.b", tags: [:shard], reporter_options: [buckets: [50]]),
+          Metrics.counter("a.b", tags: [:shard])
+        ])
+
+      procs = System.schedulers_online() * 4
+
+      1..procs
+      |> Enum.map(fn p ->
+        Task.async(fn ->
+          for i <- 1..2_000, do: Metrics.record(name, "a.b", rem(i, 100), %{shard: rem(p, 3)})
+        end)
+      end)
+      |> Task.await_many(60_000)
+
+      snap = Metrics.snapshot(name)
+
+      assert Enum.sum(for s <- find(snap, [:a, :b], :counter).series, do: s.value) ==
+               procs * 2_000
+
+      dist = find(snap, [:a, :b], :distribution).series
+      assert Enum.sum(for s <- dist, do: s.count) == procs * 2_000
+      assert Enum.sum(for s <- dist, do: s.sum) == procs * 20 * Enum.sum(0..99) / 1
+    end
+  end
+
+  describe "telemetry handler" do
+    test "attaches one handler per event and detaches on stop" do
+      name =
+        start!([
+          Metrics.counter("web.stop.duration"),
+          Metrics.distribution("web.stop.duration"),
+          Metrics.sum("db.query.rows")
+        ])
+
+      assert FakeTelemetry.list_handlers([:web, :stop]) == [{Metrics, name, [:web, :stop]}]
+      assert FakeTelemetry.list_handlers([:db, :query]) == [{Metrics, name, [:db, :query]}]
+      FakeTelemetry.execute([:web, :stop], %{duration: 5}, %{})
+      FakeTelemetry.execute([:db, :query], %{rows: 3}, %{})
+      snap = Metrics.snapshot(name)
+      assert [%{value: 1}] = find(snap, [:web, :stop, :duration], :counter).series
+      assert [%{count: 1}] = find(snap, [:web, :stop, :duration], :distribution).series
+
+      stop_supervised!({Metrics, name})
+      assert FakeTelemetry.list_handlers([:web, :stop]) == []
+      assert FakeTelemetry.list_handlers([:db, :query]) == []
+      assert_raise ArgumentError, fn -> Metrics.snapshot(name) end
+
+      assert_raise ArgumentError, ~r/no Hotpath.Metrics instance/, fn ->
+        Metrics.record(name, "db.query.rows", 1)
+      end
+
+      # The same name again is a fresh instance.
+      start_supervised!(
+        {Metrics,
+         name: name, metrics: [Metrics.sum("db.query.rows")], telemetry_module: FakeTelemetry}
+      )
+
+      assert :ok = Metrics.record(name, "db.query.rows", 2)
+      assert [%{series: [%{value: 2.0}]}] = Metrics.snapshot(name)
+    end
+
+    test "bad measurements and tags are dropped and counted; the handler stays attached" do
+      name =
+        start!([
+          Metrics.sum("ev.stop.value", tags: [:route]),
+          Metrics.sum("ev.stop.value2",
+            event_name: [:ev, :stop],
+            measurement: fn _ -> raise "boom" end
+          ),
+          Metrics.counter("ev.stop.count", keep: &(&1[:keep] != false))
+        ])
+
+      for {measurements, metadata} <- [
+            {%{value: 1}, %{route: "/a"}},
+            {%{value: "1"}, %{route: "/a"}},
+            {%{value: nil}, %{route: "/a"}},
+            {%{}, %{route: "/a"}},
+            {%{value: :nan}, %{route: "/a"}},
+            {%{value: 2}, %{}},
+            {:not_a_map, %{route: "/a"}},
+            {%{value: 3}, :not_a_map},
+            {%{value: 4}, %{route: "/b", keep: false}}
+          ] do
+        FakeTelemetry.execute([:ev, :stop], measurements, metadata)
+      end
+
+      assert FakeTelemetry.list_handlers([:ev, :stop]) == [{Metrics, name, [:ev, :stop]}]
+      snap = Metrics.snapshot(name)
+      sum = find(snap, [:ev, :stop, :value], :sum)
+      assert sum.dropped == 7
+
+      assert Enum.sort(for s <- sum.series, do: {s.tags.route, s.value}) == [
+               {"/a", 1.0},
+               {"/b", 4.0}
+             ]
+
+      assert find(snap, [:ev, :stop, :value2], :sum).dropped == 9
+      assert [%{value: 7}] = find(snap, [:ev, :stop, :count], :counter).series
+      assert find(snap, [:ev, :stop, :count], :counter).dropped == 1
+
+      text = IO.iodata_to_binary(Metrics.prometheus(name))
+      assert text =~ ~s(hotpath_metrics_dropped_total{metric="ev_stop_value_total"} 7\n)
+    end
+
+    test "handle_event/4 ignores a config it does not know" do
+      assert Handler.handle_event([:x], %{}, %{}, :junk) == :ok
+
+      assert Handler.handle_event([:x], %{v: 1}, %{}, %{
+               registry: :no_such_instance,
+               metrics: [{0, :sum, :v, nil, & &1}]
+             }) == :ok
+
+      assert Handler.handle_event([:x], %{}, %{}, %{
+               registry: make_ref(),
+               metrics: [{0, :sum, :v, nil, & &1}]
+             }) == :ok
+    end
+
+    @tag skip:
+           if(Code.ensure_loaded?(:telemetry),
+             do: false,
+             else: "the :telemetry package is not installed"
+           )
+    test "attaches to the real :telemetry" do
+      name = :"real_telemetry_#{System.unique_integer([:positive])}"
+      start_supervised!({Metrics, name: name, metrics: [Metrics.counter("real.ev.x")]})
+      :telemetry.execute([:real, :ev], %{x: 1}, %{})
+      assert [%{series: [%{value: 1}]}] = Metrics.snapshot(name)
+    end
+  end
+
+  describe "prometheus/1" do
+    test "passes promtool check metrics" do
+      name =
+        start!([
+          Metrics.counter("http.request.stop.duration",
+            tags: [:route, :method],
+            description: "Requests, with \\ and\nnewline"
+          ),
+          Metrics.distribution("http.request.stop.duration",
+            tags: [:route],
+            unit: {:native, :millisecond}
+          ),
+          Metrics.summary("repo.query.total_time", tags: [:source]),
+          Metrics.sum("repo.query.rows"),
+          Metrics.last_value("vm.memory.bytes", unit: :byte)
+        ])
+
+      for route <- ["/a", ~s(/quote"d), "/back\\slash", "/new\nline", "/ünï"] do
+        Metrics.record(name, "http.request.stop.duration", 12, %{route: route, method: "GET"})
+      end
+
+      Metrics.record(name, "repo.query.total_time", 3.5, %{source: "users"})
+      Metrics.record(name, "repo.query.rows", 0.1)
+      Metrics.record(name, "vm.memory.bytes", 123_456_789)
+
+      text = IO.iodata_to_binary(Metrics.prometheus(name))
+      assert text =~ ~s(# TYPE http_request_stop_duration histogram\n)
+      assert text =~ ~s(http_request_stop_duration_bucket{route="/a",le="5.0"} 0\n)
+      assert text =~ ~s(http_request_stop_duration_bucket{route="/a",le="+Inf"} 1\n)
+      assert text =~ ~s(http_request_stop_duration_total{route="/quote\\"d",method="GET"} 1\n)
+
+      assert text =~
+               ~s(# HELP http_request_stop_duration_total Requests, with \\\\ and\\nnewline\n)
+
+      assert text =~ ~s(repo_query_total_time{source="users",quantile="0.99"} 3.5\n)
+      assert text =~ ~s(vm_memory_bytes 123456789.0\n)
+      assert String.ends_with?(text, "\n")
+      assert Metrics.content_type() =~ "version=0.0.4"
+
+      {output, status} = promtool(text)
+      assert status == 0, "promtool rejected the exposition:\n#{output}\n#{text}"
+    end
+
+    test "a large registry renders on a dirty scheduler" do
+      name = start!([Metrics.distribution("big.one", tags: [:id])])
+      for i <- 1..2_000, do: Metrics.record(name, "big.one", i, %{id: i})
+      text = IO.iodata_to_binary(Metrics.prometheus(name))
+      assert length(String.split(text, "big_one_count{")) == 2_001
+      {output, status} = promtool(text)
+      assert status == 0, output
+    end
+  end
+
+  defp promtool(text) do
+    case System.find_executable("promtool") do
+      nil ->
+        flunk(
+          "promtool is not installed (scripts/bootstrap installs the Debian prometheus package)"
+        )
+
+      promtool ->
+        path =
+          Path.join(
+            System.tmp_dir!(),
+            "hotpath_metrics_#{System.unique_integer([:positive])}.prom"
+          )
+
+        File.write!(path, text)
+
+        try do
+          System.cmd("sh", ["-c", "#{promtool} check metrics < #{path}"], stderr_to_stdout: true)
+        after
+          File.rm(path)
+        end
+    end
+  end
+end

@@ -1,0 +1,58 @@
+defmodule Hotpath.FakeTelemetry do
+  @moduledoc false
+  # The subset of the :telemetry API Hotpath.Metrics uses, with the same handler contract:
+  # handlers run in the emitting process inside try/catch, and a handler that raises is
+  # detached for good. Used only because the real package cannot be installed here.
+
+  # Called from test_helper.exs, so the table belongs to a process that lives for the run.
+  def start do
+    if :ets.whereis(__MODULE__) == :undefined do
+      :ets.new(__MODULE__, [:named_table, :public, :bag])
+    end
+
+    :ok
+  end
+
+  def attach(id, event, fun, config) when is_function(fun, 4) do
+    start()
+
+    if :ets.match_object(__MODULE__, {:_, id, :_, :_}) != [] do
+      {:error, :already_exists}
+    else
+      :ets.insert(__MODULE__, {event, id, fun, config})
+      :ok
+    end
+  end
+
+  def detach(id) do
+    start()
+
+    case :ets.match_object(__MODULE__, {:_, id, :_, :_}) do
+      [] ->
+        {:error, :not_found}
+
+      _ ->
+        :ets.match_delete(__MODULE__, {:_, id, :_, :_})
+        :ok
+    end
+  end
+
+  def list_handlers(event) do
+    start()
+    for {^event, id, _fun, _config} <- :ets.lookup(__MODULE__, event), do: id
+  end
+
+  def execute(event, measurements, metadata) do
+    start()
+
+    for {^event, id, fun, config} <- :ets.lookup(__MODULE__, event) do
+      try do
+        fun.(event, measurements, metadata, config)
+      catch
+        _, _ -> detach(id)
+      end
+    end
+
+    :ok
+  end
+end
