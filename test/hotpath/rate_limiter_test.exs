@@ -308,8 +308,9 @@ defmodule Hotpath.RateLimiterTest do
         end
 
       for _ <- 1..3 do
-        Process.exit(Process.whereis(name), :kill)
-        wait_until(fn -> is_pid(Process.whereis(name)) end)
+        killed = Process.whereis(name)
+        Process.exit(killed, :kill)
+        wait_until(fn -> (pid = Process.whereis(name)) && pid != killed end)
       end
 
       admitted = hitters |> Enum.map(&Task.await/1) |> Enum.sum()
