@@ -9,6 +9,7 @@ mod fast_nif;
 mod histogram;
 mod limiter;
 mod metrics;
+mod published;
 mod password;
 mod raw_resource;
 mod system;

@@ -8,6 +8,7 @@
 use crate::error::{argument_error, guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
 use crate::histogram::{monotonic_ms, stats};
+use crate::published::{LocalCopy, Published};
 use crate::raw_resource::RawResourceType;
 use hotpath_core::histogram::{Options, WindowOptions};
 use hotpath_core::metrics::FastState;
@@ -17,8 +18,7 @@ use rustler::types::binary::NewBinary;
 use rustler::{Atom, Binary, Encoder, Env, NifMap, Term};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 mod atoms {
     rustler::atoms! {
@@ -52,43 +52,18 @@ fn registry<'a>(term: Term<'a>) -> NifResult<&'a Instance> {
         .ok_or_else(|| argument_error("expected a Hotpath.Metrics registry"))
 }
 
-// ---- instances by name ---------------------------------------------------------------
-//
-// `record/4` finds an instance by its name (an atom) here rather than through a registry term
-// kept in `:persistent_term`: a resource term read from the literal area costs the NIF about
-// twice an empty call to decode (measured on OTP 25). Each thread keeps a copy of the table,
-// refreshed when the global generation moves, so the lookup touches no shared cache line.
-// A thread's copy keeps a stopped instance's memory alive until that thread's next lookup.
+// ---- instances by name (see `published.rs`) ----------------------------------------
 
-/// Instances by name atom.
-type Published = Vec<(ErlNifTerm, Arc<Instance>)>;
-
-static PUBLISHED: RwLock<Published> = RwLock::new(Vec::new());
-static PUBLISHED_GENERATION: AtomicU64 = AtomicU64::new(1);
+static PUBLISHED: Published<Instance> = Published::new();
 
 thread_local! {
-    static LOCAL_PUBLISHED: RefCell<(u64, Published)> =
-        const { RefCell::new((0, Vec::new())) };
+    static LOCAL_PUBLISHED: LocalCopy<Instance> = const { RefCell::new((0, Vec::new())) };
 }
 
 /// Runs `f` with the instance published under `name` (an atom term), if any.
 #[inline]
 fn with_published<T>(name: Term, f: impl FnOnce(&Instance) -> T) -> Option<T> {
-    let key = name.as_c_arg();
-    LOCAL_PUBLISHED.with(|cell| {
-        let local = &mut *cell.borrow_mut();
-        let generation = PUBLISHED_GENERATION.load(Ordering::Acquire);
-        if local.0 != generation {
-            let table = PUBLISHED.read().unwrap_or_else(|e| e.into_inner());
-            local.1 = table.clone();
-            local.0 = generation;
-        }
-        local
-            .1
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, instance)| f(instance))
-    })
+    PUBLISHED.with(&LOCAL_PUBLISHED, name.as_c_arg(), f)
 }
 
 /// Publishes `reg` under the atom `name` (replacing what was there).
@@ -99,10 +74,7 @@ fn metrics_publish(reg: Term, name: Atom) -> NifResult<Atom> {
         .ok_or_else(|| argument_error("expected a Hotpath.Metrics registry"))?
         .0
         .clone();
-    let mut table = PUBLISHED.write().unwrap_or_else(|e| e.into_inner());
-    table.retain(|(k, _)| *k != name.as_c_arg());
-    table.push((name.as_c_arg(), instance));
-    PUBLISHED_GENERATION.fetch_add(1, Ordering::Release);
+    PUBLISHED.publish(name.as_c_arg(), instance);
     Ok(atoms::ok())
 }
 
@@ -110,9 +82,7 @@ fn metrics_publish(reg: Term, name: Atom) -> NifResult<Atom> {
 #[rustler::nif]
 fn metrics_unpublish(reg: Term, name: Atom) -> NifResult<Atom> {
     let instance = registry(reg)?;
-    let mut table = PUBLISHED.write().unwrap_or_else(|e| e.into_inner());
-    table.retain(|(k, i)| !(*k == name.as_c_arg() && std::ptr::eq(&**i, instance)));
-    PUBLISHED_GENERATION.fetch_add(1, Ordering::Release);
+    PUBLISHED.unpublish(name.as_c_arg(), instance);
     Ok(atoms::ok())
 }
 
