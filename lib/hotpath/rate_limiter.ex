@@ -26,7 +26,7 @@ defmodule Hotpath.RateLimiter do
         {:deny, retry_after_ms, reset_after_ms} -> ...
       end
 
-  `hit/4` finds the table through `:persistent_term`: no message is sent to any process.
+  `hit/4` finds the table by name in native code: no message is sent to any process.
 
       iex> {:ok, _} = Hotpath.RateLimiter.start_link(name: :doc_limiter, limit: 2, period: 1_000)
       iex> Hotpath.RateLimiter.hit(:doc_limiter, "alice", 1, now: 0)
@@ -163,10 +163,10 @@ defmodule Hotpath.RateLimiter do
   def hit(limiter, key, cost \\ 1, opts \\ [])
 
   def hit(limiter, key, cost, []) do
-    case :persistent_term.get({__MODULE__, limiter}, nil) do
-      {ref, false, _config} -> Native.limiter_hit(ref, key, cost)
-      {ref, true, _config} -> ref |> Native.limiter_hit(key, cost) |> report(limiter, key, cost)
-      nil -> unknown!(limiter)
+    # One NIF call: the native side finds the limiter by its name.
+    case Native.limiter_hit(limiter, key, cost) do
+      {:deny, _, _} = decision -> report_if_enabled(decision, limiter, key, cost)
+      decision -> decision
     end
   end
 
@@ -310,6 +310,13 @@ defmodule Hotpath.RateLimiter do
   defp policy_tuple(policy, config) do
     {Map.get(policy, :limit, config[:limit]), Map.get(policy, :period, config[:period]),
      Map.get(policy, :burst, config[:burst])}
+  end
+
+  defp report_if_enabled(decision, limiter, key, cost) do
+    case :persistent_term.get({__MODULE__, limiter}, nil) do
+      {_ref, true, _config} -> report(decision, limiter, key, cost)
+      _ -> decision
+    end
   end
 
   defp report({:deny, retry_after, reset_after} = decision, limiter, key, cost) do

@@ -357,6 +357,8 @@ defmodule Hotpath.RateLimiterTest do
         )
 
       assert {:allow, 1, _} = RateLimiter.hit(name, "k", 1, now: 0)
+      # The hot path (found by name in native code) sees the new table too.
+      assert {:allow, 0, _} = RateLimiter.hit(name, "k")
       GenServer.stop(pid)
       assert RateLimiter.registration(name) == nil
     end

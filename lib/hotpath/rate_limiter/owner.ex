@@ -32,6 +32,8 @@ defmodule Hotpath.RateLimiter.Owner do
 
     entry = {ref, opts[:telemetry_denies], opts}
     if :persistent_term.get(key, nil) !== entry, do: :persistent_term.put(key, entry)
+    # The hot path (`hit/2,3`) finds the table by name in native code.
+    Native.limiter_publish(ref, name)
 
     state = %{name: name, ref: ref, opts: opts, pass: nil, timer: nil}
     {:ok, schedule(state)}
@@ -91,8 +93,12 @@ defmodule Hotpath.RateLimiter.Owner do
       key = {Hotpath.RateLimiter, state.name}
 
       case :persistent_term.get(key, nil) do
-        {ref, _, _} when ref == state.ref -> :persistent_term.erase(key)
-        _ -> :ok
+        {ref, _, _} when ref == state.ref ->
+          Native.limiter_unpublish(ref, state.name)
+          :persistent_term.erase(key)
+
+        _ ->
+          :ok
       end
     end
 

@@ -9,8 +9,8 @@ mod fast_nif;
 mod histogram;
 mod limiter;
 mod metrics;
-mod published;
 mod password;
+mod published;
 mod raw_resource;
 mod system;
 

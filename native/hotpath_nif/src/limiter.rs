@@ -6,12 +6,16 @@
 //! its time budget (capped below 1 ms) is spent.
 
 use crate::error::{argument_error, guard, lift, NifResult};
+use crate::fast_nif::fast_nif;
+use crate::published::{LocalCopy, Published};
 use hotpath_core::clock;
 use hotpath_core::limiter::{
     Algorithm, ByteKind, Config, Decision, KeyRef, OnFull, Policy, Table, NS_PER_MS,
 };
 use rustler::types::binary::{Binary, OwnedBinary};
 use rustler::{Atom, Encoder, Env, NifMap, Resource, ResourceArc, Term, TermType};
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod atoms {
@@ -32,20 +36,37 @@ const MAX_NOW_MS: u64 = 1 << 40;
 const MAX_SWEEP_BUDGET_US: u64 = 900;
 
 /// A limiter table and the epoch of its clock.
-pub struct LimiterResource {
+pub struct Limiter {
     table: Table,
     /// `clock::now_ns()` when the table was created: the zero of the limiter's clock.
     epoch_ns: u64,
 }
 
-#[rustler::resource_impl]
-impl Resource for LimiterResource {}
-
-impl LimiterResource {
+impl Limiter {
     /// Nanoseconds since the table was created, from `hotpath_core::clock` (monotonic).
     fn now_ns(&self) -> u64 {
         clock::now_ns().saturating_sub(self.epoch_ns)
     }
+}
+
+/// The resource term of a limiter (kept in `:persistent_term` by its owner); the same
+/// `Limiter` is published under its name for the hot path.
+pub struct LimiterResource(Arc<Limiter>);
+
+#[rustler::resource_impl]
+impl Resource for LimiterResource {}
+
+impl std::ops::Deref for LimiterResource {
+    type Target = Limiter;
+    fn deref(&self) -> &Limiter {
+        &self.0
+    }
+}
+
+static PUBLISHED: Published<Limiter> = Published::new();
+
+thread_local! {
+    static LOCAL_PUBLISHED: LocalCopy<Limiter> = const { RefCell::new((0, Vec::new())) };
 }
 
 fn algorithm_of(atom: Atom) -> NifResult<Algorithm> {
@@ -160,6 +181,15 @@ fn atom_identity(term: Term) -> u64 {
     word as u64
 }
 
+/// A decision to encode as the NIF's result.
+struct Answer(Decision);
+
+impl Encoder for Answer {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        encode_decision(env, self.0)
+    }
+}
+
 fn ms_ceil(ns: u64) -> u64 {
     ns.div_ceil(NS_PER_MS)
 }
@@ -216,31 +246,64 @@ fn limiter_new(
         OnFull::Deny
     };
     guard(|| {
-        Ok(ResourceArc::new(LimiterResource {
+        Ok(ResourceArc::new(LimiterResource(Arc::new(Limiter {
             table: Table::new(Config {
                 policy,
                 max_keys: max_keys as usize,
                 on_full,
             }),
             epoch_ns: clock::now_ns(),
-        }))
+        }))))
     })
 }
 
-/// The hot path: a hit of `cost` with the table's policy at the current time.
+/// Publishes `limiter` under the atom `name` for [`limiter_hit`].
 #[rustler::nif]
-fn limiter_hit<'a>(
-    env: Env<'a>,
-    limiter: &LimiterResource,
-    key: Term<'a>,
-    cost: Term<'a>,
-) -> NifResult<Term<'a>> {
+fn limiter_publish(limiter: ResourceArc<LimiterResource>, name: Atom) -> Atom {
+    PUBLISHED.publish(name.as_c_arg(), Arc::clone(&limiter.0));
+    rustler::types::atom::ok()
+}
+
+/// Removes `limiter` from under `name` (if it is still the one published there).
+#[rustler::nif]
+fn limiter_unpublish(limiter: ResourceArc<LimiterResource>, name: Atom) -> Atom {
+    PUBLISHED.unpublish(name.as_c_arg(), &limiter.0);
+    rustler::types::atom::ok()
+}
+
+/// The hot path, `limiter_hit(name, key, cost)`: a hit of `cost` with the table's policy at
+/// the current time, on the limiter published under the atom `name`. Registered without
+/// rustler's per-call argument vector (see `fast_nif.rs`).
+fn limiter_hit<'a>(_env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
-    let decision = limiter
-        .table
-        .hit(key.as_key(), limiter.now_ns(), cost, None);
-    Ok(encode_decision(env, decision))
+    PUBLISHED
+        .with(&LOCAL_PUBLISHED, name.as_c_arg(), |limiter| {
+            limiter
+                .table
+                .hit(key.as_key(), limiter.now_ns(), cost, None)
+        })
+        .map(Answer)
+        .ok_or_else(|| unknown_limiter(name))
+}
+
+fast_nif!("limiter_hit", 3, limiter_hit);
+
+fn unknown_limiter(name: Term) -> rustler::Error {
+    let Ok(text) = name.atom_to_string() else {
+        return argument_error(format!(
+            "a rate limiter is named by an atom, got {}",
+            describe(name)
+        ));
+    };
+    let name = match text.strip_prefix("Elixir.") {
+        Some(module) => module.to_string(),
+        None => format!(":{text}"),
+    };
+    argument_error(format!(
+        "unknown rate limiter {name}: start it with {{Hotpath.RateLimiter, name: {name}, ...}} \
+         in your supervision tree"
+    ))
 }
 
 /// The general path: `op` (`:hit` or `:peek`) with an optional injected `now` (ms on the
