@@ -101,7 +101,7 @@ pub struct Table {
 
 /// Keys per shard a table is sized for at `max_keys`: small enough that purging or sweeping
 /// one shard takes a few microseconds.
-const KEYS_PER_SHARD: usize = 4096;
+const KEYS_PER_SHARD: usize = 1024;
 const MIN_SHARDS: usize = 16;
 const MAX_SHARDS: usize = 1 << 16;
 
