@@ -88,8 +88,7 @@ defmodule Bench.Compute do
   defp hash, do: Password.hash_pwd_salt("password", m_cost: @m, t_cost: @t, parallelism: @p)
 
   defp saturate(fun) do
-    parent = self()
-    hb = spawn_link(fn -> heartbeat(parent, System.monotonic_time(:microsecond), []) end)
+    hb = Hotpath.Bench.start_heartbeat()
     deadline = System.monotonic_time(:millisecond) + @scenario_ms
 
     jobs =
@@ -98,8 +97,7 @@ defmodule Bench.Compute do
       |> Enum.map(&Task.await(&1, :infinity))
       |> Enum.sum()
 
-    send(hb, :stop)
-    gaps = receive do: ({:gaps, gaps} -> Enum.sort(gaps))
+    gaps = Hotpath.Bench.stop_heartbeat(hb)
     %{jobs: jobs, worst: List.last(gaps), p99: pct(gaps, 0.99), p50: pct(gaps, 0.5)}
   end
 
@@ -109,17 +107,6 @@ defmodule Bench.Compute do
     else
       fun.(i)
       work(fun, i + 1, deadline, n + 1)
-    end
-  end
-
-  # Gap = wake-up delay beyond the requested 1 ms, in ms.
-  defp heartbeat(parent, last, gaps) do
-    receive do
-      :stop -> send(parent, {:gaps, gaps})
-    after
-      1 ->
-        now = System.monotonic_time(:microsecond)
-        heartbeat(parent, now, [max(0, now - last - 1_000) / 1_000 | gaps])
     end
   end
 

@@ -166,18 +166,12 @@ defmodule Bench.RateLimiter do
   defp sweep do
     l = start(:bench_sweep, :fixed_window, 10, 1_000, max_keys: 2_000_000)
     Enum.each(1..@resident, &RateLimiter.hit(l, &1, 1, now: 0))
-    parent = self()
 
-    heartbeat =
-      spawn_link(fn ->
-        heartbeat(System.monotonic_time(:microsecond), 0, parent)
-      end)
-
+    heartbeat = Hotpath.Bench.start_heartbeat()
     Process.sleep(50)
     %{removed: removed, duration: duration} = RateLimiter.sweep(l, now: 10_000)
     Process.sleep(20)
-    send(heartbeat, :stop)
-    worst_us = receive do: ({:worst_gap, us} -> us)
+    worst_us = round(List.last(Hotpath.Bench.stop_heartbeat(heartbeat)) * 1000)
     ms = System.convert_time_unit(duration, :native, :microsecond) / 1000
 
     IO.puts("""
@@ -194,17 +188,6 @@ defmodule Bench.RateLimiter do
       "#{:erlang.float_to_binary(worst_us / 1000, decimals: 2)} ms",
       worst_us < 5_000
     )
-  end
-
-  defp heartbeat(last, worst, parent) do
-    receive do
-      :stop -> send(parent, {:worst_gap, worst})
-    after
-      1 ->
-        now = System.monotonic_time(:microsecond)
-        # The expected wake-up is 1 ms after the last one; the gap is the lateness beyond it.
-        heartbeat(now, max(worst, now - last - 1_000), parent)
-    end
   end
 
   defp rss do

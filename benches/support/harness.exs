@@ -268,6 +268,31 @@ defmodule Hotpath.Bench do
     print_target(description, actual, met)
   end
 
+  @doc """
+  Starts a heartbeat process: it loops on `receive after 1` and records how late each wake-up
+  is beyond the requested millisecond. `stop_heartbeat/1` returns the gaps in ms, sorted.
+  """
+  def start_heartbeat do
+    parent = self()
+    spawn_link(fn -> heartbeat(parent, System.monotonic_time(:microsecond), []) end)
+  end
+
+  @doc "Stops a heartbeat and returns its wake-up gaps in ms, sorted ascending."
+  def stop_heartbeat(pid) do
+    send(pid, :stop)
+    receive do: ({:heartbeat_gaps, ^pid, gaps} -> Enum.sort(gaps))
+  end
+
+  defp heartbeat(parent, last, gaps) do
+    receive do
+      :stop -> send(parent, {:heartbeat_gaps, self(), gaps})
+    after
+      1 ->
+        now = System.monotonic_time(:microsecond)
+        heartbeat(parent, now, [max(0, now - last - 1_000) / 1_000 | gaps])
+    end
+  end
+
   @doc "Prints a target line for a measurement made outside `run/1` (memory, latency)."
   def report(description, actual, met), do: print_target(description, actual, met)
 
