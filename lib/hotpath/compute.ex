@@ -202,7 +202,7 @@ defmodule Hotpath.Compute do
       raise ArgumentError, "steps must be a non-negative integer, got: #{inspect(steps)}"
     end
 
-    opts = validate_keys!(opts, [:step_us, :notify, :panic_at], "spin/2")
+    opts = Hotpath.Options.validate_keys!(opts, [:step_us, :notify, :panic_at], "spin/2")
     step_us = Keyword.get(opts, :step_us, 10_000)
     panic_at = Keyword.get(opts, :panic_at)
 
@@ -255,7 +255,7 @@ defmodule Hotpath.Compute do
   # ---- option validation --------------------------------------------------------------
 
   defp validate_start!(opts) do
-    opts = validate_keys!(opts, @start_keys, "Hotpath.Compute.start_link/1")
+    opts = Hotpath.Options.validate_keys!(opts, @start_keys, "Hotpath.Compute.start_link/1")
 
     name =
       case Keyword.fetch(opts, :name) do
@@ -310,7 +310,7 @@ defmodule Hotpath.Compute do
               "a job must be a 0-arity function or {module, function, args}, got: #{inspect(other)}"
     end
 
-    opts = validate_keys!(opts, [:timeout], "Hotpath.Compute.run/3")
+    opts = Hotpath.Options.validate_keys!(opts, [:timeout], "Hotpath.Compute.run/3")
 
     case Keyword.get(opts, :timeout, 5_000) do
       :infinity ->
@@ -322,22 +322,6 @@ defmodule Hotpath.Compute do
       other ->
         raise ArgumentError,
               ":timeout must be a non-negative integer or :infinity, got: #{inspect(other)}"
-    end
-  end
-
-  @doc false
-  def validate_keys!(opts, valid, where) do
-    unless Keyword.keyword?(opts) do
-      raise ArgumentError, "#{where} expects a keyword list of options, got: #{inspect(opts)}"
-    end
-
-    case Keyword.keys(opts) -- valid do
-      [] ->
-        opts
-
-      unknown ->
-        raise ArgumentError,
-              "unknown options #{inspect(unknown)} for #{where}; valid options: #{inspect(valid)}"
     end
   end
 

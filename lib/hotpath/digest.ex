@@ -75,7 +75,7 @@ defmodule Hotpath.Digest do
             "unknown digest algorithm #{inspect(algorithm)}; valid algorithms: :blake3, :sha256"
     end
 
-    opts = Hotpath.Compute.validate_keys!(opts, @keys, "Hotpath.Digest.hash/3")
+    opts = Hotpath.Options.validate_keys!(opts, @keys, "Hotpath.Digest.hash/3")
     threshold = Keyword.get(opts, :dirty_threshold, @default_threshold)
     step_us = Keyword.get(opts, :step_us, 10_000)
     progress = progress_target(Keyword.get(opts, :progress))

@@ -90,18 +90,7 @@ defmodule Hotpath.Histogram do
   end
 
   defp validate_options!(opts) when is_list(opts) do
-    unless Keyword.keyword?(opts) do
-      raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
-    end
-
-    case Keyword.keys(opts) -- @option_keys do
-      [] ->
-        :ok
-
-      unknown ->
-        raise ArgumentError,
-              "unknown options #{inspect(unknown)}, valid options are: #{inspect(@option_keys)}"
-    end
+    Hotpath.Options.validate_keys!(opts, @option_keys, "Hotpath.Histogram.new/1")
 
     %{
       relative_error: number!(opts, :relative_error, 0.01),

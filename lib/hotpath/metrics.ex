@@ -134,18 +134,12 @@ defmodule Hotpath.Metrics do
 
   @doc false
   def build!(opts) do
-    unless Keyword.keyword?(opts) do
-      raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
-    end
-
-    case Keyword.keys(opts) -- @start_keys do
-      [] ->
-        :ok
-
-      bad ->
-        raise ArgumentError,
-              "unknown options #{inspect(bad)}, valid options are: #{inspect(@start_keys -- [:telemetry_module])}"
-    end
+    Hotpath.Options.validate_keys!(
+      opts,
+      @start_keys,
+      "Hotpath.Metrics.start_link/1",
+      @start_keys -- [:telemetry_module]
+    )
 
     name =
       case Keyword.fetch(opts, :name) do

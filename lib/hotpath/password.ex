@@ -267,7 +267,7 @@ defmodule Hotpath.Password do
     end
 
     opts =
-      Hotpath.Compute.validate_keys!(
+      Hotpath.Options.validate_keys!(
         opts,
         [
           :variant,
@@ -322,10 +322,10 @@ defmodule Hotpath.Password do
   end
 
   defp options(opts, keys, where) do
-    opts = Hotpath.Compute.validate_keys!(opts, keys, where)
+    opts = Hotpath.Options.validate_keys!(opts, keys, where)
 
     config =
-      Hotpath.Compute.validate_keys!(
+      Hotpath.Options.validate_keys!(
         Application.get_env(:hotpath, __MODULE__, []),
         @config_keys,
         "config :hotpath, Hotpath.Password"

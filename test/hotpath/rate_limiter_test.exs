@@ -418,8 +418,7 @@ defmodule Hotpath.RateLimiterTest do
         {Keyword.put(base, :on_full, :maybe), ~r/invalid :on_full/},
         {Keyword.put(base, :sweep_every, 0), ~r/invalid :sweep_every/},
         {Keyword.put(base, :telemetry_denies, :yes), ~r/invalid :telemetry_denies/},
-        {Keyword.put(base, :colour, :red),
-         ~r/unknown Hotpath.RateLimiter option\(s\) \[:colour\]/},
+        {Keyword.put(base, :colour, :red), ~r/unknown options \[:colour\], valid options are/},
         {:not_a_list, ~r/must be a keyword list/},
         {[:name], ~r/must be a keyword list/}
       ]

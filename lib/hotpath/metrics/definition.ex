@@ -78,18 +78,7 @@ defmodule Hotpath.Metrics.Definition do
   """
   @spec new(kind(), String.t() | [atom()], keyword()) :: t()
   def new(kind, name, opts \\ []) when kind in @kinds do
-    unless Keyword.keyword?(opts) do
-      raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
-    end
-
-    case Keyword.keys(opts) -- @opts do
-      [] ->
-        :ok
-
-      bad ->
-        raise ArgumentError,
-              "unknown options #{inspect(bad)}, valid options are: #{inspect(@opts)}"
-    end
+    Hotpath.Options.validate_keys!(opts, @opts, "Hotpath.Metrics.#{kind}/2")
 
     name = name!(name)
     {event_name, default_measurement} = split(name, opts)

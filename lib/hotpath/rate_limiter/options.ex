@@ -31,21 +31,8 @@ defmodule Hotpath.RateLimiter.Options do
   end
 
   @doc false
-  def validate!(opts) when is_list(opts) do
-    unless Keyword.keyword?(opts) do
-      raise ArgumentError,
-            "Hotpath.RateLimiter options must be a keyword list, got: #{inspect(opts)}"
-    end
-
-    case Keyword.keys(opts) -- @keys do
-      [] ->
-        :ok
-
-      unknown ->
-        raise ArgumentError,
-              "unknown Hotpath.RateLimiter option(s) #{inspect(unknown)}; valid options: " <>
-                inspect(@keys)
-    end
+  def validate!(opts) do
+    Hotpath.Options.validate_keys!(opts, @keys, "Hotpath.RateLimiter")
 
     opts =
       Enum.map(@specs, fn {key, {_doc, default}} ->
@@ -65,11 +52,6 @@ defmodule Hotpath.RateLimiter.Options do
       Hotpath.Native.limiter_validate(opts[:algorithm], opts[:limit], opts[:period], opts[:burst])
 
     opts
-  end
-
-  def validate!(opts) do
-    raise ArgumentError,
-          "Hotpath.RateLimiter options must be a keyword list, got: #{inspect(opts)}"
   end
 
   defp check!(:name, name) when is_atom(name) and name not in [nil, true, false], do: name
