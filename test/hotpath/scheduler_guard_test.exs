@@ -59,6 +59,37 @@ defmodule Hotpath.SchedulerGuardTest do
              inspect(offenders, pretty: true)
   end
 
+  test "rate limiter calls on a large table never hold a normal scheduler" do
+    alias Hotpath.RateLimiter
+    l = :scheduler_guard_limiter
+
+    start_supervised!(
+      {RateLimiter,
+       name: l,
+       algorithm: :fixed_window,
+       limit: 1,
+       period: 1_000,
+       max_keys: 400_000,
+       sweep_every: :infinity}
+    )
+
+    fill = fn -> Enum.each(1..300_000, &RateLimiter.hit(l, &1, 1, now: 0)) end
+    fill.()
+    collect_long_schedules()
+
+    assert %{keys: 300_000} = RateLimiter.info(l)
+    assert %{removed: 300_000} = RateLimiter.sweep(l, now: 5_000)
+    fill.()
+    assert :ok = RateLimiter.reset_all(l)
+    Enum.each(1..1_000, &RateLimiter.hit(l, {:tuple, &1, "key"}))
+
+    offenders = collect_long_schedules()
+
+    assert offenders == [],
+           "normal schedulers held longer than #{@limit_ms} ms in Hotpath code: " <>
+             inspect(offenders, pretty: true)
+  end
+
   defp collect_long_schedules do
     receive do
       {:monitor, pid, :long_schedule, info} ->
