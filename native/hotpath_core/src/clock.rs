@@ -30,87 +30,113 @@ pub fn os_now_ns() -> u64 {
     epoch().elapsed().as_nanos() as u64
 }
 
-#[cfg(target_arch = "x86_64")]
-mod tsc {
-    use super::{os_now_ns, RESYNC_NS};
-    use std::cell::Cell;
+/// One thread's clock state: the anchor of [`now_ns`]. A caller that already keeps
+/// thread-local state can hold an `Anchor` there and call [`Anchor::now_ns`], saving a second
+/// thread-local access on hot paths. Keep an anchor on one thread: its readings are monotonic
+/// for the thread that owns it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Anchor {
+    tsc: u64,
+    ns: u64,
+    /// Nanoseconds per tick, in 32.32 fixed point; 0 until measured.
+    ns_per_tick: u64,
+    /// Ticks in RESYNC_NS (0 until measured: always resync).
+    resync_ticks: u64,
+    last: u64,
+}
 
-    #[derive(Clone, Copy)]
-    struct Anchor {
-        tsc: u64,
-        ns: u64,
-        /// Nanoseconds per tick, in 32.32 fixed point; 0 until measured.
-        ns_per_tick: u64,
-        /// Ticks in RESYNC_NS (u64::MAX until measured: always resync).
-        resync_ticks: u64,
-        last: u64,
-    }
-
-    thread_local! {
-        static ANCHOR: Cell<Anchor> = const {
-            Cell::new(Anchor { tsc: 0, ns: 0, ns_per_tick: 0, resync_ticks: 0, last: 0 })
-        };
-    }
-
-    fn rdtsc() -> u64 {
-        // SAFETY: RDTSC exists on every x86_64 CPU (it is part of the baseline ISA), reads a
-        // register and touches no memory; the intrinsic is `unsafe` only by convention.
-        #[allow(unused_unsafe)]
-        unsafe {
-            core::arch::x86_64::_rdtsc()
+impl Anchor {
+    /// A fresh anchor (it calibrates itself on its first readings).
+    pub const fn new() -> Anchor {
+        Anchor {
+            tsc: 0,
+            ns: 0,
+            ns_per_tick: 0,
+            resync_ticks: 0,
+            last: 0,
         }
     }
 
-    pub fn now_ns() -> u64 {
-        ANCHOR.with(|cell| {
-            let mut a = cell.get();
-            let tsc = rdtsc();
-            let ticks = tsc.wrapping_sub(a.tsc);
-            let ns = if a.ns_per_tick != 0 && ticks < a.resync_ticks {
-                a.ns + ((ticks as u128 * a.ns_per_tick as u128) >> 32) as u64
-            } else {
-                let ns = os_now_ns();
-                let span = ns.saturating_sub(a.ns);
-                let valid = a.tsc != 0 && tsc > a.tsc;
-                if valid && span >= RESYNC_NS / 4 {
-                    // Long enough since the anchor for the OS readings' jitter not to matter:
-                    // measure the counter's rate, then re-anchor.
-                    let ns_per_tick = ((span as u128) << 32) / ((tsc - a.tsc) as u128);
-                    if ns_per_tick > 0 && ns_per_tick < (1u128 << 40) {
-                        a.ns_per_tick = ns_per_tick as u64;
-                        a.resync_ticks = (((RESYNC_NS as u128) << 32) / ns_per_tick)
-                            .min(u64::MAX as u128) as u64;
-                    }
-                    a.tsc = tsc;
-                    a.ns = ns;
-                } else if !valid || a.ns_per_tick != 0 {
-                    // First reading, a counter that went backwards, or a calibrated thread
-                    // past its span: re-anchor. (While calibrating, the anchor is kept until
-                    // the span is long enough to measure.)
-                    a.tsc = tsc;
-                    a.ns = ns;
-                }
-                ns
-            };
-            let ns = ns.max(a.last);
-            a.last = ns;
-            cell.set(a);
-            ns
-        })
+    /// Nanoseconds since the process's clock epoch, never less than this anchor's previous
+    /// reading.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub fn now_ns(&mut self) -> u64 {
+        let a = self;
+        let tsc = rdtsc();
+        let ticks = tsc.wrapping_sub(a.tsc);
+        let ns = if a.ns_per_tick != 0 && ticks < a.resync_ticks {
+            a.ns + ((ticks as u128 * a.ns_per_tick as u128) >> 32) as u64
+        } else {
+            a.resync(tsc)
+        };
+        let ns = ns.max(a.last);
+        a.last = ns;
+        ns
     }
+
+    /// Nanoseconds since the process's clock epoch, from the OS monotonic clock.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline]
+    pub fn now_ns(&mut self) -> u64 {
+        let ns = os_now_ns().max(self.last);
+        self.last = ns;
+        ns
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[cold]
+    fn resync(&mut self, tsc: u64) -> u64 {
+        let a = self;
+        let ns = os_now_ns();
+        let span = ns.saturating_sub(a.ns);
+        let valid = a.tsc != 0 && tsc > a.tsc;
+        if valid && span >= RESYNC_NS / 4 {
+            // Long enough since the anchor for the OS readings' jitter not to matter: measure
+            // the counter's rate, then re-anchor.
+            let ns_per_tick = ((span as u128) << 32) / ((tsc - a.tsc) as u128);
+            if ns_per_tick > 0 && ns_per_tick < (1u128 << 40) {
+                a.ns_per_tick = ns_per_tick as u64;
+                a.resync_ticks =
+                    (((RESYNC_NS as u128) << 32) / ns_per_tick).min(u64::MAX as u128) as u64;
+            }
+            a.tsc = tsc;
+            a.ns = ns;
+        } else if !valid || a.ns_per_tick != 0 {
+            // First reading, a counter that went backwards, or a calibrated thread past its
+            // span: re-anchor. (While calibrating, the anchor is kept until the span is long
+            // enough to measure.)
+            a.tsc = tsc;
+            a.ns = ns;
+        }
+        ns
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC exists on every x86_64 CPU (it is part of the baseline ISA), reads a
+    // register and touches no memory; the intrinsic is `unsafe` only by convention.
+    #[allow(unused_unsafe)]
+    unsafe {
+        core::arch::x86_64::_rdtsc()
+    }
+}
+
+thread_local! {
+    static ANCHOR: std::cell::Cell<Anchor> = const { std::cell::Cell::new(Anchor::new()) };
 }
 
 /// Nanoseconds since the process's clock epoch, monotonic on each thread (see the module
 /// docs for how it is read and its error bound).
-#[cfg(target_arch = "x86_64")]
 pub fn now_ns() -> u64 {
-    tsc::now_ns()
-}
-
-/// Nanoseconds since the process's clock epoch, from the OS monotonic clock.
-#[cfg(not(target_arch = "x86_64"))]
-pub fn now_ns() -> u64 {
-    os_now_ns()
+    ANCHOR.with(|cell| {
+        let mut anchor = cell.get();
+        let ns = anchor.now_ns();
+        cell.set(anchor);
+        ns
+    })
 }
 
 #[cfg(test)]

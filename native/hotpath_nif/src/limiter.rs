@@ -7,8 +7,8 @@
 
 use crate::error::{argument_error, guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
-use crate::published::{LocalCopy, Published};
-use hotpath_core::clock;
+use crate::published::{LocalTable, Published};
+use hotpath_core::clock::{self, Anchor};
 use hotpath_core::limiter::{
     Algorithm, ByteKind, Config, Decision, KeyRef, OnFull, Policy, Table, NS_PER_MS,
 };
@@ -65,8 +65,17 @@ impl std::ops::Deref for LimiterResource {
 
 static PUBLISHED: Published<Limiter> = Published::new();
 
+/// What the hot path keeps per scheduler thread: its copy of the published limiters and its
+/// clock anchor, together so that a hit makes one thread-local access.
+struct HotLocal {
+    limiters: LocalTable<Limiter>,
+    clock: Anchor,
+}
+
 thread_local! {
-    static LOCAL_PUBLISHED: LocalCopy<Limiter> = const { RefCell::new((0, Vec::new())) };
+    static HOT: RefCell<HotLocal> = const {
+        RefCell::new(HotLocal { limiters: LocalTable::new(), clock: Anchor::new() })
+    };
 }
 
 fn algorithm_of(atom: Atom) -> NifResult<Algorithm> {
@@ -277,14 +286,15 @@ fn limiter_unpublish(limiter: ResourceArc<LimiterResource>, name: Atom) -> Atom 
 fn limiter_hit<'a>(_env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
-    PUBLISHED
-        .with(&LOCAL_PUBLISHED, name.as_c_arg(), |limiter| {
-            limiter
-                .table
-                .hit(key.as_key(), limiter.now_ns(), cost, None)
+    HOT.with(|cell| {
+        let HotLocal { limiters, clock } = &mut *cell.borrow_mut();
+        PUBLISHED.find(limiters, name.as_c_arg(), |limiter| {
+            let now = clock.now_ns().saturating_sub(limiter.epoch_ns);
+            limiter.table.hit(key.as_key(), now, cost, None)
         })
-        .map(Answer)
-        .ok_or_else(|| unknown_limiter(name))
+    })
+    .map(Answer)
+    .ok_or_else(|| unknown_limiter(name))
 }
 
 fast_nif!("limiter_hit", 3, limiter_hit);

@@ -8,7 +8,7 @@
 use crate::error::{argument_error, guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
 use crate::histogram::{monotonic_ms, stats};
-use crate::published::{LocalCopy, Published};
+use crate::published::{LocalCopy, LocalTable, Published};
 use crate::raw_resource::RawResourceType;
 use hotpath_core::histogram::{Options, WindowOptions};
 use hotpath_core::metrics::FastState;
@@ -57,7 +57,7 @@ fn registry<'a>(term: Term<'a>) -> NifResult<&'a Instance> {
 static PUBLISHED: Published<Instance> = Published::new();
 
 thread_local! {
-    static LOCAL_PUBLISHED: LocalCopy<Instance> = const { RefCell::new((0, Vec::new())) };
+    static LOCAL_PUBLISHED: LocalCopy<Instance> = const { RefCell::new(LocalTable::new()) };
 }
 
 /// Runs `f` with the instance published under `name` (an atom term), if any.

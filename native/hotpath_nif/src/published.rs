@@ -15,8 +15,24 @@ use std::thread::LocalKey;
 
 type Entries<T> = Vec<(ErlNifTerm, Arc<T>)>;
 
+/// A thread's copy of a [`Published`] table.
+pub struct LocalTable<T> {
+    generation: u64,
+    entries: Entries<T>,
+}
+
+impl<T> LocalTable<T> {
+    /// An empty copy (refreshed on first use).
+    pub const fn new() -> Self {
+        LocalTable {
+            generation: 0,
+            entries: Vec::new(),
+        }
+    }
+}
+
 /// A thread's copy of a [`Published`] table: declare one per table with `thread_local!`.
-pub type LocalCopy<T> = RefCell<(u64, Entries<T>)>;
+pub type LocalCopy<T> = RefCell<LocalTable<T>>;
 
 /// Instances of `T` by name atom.
 pub struct Published<T> {
@@ -57,18 +73,27 @@ impl<T> Published<T> {
         name: ErlNifTerm,
         f: impl FnOnce(&T) -> R,
     ) -> Option<R> {
-        local.with(|cell| {
-            let copy = &mut *cell.borrow_mut();
-            let generation = self.generation.load(Ordering::Acquire);
-            if copy.0 != generation {
-                let table = self.table.read().unwrap_or_else(|e| e.into_inner());
-                copy.1 = table.clone();
-                copy.0 = generation;
-            }
-            copy.1
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, instance)| f(instance))
-        })
+        local.with(|cell| self.find(&mut cell.borrow_mut(), name, f))
+    }
+
+    /// Runs `f` with the instance published under `name`, if any, through `copy`, a copy the
+    /// caller keeps in its own thread-local state.
+    #[inline]
+    pub fn find<R>(
+        &self,
+        copy: &mut LocalTable<T>,
+        name: ErlNifTerm,
+        f: impl FnOnce(&T) -> R,
+    ) -> Option<R> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if copy.generation != generation {
+            let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+            copy.entries = table.clone();
+            copy.generation = generation;
+        }
+        copy.entries
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, instance)| f(instance))
     }
 }
