@@ -87,7 +87,7 @@ defmodule Hotpath.Compute.Telemetry do
   """
   @spec default_module() :: module() | nil
   def default_module do
-    if Code.ensure_loaded?(:telemetry), do: :telemetry, else: nil
+    if Hotpath.Telemetry.available?(), do: :telemetry, else: nil
   end
 
   @doc """
