@@ -215,6 +215,7 @@ impl Decision {
 ///
 /// Returns the decision and, when the request is admitted, the slot to store. A denied
 /// request leaves the stored state untouched (nothing is charged).
+#[inline(always)]
 pub fn decide(
     policy: &Policy,
     slot: Option<Slot>,

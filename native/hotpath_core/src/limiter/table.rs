@@ -91,7 +91,7 @@ pub struct Stats {
 /// A concurrent table of limiter slots.
 pub struct Table {
     shards: Box<[Shard]>,
-    shard_shift: u32,
+    shard_mask: usize,
     hasher: ahash::RandomState,
     config: Config,
     len: AtomicUsize,
@@ -104,6 +104,8 @@ pub struct Table {
 const KEYS_PER_SHARD: usize = 1024;
 const MIN_SHARDS: usize = 16;
 const MAX_SHARDS: usize = 1 << 16;
+/// The lowest hash bit of the shard index (see [`Table::locate`]).
+const SHARD_BITS_AT: u32 = 32;
 
 impl Table {
     /// A table for `config`, sharded for `config.max_keys` keys.
@@ -118,7 +120,7 @@ impl Table {
                     hint: AtomicU64::new(u64::MAX),
                 })
                 .collect(),
-            shard_shift: 64 - shards.trailing_zeros(),
+            shard_mask: shards - 1,
             hasher: ahash::RandomState::new(),
             config,
             len: AtomicUsize::new(0),
@@ -147,22 +149,27 @@ impl Table {
         self.len() == 0
     }
 
+    /// The probe, hash and shard of `key`. The shard index comes from the hash's middle
+    /// bits: `hashbrown` uses the low bits for the bucket and the top 7 bits as the control
+    /// byte, so neither is constant within a shard.
     #[inline]
-    fn locate(&self, key: KeyRef<'_>) -> (u64, &Shard) {
-        let hash = self.hasher.hash_one(key);
-        (hash, &self.shards[(hash >> self.shard_shift) as usize])
+    fn locate<'k>(&self, key: KeyRef<'k>) -> (Probe<'k>, u64, &Shard) {
+        let probe = Probe::new(key);
+        let hash = probe.hash_with(&self.hasher);
+        let index = (hash >> SHARD_BITS_AT) as usize & self.shard_mask;
+        (probe, hash, &self.shards[index])
     }
 
     fn rehash(&self) -> impl Fn(&Entry) -> u64 + '_ {
-        move |(k, _)| self.hasher.hash_one(k.as_ref())
+        move |(k, _)| k.hash_with(&self.hasher)
     }
 
     /// Decides a request of `cost` for `key` at `now` and charges it when admitted.
     /// `policy` overrides the table's policy for this call.
     pub fn hit(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
         let policy = policy.unwrap_or(&self.config.policy);
-        let (hash, shard) = self.locate(key);
-        let fresh = match self.try_hit(key, hash, shard, now, cost, policy) {
+        let (probe, hash, shard) = self.locate(key);
+        let fresh = match self.try_hit(probe, hash, shard, now, cost, policy) {
             Ok(decision) => return decision,
             Err(Full(fresh)) => fresh,
         };
@@ -171,7 +178,7 @@ impl Table {
         // once more.
         if let Some(other) = self.expired_shard(now) {
             self.purge(&self.shards[other], &mut self.shards[other].lock(), now);
-            if let Ok(decision) = self.try_hit(key, hash, shard, now, cost, policy) {
+            if let Ok(decision) = self.try_hit(probe, hash, shard, now, cost, policy) {
                 return decision;
             }
         }
@@ -191,7 +198,7 @@ impl Table {
     #[inline]
     fn try_hit(
         &self,
-        key: KeyRef<'_>,
+        probe: Probe<'_>,
         hash: u64,
         shard: &Shard,
         now: u64,
@@ -199,7 +206,6 @@ impl Table {
         policy: &Policy,
     ) -> Result<Decision, Full> {
         let mut map = shard.lock();
-        let probe = Probe::new(key);
         if let Some((_, slot)) = map.find_mut(hash, |(k, _)| probe.matches(k)) {
             let (decision, stored) = decide(policy, Some(*slot), now, cost);
             if let Some(stored) = stored {
@@ -244,8 +250,7 @@ impl Table {
     /// The decision [`Table::hit`] would make, without charging anything.
     pub fn peek(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
         let policy = policy.unwrap_or(&self.config.policy);
-        let (hash, shard) = self.locate(key);
-        let probe = Probe::new(key);
+        let (probe, hash, shard) = self.locate(key);
         let slot = shard
             .lock()
             .find(hash, |(k, _)| probe.matches(k))
@@ -255,8 +260,7 @@ impl Table {
 
     /// The stored slot of `key`, if any (for tests and introspection).
     pub fn slot(&self, key: KeyRef<'_>) -> Option<Slot> {
-        let (hash, shard) = self.locate(key);
-        let probe = Probe::new(key);
+        let (probe, hash, shard) = self.locate(key);
         shard
             .lock()
             .find(hash, |(k, _)| probe.matches(k))
@@ -265,9 +269,8 @@ impl Table {
 
     /// Forgets `key`. Returns whether it was stored.
     pub fn reset(&self, key: KeyRef<'_>) -> bool {
-        let (hash, shard) = self.locate(key);
+        let (probe, hash, shard) = self.locate(key);
         let mut map = shard.lock();
-        let probe = Probe::new(key);
         match map.find_entry(hash, |(k, _)| probe.matches(k)) {
             Ok(entry) => {
                 let ((k, _), _) = entry.remove();
