@@ -464,6 +464,31 @@ defmodule Hotpath.RateLimiterTest do
 
       assert_raise ArgumentError, ~r/at most 4096 bytes/, fn -> RateLimiter.reset(l, huge) end
 
+      # Huge terms are refused before they are encoded, whatever their shape.
+      big_list = Enum.to_list(1..1_000_000)
+      deep = Enum.reduce(1..100_000, :leaf, fn _, acc -> {acc} end)
+
+      for key <- [
+            big_list,
+            List.to_tuple(big_list),
+            Map.new(1..100_000, &{&1, &1}),
+            deep,
+            [1, 2 | huge],
+            %{key: [huge]}
+          ] do
+        assert_raise ArgumentError, ~r/at most 4096 bytes/, fn -> RateLimiter.hit(l, key) end
+        assert_raise ArgumentError, ~r/at most 4096 bytes/, fn -> RateLimiter.peek(l, key) end
+      end
+
+      assert_raise ArgumentError, ~r/a function cannot be a rate limiter key/, fn ->
+        RateLimiter.hit(l, fn -> :ok end)
+      end
+
+      # Terms just under the limit are still keys.
+      assert {:allow, _, _} = RateLimiter.hit(l, {:ok, String.duplicate("y", 4000)})
+      assert {:allow, _, _} = RateLimiter.hit(l, Enum.to_list(1..500))
+      assert {:allow, _, _} = RateLimiter.hit(l, [1, 2 | :improper])
+
       for opts <- [
             [now: -1],
             [now: 1.0],

@@ -83,6 +83,13 @@ defmodule Hotpath.SchedulerGuardTest do
     assert :ok = RateLimiter.reset_all(l)
     Enum.each(1..1_000, &RateLimiter.hit(l, {:tuple, &1, "key"}))
 
+    # Keys of millions of elements are refused without being encoded.
+    huge = Enum.to_list(1..5_000_000)
+
+    for key <- [huge, List.to_tuple(huge), {:wrapped, [huge]}] do
+      assert_raise ArgumentError, fn -> RateLimiter.hit(l, key) end
+    end
+
     offenders = collect_long_schedules()
 
     assert offenders == [],

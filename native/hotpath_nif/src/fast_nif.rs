@@ -3,11 +3,13 @@
 //! rustler 0.39's generated wrapper collects the arguments into a `Vec<Term>` on every call
 //! (a heap allocation and free, about half the cost of an empty NIF call). [`fast_nif!`]
 //! registers a function through the same `rustler::Nif` inventory but passes the arguments as
-//! a fixed-size array; panics and errors are handled exactly as rustler does
-//! (`catch_unwind`, then `handle_nif_result`).
+//! a fixed-size array, and is inlined into the registered function, so the implementation is
+//! a direct call and its result never crosses a stack round trip. A successful result is
+//! encoded directly; panics and errors are handled exactly as rustler does (`catch_unwind`,
+//! then `handle_nif_result`).
 
-use rustler::codegen_runtime::{handle_nif_result, ErlNifEnv, ErlNifTerm, NifReturnable};
-use rustler::{Env, NifResult, Term};
+use rustler::codegen_runtime::{handle_nif_result, ErlNifEnv, ErlNifTerm};
+use rustler::{Atom, Encoder, Env, NifResult, Term};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Calls `f` with the `N` arguments of a NIF call.
@@ -16,8 +18,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 ///
 /// `env` and `argv` must be the arguments the VM passed to a NIF registered with arity `N`:
 /// the VM then guarantees `argc == N` valid terms in `argv`, valid for the call, in `env`.
-#[inline]
-pub unsafe fn call<const N: usize, T: NifReturnable>(
+#[inline(always)]
+pub unsafe fn call<const N: usize, T: Encoder>(
     env: *mut ErlNifEnv,
     argc: i32,
     argv: *const ErlNifTerm,
@@ -30,9 +32,19 @@ pub unsafe fn call<const N: usize, T: NifReturnable>(
     let env = unsafe { Env::new(&lifetime, env) };
     // SAFETY: the VM passes exactly `N` (the registered arity) terms in `argv`.
     let args: [Term; N] = std::array::from_fn(|i| unsafe { Term::new(env, *argv.add(i)) });
-    let result = catch_unwind(AssertUnwindSafe(|| f(env, args)));
-    // SAFETY: `handle_nif_result(..).apply` is what rustler's wrapper returns to the VM.
-    unsafe { handle_nif_result(result, env).apply(env) }
+    match catch_unwind(AssertUnwindSafe(|| f(env, args))) {
+        Ok(Ok(value)) => value.encode(env).as_c_arg(),
+        failed => {
+            // An error or a panic: rustler's own handling (the `Atom` type is never used).
+            let failed: Result<NifResult<Atom>, _> = match failed {
+                Ok(Err(error)) => Ok(Err(error)),
+                Err(panic) => Err(panic),
+                Ok(Ok(_)) => unreachable!(),
+            };
+            // SAFETY: `handle_nif_result(..).apply` is what rustler's wrapper returns to the VM.
+            unsafe { handle_nif_result(failed, env).apply(env) }
+        }
+    }
 }
 
 /// Registers `$imp: fn(Env, [Term; $arity]) -> NifResult<T>` as the NIF `$name/$arity` of the

@@ -96,14 +96,20 @@ fn algorithm_of(atom: Atom) -> NifResult<Algorithm> {
         })
 }
 
+#[inline(always)]
 fn positive(term: Term, what: &str) -> NifResult<u64> {
     match term.decode::<u64>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(argument_error(format!(
-            "{what} must be a positive integer, got: {}",
-            describe(term)
-        ))),
+        _ => Err(not_positive(term, what)),
     }
+}
+
+#[cold]
+fn not_positive(term: Term, what: &str) -> rustler::Error {
+    argument_error(format!(
+        "{what} must be a positive integer, got: {}",
+        describe(term)
+    ))
 }
 
 fn optional_positive(term: Term, what: &str) -> NifResult<Option<u64>> {
@@ -152,30 +158,134 @@ impl KeyBuf<'_> {
 
 /// Decodes a key: binaries, small integers and atoms directly; any other term through its
 /// external format (`=:=`-equal terms encode alike, except `0.0` and `-0.0`).
+#[inline(always)]
 fn decode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
     // Most keys are binaries: try that first, one call for the common case.
-    let direct = if let Ok(binary) = Binary::from_term(term) {
-        Some(KeyRef::Bytes(ByteKind::Binary, binary.as_slice()))
+    let key = if let Ok(binary) = Binary::from_term(term) {
+        KeyRef::Bytes(ByteKind::Binary, binary.as_slice())
     } else if let Ok(int) = term.decode::<i64>() {
-        Some(KeyRef::Int(int))
+        KeyRef::Int(int)
     } else if term.is_atom() {
-        Some(KeyRef::Atom(atom_identity(term)))
+        KeyRef::Atom(atom_identity(term))
     } else {
-        None
+        return encode_key(term);
     };
-    let key = match direct {
-        Some(key) => KeyBuf::Direct(key),
-        None => KeyBuf::Encoded(term.to_binary()),
+    match key {
+        KeyRef::Bytes(_, bytes) if bytes.len() > MAX_KEY_BYTES => Err(key_too_large(bytes.len())),
+        key => Ok(KeyBuf::Direct(key)),
+    }
+}
+
+/// Any other term as a key: its external format, after [`check_key_size`].
+#[inline(never)]
+fn encode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
+    check_key_size(term)?;
+    let encoded = term.to_binary();
+    if encoded.len() > MAX_KEY_BYTES {
+        return Err(key_too_large(encoded.len()));
+    }
+    Ok(KeyBuf::Encoded(encoded))
+}
+
+/// Refuses, before encoding it, a key whose external format is certainly over
+/// [`MAX_KEY_BYTES`], in time bounded by that size whatever the term: every element of a
+/// tuple, list or map takes at least one byte of the encoding and a binary its length, so the
+/// walk stops as soon as that lower bound passes the limit (a million-element list costs no
+/// more than a small one). Functions are refused: their encoding holds their captured
+/// environment, which cannot be measured here.
+fn check_key_size(term: Term<'_>) -> NifResult<()> {
+    let mut budget = MAX_KEY_BYTES;
+    let mut spend = |n: usize| -> NifResult<()> {
+        budget = budget
+            .checked_sub(n)
+            .ok_or_else(|| key_too_large_lower_bound())?;
+        Ok(())
     };
-    if let KeyRef::Bytes(_, bytes) = key.as_key() {
-        if bytes.len() > MAX_KEY_BYTES {
-            return Err(argument_error(format!(
-                "rate limiter keys are at most {MAX_KEY_BYTES} bytes, got one of {} bytes",
-                bytes.len()
-            )));
+    let mut stack = vec![term];
+    while let Some(term) = stack.pop() {
+        spend(1)?;
+        match term.get_type() {
+            TermType::Binary => {
+                // Bitstrings that are not binaries fail `Binary::from_term`; count them alike.
+                let len = Binary::from_term(term).map_or(0, |b| b.len());
+                spend(len)?;
+            }
+            TermType::Tuple => {
+                let elements = tuple_elements(term);
+                spend(elements.len())?;
+                stack.extend(elements);
+            }
+            TermType::List => {
+                let mut cursor = term;
+                loop {
+                    match cursor.list_get_cell() {
+                        Ok((head, tail)) => {
+                            spend(1)?;
+                            stack.push(head);
+                            cursor = tail;
+                        }
+                        Err(_) => {
+                            if !cursor.is_empty_list() {
+                                stack.push(cursor);
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+            TermType::Map => {
+                let size = term.map_size().unwrap_or(0);
+                spend(2 * size)?;
+                if let Some(entries) = rustler::types::map::MapIterator::new(term) {
+                    for (k, v) in entries {
+                        stack.push(k);
+                        stack.push(v);
+                    }
+                }
+            }
+            TermType::Fun => {
+                return Err(argument_error(
+                    "a function cannot be a rate limiter key (its encoding includes its \
+                     captured variables)",
+                ))
+            }
+            _ => {}
         }
     }
-    Ok(key)
+    Ok(())
+}
+
+/// The elements of a tuple term, borrowed from the VM without copying them (a huge tuple
+/// costs nothing until its elements are visited).
+fn tuple_elements(term: Term<'_>) -> impl ExactSizeIterator<Item = Term<'_>> {
+    let env = term.get_env();
+    let mut arity: rustler::sys::c_int = 0;
+    let mut elements: *const rustler::sys::ErlNifTerm = std::ptr::null();
+    // SAFETY: `env` is the environment `term` belongs to and both out-pointers are valid
+    // locals. `enif_get_tuple` sets them to the tuple's arity and its element array, which
+    // lives as long as the term itself (the calling environment, for the whole call).
+    let ok = unsafe {
+        rustler::sys::enif_get_tuple(env.as_c_arg(), term.as_c_arg(), &mut arity, &mut elements)
+    };
+    let len = if ok != 0 { arity.max(0) as usize } else { 0 };
+    (0..len).map(move |i| {
+        // SAFETY: `i < arity`, within the element array described above, valid for `env`.
+        unsafe { Term::new(env, *elements.add(i)) }
+    })
+}
+
+#[cold]
+fn key_too_large_lower_bound() -> rustler::Error {
+    argument_error(format!(
+        "rate limiter keys are at most {MAX_KEY_BYTES} bytes, got a larger term"
+    ))
+}
+
+#[cold]
+fn key_too_large(size: usize) -> rustler::Error {
+    argument_error(format!(
+        "rate limiter keys are at most {MAX_KEY_BYTES} bytes, got one of {size} bytes"
+    ))
 }
 
 /// The raw term word of an atom: it encodes the atom's index in the VM's atom table, which
@@ -194,15 +304,18 @@ fn atom_identity(term: Term) -> u64 {
 struct Answer(Decision);
 
 impl Encoder for Answer {
+    #[inline]
     fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
         encode_decision(env, self.0)
     }
 }
 
+#[inline]
 fn ms_ceil(ns: u64) -> u64 {
     ns.div_ceil(NS_PER_MS)
 }
 
+#[inline(always)]
 fn encode_decision(env: Env<'_>, decision: Decision) -> Term<'_> {
     match decision {
         Decision::Allow {
@@ -299,6 +412,7 @@ fn limiter_hit<'a>(_env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult
 
 fast_nif!("limiter_hit", 3, limiter_hit);
 
+#[cold]
 fn unknown_limiter(name: Term) -> rustler::Error {
     let Ok(text) = name.atom_to_string() else {
         return argument_error(format!(

@@ -78,7 +78,7 @@ fn tag_of(b: u64) -> u64 {
 }
 
 /// The two words of a key that is not stored on the heap, or `None` for longer bytes.
-#[inline]
+#[inline(always)]
 fn words(key: KeyRef<'_>) -> Option<(u64, u64)> {
     match key {
         KeyRef::Int(i) => Some((i as u64, TAG_INT << TAG_SHIFT)),
@@ -109,7 +109,7 @@ fn heap_meta(kind: ByteKind, len: usize) -> u64 {
 /// Packs up to [`INLINE_BYTES`] bytes into two words with at most two (overlapping) loads:
 /// for a given length the result determines every byte, so equal words mean equal bytes.
 /// The top byte of the second word is always zero (room for the tag).
-#[inline]
+#[inline(always)]
 fn pack(bytes: &[u8]) -> (u64, u64) {
     let len = bytes.len();
     debug_assert!(len <= INLINE_BYTES);
@@ -268,7 +268,7 @@ pub enum Probe<'a> {
 
 impl<'a> Probe<'a> {
     /// Prepares `key`.
-    #[inline]
+    #[inline(always)]
     pub fn new(key: KeyRef<'a>) -> Probe<'a> {
         match (words(key), key) {
             (Some((a, b)), _) => Probe::Words(a, b),

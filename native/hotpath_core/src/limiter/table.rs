@@ -152,7 +152,7 @@ impl Table {
     /// The probe, hash and shard of `key`. The shard index comes from the hash's middle
     /// bits: `hashbrown` uses the low bits for the bucket and the top 7 bits as the control
     /// byte, so neither is constant within a shard.
-    #[inline]
+    #[inline(always)]
     fn locate<'k>(&self, key: KeyRef<'k>) -> (Probe<'k>, u64, &Shard) {
         let probe = Probe::new(key);
         let hash = probe.hash_with(&self.hasher);
@@ -166,16 +166,32 @@ impl Table {
 
     /// Decides a request of `cost` for `key` at `now` and charges it when admitted.
     /// `policy` overrides the table's policy for this call.
+    #[inline]
     pub fn hit(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
         let policy = policy.unwrap_or(&self.config.policy);
         let (probe, hash, shard) = self.locate(key);
-        let fresh = match self.try_hit(probe, hash, shard, now, cost, policy) {
-            Ok(decision) => return decision,
-            Err(Full(fresh)) => fresh,
-        };
-        // Full, and nothing expired in the key's shard. Expired slots elsewhere go first:
-        // purge the shard whose hint says it holds some (never holding two locks), then try
-        // once more.
+        match self.try_hit(probe, hash, shard, now, cost, policy) {
+            Ok(decision) => decision,
+            Err(Full(fresh)) => self.hit_full(probe, hash, shard, now, cost, policy, fresh),
+        }
+    }
+
+    /// The rest of a hit for a new key when the table is full and nothing expired in the
+    /// key's shard: expired slots elsewhere go first (purge the shard whose hint says it
+    /// holds some, never holding two locks, then try once more), then `on_full` decides.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn hit_full(
+        &self,
+        probe: Probe<'_>,
+        hash: u64,
+        shard: &Shard,
+        now: u64,
+        cost: u64,
+        policy: &Policy,
+        fresh: Decision,
+    ) -> Decision {
         if let Some(other) = self.expired_shard(now) {
             self.purge(&self.shards[other], &mut self.shards[other].lock(), now);
             if let Ok(decision) = self.try_hit(probe, hash, shard, now, cost, policy) {
@@ -195,7 +211,9 @@ impl Table {
         }
     }
 
-    #[inline]
+    /// One attempt under the shard's lock: update a stored key, or store a new one if there
+    /// is room.
+    #[inline(always)]
     fn try_hit(
         &self,
         probe: Probe<'_>,
@@ -214,11 +232,27 @@ impl Table {
             }
             return Ok(decision);
         }
+        self.insert_new(probe, hash, shard, &mut map, now, cost, policy)
+    }
+
+    /// A hit for a key not stored (under the shard's lock): stores it when admitted.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn insert_new(
+        &self,
+        probe: Probe<'_>,
+        hash: u64,
+        shard: &Shard,
+        map: &mut HashTable<Entry>,
+        now: u64,
+        cost: u64,
+        policy: &Policy,
+    ) -> Result<Decision, Full> {
         let (decision, stored) = decide(policy, None, now, cost);
         let Some(stored) = stored else {
             return Ok(decision);
         };
-        if !self.reserve(shard, &mut map, now) {
+        if !self.reserve(shard, map, now) {
             return Err(Full(decision));
         }
         let owned = probe.into_key();
