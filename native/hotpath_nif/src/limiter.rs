@@ -198,7 +198,7 @@ fn check_key_size(term: Term<'_>) -> NifResult<()> {
     let mut spend = |n: usize| -> NifResult<()> {
         budget = budget
             .checked_sub(n)
-            .ok_or_else(|| key_too_large_lower_bound())?;
+            .ok_or_else(key_too_large_lower_bound)?;
         Ok(())
     };
     let mut stack = vec![term];
