@@ -77,7 +77,9 @@ defmodule Hotpath.RateLimiter do
   Keys are any term, compared with `===`: `"a"`, `:a`, `1` and `1.0` are different keys.
   Binaries, integers and atoms are used directly; other terms (tuples such as
   `{user_id, :upload}`, IP tuples) through their external term format, which costs a little
-  more. Keys are limited to 4096 bytes. (`0.0` and `-0.0` are different keys.)
+  more. Keys are limited to 4096 bytes (a binary's size, or the size of the external format);
+  a larger term is refused with `ArgumentError` after a bounded look at it, never encoded in
+  full. Functions cannot be keys. (`0.0` and `-0.0` are different keys.)
 
   ## Time
 
@@ -163,9 +165,10 @@ defmodule Hotpath.RateLimiter do
   def hit(limiter, key, cost \\ 1, opts \\ [])
 
   def hit(limiter, key, cost, []) do
-    # One NIF call: the native side finds the limiter by its name.
+    # One NIF call: the native side finds the limiter by its name, and marks denials when
+    # the limiter reports them.
     case Native.limiter_hit(limiter, key, cost) do
-      {:deny, _, _} = decision -> report_if_enabled(decision, limiter, key, cost)
+      {:report, decision} -> report(decision, limiter, key, cost)
       decision -> decision
     end
   end
@@ -310,13 +313,6 @@ defmodule Hotpath.RateLimiter do
   defp policy_tuple(policy, config) do
     {Map.get(policy, :limit, config[:limit]), Map.get(policy, :period, config[:period]),
      Map.get(policy, :burst, config[:burst])}
-  end
-
-  defp report_if_enabled(decision, limiter, key, cost) do
-    case :persistent_term.get({__MODULE__, limiter}, nil) do
-      {_ref, true, _config} -> report(decision, limiter, key, cost)
-      _ -> decision
-    end
   end
 
   defp report({:deny, retry_after, reset_after} = decision, limiter, key, cost) do

@@ -33,7 +33,7 @@ defmodule Hotpath.RateLimiter.Owner do
     entry = {ref, opts[:telemetry_denies], opts}
     if :persistent_term.get(key, nil) !== entry, do: :persistent_term.put(key, entry)
     # The hot path (`hit/2,3`) finds the table by name in native code.
-    Native.limiter_publish(ref, name)
+    Native.limiter_publish(ref, name, opts[:telemetry_denies])
 
     state = %{name: name, ref: ref, opts: opts, pass: nil, timer: nil}
     {:ok, schedule(state)}

@@ -15,12 +15,13 @@ use hotpath_core::limiter::{
 use rustler::types::binary::{Binary, OwnedBinary};
 use rustler::{Atom, Encoder, Env, NifMap, Resource, ResourceArc, Term, TermType};
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod atoms {
     rustler::atoms! {
-        allow, deny, infinity, nil, hit, peek,
+        allow, deny, infinity, nil, hit, peek, report,
         gcra, token_bucket, fixed_window, sliding_window,
     }
 }
@@ -40,6 +41,8 @@ pub struct Limiter {
     table: Table,
     /// `clock::now_ns()` when the table was created: the zero of the limiter's clock.
     epoch_ns: u64,
+    /// Whether `limiter_hit` marks denials for a telemetry event (set at each publish).
+    report_denies: AtomicBool,
 }
 
 impl Limiter {
@@ -300,13 +303,22 @@ fn atom_identity(term: Term) -> u64 {
     word as u64
 }
 
-/// A decision to encode as the NIF's result.
-struct Answer(Decision);
+/// A decision to encode as the NIF's result; `report`: wrapped as `{:report, decision}` for a
+/// denial the caller reports to telemetry.
+struct Answer {
+    decision: Decision,
+    report: bool,
+}
 
 impl Encoder for Answer {
     #[inline]
     fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
-        encode_decision(env, self.0)
+        let term = encode_decision(env, self.decision);
+        if self.report && !self.decision.allowed() {
+            (atoms::report(), term).encode(env)
+        } else {
+            term
+        }
     }
 }
 
@@ -375,13 +387,18 @@ fn limiter_new(
                 on_full,
             }),
             epoch_ns: clock::now_ns(),
+            report_denies: AtomicBool::new(false),
         }))))
     })
 }
 
-/// Publishes `limiter` under the atom `name` for [`limiter_hit`].
+/// Publishes `limiter` under the atom `name` for [`limiter_hit`]; `report_denies`: whether
+/// its denials come back marked for a telemetry event.
 #[rustler::nif]
-fn limiter_publish(limiter: ResourceArc<LimiterResource>, name: Atom) -> Atom {
+fn limiter_publish(limiter: ResourceArc<LimiterResource>, name: Atom, report_denies: bool) -> Atom {
+    limiter
+        .report_denies
+        .store(report_denies, Ordering::Relaxed);
     PUBLISHED.publish(name.as_c_arg(), Arc::clone(&limiter.0));
     rustler::types::atom::ok()
 }
@@ -394,8 +411,9 @@ fn limiter_unpublish(limiter: ResourceArc<LimiterResource>, name: Atom) -> Atom 
 }
 
 /// The hot path, `limiter_hit(name, key, cost)`: a hit of `cost` with the table's policy at
-/// the current time, on the limiter published under the atom `name`. Registered without
-/// rustler's per-call argument vector (see `fast_nif.rs`).
+/// the current time, on the limiter published under the atom `name`. A denial comes back as
+/// `{:report, decision}` when the limiter reports denials. Registered without rustler's
+/// per-call argument vector (see `fast_nif.rs`).
 fn limiter_hit<'a>(_env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
@@ -403,10 +421,12 @@ fn limiter_hit<'a>(_env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult
         let HotLocal { limiters, clock } = &mut *cell.borrow_mut();
         PUBLISHED.find(limiters, name.as_c_arg(), |limiter| {
             let now = clock.now_ns().saturating_sub(limiter.epoch_ns);
-            limiter.table.hit(key.as_key(), now, cost, None)
+            Answer {
+                decision: limiter.table.hit(key.as_key(), now, cost, None),
+                report: limiter.report_denies.load(Ordering::Relaxed),
+            }
         })
     })
-    .map(Answer)
     .ok_or_else(|| unknown_limiter(name))
 }
 
