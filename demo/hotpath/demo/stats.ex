@@ -27,6 +27,9 @@ defmodule Hotpath.Demo.Stats do
   @doc "Totals since start: outcomes, the worst heartbeat gap, compute counters."
   def totals, do: GenServer.call(__MODULE__, :totals)
 
+  @doc "Takes a sample now (besides the one a second); returns it. For tests."
+  def sample_now, do: GenServer.call(__MODULE__, :sample_now)
+
   @impl true
   def init(nil) do
     gaps = :atomics.new(2, signed: false)
@@ -68,6 +71,12 @@ defmodule Hotpath.Demo.Stats do
   end
 
   def handle_call(:totals, _from, state), do: {:reply, state.totals, state}
+
+  def handle_call(:sample_now, _from, state) do
+    state = sample(state)
+    {:value, latest} = :queue.peek_r(state.samples)
+    {:reply, latest, state}
+  end
 
   @impl true
   def handle_info(:tick, state) do
