@@ -39,7 +39,13 @@ defmodule Hotpath.Demo.Load do
       )
 
     {:ok, _} = Application.ensure_all_started(:inets)
-    {:ok, httpc} = :inets.start(:httpc, profile: @profile)
+
+    httpc =
+      case :inets.start(:httpc, profile: @profile) do
+        {:ok, pid} -> pid
+        # Left over by a run that was killed.
+        {:error, {:already_started, pid}} -> pid
+      end
 
     try do
       :ok =

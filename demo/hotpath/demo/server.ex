@@ -4,6 +4,7 @@ defmodule Hotpath.Demo.Server do
   # routes every request. Responses are written to the socket here (status line included:
   # OTP 25's httpd has no reason phrase for 429).
 
+  require Logger
   require Record
 
   alias Hotpath.Demo
@@ -103,7 +104,6 @@ defmodule Hotpath.Demo.Server do
         handle(request)
       rescue
         e ->
-          require Logger
           Logger.error("demo request failed: " <> Exception.format(:error, e, __STACKTRACE__))
 
           {500, [{"content-type", "text/plain; charset=utf-8"}], "Internal Server Error\n",

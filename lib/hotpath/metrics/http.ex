@@ -45,10 +45,12 @@ defmodule Hotpath.Metrics.HTTP do
         {:ok, name} when is_atom(name) and name not in [nil, true, false] ->
           name
 
-        other ->
+        {:ok, other} ->
           raise ArgumentError,
-                ":metrics must name a Hotpath.Metrics instance (an atom), got: " <>
-                  inspect(with {:ok, v} <- other, do: v)
+                ":metrics must name a Hotpath.Metrics instance (an atom), got: #{inspect(other)}"
+
+        :error ->
+          raise ArgumentError, "missing required option :metrics (a Hotpath.Metrics instance)"
       end
 
     path =

@@ -120,15 +120,15 @@ defmodule Hotpath.RateLimiter.HTTP do
   @spec check(Config.t(), request()) :: Result.t()
   def check(%Config{} = config, request) do
     case key(config, request) do
-      nil -> no_key(config)
+      nil -> no_key(config, request)
       key -> hit(config, key, cost(config, request))
     end
   end
 
-  defp no_key(%Config{on_nil_key: :allow}),
+  defp no_key(%Config{on_nil_key: :allow}, _request),
     do: %Result{action: :allow, headers: [], decision: :no_key}
 
-  defp no_key(%Config{on_nil_key: :deny} = config) do
+  defp no_key(%Config{on_nil_key: :deny} = config, _request) do
     %Result{
       action: :deny,
       status: config.deny_status,
@@ -138,7 +138,8 @@ defmodule Hotpath.RateLimiter.HTTP do
     }
   end
 
-  defp no_key(%Config{on_nil_key: {:key, key}} = config), do: hit(config, key, 1)
+  defp no_key(%Config{on_nil_key: {:key, key}} = config, request),
+    do: hit(config, key, cost(config, request))
 
   defp hit(config, key, cost) do
     key = bounded_key(key)

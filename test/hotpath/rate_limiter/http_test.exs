@@ -162,6 +162,10 @@ defmodule Hotpath.RateLimiter.HTTPTest do
       shared = HTTP.init(limiter: limiter, key: nil_key, on_nil_key: {:key, :anonymous})
       assert %Result{action: :allow, key: :anonymous} = HTTP.check(shared, request())
       assert %Result{action: :deny, key: :anonymous} = HTTP.check(shared, request({9, 9, 9, 9}))
+
+      # The shared key is charged the request's cost.
+      costly = HTTP.init(limiter: limiter, key: nil_key, on_nil_key: {:key, :k2}, cost: 2)
+      assert %Result{decision: {:deny, :infinity, _}} = HTTP.check(costly, request())
     end
 
     test "a request without remote_ip has a nil key" do
