@@ -81,11 +81,12 @@ defmodule Hotpath.Demo.Stats do
   @impl true
   def handle_info(:tick, state) do
     Process.send_after(self(), :tick, @tick)
-    Demo.Metrics.vm()
     {:noreply, sample(state)}
   end
 
   defp sample(state) do
+    # What telemetry_poller would send for Hotpath.Metrics.Recipes.vm/0.
+    Demo.Metrics.vm()
     snapshot = Hotpath.Metrics.snapshot(Demo.Metrics)
     outcomes = outcomes(snapshot)
     delta = Map.new(outcomes, fn {k, v} -> {k, v - Map.get(state.last_outcomes, k, 0)} end)
