@@ -1,3 +1,3 @@
 [
-  inputs: ["{mix,.formatter}.exs", "{config,lib,test,benches,scripts}/**/*.{ex,exs}"]
+  inputs: ["{mix,.formatter}.exs", "{config,lib,demo,test,benches,scripts}/**/*.{ex,exs}"]
 ]

@@ -215,11 +215,17 @@ defmodule Hotpath.MixProject do
   end
 
   def application do
-    [extra_applications: [:logger, :crypto]]
+    [extra_applications: [:logger, :crypto] ++ demo_applications(Mix.env())]
   end
 
-  defp elixirc_paths(:test), do: ["lib", "test/support"]
+  # The demo (`mix hotpath.demo`, under demo/) is compiled in dev and test only: it is not
+  # part of the package. It serves HTTP with :inets httpd and drives load with :httpc.
+  defp elixirc_paths(:test), do: ["lib", "demo", "test/support"]
+  defp elixirc_paths(:dev), do: ["lib", "demo"]
   defp elixirc_paths(_), do: ["lib"]
+
+  defp demo_applications(env) when env in [:dev, :test], do: [:inets]
+  defp demo_applications(_env), do: []
 
   # Exactly what a user needs to build the library. `scripts/package_check` builds a consumer
   # app against a copy of precisely these files.
