@@ -98,7 +98,7 @@ defmodule Hotpath.RateLimiter do
   """
 
   alias Hotpath.Native
-  alias Hotpath.RateLimiter.{Options, Owner}
+  alias Hotpath.RateLimiter.{Cluster, Options, Owner}
 
   @typedoc "A limiter's name, as given in `:name`."
   @type name :: atom()
@@ -131,7 +131,8 @@ defmodule Hotpath.RateLimiter do
   @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
     opts = Options.validate!(opts)
-    %{id: {__MODULE__, opts[:name]}, start: {__MODULE__, :start_link, [opts]}, type: :worker}
+    type = if opts[:cluster], do: :supervisor, else: :worker
+    %{id: {__MODULE__, opts[:name]}, start: {__MODULE__, :start_link, [opts]}, type: type}
   end
 
   @doc """
@@ -146,10 +147,14 @@ defmodule Hotpath.RateLimiter do
   `:limit`, `:period`, `:burst`, `:max_keys`, `:on_full`), it takes over the existing table
   and every counter survives; with different table options it starts with a new table.
   """
-  @spec start_link(keyword()) :: GenServer.on_start()
+  @spec start_link(keyword()) :: GenServer.on_start() | Supervisor.on_start()
   def start_link(opts) do
     opts = Options.validate!(opts)
-    GenServer.start_link(Owner, opts, name: opts[:name])
+
+    case opts[:cluster] do
+      nil -> GenServer.start_link(Owner, opts, name: opts[:name])
+      _mode -> Cluster.start_link(opts)
+    end
   end
 
   @doc """
@@ -163,18 +168,26 @@ defmodule Hotpath.RateLimiter do
   def hit(limiter, key, cost \\ 1, opts \\ [])
 
   def hit(limiter, key, cost, []) do
-    # One NIF call: the native side finds the limiter by its name.
+    # One NIF call: the native side finds the limiter by its name. Nothing is published under
+    # the name of a cluster limiter (its table runs under an internal name), or of an unknown
+    # one: only then does the NIF answer :unpublished.
     case Native.limiter_hit(limiter, key, cost) do
       {:deny, _, _} = decision -> report_if_enabled(decision, limiter, key, cost)
+      :unpublished -> Cluster.call(cluster!(limiter), :hit, key, cost, [])
       decision -> decision
     end
   end
 
   def hit(limiter, key, cost, opts) do
-    {ref, deny_events, config} = lookup!(limiter)
-    {now, policy} = call_opts!(opts, config)
-    decision = Native.limiter_call(ref, :hit, key, cost, now, policy)
-    if deny_events, do: report(decision, limiter, key, cost), else: decision
+    case lookup!(limiter) do
+      {ref, deny_events, config} ->
+        {now, policy} = call_opts!(opts, config)
+        decision = Native.limiter_call(ref, :hit, key, cost, now, policy)
+        if deny_events, do: report(decision, limiter, key, cost), else: decision
+
+      {:cluster, cluster} ->
+        Cluster.call(cluster, :hit, key, cost, opts)
+    end
   end
 
   @doc """
@@ -188,28 +201,46 @@ defmodule Hotpath.RateLimiter do
   """
   @spec peek(name(), term(), pos_integer(), [call_opt()]) :: decision()
   def peek(limiter, key, cost \\ 1, opts \\ []) do
-    {ref, _deny_events, config} = lookup!(limiter)
-    {now, policy} = call_opts!(opts, config)
-    Native.limiter_call(ref, :peek, key, cost, now, policy)
+    case lookup!(limiter) do
+      {ref, _deny_events, config} ->
+        {now, policy} = call_opts!(opts, config)
+        Native.limiter_call(ref, :peek, key, cost, now, policy)
+
+      {:cluster, cluster} ->
+        Cluster.call(cluster, :peek, key, cost, opts)
+    end
   end
 
   @doc """
   Forgets `key`: its next hit is treated as the first. Returns `:ok`.
+
+  For a cluster limiter, the key is forgotten on every member (this node first, then the
+  others, waiting for them at most `:cluster_timeout`; members that do not answer in time
+  keep the key).
   """
   @spec reset(name(), term()) :: :ok
   def reset(limiter, key) do
-    {ref, _, _} = lookup!(limiter)
-    Native.limiter_reset(ref, key)
-    :ok
+    case lookup!(limiter) do
+      {ref, _, _} ->
+        Native.limiter_reset(ref, key)
+        :ok
+
+      {:cluster, cluster} ->
+        Cluster.reset(cluster, [key])
+    end
   end
 
   @doc """
   Forgets every key of the limiter. Returns `:ok`.
+
+  For a cluster limiter, on every member, as `reset/2`.
   """
   @spec reset_all(name()) :: :ok
   def reset_all(limiter) do
-    {ref, _, _} = lookup!(limiter)
-    Native.limiter_clear(ref)
+    case lookup!(limiter) do
+      {ref, _, _} -> Native.limiter_clear(ref)
+      {:cluster, cluster} -> Cluster.reset(cluster, [])
+    end
   end
 
   @doc """
@@ -222,24 +253,51 @@ defmodule Hotpath.RateLimiter do
       {true, :gcra, 5}
   """
   @spec info(name()) :: %{
-          keys: non_neg_integer(),
-          memory_bytes: non_neg_integer(),
-          full_events: non_neg_integer(),
-          shards: pos_integer(),
-          config: keyword()
+          required(:keys) => non_neg_integer(),
+          required(:memory_bytes) => non_neg_integer(),
+          required(:full_events) => non_neg_integer(),
+          required(:shards) => pos_integer(),
+          required(:config) => keyword(),
+          optional(:cluster) => %{
+            mode: :owner | :local_share,
+            members: [node()],
+            share: %{limit: pos_integer(), burst: pos_integer() | nil}
+          }
         }
   def info(limiter) do
-    {ref, _, config} = lookup!(limiter)
-    ref |> Native.limiter_stats() |> Map.put(:config, config)
+    case lookup!(limiter) do
+      {ref, _, config} ->
+        ref |> Native.limiter_stats() |> Map.put(:config, config)
+
+      {:cluster, cluster} ->
+        %{info(cluster.local) | config: cluster.config}
+        |> Map.put(:cluster, Cluster.info(cluster))
+    end
   end
 
   @doc """
   The limiter's clock in milliseconds: the axis `now:` options are measured on.
+
+  Each node of a cluster limiter has its own clock (see "Cluster mode").
   """
   @spec now(name()) :: non_neg_integer()
   def now(limiter) do
-    {ref, _, _} = lookup!(limiter)
-    Native.limiter_now(ref)
+    case lookup!(limiter) do
+      {ref, _, _} -> Native.limiter_now(ref)
+      {:cluster, cluster} -> now(cluster.local)
+    end
+  end
+
+  @doc """
+  The node that decides `key` of a cluster limiter with `cluster: :owner`, in this node's
+  current view of the members; this node for any other limiter. See "Cluster mode".
+  """
+  @spec node_for(name(), term()) :: node()
+  def node_for(limiter, key) do
+    case lookup!(limiter) do
+      {:cluster, cluster} -> Cluster.node_for(cluster, key)
+      _local -> node()
+    end
   end
 
   @doc """
@@ -262,7 +320,13 @@ defmodule Hotpath.RateLimiter do
         other -> raise ArgumentError, "now must be a non-negative integer, got: #{inspect(other)}"
       end
 
-    GenServer.call(limiter, {:sweep, now}, :infinity)
+    owner =
+      case lookup!(limiter) do
+        {:cluster, cluster} -> cluster.local
+        _local -> limiter
+      end
+
+    GenServer.call(owner, {:sweep, now}, :infinity)
   end
 
   # -- internals ---------------------------------------------------------------------
@@ -277,13 +341,37 @@ defmodule Hotpath.RateLimiter do
     end
   end
 
-  defp unknown!(limiter) do
+  defp cluster!(limiter) do
+    case :persistent_term.get({__MODULE__, limiter}, nil) do
+      {:cluster, cluster} -> cluster
+      _ -> unknown!(limiter)
+    end
+  end
+
+  @doc false
+  # A decision of a table published on this node, or :unpublished (for cluster mode).
+  def call_local(table, :hit, key, cost, []), do: Native.limiter_hit(table, key, cost)
+
+  def call_local(table, op, key, cost, opts) do
+    case :persistent_term.get({__MODULE__, table}, nil) do
+      {ref, _deny_events, config} ->
+        {now, policy} = call_opts!(opts, config)
+        Native.limiter_call(ref, op, key, cost, now, policy)
+
+      _ ->
+        :unpublished
+    end
+  end
+
+  @doc false
+  def unknown!(limiter) do
     raise ArgumentError,
           "unknown rate limiter #{inspect(limiter)}: start it with " <>
             "{Hotpath.RateLimiter, name: #{inspect(limiter)}, ...} in your supervision tree"
   end
 
-  defp call_opts!(opts, config) when is_list(opts) do
+  @doc false
+  def call_opts!(opts, config) when is_list(opts) do
     {now, policy} =
       Enum.reduce(opts, {nil, nil}, fn
         {:now, ms}, {_, policy} when is_integer(ms) and ms >= 0 ->
@@ -301,7 +389,7 @@ defmodule Hotpath.RateLimiter do
     {now, policy && policy_tuple(policy, config)}
   end
 
-  defp call_opts!(opts, _config) do
+  def call_opts!(opts, _config) do
     raise ArgumentError, "call options must be a keyword list, got: #{inspect(opts)}"
   end
 
