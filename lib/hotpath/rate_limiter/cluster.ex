@@ -69,7 +69,8 @@ defmodule Hotpath.RateLimiter.Cluster do
       local: local,
       scope: scope,
       mode: opts[:cluster],
-      timeout: opts[:cluster_timeout],
+      # :local_share has no remote decisions; its maintenance calls use the same default.
+      timeout: opts[:cluster_timeout] || 100,
       fallback: opts[:cluster_fallback],
       config: opts,
       deny_events: opts[:telemetry_denies]
