@@ -235,6 +235,15 @@ defmodule Hotpath.ClusterCase do
     |> Enum.reduce(%{}, &Map.merge(&1, &2, fn _k, a, b -> a + b end))
   end
 
+  @doc "Runs on a node: records each of `values` into each metric of `metrics` with `tags`."
+  def record_many(instance, metrics, values, tags) do
+    for v <- values,
+        metric <- metrics,
+        do: :ok = Hotpath.Metrics.record(instance, metric, v, tags)
+
+    :ok
+  end
+
   @doc "Adds up per-key maps of admissions."
   def total(maps), do: Enum.reduce(maps, %{}, &Map.merge(&1, &2, fn _k, a, b -> a + b end))
 end

@@ -2,17 +2,18 @@ defmodule Hotpath.RateLimiter.Cluster do
   @moduledoc false
   # Cluster mode of Hotpath.RateLimiter (see its "Cluster mode" docs).
   #
-  # A cluster limiter named `name` is a supervisor with three children, started in order
+  # A cluster limiter named `name` is a supervisor with four children, started in order
   # (rest_for_one):
   #
   #   1. a `:pg` scope registered as `scope_name(name)`: one per limiter, so the library
   #      starts no global process and two limiters on a node never share one;
   #   2. the owner of this node's table (`Hotpath.RateLimiter.Owner`), registered and
   #      published natively under `local_name(name)`;
-  #   3. the member (`Hotpath.RateLimiter.Cluster.Member`), registered as `name`: it joins the
-  #      group `name` of the scope, follows its membership and keeps this struct, the view of
-  #      the cluster, in `:persistent_term` under `{Hotpath.RateLimiter, name}` as
-  #      `{:cluster, struct}`.
+  #   3. the member (`Hotpath.RateLimiter.Cluster.Member`), registered as `name`: it follows
+  #      the group `name` of the scope and keeps this struct, the view of the cluster, in
+  #      `:persistent_term` under `{Hotpath.RateLimiter, name}` as `{:cluster, struct}`;
+  #   4. the presence (`Hotpath.RateLimiter.Cluster.Presence`), which joins the group: the
+  #      other nodes see this node as a member from then on.
   #
   # Nothing is published natively under `name` itself, so the one-NIF hot path of
   # `Hotpath.RateLimiter.hit/2,3` answers `:unpublished` for a cluster limiter, and only then
@@ -20,7 +21,7 @@ defmodule Hotpath.RateLimiter.Cluster do
 
   alias Hotpath.Native
   alias Hotpath.RateLimiter
-  alias Hotpath.RateLimiter.Cluster.Member
+  alias Hotpath.RateLimiter.Cluster.{Member, Presence}
   alias Hotpath.RateLimiter.Owner
 
   # Hashes are taken in 0..2^32-1.
@@ -79,7 +80,8 @@ defmodule Hotpath.RateLimiter.Cluster do
     children = [
       %{id: :pg, start: {:pg, :start_link, [scope]}},
       %{id: Owner, start: {GenServer, :start_link, [Owner, local_opts, [name: local]]}},
-      %{id: Member, start: {Member, :start_link, [cluster]}}
+      %{id: Member, start: {Member, :start_link, [cluster]}},
+      %{id: Presence, start: {Presence, :start_link, [{scope, name}]}}
     ]
 
     # The same answer as for a non-cluster limiter whose name is taken, before any child

@@ -1,10 +1,11 @@
 defmodule Hotpath.RateLimiter.Cluster.Member do
   @moduledoc false
-  # This node's membership in a cluster limiter: registered under the limiter's name, it joins
-  # the group of the limiter's `:pg` scope, follows the group with `:pg.monitor/2` and keeps
-  # the view (`Hotpath.RateLimiter.Cluster`, with the member nodes) in `:persistent_term`,
-  # where every hit reads it. The view is rewritten only when the set of member nodes
-  # changes (a `:persistent_term` update is a global event; membership changes are rare).
+  # This node's view of a cluster limiter: registered under the limiter's name, it follows
+  # the group of the limiter's `:pg` scope with `:pg.monitor/2` and keeps the view
+  # (`Hotpath.RateLimiter.Cluster`, with the member nodes) in `:persistent_term`, where every
+  # hit reads it. This node is always in its own view (its `Presence` joins the group after
+  # this process starts). The view is rewritten only when the set of member nodes changes (a
+  # `:persistent_term` update is a global event; membership changes are rare).
   #
   # On start it first learns the group from every connected node (bounded by the cluster
   # timeout), so a node that joins does not decide keys with a partial view of the members.
@@ -24,13 +25,7 @@ defmodule Hotpath.RateLimiter.Cluster.Member do
     # The table's owner started before this process (rest_for_one): its table is registered.
     {ref, _deny_events, _config} = RateLimiter.registration(c.local)
     {monitor, pids} = :pg.monitor(c.scope, c.name)
-    :ok = :pg.join(c.scope, c.name, self())
-
-    state = %{
-      cluster: %{c | ref: ref},
-      monitor: monitor,
-      pids: MapSet.new([self() | pids])
-    }
+    state = %{cluster: %{c | ref: ref}, monitor: monitor, pids: MapSet.new(pids)}
 
     {:ok, state |> await_group() |> publish()}
   end
@@ -46,7 +41,6 @@ defmodule Hotpath.RateLimiter.Cluster.Member do
   @impl true
   def terminate(reason, state) do
     c = state.cluster
-    :pg.leave(c.scope, c.name, self())
 
     # As for the owner of a table: a crash leaves the view in place for the restarted member.
     if reason in [:normal, :shutdown] or match?({:shutdown, _}, reason) do
@@ -68,7 +62,7 @@ defmodule Hotpath.RateLimiter.Cluster.Member do
     do: %{state | pids: MapSet.difference(state.pids, MapSet.new(pids))}
 
   defp publish(%{cluster: c, pids: pids} = state) do
-    c = Cluster.with_members(c, Enum.map(pids, &node/1))
+    c = Cluster.with_members(c, [node() | Enum.map(pids, &node/1)])
     entry = {:cluster, c}
     key = {RateLimiter, c.name}
     if :persistent_term.get(key, nil) !== entry, do: :persistent_term.put(key, entry)
