@@ -126,7 +126,8 @@ fn decode_float(term: Term) -> Malformed<f64> {
 }
 
 fn decode_value(term: Term) -> Malformed<Exported> {
-    let items = rustler::types::tuple::get_tuple(term).map_err(|_| bad("a value is not a tuple"))?;
+    let items =
+        rustler::types::tuple::get_tuple(term).map_err(|_| bad("a value is not a tuple"))?;
     let tag = items
         .first()
         .and_then(|t| t.decode::<Atom>().ok())

@@ -256,13 +256,16 @@ mod tests {
         }
         assert_eq!(merged.metric(0).unwrap().dropped(), 1);
         assert_eq!(
-            merged.render_prometheus(1_000).replace("dropped_total{metric=\"req_total\"} 1", ""),
+            merged
+                .render_prometheus(1_000)
+                .replace("dropped_total{metric=\"req_total\"} 1", ""),
             union
                 .render_prometheus(1_000)
                 .replace("dropped_total{metric=\"req_total\"} 0", "")
         );
         // The window went into the current slot: a summary renders its quantiles from it.
-        let SeriesRead::Histogram(_, Some(window)) = merged.metric(2).unwrap().series()[0].read(1_000)
+        let SeriesRead::Histogram(_, Some(window)) =
+            merged.metric(2).unwrap().series()[0].read(1_000)
         else {
             panic!("a summary has a window")
         };
@@ -272,18 +275,36 @@ mod tests {
     #[test]
     fn last_values_stay_per_node_under_an_extra_label() {
         let source = Registry::new(vec![spec("queue_len", Kind::LastValue, &["q"])]).unwrap();
-        source.metric(0).unwrap().record(&key(&["mail"]), 5.0, 0).unwrap();
-        let merged = Registry::new(vec![spec("queue_len", Kind::LastValue, &["q", "node"])]).unwrap();
+        source
+            .metric(0)
+            .unwrap()
+            .record(&key(&["mail"]), 5.0, 0)
+            .unwrap();
+        let merged =
+            Registry::new(vec![spec("queue_len", Kind::LastValue, &["q", "node"])]).unwrap();
         merged.import(&source.export(0), "a@h", 0).unwrap();
-        source.metric(0).unwrap().record(&key(&["mail"]), 7.0, 0).unwrap();
+        source
+            .metric(0)
+            .unwrap()
+            .record(&key(&["mail"]), 7.0, 0)
+            .unwrap();
         merged.import(&source.export(0), "b@h", 0).unwrap();
         let series = merged.metric(0).unwrap().series();
-        let read: Vec<_> = series.iter().map(|s| (s.labels().to_vec(), s.read(0))).collect();
+        let read: Vec<_> = series
+            .iter()
+            .map(|s| (s.labels().to_vec(), s.read(0)))
+            .collect();
         assert_eq!(
             read,
             vec![
-                (vec!["mail".into(), "a@h".into()], SeriesRead::LastValue(Some(5.0))),
-                (vec!["mail".into(), "b@h".into()], SeriesRead::LastValue(Some(7.0))),
+                (
+                    vec!["mail".into(), "a@h".into()],
+                    SeriesRead::LastValue(Some(5.0))
+                ),
+                (
+                    vec!["mail".into(), "b@h".into()],
+                    SeriesRead::LastValue(Some(7.0))
+                ),
             ]
         );
     }
