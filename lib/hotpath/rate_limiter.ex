@@ -85,6 +85,79 @@ defmodule Hotpath.RateLimiter do
   takes a `now: ms` option instead, measured on the limiter's own clock (milliseconds since
   the table was created, see `now/1`), so tests drive time explicitly and never sleep.
 
+  ## Cluster mode
+
+  A limiter counts on its own node: behind a load balancer, N nodes admit up to N times the
+  limit. Start the same limiter (same name and options) on every node of an Erlang cluster
+  with `:cluster` to share it over Erlang distribution, `:pg` and `:erpc`, with no extra
+  server:
+
+      {Hotpath.RateLimiter,
+       name: MyApp.ApiLimiter, limit: 100, period: :timer.minutes(1),
+       cluster: :owner, cluster_timeout: 100, cluster_fallback: :local_share}
+
+    * `cluster: :owner` - every key has one owning node, chosen by rendezvous hashing over
+      the limiter's members. A hit for a key this node owns is decided here, in this node's
+      table (no network); a hit for a key owned elsewhere is decided on its owner with
+      `:erpc.call/5` within `:cluster_timeout` milliseconds. While the membership is stable
+      the limit is exact cluster-wide. When the owner does not answer in time (or is not
+      connected, or does not run the limiter), `:cluster_fallback` answers: `:local_share`
+      decides here with this node's share (below), `:allow` answers `{:allow, 0, 0}` and
+      `:deny` answers `{:deny, cluster_timeout, 0}`. A call that timed out may still be counted
+      by the owner when it gets to it.
+    * `cluster: :local_share` - every node decides alone, with no network hop, enforcing its
+      share: `limit` and `burst` divided by N, the number of members, rounded down and at
+      least 1, N following the membership. The cluster never admits more than the limit in
+      total (for a limit of at least N), but a client whose requests all reach one node gets
+      1/N of it.
+
+  **Members.** The members of a limiter, as seen from one node, are that node and the
+  connected nodes that run the limiter (its `:pg` group; see `info/1`'s `:cluster`). A node
+  joins when its limiter starts (it first asks the connected nodes for the group, waiting at
+  most `:cluster_timeout`) and leaves when the limiter stops, the node dies or the
+  connection drops: a node that is gone stops being asked at once, without waiting for a
+  timeout.
+
+  **Over-admission during membership changes.** A key's count lives in its owner's table.
+  When its owner changes, the new owner counts from what its own table holds for the key
+  (usually nothing). Rendezvous hashing moves only the keys of a node that leaves, or the
+  keys a joining node takes over (about 1/N of them); other keys stay exact. The bound: in any
+  interval, one key is admitted cluster-wide at most `(1 + m) * capacity`, where `m` is the
+  number of times its owner changed in the interval and `capacity` is what one table admits
+  in that interval (`burst` plus the refill at `limit` per `period` for `:gcra` and
+  `:token_bucket`; `limit` per window for the window algorithms), plus the fallback
+  admissions (`:deny` none, `:local_share` at most one share per node, `:allow` no bound).
+  So a node that dies or leaves costs at most one extra capacity for each key it owned (its
+  counts die with it), and a node that joins at most one extra capacity for each key it takes
+  over.
+
+  **Partitions.** `Node.disconnect/1` or a network partition removes the nodes that lost
+  their connection from each other's members at once. OTP's `global` (its
+  `prevent_overlapping_partitions`, the default since OTP 25) then cuts further connections
+  until the partitions are disjoint. Each partition decides alone, with one owner per key, so
+  while it lasts a key is admitted up to one capacity per partition (the bound above, one
+  owner change per partition). When the connections come back (`Node.connect/1`, or Erlang's
+  automatic reconnection on the next message), the groups merge and every key returns to
+  its owner, whose table kept its count.
+
+  **Per node.** `info/1`, `now/1` and `sweep/2` act on this node's table (`info/1`'s `:keys`
+  counts the keys decided here); `now:` is read on the clock of the node that decides;
+  `reset/2` and `reset_all/1` act on every member. Start the limiter with the same options
+  on every node: an owner decides with its own policy (per-call `limit:`, `period:` and
+  `burst:` travel with the call). Keys must hash alike on every node: plain data such as
+  binaries, numbers, atoms and tuples of them (not pids, references or funs). Cluster mode
+  needs OTP 25.1 or newer (`:pg.monitor/2`).
+
+  **Cost.** Nothing changes for limiters without `:cluster`: `hit/2,3` is still one NIF call,
+  which finds their table by name. A cluster limiter's table runs under an internal name, so
+  for its name the NIF answers that nothing is published, and only then does Elixir read the
+  cluster view (`:persistent_term`) and hash the key; a key owned here is then one more NIF
+  call. A key owned elsewhere costs one `:erpc` round trip (see `benches/cluster.exs`).
+
+  The limiter's processes live under a supervisor in your tree: its `:pg` scope (one per
+  limiter), the owner of this node's table, the member process (registered as `name`) that
+  follows the group, and the process that joins it.
+
   ## Telemetry
 
   When the host application has `:telemetry` (Hotpath does not depend on it):
@@ -94,7 +167,11 @@ defmodule Hotpath.RateLimiter do
       `%{limiter: name}`;
     * `[:hotpath, :rate_limiter, :deny]` for each denied `hit/4` when started with
       `telemetry_denies: true`, measurements `%{cost: cost}`, metadata
-      `%{limiter: name, key: key, retry_after: ms | :infinity, reset_after: ms}`.
+      `%{limiter: name, key: key, retry_after: ms | :infinity, reset_after: ms}`;
+    * `[:hotpath, :rate_limiter, :cluster_fallback]` for each decision of a cluster limiter
+      whose owner did not answer, measurements `%{count: 1}`, metadata
+      `%{limiter: name, key: key, owner: node, reason: :timeout | :noconnection |
+      :not_running | term, fallback: :local_share | :allow | :deny}`.
   """
 
   alias Hotpath.Native
@@ -127,6 +204,7 @@ defmodule Hotpath.RateLimiter do
   A child specification: `{Hotpath.RateLimiter, opts}` in a supervisor.
 
   The child id is `{Hotpath.RateLimiter, name}`, so several limiters can share a supervisor.
+  A cluster limiter is a supervisor child (see "Cluster mode").
   """
   @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
@@ -142,7 +220,8 @@ defmodule Hotpath.RateLimiter do
 
   #{Options.docs()}
 
-  Invalid options raise `ArgumentError`. If a limiter of that name was stopped abnormally
+  With `:cluster` it starts a supervisor of the limiter's processes instead (see "Cluster
+  mode"). Invalid options raise `ArgumentError`. If a limiter of that name was stopped abnormally
   (its owner crashed) and is started again with the same table options (`:algorithm`,
   `:limit`, `:period`, `:burst`, `:max_keys`, `:on_full`), it takes over the existing table
   and every counter survives; with different table options it starts with a new table.
@@ -173,7 +252,7 @@ defmodule Hotpath.RateLimiter do
     # one: only then does the NIF answer :unpublished.
     case Native.limiter_hit(limiter, key, cost) do
       {:deny, _, _} = decision -> report_if_enabled(decision, limiter, key, cost)
-      :unpublished -> Cluster.call(cluster!(limiter), :hit, key, cost, [])
+      :unpublished -> Cluster.hit(limiter, key, cost)
       decision -> decision
     end
   end
@@ -245,6 +324,9 @@ defmodule Hotpath.RateLimiter do
 
   @doc """
   Keys stored, estimated native memory in bytes, full-table events and the configuration.
+
+  For a cluster limiter, those of this node's table, plus `:cluster`: the mode, the members
+  in this node's view and this node's share of the policy (what `:local_share` enforces).
 
       iex> {:ok, _} = Hotpath.RateLimiter.start_link(name: :doc_info, limit: 5, period: 1_000)
       iex> Hotpath.RateLimiter.hit(:doc_info, "k")
@@ -338,13 +420,6 @@ defmodule Hotpath.RateLimiter do
     case :persistent_term.get({__MODULE__, limiter}, nil) do
       nil -> unknown!(limiter)
       entry -> entry
-    end
-  end
-
-  defp cluster!(limiter) do
-    case :persistent_term.get({__MODULE__, limiter}, nil) do
-      {:cluster, cluster} -> cluster
-      _ -> unknown!(limiter)
     end
   end
 

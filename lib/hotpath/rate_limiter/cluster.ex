@@ -24,8 +24,7 @@ defmodule Hotpath.RateLimiter.Cluster do
   alias Hotpath.RateLimiter.Cluster.{Member, Presence}
   alias Hotpath.RateLimiter.Owner
 
-  # Hashes are taken in 0..2^32-1.
-  @range 4_294_967_296
+  import Bitwise
 
   @enforce_keys [:name, :local, :scope, :mode, :timeout, :fallback, :config]
   defstruct [
@@ -103,7 +102,7 @@ defmodule Hotpath.RateLimiter.Cluster do
     %{
       c
       | self: node(),
-        members: Enum.map(nodes, &{&1, :erlang.phash2(&1, @range)}),
+        members: Enum.map(nodes, &{&1, :erlang.phash2(&1)}),
         size: size,
         share: share(c.config[:limit], c.config[:period], c.config[:burst], size)
     }
@@ -120,19 +119,35 @@ defmodule Hotpath.RateLimiter.Cluster do
 
   @doc """
   The member that owns `key`: rendezvous (highest random weight) hashing, the member whose
-  hash combined with the key's is the highest. Adding or removing a member moves only the
-  keys it gains or owned. `nil` without members.
+  hash mixed with the key's scores highest. Adding or removing a member moves only the keys
+  it gains or owned. `nil` without members.
+
+  The key's hash is `:erlang.phash2/1`, the same on every node for the same term (keys are
+  plain data: binaries, numbers, atoms, tuples and lists of them).
   """
   def owner([], _key), do: nil
-  def owner(members, key), do: pick(members, :erlang.phash2(key, @range), nil, -1)
+  def owner([{node, _node_hash}], _key), do: node
+  def owner(members, key), do: pick(members, :erlang.phash2(key), nil, -1)
 
   defp pick([], _key_hash, best, _best_score), do: best
 
   defp pick([{node, node_hash} | rest], key_hash, best, best_score) do
-    case :erlang.phash2({node_hash, key_hash}, @range) do
+    case score(node_hash, key_hash) do
       score when score > best_score -> pick(rest, key_hash, node, score)
       _ -> pick(rest, key_hash, best, best_score)
     end
+  end
+
+  # A bijection of 28-bit integers (xor-shift and odd multiplier steps, as in MurmurHash's
+  # finalizer) of the member's and the key's hashes: distinct members never tie, and every
+  # product stays a small integer (under 2^59), so nothing allocates.
+  @mask 0xFFFFFFF
+  @doc false
+  def score(node_hash, key_hash) do
+    h = bxor(node_hash, key_hash)
+    h = band(bxor(h, h >>> 14) * 0x5BD1E995, @mask)
+    h = band(bxor(h, h >>> 13) * 0x27D4EB2D, @mask)
+    bxor(h, h >>> 15)
   end
 
   @doc "The node that decides `key` in this view."
@@ -148,20 +163,41 @@ defmodule Hotpath.RateLimiter.Cluster do
 
   # ---- decisions ---------------------------------------------------------------------------
 
+  @doc """
+  `Hotpath.RateLimiter.hit/2,3` of a cluster limiter, after the NIF found nothing published
+  under `name`: a key owned here takes the one-NIF path by this node's table name.
+  """
+  def hit(name, key, cost) do
+    case :persistent_term.get({RateLimiter, name}, nil) do
+      {:cluster, %__MODULE__{mode: :owner, members: members, self: self} = c} ->
+        case owner(members, key) do
+          owner when owner in [self, nil] -> Native.limiter_hit(c.local, key, cost)
+          owner -> remote(c, owner, :hit, key, cost, [])
+        end
+        |> report(c, key, cost)
+
+      {:cluster, %__MODULE__{} = c} ->
+        c |> local_share(:hit, key, cost, []) |> report(c, key, cost)
+
+      _ ->
+        RateLimiter.unknown!(name)
+    end
+  end
+
   @doc "A hit (`op` `:hit`) or peek (`:peek`) of a cluster limiter. `opts` as in `hit/4`."
   def call(%__MODULE__{} = c, op, key, cost, opts) do
     check!(c, cost, opts)
     decision = decide(c, op, key, cost, opts)
-
-    case decision do
-      {:deny, retry_after, reset_after} when op == :hit and c.deny_events ->
-        Hotpath.Telemetry.emit(Owner.deny_event(c.name, key, cost, retry_after, reset_after))
-        decision
-
-      decision ->
-        decision
-    end
+    if op == :hit, do: report(decision, c, key, cost), else: decision
   end
+
+  defp report({:deny, retry_after, reset_after} = decision, %{deny_events: true} = c, key, cost) do
+    Hotpath.Telemetry.emit(Owner.deny_event(c.name, key, cost, retry_after, reset_after))
+    decision
+  end
+
+  defp report(:unpublished, c, _key, _cost), do: RateLimiter.unknown!(c.name)
+  defp report(decision, _c, _key, _cost), do: decision
 
   # Bad arguments raise here, in the caller, never on the owner (the native hot path has
   # checked the cost and key already when `opts` is empty).
