@@ -161,6 +161,8 @@ defmodule Bench.Cluster do
       "#{us(remote_p50)} µs (#{Float.round(remote_p50 / plain_p50, 0)}x the non-cluster p50)",
       remote_p50 <= 1_000_000
     )
+
+    IO.puts("")
   end
 
   defp us(ns), do: :erlang.float_to_binary(ns / 1000, decimals: 2)
