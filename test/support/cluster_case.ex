@@ -138,6 +138,35 @@ defmodule Hotpath.ClusterCase do
   def os_pid(peer), do: peer |> on(:os, :getpid, []) |> List.to_string()
 
   @doc """
+  Stops the peer's OS process (SIGSTOP) and waits until every thread of it is stopped (the
+  signal is delivered asynchronously): the node stays connected but answers nothing, like a
+  VM in a long pause. Returns the OS pid for `resume/1`.
+  """
+  def pause(peer) do
+    pid = os_pid(peer)
+    {_, 0} = System.cmd("kill", ["-STOP", pid])
+
+    eventually(fn ->
+      Path.wildcard("/proc/#{pid}/task/*/stat")
+      |> Enum.all?(fn stat ->
+        case File.read(stat) do
+          # The state follows the command name, which is in parentheses.
+          {:ok, text} ->
+            text |> String.split(") ", parts: 2) |> List.last() |> String.starts_with?("T")
+
+          {:error, _} ->
+            true
+        end
+      end)
+    end)
+
+    pid
+  end
+
+  @doc "Resumes a peer stopped by `pause/1` (SIGCONT)."
+  def resume(pid), do: System.cmd("kill", ["-CONT", pid])
+
+  @doc """
   Starts `child_spec` on `node` under a supervisor that outlives the call (unlinked); this node
   uses the test's own supervisor. Stopped on exit of the test (if the node is still there).
   """

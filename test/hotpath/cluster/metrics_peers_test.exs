@@ -111,14 +111,13 @@ defmodule Hotpath.Cluster.MetricsPeersTest do
     record_on(node(), name, "mail", [1, 2, 3])
     record_on(slow.node, name, "mail", [4])
 
-    pid = os_pid(slow)
-    {_, 0} = System.cmd("kill", ["-STOP", pid])
+    pid = pause(slow)
 
     view =
       try do
         Metrics.cluster_snapshot(name, timeout: 200)
       after
-        System.cmd("kill", ["-CONT", pid])
+        resume(pid)
       end
 
     assert view.nodes == [node()]
