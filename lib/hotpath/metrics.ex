@@ -60,11 +60,12 @@ defmodule Hotpath.Metrics do
   A value recorded into a series while `prune/1` removes it may be lost.
   """
 
-  alias Hotpath.Metrics.Definition
+  alias Hotpath.Metrics.{Cluster, Definition}
   alias Hotpath.Native
 
   @start_keys [:name, :metrics, :max_series, :prune_every, :telemetry, :telemetry_module]
   @default_quantiles [0.5, 0.9, 0.99]
+  @cluster_keys [:timeout, :nodes]
 
   @typedoc "The name of an instance (the `:name` given at start)."
   @type instance :: atom()
@@ -187,11 +188,12 @@ defmodule Hotpath.Metrics do
         {i, m.kind, m.measurement, m.keep, m.tag_values}
       end)
 
+    # The spec is kept for cluster views, which build a registry of the same definitions.
     meta =
       metrics
       |> Enum.zip(specs)
       |> Enum.map(fn {m, s} ->
-        %{name: m.name, kind: m.kind, tags: m.tags, quantiles: s.quantiles}
+        %{name: m.name, kind: m.kind, tags: m.tags, quantiles: s.quantiles, spec: s}
       end)
 
     %{
@@ -410,7 +412,8 @@ defmodule Hotpath.Metrics do
   defp label_text(v) when is_atom(v), do: Atom.to_string(v)
   defp label_text(v), do: inspect(v)
 
-  defp registry!(instance) do
+  @doc false
+  def registry!(instance) do
     case :persistent_term.get({__MODULE__, instance}, nil) do
       nil ->
         raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
@@ -420,7 +423,8 @@ defmodule Hotpath.Metrics do
     end
   end
 
-  defp meta!(instance) do
+  @doc false
+  def meta!(instance) do
     case :persistent_term.get({__MODULE__, instance, :meta}, nil) do
       nil ->
         raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
@@ -447,10 +451,10 @@ defmodule Hotpath.Metrics do
   `nil`). Runs on a dirty scheduler.
   """
   @spec snapshot(instance()) :: [metric_snapshot()]
-  def snapshot(instance) do
-    registry = registry!(instance)
-    meta = meta!(instance)
+  def snapshot(instance), do: snapshot_of(registry!(instance), meta!(instance))
 
+  @doc false
+  def snapshot_of(registry, meta) do
     registry
     |> Native.metrics_snapshot()
     |> Enum.zip(meta)
@@ -489,9 +493,109 @@ defmodule Hotpath.Metrics do
   @doc """
   The registry in the Prometheus text format 0.0.4 (serve it with `content_type/0`). Renders
   on a dirty scheduler.
+
+  With `cluster: true` it renders the cluster view of `cluster_snapshot/2` instead (same
+  `:timeout` and `:nodes` options): every series merged across the nodes, so one scrape gives
+  cluster-wide counts and quantiles (a merged histogram is one histogram of every node's
+  values, within the same relative error), followed by a `hotpath_metrics_cluster_up` gauge
+  with one sample per node, `1` when its series are in the view and `0` when it did not
+  answer.
   """
-  @spec prometheus(instance()) :: iodata()
-  def prometheus(instance), do: instance |> registry!() |> Native.metrics_prometheus()
+  @spec prometheus(instance(), keyword()) :: iodata()
+  def prometheus(instance, opts \\ [])
+
+  def prometheus(instance, []), do: instance |> registry!() |> Native.metrics_prometheus()
+
+  def prometheus(instance, opts) do
+    Hotpath.Options.validate_keys!(
+      opts,
+      [:cluster | @cluster_keys],
+      "Hotpath.Metrics.prometheus/2"
+    )
+
+    case Keyword.get(opts, :cluster, false) do
+      false ->
+        prometheus(instance, [])
+
+      true ->
+        view = Cluster.collect(instance, Keyword.delete(opts, :cluster))
+
+        up =
+          Enum.map(view.requested, fn node ->
+            {Atom.to_string(node), node in view.nodes}
+          end)
+
+        Native.metrics_prometheus_cluster(view.registry, up)
+
+      other ->
+        raise ArgumentError, "cluster must be a boolean, got: #{inspect(other)}"
+    end
+  end
+
+  @typedoc """
+  Why a node's series are missing from a cluster view: it did not answer within the timeout,
+  is not connected, does not run an instance of that name, holds metrics of the same name but
+  another definition (`{:incompatible, message}`), sent what is not a registry export
+  (`{:malformed, message}`), or the call failed otherwise (`{:exception, reason}`).
+  """
+  @type cluster_failure ::
+          :timeout
+          | :noconnection
+          | :not_running
+          | {:incompatible | :malformed, String.t()}
+          | {:exception, term()}
+
+  @doc """
+  The instance's metrics merged across the cluster: the registry of the same name is read on
+  every node (with `:erpc.multicall/5`) and merged into one view, shaped like `snapshot/1`.
+
+    * counters, sums and dropped counts add up;
+    * summaries and distributions merge bucket by bucket (through the binary format of
+      `Hotpath.Histogram.to_binary/1`), so their quantiles are those of one histogram that
+      recorded every node's values, within the same relative error; a summary's window is
+      the union of the nodes' windows;
+    * last values cannot be combined: each node's value stays its own series, with a `:node`
+      tag (the node name as a string) added unless the metric already has a `:node` tag.
+
+  Nodes that do not answer are reported, never raised: the result is
+  `%{metrics: [...], nodes: merged_nodes, failed: [{node, t:cluster_failure/0}]}`. Metrics are
+  matched by name, with this node's definitions; the series cap of the view is
+  `:max_series` times the number of nodes.
+
+  Options:
+
+    * `:timeout` - milliseconds to wait for all nodes together; default `5_000`
+    * `:nodes` - the nodes to read; default this node and every connected node
+      (`[node() | Node.list()]`)
+
+  Raises `ArgumentError` when no instance of that name runs on this node.
+
+      iex> {:ok, _} = Hotpath.Metrics.start_link(name: :doc_cluster,
+      ...>   metrics: [Hotpath.Metrics.counter("doc.cluster.jobs")])
+      iex> Hotpath.Metrics.record(:doc_cluster, "doc.cluster.jobs", nil)
+      iex> %{metrics: [%{series: [%{value: 1}]}], failed: []} =
+      ...>   Hotpath.Metrics.cluster_snapshot(:doc_cluster)
+  """
+  @spec cluster_snapshot(instance(), keyword()) :: %{
+          metrics: [metric_snapshot()],
+          nodes: [node()],
+          failed: [{node(), cluster_failure()}]
+        }
+  def cluster_snapshot(instance, opts \\ []) do
+    Hotpath.Options.validate_keys!(opts, @cluster_keys, "Hotpath.Metrics.cluster_snapshot/2")
+    view = Cluster.collect(instance, opts)
+    %{metrics: snapshot_of(view.registry, view.meta), nodes: view.nodes, failed: view.failed}
+  end
+
+  @doc false
+  # What `cluster_snapshot/2` reads on each node (called there through :erpc).
+  @spec cluster_export(instance()) :: {:ok, list()} | {:error, :not_running}
+  def cluster_export(instance) do
+    case :persistent_term.get({__MODULE__, instance}, nil) do
+      nil -> {:error, :not_running}
+      registry -> {:ok, Native.metrics_export(registry)}
+    end
+  end
 
   @doc "The `Content-Type` of `prometheus/1`."
   @spec content_type() :: String.t()

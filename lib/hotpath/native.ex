@@ -115,4 +115,9 @@ defmodule Hotpath.Native do
   def metrics_snapshot(_registry), do: err()
   def metrics_prune(_registry), do: err()
   def metrics_info(_registry), do: err()
+
+  # metrics_cluster.rs
+  def metrics_export(_registry), do: err()
+  def metrics_import(_registry, _exported, _node), do: err()
+  def metrics_prometheus_cluster(_registry, _nodes), do: err()
 end

@@ -87,6 +87,79 @@ defmodule Hotpath.RateLimiter do
   takes a `now: ms` option instead, measured on the limiter's own clock (milliseconds since
   the table was created, see `now/1`), so tests drive time explicitly and never sleep.
 
+  ## Cluster mode
+
+  A limiter counts on its own node: behind a load balancer, N nodes admit up to N times the
+  limit. Start the same limiter (same name and options) on every node of an Erlang cluster
+  with `:cluster` to share it over Erlang distribution, `:pg` and `:erpc`, with no extra
+  server:
+
+      {Hotpath.RateLimiter,
+       name: MyApp.ApiLimiter, limit: 100, period: :timer.minutes(1),
+       cluster: :owner, cluster_timeout: 100, cluster_fallback: :local_share}
+
+    * `cluster: :owner` - every key has one owning node, chosen by rendezvous hashing over
+      the limiter's members. A hit for a key this node owns is decided here, in this node's
+      table (no network); a hit for a key owned elsewhere is decided on its owner with
+      `:erpc.call/5` within `:cluster_timeout` milliseconds. While the membership is stable
+      the limit is exact cluster-wide. When the owner does not answer in time (or is not
+      connected, or does not run the limiter), `:cluster_fallback` answers: `:local_share`
+      decides here with this node's share (below), `:allow` answers `{:allow, 0, 0}` and
+      `:deny` answers `{:deny, cluster_timeout, 0}`. A call that timed out may still be counted
+      by the owner when it gets to it.
+    * `cluster: :local_share` - every node decides alone, with no network hop, enforcing its
+      share: `limit` and `burst` divided by N, the number of members, rounded down and at
+      least 1, N following the membership. The cluster never admits more than the limit in
+      total (for a limit of at least N), but a client whose requests all reach one node gets
+      1/N of it.
+
+  **Members.** The members of a limiter, as seen from one node, are that node and the
+  connected nodes that run the limiter (its `:pg` group; see `info/1`'s `:cluster`). A node
+  joins when its limiter starts (it first asks the connected nodes for the group, waiting at
+  most `:cluster_timeout`) and leaves when the limiter stops, the node dies or the
+  connection drops: a node that is gone stops being asked at once, without waiting for a
+  timeout.
+
+  **Over-admission during membership changes.** A key's count lives in its owner's table.
+  When its owner changes, the new owner counts from what its own table holds for the key
+  (usually nothing). Rendezvous hashing moves only the keys of a node that leaves, or the
+  keys a joining node takes over (about 1/N of them); other keys stay exact. The bound: in any
+  interval, one key is admitted cluster-wide at most `(1 + m) * capacity`, where `m` is the
+  number of times its owner changed in the interval and `capacity` is what one table admits
+  in that interval (`burst` plus the refill at `limit` per `period` for `:gcra` and
+  `:token_bucket`; `limit` per window for the window algorithms), plus the fallback
+  admissions (`:deny` none, `:local_share` at most one share per node, `:allow` no bound).
+  So a node that dies or leaves costs at most one extra capacity for each key it owned (its
+  counts die with it), and a node that joins at most one extra capacity for each key it takes
+  over.
+
+  **Partitions.** `Node.disconnect/1` or a network partition removes the nodes that lost
+  their connection from each other's members at once. OTP's `global` (its
+  `prevent_overlapping_partitions`, the default since OTP 25) then cuts further connections
+  until the partitions are disjoint. Each partition decides alone, with one owner per key, so
+  while it lasts a key is admitted up to one capacity per partition (the bound above, one
+  owner change per partition). When the connections come back (`Node.connect/1`, or Erlang's
+  automatic reconnection on the next message), the groups merge and every key returns to
+  its owner, whose table kept its count.
+
+  **Per node.** `info/1`, `now/1` and `sweep/2` act on this node's table (`info/1`'s `:keys`
+  counts the keys decided here); `now:` is read on the clock of the node that decides;
+  `reset/2` and `reset_all/1` act on every member. Start the limiter with the same options
+  on every node: an owner decides with its own policy (per-call `limit:`, `period:` and
+  `burst:` travel with the call). Keys must hash alike on every node: plain data such as
+  binaries, numbers, atoms and tuples of them (not pids, references or funs). Cluster mode
+  needs OTP 25.1 or newer (`:pg.monitor/2`).
+
+  **Cost.** Nothing changes for limiters without `:cluster`: `hit/2,3` is still one NIF call,
+  which finds their table by name. A cluster limiter's table runs under an internal name, so
+  for its name the NIF answers that nothing is published, and only then does Elixir read the
+  cluster view (`:persistent_term`) and hash the key; a key owned here is then one more NIF
+  call. A key owned elsewhere costs one `:erpc` round trip (see `benches/cluster.exs`).
+
+  The limiter's processes live under a supervisor in your tree: its `:pg` scope (one per
+  limiter), the owner of this node's table, the member process (registered as `name`) that
+  follows the group, and the process that joins it.
+
   ## Telemetry
 
   When the host application has `:telemetry` (Hotpath does not depend on it):
@@ -96,11 +169,15 @@ defmodule Hotpath.RateLimiter do
       `%{limiter: name}`;
     * `[:hotpath, :rate_limiter, :deny]` for each denied `hit/4` when started with
       `telemetry_denies: true`, measurements `%{cost: cost}`, metadata
-      `%{limiter: name, key: key, retry_after: ms | :infinity, reset_after: ms}`.
+      `%{limiter: name, key: key, retry_after: ms | :infinity, reset_after: ms}`;
+    * `[:hotpath, :rate_limiter, :cluster_fallback]` for each decision of a cluster limiter
+      whose owner did not answer, measurements `%{count: 1}`, metadata
+      `%{limiter: name, key: key, owner: node, reason: :timeout | :noconnection |
+      :not_running | term, fallback: :local_share | :allow | :deny}`.
   """
 
   alias Hotpath.Native
-  alias Hotpath.RateLimiter.{Options, Owner}
+  alias Hotpath.RateLimiter.{Cluster, Options, Owner}
 
   @typedoc "A limiter's name, as given in `:name`."
   @type name :: atom()
@@ -129,11 +206,13 @@ defmodule Hotpath.RateLimiter do
   A child specification: `{Hotpath.RateLimiter, opts}` in a supervisor.
 
   The child id is `{Hotpath.RateLimiter, name}`, so several limiters can share a supervisor.
+  A cluster limiter is a supervisor child (see "Cluster mode").
   """
   @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
     opts = Options.validate!(opts)
-    %{id: {__MODULE__, opts[:name]}, start: {__MODULE__, :start_link, [opts]}, type: :worker}
+    type = if opts[:cluster], do: :supervisor, else: :worker
+    %{id: {__MODULE__, opts[:name]}, start: {__MODULE__, :start_link, [opts]}, type: type}
   end
 
   @doc """
@@ -143,15 +222,20 @@ defmodule Hotpath.RateLimiter do
 
   #{Options.docs()}
 
-  Invalid options raise `ArgumentError`. If a limiter of that name was stopped abnormally
+  With `:cluster` it starts a supervisor of the limiter's processes instead (see "Cluster
+  mode"). Invalid options raise `ArgumentError`. If a limiter of that name was stopped abnormally
   (its owner crashed) and is started again with the same table options (`:algorithm`,
   `:limit`, `:period`, `:burst`, `:max_keys`, `:on_full`), it takes over the existing table
   and every counter survives; with different table options it starts with a new table.
   """
-  @spec start_link(keyword()) :: GenServer.on_start()
+  @spec start_link(keyword()) :: GenServer.on_start() | Supervisor.on_start()
   def start_link(opts) do
     opts = Options.validate!(opts)
-    GenServer.start_link(Owner, opts, name: opts[:name])
+
+    case opts[:cluster] do
+      nil -> GenServer.start_link(Owner, opts, name: opts[:name])
+      _mode -> Cluster.start_link(opts)
+    end
   end
 
   @doc """
@@ -166,18 +250,26 @@ defmodule Hotpath.RateLimiter do
 
   def hit(limiter, key, cost, []) do
     # One NIF call: the native side finds the limiter by its name, and marks denials when
-    # the limiter reports them.
+    # the limiter reports them. Nothing is published under the name of a cluster limiter (its
+    # table runs under an internal name), or of an unknown one: only then does the NIF answer
+    # :unpublished.
     case Native.limiter_hit(limiter, key, cost) do
       {:report, decision} -> report(decision, limiter, key, cost)
+      :unpublished -> Cluster.hit(limiter, key, cost)
       decision -> decision
     end
   end
 
   def hit(limiter, key, cost, opts) do
-    {ref, deny_events, config} = lookup!(limiter)
-    {now, policy} = call_opts!(opts, config)
-    decision = Native.limiter_call(ref, :hit, key, cost, now, policy)
-    if deny_events, do: report(decision, limiter, key, cost), else: decision
+    case lookup!(limiter) do
+      {ref, deny_events, config} ->
+        {now, policy} = call_opts!(opts, config)
+        decision = Native.limiter_call(ref, :hit, key, cost, now, policy)
+        if deny_events, do: report(decision, limiter, key, cost), else: decision
+
+      {:cluster, cluster} ->
+        Cluster.call(cluster, :hit, key, cost, opts)
+    end
   end
 
   @doc """
@@ -191,32 +283,53 @@ defmodule Hotpath.RateLimiter do
   """
   @spec peek(name(), term(), pos_integer(), [call_opt()]) :: decision()
   def peek(limiter, key, cost \\ 1, opts \\ []) do
-    {ref, _deny_events, config} = lookup!(limiter)
-    {now, policy} = call_opts!(opts, config)
-    Native.limiter_call(ref, :peek, key, cost, now, policy)
+    case lookup!(limiter) do
+      {ref, _deny_events, config} ->
+        {now, policy} = call_opts!(opts, config)
+        Native.limiter_call(ref, :peek, key, cost, now, policy)
+
+      {:cluster, cluster} ->
+        Cluster.call(cluster, :peek, key, cost, opts)
+    end
   end
 
   @doc """
   Forgets `key`: its next hit is treated as the first. Returns `:ok`.
+
+  For a cluster limiter, the key is forgotten on every member (this node first, then the
+  others, waiting for them at most `:cluster_timeout`; members that do not answer in time
+  keep the key).
   """
   @spec reset(name(), term()) :: :ok
   def reset(limiter, key) do
-    {ref, _, _} = lookup!(limiter)
-    Native.limiter_reset(ref, key)
-    :ok
+    case lookup!(limiter) do
+      {ref, _, _} ->
+        Native.limiter_reset(ref, key)
+        :ok
+
+      {:cluster, cluster} ->
+        Cluster.reset(cluster, [key])
+    end
   end
 
   @doc """
   Forgets every key of the limiter. Returns `:ok`.
+
+  For a cluster limiter, on every member, as `reset/2`.
   """
   @spec reset_all(name()) :: :ok
   def reset_all(limiter) do
-    {ref, _, _} = lookup!(limiter)
-    Native.limiter_clear(ref)
+    case lookup!(limiter) do
+      {ref, _, _} -> Native.limiter_clear(ref)
+      {:cluster, cluster} -> Cluster.reset(cluster, [])
+    end
   end
 
   @doc """
   Keys stored, estimated native memory in bytes, full-table events and the configuration.
+
+  For a cluster limiter, those of this node's table, plus `:cluster`: the mode, the members
+  in this node's view and this node's share of the policy (what `:local_share` enforces).
 
       iex> {:ok, _} = Hotpath.RateLimiter.start_link(name: :doc_info, limit: 5, period: 1_000)
       iex> Hotpath.RateLimiter.hit(:doc_info, "k")
@@ -225,24 +338,51 @@ defmodule Hotpath.RateLimiter do
       {true, :gcra, 5}
   """
   @spec info(name()) :: %{
-          keys: non_neg_integer(),
-          memory_bytes: non_neg_integer(),
-          full_events: non_neg_integer(),
-          shards: pos_integer(),
-          config: keyword()
+          required(:keys) => non_neg_integer(),
+          required(:memory_bytes) => non_neg_integer(),
+          required(:full_events) => non_neg_integer(),
+          required(:shards) => pos_integer(),
+          required(:config) => keyword(),
+          optional(:cluster) => %{
+            mode: :owner | :local_share,
+            members: [node()],
+            share: %{limit: pos_integer(), burst: pos_integer() | nil}
+          }
         }
   def info(limiter) do
-    {ref, _, config} = lookup!(limiter)
-    ref |> Native.limiter_stats() |> Map.put(:config, config)
+    case lookup!(limiter) do
+      {ref, _, config} ->
+        ref |> Native.limiter_stats() |> Map.put(:config, config)
+
+      {:cluster, cluster} ->
+        %{info(cluster.local) | config: cluster.config}
+        |> Map.put(:cluster, Cluster.info(cluster))
+    end
   end
 
   @doc """
   The limiter's clock in milliseconds: the axis `now:` options are measured on.
+
+  Each node of a cluster limiter has its own clock (see "Cluster mode").
   """
   @spec now(name()) :: non_neg_integer()
   def now(limiter) do
-    {ref, _, _} = lookup!(limiter)
-    Native.limiter_now(ref)
+    case lookup!(limiter) do
+      {ref, _, _} -> Native.limiter_now(ref)
+      {:cluster, cluster} -> now(cluster.local)
+    end
+  end
+
+  @doc """
+  The node that decides `key` of a cluster limiter with `cluster: :owner`, in this node's
+  current view of the members; this node for any other limiter. See "Cluster mode".
+  """
+  @spec node_for(name(), term()) :: node()
+  def node_for(limiter, key) do
+    case lookup!(limiter) do
+      {:cluster, cluster} -> Cluster.node_for(cluster, key)
+      _local -> node()
+    end
   end
 
   @doc """
@@ -265,7 +405,13 @@ defmodule Hotpath.RateLimiter do
         other -> raise ArgumentError, "now must be a non-negative integer, got: #{inspect(other)}"
       end
 
-    GenServer.call(limiter, {:sweep, now}, :infinity)
+    owner =
+      case lookup!(limiter) do
+        {:cluster, cluster} -> cluster.local
+        _local -> limiter
+      end
+
+    GenServer.call(owner, {:sweep, now}, :infinity)
   end
 
   # -- internals ---------------------------------------------------------------------
@@ -280,13 +426,30 @@ defmodule Hotpath.RateLimiter do
     end
   end
 
-  defp unknown!(limiter) do
+  @doc false
+  # A decision of a table published on this node, or :unpublished (for cluster mode).
+  def call_local(table, :hit, key, cost, []), do: Native.limiter_hit(table, key, cost)
+
+  def call_local(table, op, key, cost, opts) do
+    case :persistent_term.get({__MODULE__, table}, nil) do
+      {ref, _deny_events, config} ->
+        {now, policy} = call_opts!(opts, config)
+        Native.limiter_call(ref, op, key, cost, now, policy)
+
+      _ ->
+        :unpublished
+    end
+  end
+
+  @doc false
+  def unknown!(limiter) do
     raise ArgumentError,
           "unknown rate limiter #{inspect(limiter)}: start it with " <>
             "{Hotpath.RateLimiter, name: #{inspect(limiter)}, ...} in your supervision tree"
   end
 
-  defp call_opts!(opts, config) when is_list(opts) do
+  @doc false
+  def call_opts!(opts, config) when is_list(opts) do
     {now, policy} =
       Enum.reduce(opts, {nil, nil}, fn
         {:now, ms}, {_, policy} when is_integer(ms) and ms >= 0 ->
@@ -304,7 +467,7 @@ defmodule Hotpath.RateLimiter do
     {now, policy && policy_tuple(policy, config)}
   end
 
-  defp call_opts!(opts, _config) do
+  def call_opts!(opts, _config) do
     raise ArgumentError, "call options must be a keyword list, got: #{inspect(opts)}"
   end
 

@@ -520,7 +520,9 @@ defmodule Hotpath.RateLimiterTest do
 
     test "the NIFs reject wrong resources and garbage without crashing" do
       for bad <- [nil, make_ref(), "ref", {:ok, 1}] do
-        assert_raise ArgumentError, fn -> Hotpath.Native.limiter_hit(bad, "k", 1) end
+        # Nothing is published under it: the hot path answers so, and hit/2 raises.
+        assert Hotpath.Native.limiter_hit(bad, "k", 1) == :unpublished
+        assert_raise ArgumentError, ~r/unknown rate limiter/, fn -> RateLimiter.hit(bad, "k") end
         assert_raise ArgumentError, fn -> Hotpath.Native.limiter_stats(bad) end
         assert_raise ArgumentError, fn -> Hotpath.Native.limiter_sweep(bad, 0, nil, 100) end
       end

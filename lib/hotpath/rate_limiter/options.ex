@@ -20,8 +20,25 @@ defmodule Hotpath.RateLimiter.Options do
       {"milliseconds between sweeps of expired keys, a positive integer or :infinity " <>
          "(default 30_000)", 30_000},
     telemetry_denies:
-      {"emit [:hotpath, :rate_limiter, :deny] for every denied hit (default false)", false}
+      {"emit [:hotpath, :rate_limiter, :deny] for every denied hit (default false)", false},
+    cluster:
+      {"`nil` (default: this node only), `:owner` (every key decided on one owning node of " <>
+         "the cluster) or `:local_share` (each node enforces its share of the limit); see " <>
+         "\"Cluster mode\"", nil},
+    cluster_timeout:
+      {"with `cluster: :owner`, milliseconds to wait for the owner's answer, a positive " <>
+         "integer (default 100)", nil},
+    cluster_fallback:
+      {"with `cluster: :owner`, the answer when the owner does not answer in time: " <>
+         "`:local_share` (decide here with this node's share of the limit, the default), " <>
+         "`:allow` or `:deny`", nil}
   ]
+
+  @cluster_defaults [cluster_timeout: 100, cluster_fallback: :local_share]
+  @cluster_defaults_map Map.new(@cluster_defaults)
+
+  @cluster_modes [nil, :owner, :local_share]
+  @fallbacks [:local_share, :allow, :deny]
 
   @keys Keyword.keys(@specs)
 
@@ -51,8 +68,39 @@ defmodule Hotpath.RateLimiter.Options do
     :ok =
       Hotpath.Native.limiter_validate(opts[:algorithm], opts[:limit], opts[:period], opts[:burst])
 
-    opts
+    if opts[:cluster] && not pg_monitor?() do
+      raise ArgumentError,
+            "cluster: #{inspect(opts[:cluster])} needs OTP 25.1 or newer (:pg.monitor/2), " <>
+              "this is OTP #{System.otp_release()}"
+    end
+
+    cluster_defaults!(opts)
   end
+
+  # The options of `cluster: :owner` get their defaults only with it (so validating twice,
+  # as child_spec/1 then start_link/1 do, gives the same result).
+  defp cluster_defaults!(opts) do
+    case {opts[:cluster], Enum.reject(Keyword.keys(@cluster_defaults), &(opts[&1] == nil))} do
+      {:owner, _given} ->
+        Enum.map(opts, fn
+          {key, nil} when is_map_key(@cluster_defaults_map, key) ->
+            {key, @cluster_defaults_map[key]}
+
+          option ->
+            option
+        end)
+
+      {_mode, []} ->
+        opts
+
+      {mode, keys} ->
+        raise ArgumentError,
+              "#{Enum.map_join(keys, " and ", &inspect/1)} only apply with cluster: :owner, " <>
+                "got cluster: #{inspect(mode)}"
+    end
+  end
+
+  defp pg_monitor?, do: Code.ensure_loaded?(:pg) and function_exported?(:pg, :monitor, 2)
 
   defp check!(:name, name) when is_atom(name) and name not in [nil, true, false], do: name
   defp check!(:algorithm, algorithm) when algorithm in @algorithms, do: algorithm
@@ -63,6 +111,10 @@ defmodule Hotpath.RateLimiter.Options do
   defp check!(:sweep_every, :infinity), do: :infinity
   defp check!(:sweep_every, n) when is_integer(n) and n > 0, do: n
   defp check!(:telemetry_denies, flag) when is_boolean(flag), do: flag
+  defp check!(:cluster, mode) when mode in @cluster_modes, do: mode
+  defp check!(key, nil) when key in [:cluster_timeout, :cluster_fallback], do: nil
+  defp check!(:cluster_timeout, ms) when is_integer(ms) and ms > 0, do: ms
+  defp check!(:cluster_fallback, fallback) when fallback in @fallbacks, do: fallback
 
   defp check!(key, value) do
     {doc, _} = Keyword.fetch!(@specs, key)

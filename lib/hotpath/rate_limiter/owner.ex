@@ -126,7 +126,9 @@ defmodule Hotpath.RateLimiter.Owner do
 
   defp emit_sweep(state, removed, keys, duration) do
     %{full_events: full} = Native.limiter_stats(state.ref)
-    Hotpath.Telemetry.emit(sweep_event(state.name, removed, keys, duration, full))
+    # The table of a cluster limiter runs under an internal name: events name the limiter.
+    name = Keyword.get(state.opts, :report_as, state.name)
+    Hotpath.Telemetry.emit(sweep_event(name, removed, keys, duration, full))
   end
 
   @doc false

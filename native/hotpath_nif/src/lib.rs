@@ -9,6 +9,7 @@ mod fast_nif;
 mod histogram;
 mod limiter;
 mod metrics;
+mod metrics_cluster;
 mod password;
 mod published;
 mod raw_resource;

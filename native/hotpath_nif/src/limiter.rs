@@ -414,6 +414,11 @@ fn limiter_unpublish(limiter: ResourceArc<LimiterResource>, name: Atom) -> Atom 
 /// the current time, on the limiter published under the atom `name`. A denial comes back as
 /// `{:report, decision}` when the limiter reports denials. Registered without rustler's
 /// per-call argument vector (see `fast_nif.rs`).
+///
+/// When nothing is published under `name` it returns the atom `:unpublished` (rustler's
+/// `Error::Atom` is a plain return value, not a raise): that is a cluster limiter, whose table
+/// is published under an internal name, or no limiter at all. Elixir tells the two apart off
+/// the hot path and raises for an unknown name.
 fn limiter_hit<'a>(_env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
@@ -427,28 +432,10 @@ fn limiter_hit<'a>(_env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult
             }
         })
     })
-    .ok_or_else(|| unknown_limiter(name))
+    .ok_or(rustler::Error::Atom("unpublished"))
 }
 
 fast_nif!("limiter_hit", 3, limiter_hit);
-
-#[cold]
-fn unknown_limiter(name: Term) -> rustler::Error {
-    let Ok(text) = name.atom_to_string() else {
-        return argument_error(format!(
-            "a rate limiter is named by an atom, got {}",
-            describe(name)
-        ));
-    };
-    let name = match text.strip_prefix("Elixir.") {
-        Some(module) => module.to_string(),
-        None => format!(":{text}"),
-    };
-    argument_error(format!(
-        "unknown rate limiter {name}: start it with {{Hotpath.RateLimiter, name: {name}, ...}} \
-         in your supervision tree"
-    ))
-}
 
 /// The general path: `op` (`:hit` or `:peek`) with an optional injected `now` (ms on the
 /// limiter's clock) and an optional per-call policy `{limit, period_ms, burst | nil}`.

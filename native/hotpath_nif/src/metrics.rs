@@ -29,7 +29,7 @@ mod atoms {
 
 /// A registry and its lookup tables.
 pub struct Instance {
-    registry: Registry,
+    pub(crate) registry: Registry,
     /// Tag keys (atoms) of each metric, in label order.
     tag_keys: Vec<Vec<Atom>>,
     /// Metric indexes by dotted binary name.
@@ -45,7 +45,7 @@ pub struct MetricsResource(Arc<Instance>);
 pub static METRICS: RawResourceType<MetricsResource> = RawResourceType::new();
 
 #[inline]
-fn registry<'a>(term: Term<'a>) -> NifResult<&'a Instance> {
+pub(crate) fn registry<'a>(term: Term<'a>) -> NifResult<&'a Instance> {
     METRICS
         .get(term)
         .map(|r| &*r.0)

@@ -339,6 +339,17 @@ impl Histogram {
         Ok(())
     }
 
+    /// Adds a snapshot of the same layout to the window slot of `now_ms`, so that a window read
+    /// at `now_ms` includes it (merged views put another histogram's window there). Does
+    /// nothing without a window.
+    pub fn merge_window_snapshot(&self, other: &Snapshot, now_ms: u64) -> Result<()> {
+        self.layout.check_compatible(other.layout())?;
+        if let Some(slot) = self.window.as_ref().and_then(|w| w.slot_for(now_ms)) {
+            slot.cells.add_snapshot(&self.layout, other);
+        }
+        Ok(())
+    }
+
     /// Zeroes the cumulative view and the window. Observations recorded concurrently with a
     /// reset may survive it partially.
     pub fn reset(&self) {

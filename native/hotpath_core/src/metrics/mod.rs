@@ -5,6 +5,7 @@
 //! the order of the metric's label names (see [`push_label`]). Callers build the key in a
 //! reused buffer, so a lookup of an existing series allocates nothing.
 
+pub mod merge;
 pub mod prometheus;
 
 use crate::error::{Error, Result};
@@ -463,11 +464,12 @@ impl Registry {
                 return Err(Error::invalid(format!("{}: duplicate tags", spec.name)));
             }
         }
-        if names.contains(prometheus::DROPPED_NAME) {
-            return Err(Error::invalid(format!(
-                "{} is reserved for Hotpath's own counter",
-                prometheus::DROPPED_NAME
-            )));
+        for reserved in [prometheus::DROPPED_NAME, prometheus::CLUSTER_UP_NAME] {
+            if names.contains(reserved) {
+                return Err(Error::invalid(format!(
+                    "{reserved} is reserved for Hotpath's own metrics"
+                )));
+            }
         }
         let metrics = specs
             .into_iter()

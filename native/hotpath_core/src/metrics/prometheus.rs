@@ -13,6 +13,8 @@ use std::fmt::Write;
 
 /// The counter of dropped events Hotpath appends.
 pub const DROPPED_NAME: &str = "hotpath_metrics_dropped_total";
+/// The gauge a cluster view appends: 1 for each node merged, 0 for each that did not answer.
+pub const CLUSTER_UP_NAME: &str = "hotpath_metrics_cluster_up";
 
 /// The canonical text of a float.
 ///
@@ -228,5 +230,26 @@ impl Registry {
             );
         }
         out
+    }
+}
+
+/// The [`CLUSTER_UP_NAME`] family: one sample per node, `1` if its series were merged into the
+/// view, `0` if it did not answer. Appended after a merged registry's own text.
+pub fn render_cluster_up(out: &mut String, nodes: &[(String, bool)]) {
+    let _ = writeln!(
+        out,
+        "# HELP {CLUSTER_UP_NAME} Whether each node's series are in this cluster view (1) or the node did not answer (0).\n# TYPE {CLUSTER_UP_NAME} gauge"
+    );
+    let names = ["node".to_string()];
+    for (node, up) in nodes {
+        let mut label_text = String::new();
+        labels(&mut label_text, &names, std::slice::from_ref(node), None);
+        sample(
+            out,
+            CLUSTER_UP_NAME,
+            "",
+            &label_text,
+            if *up { "1" } else { "0" },
+        );
     }
 }

@@ -93,6 +93,7 @@ fn invalid_specs_are_refused() {
             spec("x_count", Kind::LastValue, &[]),
         ],
         vec![spec(prometheus::DROPPED_NAME, Kind::Counter, &[])],
+        vec![spec(prometheus::CLUSTER_UP_NAME, Kind::LastValue, &[])],
     ];
     for specs in bad {
         assert!(Registry::new(specs).err().unwrap().is_argument_error());

@@ -1,0 +1,93 @@
+defmodule Hotpath.Metrics.Cluster do
+  @moduledoc false
+  # Cluster views of a Hotpath.Metrics instance (`cluster_snapshot/2`, `prometheus/2`): every
+  # node's registry of the same name is exported with :erpc.multicall and merged into a fresh
+  # registry built from this node's definitions. The merging itself is native
+  # (`metrics_cluster.rs`); this module gathers, builds the view's definitions and sorts the
+  # answers into merged nodes and failures.
+
+  alias Hotpath.Native
+
+  @default_timeout 5_000
+  @max_series_cap 10_000_000
+
+  @doc """
+  Collects the view: `%{registry, meta, requested, nodes, failed}`. `opts` holds `:timeout`
+  and `:nodes` (already checked to be the only keys).
+  """
+  def collect(instance, opts) do
+    meta = Hotpath.Metrics.meta!(instance)
+    timeout = timeout!(Keyword.get(opts, :timeout, @default_timeout))
+    nodes = nodes!(Keyword.get(opts, :nodes, [node() | Node.list()]))
+
+    answers = :erpc.multicall(nodes, Hotpath.Metrics, :cluster_export, [instance], timeout)
+
+    meta = Enum.map(meta, &view_meta(&1, length(nodes)))
+    registry = Native.metrics_new(Enum.map(meta, & &1.spec))
+
+    {merged, failed} =
+      nodes
+      |> Enum.zip(answers)
+      |> Enum.reduce({[], []}, fn {node, answer}, {merged, failed} ->
+        case merge(registry, node, answer) do
+          :ok -> {[node | merged], failed}
+          {:error, reason} -> {merged, [{node, reason} | failed]}
+        end
+      end)
+
+    %{
+      registry: registry,
+      meta: meta,
+      requested: nodes,
+      nodes: Enum.reverse(merged),
+      failed: Enum.reverse(failed)
+    }
+  end
+
+  defp merge(registry, node, {:ok, {:ok, exported}}) when is_list(exported) do
+    Native.metrics_import(registry, exported, Atom.to_string(node))
+  end
+
+  defp merge(_registry, _node, {:ok, {:error, :not_running}}), do: {:error, :not_running}
+  defp merge(_registry, _node, {:error, {:erpc, reason}}), do: {:error, erpc_reason(reason)}
+
+  defp merge(_registry, _node, {:error, {:exception, reason, _stack}}),
+    do: {:error, {:exception, reason}}
+
+  defp merge(_registry, _node, {:exit, {:exception, reason}}), do: {:error, {:exception, reason}}
+  defp merge(_registry, _node, {:exit, {:signal, reason}}), do: {:error, {:exception, reason}}
+  defp merge(_registry, _node, {:throw, value}), do: {:error, {:exception, {:nocatch, value}}}
+  defp merge(_registry, _node, other), do: {:error, {:malformed, inspect(other, limit: 10)}}
+
+  defp erpc_reason(reason) when reason in [:timeout, :noconnection], do: reason
+  defp erpc_reason(reason), do: {:exception, {:erpc, reason}}
+
+  # The view's definition of a metric: the same as this node's, with room for every node's
+  # series, and a `node` label on last values (which cannot be combined across nodes).
+  defp view_meta(%{spec: spec} = m, nodes) do
+    spec = %{spec | max_series: min(spec.max_series * max(nodes, 1), @max_series_cap)}
+
+    if m.kind == :last_value and :node not in m.tags do
+      spec = %{spec | labels: spec.labels ++ ["node"], tag_keys: spec.tag_keys ++ [:node]}
+      %{m | tags: m.tags ++ [:node], spec: spec}
+    else
+      %{m | spec: spec}
+    end
+  end
+
+  defp timeout!(ms) when is_integer(ms) and ms > 0, do: ms
+
+  defp timeout!(other) do
+    raise ArgumentError,
+          "timeout must be a positive integer of milliseconds, got: #{inspect(other)}"
+  end
+
+  defp nodes!(nodes) do
+    unless is_list(nodes) and nodes != [] and Enum.all?(nodes, &is_atom/1) do
+      raise ArgumentError,
+            "nodes must be a non-empty list of node names, got: #{inspect(nodes)}"
+    end
+
+    Enum.uniq(nodes)
+  end
+end

@@ -1,0 +1,333 @@
+defmodule Hotpath.RateLimiter.Cluster do
+  @moduledoc false
+  # Cluster mode of Hotpath.RateLimiter (see its "Cluster mode" docs).
+  #
+  # A cluster limiter named `name` is a supervisor with four children, started in order
+  # (rest_for_one):
+  #
+  #   1. a `:pg` scope registered as `scope_name(name)`: one per limiter, so the library
+  #      starts no global process and two limiters on a node never share one;
+  #   2. the owner of this node's table (`Hotpath.RateLimiter.Owner`), registered and
+  #      published natively under `local_name(name)`;
+  #   3. the member (`Hotpath.RateLimiter.Cluster.Member`), registered as `name`: it follows
+  #      the group `name` of the scope and keeps this struct, the view of the cluster, in
+  #      `:persistent_term` under `{Hotpath.RateLimiter, name}` as `{:cluster, struct}`;
+  #   4. the presence (`Hotpath.RateLimiter.Cluster.Presence`), which joins the group: the
+  #      other nodes see this node as a member from then on.
+  #
+  # Nothing is published natively under `name` itself, so the one-NIF hot path of
+  # `Hotpath.RateLimiter.hit/2,3` answers `:unpublished` for a cluster limiter, and only then
+  # does Elixir come here. Non-cluster limiters never reach this module.
+
+  alias Hotpath.Native
+  alias Hotpath.RateLimiter
+  alias Hotpath.RateLimiter.Cluster.{Member, Presence}
+  alias Hotpath.RateLimiter.Owner
+
+  import Bitwise
+
+  @enforce_keys [:name, :local, :scope, :mode, :timeout, :fallback, :config]
+  defstruct [
+    :name,
+    :local,
+    :scope,
+    :mode,
+    :timeout,
+    :fallback,
+    :config,
+    :ref,
+    deny_events: false,
+    self: nil,
+    members: [],
+    size: 1,
+    share: nil
+  ]
+
+  @type t :: %__MODULE__{}
+
+  # ---- supervision -----------------------------------------------------------------------
+
+  @doc "The `:pg` scope of a cluster limiter."
+  def scope_name(name), do: :"hotpath_cluster:#{name}"
+
+  @doc "The name this node's table of a cluster limiter runs and is published under."
+  def local_name(name), do: :"hotpath_local:#{name}"
+
+  @doc "Starts the supervisor of a cluster limiter; `opts` are validated limiter options."
+  def start_link(opts) do
+    name = opts[:name]
+    local = local_name(name)
+    scope = scope_name(name)
+
+    local_opts =
+      opts
+      |> Keyword.merge(name: local, telemetry_denies: false)
+      |> Keyword.put(:report_as, name)
+
+    cluster = %__MODULE__{
+      name: name,
+      local: local,
+      scope: scope,
+      mode: opts[:cluster],
+      # :local_share has no remote decisions; its maintenance calls use the same default.
+      timeout: opts[:cluster_timeout] || 100,
+      fallback: opts[:cluster_fallback],
+      config: opts,
+      deny_events: opts[:telemetry_denies]
+    }
+
+    children = [
+      %{id: :pg, start: {:pg, :start_link, [scope]}},
+      %{id: Owner, start: {GenServer, :start_link, [Owner, local_opts, [name: local]]}},
+      %{id: Member, start: {Member, :start_link, [cluster]}},
+      %{id: Presence, start: {Presence, :start_link, [{scope, name}]}}
+    ]
+
+    # The same answer as for a non-cluster limiter whose name is taken, before any child
+    # (the scope would fail first, with a less telling reason).
+    case Process.whereis(name) do
+      nil -> Supervisor.start_link(children, strategy: :rest_for_one)
+      pid -> {:error, {:already_started, pid}}
+    end
+  end
+
+  @doc """
+  The view for a membership: this node's node name, the members (sorted node names with their
+  hashes) and the share of the limit each node enforces when it decides alone.
+  """
+  def with_members(%__MODULE__{} = c, nodes) do
+    nodes = nodes |> Enum.uniq() |> Enum.sort()
+    size = max(length(nodes), 1)
+
+    %{
+      c
+      | self: node(),
+        members: Enum.map(nodes, &{&1, :erlang.phash2(&1)}),
+        size: size,
+        share: share(c.config[:limit], c.config[:period], c.config[:burst], size)
+    }
+  end
+
+  # The policy `{limit, period, burst}` of one node out of `size`: the limit and burst
+  # divided by the number of nodes, rounded down (so `size` nodes together never admit more
+  # than the limit, when the limit is at least `size`), at least 1.
+  defp share(limit, period, burst, size) do
+    {max(div(limit, size), 1), period, burst && max(div(burst, size), 1)}
+  end
+
+  # ---- ownership ---------------------------------------------------------------------------
+
+  @doc """
+  The member that owns `key`: rendezvous (highest random weight) hashing, the member whose
+  hash mixed with the key's scores highest. Adding or removing a member moves only the keys
+  it gains or owned. `nil` without members.
+
+  The key's hash is `:erlang.phash2/1`, the same on every node for the same term (keys are
+  plain data: binaries, numbers, atoms, tuples and lists of them).
+  """
+  def owner([], _key), do: nil
+  def owner([{node, _node_hash}], _key), do: node
+  def owner(members, key), do: pick(members, :erlang.phash2(key), nil, -1)
+
+  defp pick([], _key_hash, best, _best_score), do: best
+
+  defp pick([{node, node_hash} | rest], key_hash, best, best_score) do
+    case score(node_hash, key_hash) do
+      score when score > best_score -> pick(rest, key_hash, node, score)
+      _ -> pick(rest, key_hash, best, best_score)
+    end
+  end
+
+  # A bijection of 28-bit integers (xor-shift and odd multiplier steps, as in MurmurHash's
+  # finalizer) of the member's and the key's hashes: distinct members never tie, and every
+  # product stays a small integer (under 2^59), so nothing allocates.
+  @mask 0xFFFFFFF
+  @doc false
+  def score(node_hash, key_hash) do
+    h = bxor(node_hash, key_hash)
+    h = band(bxor(h, h >>> 14) * 0x5BD1E995, @mask)
+    h = band(bxor(h, h >>> 13) * 0x27D4EB2D, @mask)
+    bxor(h, h >>> 15)
+  end
+
+  @doc "The node that decides `key` in this view."
+  def node_for(%__MODULE__{mode: :owner, members: members, self: self}, key) do
+    case owner(members, key) do
+      nil -> node()
+      ^self -> node()
+      owner -> owner
+    end
+  end
+
+  def node_for(%__MODULE__{}, _key), do: node()
+
+  # ---- decisions ---------------------------------------------------------------------------
+
+  @doc """
+  `Hotpath.RateLimiter.hit/2,3` of a cluster limiter, after the NIF found nothing published
+  under `name`: a key owned here takes the one-NIF path by this node's table name.
+  """
+  def hit(name, key, cost) do
+    case :persistent_term.get({RateLimiter, name}, nil) do
+      {:cluster, %__MODULE__{mode: :owner, members: members, self: self} = c} ->
+        case owner(members, key) do
+          owner when owner in [self, nil] -> Native.limiter_hit(c.local, key, cost)
+          owner -> remote(c, owner, :hit, key, cost, [])
+        end
+        |> report(c, key, cost)
+
+      {:cluster, %__MODULE__{} = c} ->
+        c |> local_share(:hit, key, cost, []) |> report(c, key, cost)
+
+      _ ->
+        RateLimiter.unknown!(name)
+    end
+  end
+
+  @doc "A hit (`op` `:hit`) or peek (`:peek`) of a cluster limiter. `opts` as in `hit/4`."
+  def call(%__MODULE__{} = c, op, key, cost, opts) do
+    check!(c, cost, opts)
+    decision = decide(c, op, key, cost, opts)
+    if op == :hit, do: report(decision, c, key, cost), else: decision
+  end
+
+  defp report({:deny, retry_after, reset_after} = decision, %{deny_events: true} = c, key, cost) do
+    Hotpath.Telemetry.emit(Owner.deny_event(c.name, key, cost, retry_after, reset_after))
+    decision
+  end
+
+  defp report(:unpublished, c, _key, _cost), do: RateLimiter.unknown!(c.name)
+  defp report(decision, _c, _key, _cost), do: decision
+
+  # Bad arguments raise here, in the caller, never on the owner (the native hot path has
+  # checked the cost and key already when `opts` is empty).
+  defp check!(_c, _cost, []), do: :ok
+
+  defp check!(c, cost, opts) do
+    unless is_integer(cost) and cost > 0 do
+      raise ArgumentError, "cost must be a positive integer, got: #{inspect(cost)}"
+    end
+
+    RateLimiter.call_opts!(opts, c.config)
+    :ok
+  end
+
+  defp decide(%__MODULE__{mode: :local_share} = c, op, key, cost, opts),
+    do: local_share(c, op, key, cost, opts)
+
+  defp decide(%__MODULE__{mode: :owner} = c, op, key, cost, opts) do
+    case node_for(c, key) do
+      node when node == node() -> local!(c, op, key, cost, opts)
+      owner -> remote(c, owner, op, key, cost, opts)
+    end
+  end
+
+  defp remote(c, owner, op, key, cost, opts) do
+    :erpc.call(owner, __MODULE__, :decide_here, [c.name, op, key, cost, opts], c.timeout)
+  catch
+    # A bad key is refused by the owner as it would be here: raise it in the caller.
+    :error, {:exception, %ArgumentError{} = e, stack} ->
+      reraise e, stack
+
+    :error, {:erpc, reason} when reason in [:timeout, :noconnection] ->
+      fallback(c, owner, reason, op, key, cost, opts)
+
+    kind, reason ->
+      fallback(c, owner, {kind, reason}, op, key, cost, opts)
+  else
+    {:ok, decision} -> decision
+    {:error, :not_running} -> fallback(c, owner, :not_running, op, key, cost, opts)
+  end
+
+  @doc """
+  The owner's side of a remote decision (called through `:erpc`): `{:ok, decision}` from this
+  node's table, or `{:error, :not_running}` when the limiter does not run here.
+  """
+  def decide_here(name, op, key, cost, opts) do
+    with {:cluster, %__MODULE__{} = c} <- :persistent_term.get({RateLimiter, name}, nil),
+         decision when is_tuple(decision) <- local(c, op, key, cost, opts) do
+      {:ok, decision}
+    else
+      _ -> {:error, :not_running}
+    end
+  end
+
+  defp fallback(c, owner, reason, op, key, cost, opts) do
+    Hotpath.Telemetry.emit(fallback_event(c.name, key, owner, reason, c.fallback))
+
+    case c.fallback do
+      :local_share -> local_share(c, op, key, cost, opts)
+      :allow -> {:allow, 0, 0}
+      :deny -> {:deny, c.timeout, 0}
+    end
+  end
+
+  @doc false
+  def fallback_event(name, key, owner, reason, fallback) do
+    {[:hotpath, :rate_limiter, :cluster_fallback], %{count: 1},
+     %{limiter: name, key: key, owner: owner, reason: reason, fallback: fallback}}
+  end
+
+  # This node's table with this node's share of the policy (of the call's, if it sets one).
+  defp local_share(%__MODULE__{share: share} = c, op, key, cost, []),
+    do: Native.limiter_call(c.ref, op, key, cost, nil, share)
+
+  defp local_share(c, op, key, cost, opts) do
+    limit = Keyword.get(opts, :limit, c.config[:limit])
+    burst = Keyword.get(opts, :burst, c.config[:burst])
+    {limit, _period, burst} = share(limit, nil, burst, c.size)
+    shared = if burst, do: [limit: limit, burst: burst], else: [limit: limit]
+    local!(c, op, key, cost, Keyword.merge(opts, shared))
+  end
+
+  defp local!(c, op, key, cost, opts) do
+    case local(c, op, key, cost, opts) do
+      :unpublished -> RateLimiter.unknown!(c.name)
+      decision -> decision
+    end
+  end
+
+  # This node's table: the one-NIF path by name without options.
+  defp local(c, :hit, key, cost, []), do: Native.limiter_hit(c.local, key, cost)
+  defp local(c, op, key, cost, opts), do: RateLimiter.call_local(c.local, op, key, cost, opts)
+
+  # ---- maintenance ---------------------------------------------------------------------------
+
+  @doc """
+  `reset/2` (`args` `[key]`) or `reset_all/1` (`args` `[]`) of a cluster limiter: on this
+  node's table first (so bad arguments raise here), then on every other member, waiting at
+  most the cluster timeout for them. Members that do not answer are skipped.
+  """
+  def reset(%__MODULE__{} = c, args) do
+    :ok = apply(RateLimiter, reset_fun(args), [c.local | args])
+
+    case for {node, _hash} <- c.members, node != c.self, do: node do
+      [] -> :ok
+      others -> _ = :erpc.multicall(others, __MODULE__, :reset_here, [c.name, args], c.timeout)
+    end
+
+    :ok
+  end
+
+  @doc false
+  def reset_here(name, args) do
+    case :persistent_term.get({RateLimiter, name}, nil) do
+      {:cluster, c} -> apply(RateLimiter, reset_fun(args), [c.local | args])
+      _ -> :ok
+    end
+  end
+
+  defp reset_fun([_key]), do: :reset
+  defp reset_fun([]), do: :reset_all
+
+  @doc "What `Hotpath.RateLimiter.info/1` adds for a cluster limiter."
+  def info(%__MODULE__{} = c) do
+    {limit, _period, burst} = c.share
+
+    %{
+      mode: c.mode,
+      members: Enum.map(c.members, &elem(&1, 0)),
+      share: %{limit: limit, burst: burst}
+    }
+  end
+end

@@ -1,0 +1,297 @@
+defmodule Hotpath.Cluster.RateLimiterPeersTest do
+  # Cluster mode of Hotpath.RateLimiter on real nodes: this node and two peers started with
+  # :peer for the whole module; tests that kill or cut off a node start their own extra peer.
+  use ExUnit.Case, async: false
+
+  import Hotpath.ClusterCase
+  alias Hotpath.RateLimiter
+
+  @moduletag :cluster
+  # A period no test outlives by much: nothing refills while a test runs (100 days).
+  @long 8_640_000_000
+
+  setup_all do
+    peers = start_peers(2)
+    %{peers: peers, nodes: [node() | Enum.map(peers, & &1.node)]}
+  end
+
+  # Starts a cluster limiter of a fresh name on each of `nodes` and waits until every one of
+  # them sees all of them as members. Returns the name.
+  defp start_limiter!(nodes, opts) do
+    {name, spec} = limiter(opts)
+    Enum.each(nodes, &start_on(&1, spec))
+    await_members(name, nodes, nodes)
+    name
+  end
+
+  defp limiter(opts) do
+    name = :"cluster_limiter_#{System.unique_integer([:positive])}"
+    {name, {RateLimiter, [name: name, period: @long, sweep_every: :infinity] ++ opts}}
+  end
+
+  defp hit_on(node, limiter, key, cost \\ 1, opts \\ []),
+    do: :erpc.call(node, RateLimiter, :hit, [limiter, key, cost, opts])
+
+  # Keys whose owner, among `nodes`, is `owner`.
+  defp keys_owned_by(limiter, owner, count) do
+    Stream.iterate(0, &(&1 + 1))
+    |> Stream.map(&"key:#{&1}")
+    |> Stream.filter(&(RateLimiter.node_for(limiter, &1) == owner))
+    |> Enum.take(count)
+  end
+
+  describe "cluster: :owner" do
+    test "three nodes hitting one key concurrently get exactly the limit in total", %{
+      nodes: nodes
+    } do
+      l = start_limiter!(nodes, limit: 300, cluster: :owner, cluster_timeout: 10_000)
+
+      # Every node agrees on the owner.
+      owners = for n <- nodes, do: :erpc.call(n, RateLimiter, :node_for, [l, "hot"])
+      assert [_owner] = Enum.uniq(owners)
+
+      admitted =
+        nodes
+        |> Enum.map(
+          &Task.async(fn -> :erpc.call(&1, Hotpath.ClusterCase, :hammer, [l, ["hot"], 4, 150]) end)
+        )
+        |> Enum.map(&Task.await(&1, 60_000))
+
+      # 3 nodes x 4 processes x 150 attempts = 1800 for a limit of 300.
+      assert total(admitted) == %{"hot" => 300}
+    end
+
+    test "many keys owned across the nodes are each counted exactly", %{nodes: nodes} do
+      l = start_limiter!(nodes, limit: 10, cluster: :owner, cluster_timeout: 10_000)
+      keys = for i <- 1..60, do: "user:#{i}"
+      owners = keys |> Enum.map(&RateLimiter.node_for(l, &1)) |> Enum.uniq() |> Enum.sort()
+      assert owners == Enum.sort(nodes), "60 keys spread over the 3 nodes"
+
+      admitted =
+        nodes
+        |> Enum.map(
+          &Task.async(fn -> :erpc.call(&1, Hotpath.ClusterCase, :hammer, [l, keys, 2, 8]) end)
+        )
+        |> Enum.map(&Task.await(&1, 60_000))
+
+      # Each key: 3 nodes x 2 processes x 8 attempts = 48 for a limit of 10.
+      assert total(admitted) == Map.new(keys, &{&1, 10})
+    end
+
+    test "peek, per-call options, reset and reset_all act on the owner", %{
+      nodes: [_, a, b] = nodes
+    } do
+      l = start_limiter!(nodes, limit: 3, cluster: :owner, cluster_timeout: 10_000)
+      [key] = keys_owned_by(l, a, 1)
+
+      assert {:allow, 2, _} = hit_on(b, l, key)
+      assert {:allow, 1, _} = RateLimiter.hit(l, key)
+      assert {:allow, 0, _} = RateLimiter.peek(l, key)
+      assert {:allow, 0, _} = hit_on(a, l, key)
+      assert {:deny, _, _} = RateLimiter.peek(l, key)
+      # The owner's table holds the key; the others do not.
+      assert :erpc.call(a, RateLimiter, :info, [l]).keys == 1
+      assert RateLimiter.info(l).keys == 0
+      # A per-call policy travels with the call.
+      [fresh] = keys_owned_by(l, a, 2) -- [key]
+      assert {:allow, 0, _} = RateLimiter.hit(l, fresh, 1, limit: 1)
+      assert {:deny, _, _} = hit_on(b, l, fresh, 1, limit: 1)
+      # Bad arguments raise in the caller, whoever owns the key.
+      assert_raise ArgumentError, ~r/cost must be a positive integer/, fn ->
+        RateLimiter.hit(l, key, 0, limit: 2)
+      end
+
+      assert_raise ArgumentError, ~r/at most 4096 bytes/, fn ->
+        RateLimiter.hit(l, String.duplicate("k", 5_000))
+      end
+
+      assert :ok = RateLimiter.reset(l, key)
+      assert {:allow, 2, _} = hit_on(b, l, key)
+      assert :ok = RateLimiter.reset_all(l)
+      assert :erpc.call(a, RateLimiter, :info, [l]).keys == 0
+    end
+
+    test "a slow owner triggers the fallback", %{peers: [slow | _], nodes: nodes} do
+      # 200 ms: far above a loaded loopback round trip, so only the stopped owner times out.
+      opts = [limit: 9, cluster: :owner, cluster_timeout: 200]
+      deny = start_limiter!(nodes, opts ++ [cluster_fallback: :deny])
+      allow = start_limiter!(nodes, opts ++ [cluster_fallback: :allow])
+      share = start_limiter!(nodes, opts)
+      [key] = keys_owned_by(share, slow.node, 1)
+      assert RateLimiter.node_for(deny, key) == slow.node
+      assert RateLimiter.node_for(allow, key) == slow.node
+
+      # The owner answers before it is stopped.
+      assert {:allow, 8, _} = RateLimiter.hit(share, key)
+
+      # SIGSTOP: the owner's VM stays connected but answers nothing, like a VM stuck in a
+      # long pause. Every call waits the timeout, then falls back.
+      pid = pause(slow)
+
+      try do
+        assert RateLimiter.hit(deny, key) == {:deny, 200, 0}
+        assert RateLimiter.hit(allow, key) == {:allow, 0, 0}
+        # :local_share decides here with this node's share: 9 / 3 nodes = 3.
+        decisions = for _ <- 1..4, do: RateLimiter.hit(share, key)
+        assert [{:allow, 2, _}, {:allow, 1, _}, {:allow, 0, _}, {:deny, _, _}] = decisions
+      after
+        resume(pid)
+      end
+
+      # Back: the owner decides again, from its own count. The 4 calls that timed out may or
+      # may not have been counted there too, once it resumed (as documented).
+      assert {:allow, _, reset_after} = RateLimiter.hit(deny, key)
+      assert reset_after > 0
+      assert {:allow, remaining, _} = RateLimiter.hit(share, key)
+      assert remaining in 3..7
+    end
+
+    test "a node joining and leaving moves only its keys, within the documented bound", %{
+      peers: [p1, p2],
+      nodes: nodes
+    } do
+      limit = 10
+      opts = [limit: limit, cluster: :owner, cluster_fallback: :deny, cluster_timeout: 10_000]
+      {l, spec} = limiter(opts)
+      two = [node(), p1.node]
+      Enum.each(two, &start_on(&1, spec))
+      await_members(l, two, two)
+      keys = for i <- 1..90, do: "k#{i}"
+      before = Map.new(keys, &{&1, RateLimiter.node_for(l, &1)})
+
+      hammer = fn on ->
+        on
+        |> Enum.map(
+          &Task.async(fn ->
+            :erpc.call(&1, Hotpath.ClusterCase, :hammer, [l, keys, 1, 2 * limit])
+          end)
+        )
+        |> Enum.map(&Task.await(&1, 60_000))
+        |> total()
+      end
+
+      # Half of each key's limit, counted on its owner among the two.
+      first = :erpc.call(p1.node, Hotpath.ClusterCase, :hammer, [l, keys, 1, div(limit, 2)])
+      assert first == Map.new(keys, &{&1, div(limit, 2)})
+
+      # p2 joins: it takes over about a third of the keys, and only those.
+      sup = start_on(p2.node, spec)
+      await_members(l, nodes, nodes)
+      moved = for k <- keys, RateLimiter.node_for(l, k) == p2.node, do: k
+      assert length(moved) in 15..45
+      for k <- keys -- moved, do: assert(RateLimiter.node_for(l, k) == before[k])
+      joined = hammer.(nodes)
+
+      # p2 leaves: its keys go back to their previous owners, which kept their counts.
+      :ok = :erpc.call(p2.node, Supervisor, :stop, [sup])
+      await_members(l, two, two)
+      assert Map.new(keys, &{&1, RateLimiter.node_for(l, &1)}) == before
+      left = hammer.(two)
+
+      totals = total([first, joined, left])
+      # Keys that never moved: exactly the limit. Moved keys: one extra limit from the new
+      # owner's empty count (the bound allows (1 + 2 moves) x limit; moving back to an owner
+      # that kept its count adds nothing).
+      for k <- keys -- moved, do: assert(totals[k] == limit)
+      for k <- moved, do: assert(totals[k] == 2 * limit)
+      assert Enum.all?(moved, &(totals[&1] <= 3 * limit))
+    end
+
+    test "a node killed mid-run: survivors keep answering, keys move, totals stay within the bound",
+         %{peers: [p1, _], nodes: nodes} do
+      [victim] = start_peers(1)
+      everyone = nodes ++ [victim.node]
+      limit = 20
+
+      l =
+        start_limiter!(everyone,
+          limit: limit,
+          cluster: :owner,
+          cluster_fallback: :deny,
+          cluster_timeout: 10_000
+        )
+
+      keys = for i <- 1..120, do: "k#{i}"
+      owner_before = Map.new(keys, &{&1, RateLimiter.node_for(l, &1)})
+      moved = for {k, o} <- owner_before, o == victim.node, do: k
+      assert length(moved) > 5, "the victim owns some keys"
+
+      # Phase 1: 10 admitted hits per key, some of them counted on the victim.
+      before =
+        [node(), p1.node]
+        |> Enum.map(
+          &Task.async(fn -> :erpc.call(&1, Hotpath.ClusterCase, :hammer, [l, keys, 1, 5]) end)
+        )
+        |> Enum.map(&Task.await(&1, 60_000))
+
+      assert total(before) == Map.new(keys, &{&1, 10})
+
+      # Phase 2: the survivors hammer every key while the victim is killed (SIGKILL).
+      me = self()
+
+      hammers =
+        for n <- nodes do
+          Task.async(fn ->
+            :erpc.call(n, Hotpath.ClusterCase, :hammer, [l, keys, 2, 10, {me, 200}])
+          end)
+        end
+
+      assert_receive {:progress, _}, 30_000
+      {_, 0} = System.cmd("kill", ["-KILL", os_pid(victim)])
+      after_kill = Enum.map(hammers, &Task.await(&1, 60_000))
+
+      # Survivors agree the victim is gone, and its keys moved to one new owner each.
+      await_members(l, nodes, nodes)
+
+      for k <- keys do
+        owners = for n <- nodes, do: :erpc.call(n, RateLimiter, :node_for, [l, k])
+        assert [owner] = Enum.uniq(owners)
+        if k in moved, do: assert(owner != victim.node), else: assert(owner == owner_before[k])
+      end
+
+      totals = total(before ++ after_kill)
+
+      # Keys that did not move stay exact; a moved key gets at most one extra limit: what
+      # the victim admitted is lost with it, and its new owner starts from an empty count.
+      for k <- keys -- moved, do: assert(totals[k] == limit)
+      for k <- moved, do: assert(totals[k] <= 2 * limit)
+      # Survivors keep answering from the new owners.
+      assert Enum.all?(moved, &match?({:deny, _, _}, RateLimiter.peek(l, &1)))
+    end
+  end
+
+  describe "cluster: :local_share" do
+    test "each node enforces limit/N locally, N following the membership", %{
+      peers: [_, b],
+      nodes: nodes
+    } do
+      {l, spec} = limiter(limit: 30, cluster: :local_share)
+      sups = Map.new(nodes, &{&1, start_on(&1, spec)})
+      await_members(l, nodes, nodes)
+
+      for n <- nodes do
+        assert :erpc.call(n, RateLimiter, :info, [l]).cluster.share == %{limit: 10, burst: nil}
+      end
+
+      admitted =
+        nodes
+        |> Enum.map(
+          &Task.async(fn -> :erpc.call(&1, Hotpath.ClusterCase, :hammer, [l, ["k"], 2, 20]) end)
+        )
+        |> Enum.map(&Task.await(&1, 60_000))
+
+      # No network hop: each node admitted its share, exactly.
+      assert admitted == [%{"k" => 10}, %{"k" => 10}, %{"k" => 10}]
+
+      # One node stops the limiter: the others now enforce 30 / 2.
+      :ok = :erpc.call(b.node, Supervisor, :stop, [sups[b.node]])
+      await_members(l, nodes -- [b.node], nodes -- [b.node])
+      assert RateLimiter.info(l).cluster.share == %{limit: 15, burst: nil}
+
+      admitted =
+        Enum.count(1..20, fn _ -> match?({:allow, _, _}, RateLimiter.hit(l, "fresh")) end)
+
+      assert admitted == 15
+    end
+  end
+end
