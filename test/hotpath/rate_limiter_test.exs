@@ -1,6 +1,7 @@
 defmodule Hotpath.RateLimiterTest do
   use ExUnit.Case, async: true
 
+  import Hotpath.Test.Eventually
   alias Hotpath.RateLimiter
 
   doctest Hotpath.RateLimiter
@@ -263,7 +264,7 @@ defmodule Hotpath.RateLimiterTest do
       # by the time it sweeps.
       owner = Process.whereis(l)
 
-      wait_until(fn ->
+      eventually(fn ->
         send(owner, :sweep)
         :sys.get_state(owner)
         RateLimiter.info(l).keys == 0
@@ -310,7 +311,7 @@ defmodule Hotpath.RateLimiterTest do
       for _ <- 1..3 do
         killed = Process.whereis(name)
         Process.exit(killed, :kill)
-        wait_until(fn -> (pid = Process.whereis(name)) && pid != killed end)
+        eventually(fn -> (pid = Process.whereis(name)) && pid != killed end)
       end
 
       admitted = hitters |> Enum.map(&Task.await/1) |> Enum.sum()
@@ -488,6 +489,9 @@ defmodule Hotpath.RateLimiterTest do
       assert {:allow, _, _} = RateLimiter.hit(l, {:ok, String.duplicate("y", 4000)})
       assert {:allow, _, _} = RateLimiter.hit(l, Enum.to_list(1..500))
       assert {:allow, _, _} = RateLimiter.hit(l, [1, 2 | :improper])
+      # 3000 elements of one byte each encode in about 3 KB.
+      assert {:allow, _, _} = RateLimiter.hit(l, List.duplicate([], 3000))
+      assert {:allow, _, _} = RateLimiter.hit(l, List.to_tuple(List.duplicate([], 3000)))
 
       for opts <- [
             [now: -1],
@@ -534,14 +538,6 @@ defmodule Hotpath.RateLimiterTest do
       assert_raise ArgumentError, ~r/max_keys/, fn ->
         Hotpath.Native.limiter_new(:gcra, 1, 1, nil, 2 ** 40, false)
       end
-    end
-  end
-
-  defp wait_until(fun, attempts \\ 500) do
-    cond do
-      fun.() -> :ok
-      attempts == 0 -> flunk("condition not reached")
-      true -> Process.sleep(2) && wait_until(fun, attempts - 1)
     end
   end
 end

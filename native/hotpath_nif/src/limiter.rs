@@ -191,10 +191,10 @@ fn encode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
 }
 
 /// Refuses, before encoding it, a key whose external format is certainly over
-/// [`MAX_KEY_BYTES`], in time bounded by that size whatever the term: every element of a
-/// tuple, list or map takes at least one byte of the encoding and a binary its length, so the
-/// walk stops as soon as that lower bound passes the limit (a million-element list costs no
-/// more than a small one). Functions are refused: their encoding holds their captured
+/// [`MAX_KEY_BYTES`], in time bounded by that size whatever the term: every term takes at
+/// least one byte of the encoding (counted once, when it is found) and a binary its length
+/// too, so the walk stops as soon as that lower bound passes the limit (a million-element list
+/// costs no more than a small one). Functions are refused: their encoding holds their captured
 /// environment, which cannot be measured here.
 fn check_key_size(term: Term<'_>) -> NifResult<()> {
     let mut budget = MAX_KEY_BYTES;
@@ -204,9 +204,9 @@ fn check_key_size(term: Term<'_>) -> NifResult<()> {
             .ok_or_else(key_too_large_lower_bound)?;
         Ok(())
     };
+    spend(1)?;
     let mut stack = vec![term];
     while let Some(term) = stack.pop() {
-        spend(1)?;
         match term.get_type() {
             TermType::Binary => {
                 // Bitstrings that are not binaries fail `Binary::from_term`; count them alike.
@@ -229,6 +229,7 @@ fn check_key_size(term: Term<'_>) -> NifResult<()> {
                         }
                         Err(_) => {
                             if !cursor.is_empty_list() {
+                                spend(1)?;
                                 stack.push(cursor);
                             }
                             break;
