@@ -59,7 +59,7 @@ defmodule Hotpath.MetricsClusterTest do
     assert String.ends_with?(text, ~s(hotpath_metrics_cluster_up{node="#{node()}"} 1\n))
     assert Metrics.prometheus(name, cluster: false) == Metrics.prometheus(name)
 
-    {output, status} = promtool(text)
+    {output, status} = Hotpath.Test.Promtool.check(text)
     assert status == 0, "promtool rejected the exposition:\n#{output}\n#{text}"
   end
 
@@ -141,24 +141,5 @@ defmodule Hotpath.MetricsClusterTest do
 
     assert :ok = Native.metrics_import(target, exported, "n")
     assert Native.metrics_info(target).series == 5
-  end
-
-  defp promtool(text) do
-    promtool =
-      System.find_executable("promtool") ||
-        flunk(
-          "promtool is not installed (scripts/bootstrap installs the Debian prometheus package)"
-        )
-
-    path =
-      Path.join(System.tmp_dir!(), "hotpath_cluster_#{System.unique_integer([:positive])}.prom")
-
-    File.write!(path, text)
-
-    try do
-      System.cmd("sh", ["-c", "#{promtool} check metrics < #{path}"], stderr_to_stdout: true)
-    after
-      File.rm(path)
-    end
   end
 end

@@ -445,7 +445,7 @@ defmodule Hotpath.MetricsTest do
       assert String.ends_with?(text, "\n")
       assert Metrics.content_type() =~ "version=0.0.4"
 
-      {output, status} = promtool(text)
+      {output, status} = Hotpath.Test.Promtool.check(text)
       assert status == 0, "promtool rejected the exposition:\n#{output}\n#{text}"
     end
 
@@ -454,32 +454,8 @@ defmodule Hotpath.MetricsTest do
       for i <- 1..2_000, do: Metrics.record(name, "big.one", i, %{id: i})
       text = IO.iodata_to_binary(Metrics.prometheus(name))
       assert length(String.split(text, "big_one_count{")) == 2_001
-      {output, status} = promtool(text)
+      {output, status} = Hotpath.Test.Promtool.check(text)
       assert status == 0, output
-    end
-  end
-
-  defp promtool(text) do
-    case System.find_executable("promtool") do
-      nil ->
-        flunk(
-          "promtool is not installed (scripts/bootstrap installs the Debian prometheus package)"
-        )
-
-      promtool ->
-        path =
-          Path.join(
-            System.tmp_dir!(),
-            "hotpath_metrics_#{System.unique_integer([:positive])}.prom"
-          )
-
-        File.write!(path, text)
-
-        try do
-          System.cmd("sh", ["-c", "#{promtool} check metrics < #{path}"], stderr_to_stdout: true)
-        after
-          File.rm(path)
-        end
     end
   end
 end

@@ -4,6 +4,7 @@ defmodule Hotpath.RateLimiterClusterTest do
   # multi-node behaviour is in test/hotpath/cluster/.
   use ExUnit.Case, async: true
 
+  import Hotpath.Test.Eventually
   alias Hotpath.{Native, RateLimiter}
   alias Hotpath.RateLimiter.Cluster
 
@@ -178,7 +179,7 @@ defmodule Hotpath.RateLimiterClusterTest do
       member = Process.whereis(l)
       Process.exit(member, :kill)
       assert {:allow, 3, _} = RateLimiter.hit(l, "k")
-      wait_until(fn -> (pid = Process.whereis(l)) && pid != member end)
+      eventually(fn -> (pid = Process.whereis(l)) && pid != member end)
       assert {:allow, 2, _} = RateLimiter.hit(l, "k")
 
       :ok = stop_supervised({RateLimiter, l})
@@ -192,14 +193,6 @@ defmodule Hotpath.RateLimiterClusterTest do
       assert Cluster.fallback_event(:l, "k", :a@h, :timeout, :deny) ==
                {[:hotpath, :rate_limiter, :cluster_fallback], %{count: 1},
                 %{limiter: :l, key: "k", owner: :a@h, reason: :timeout, fallback: :deny}}
-    end
-  end
-
-  defp wait_until(fun, attempts \\ 500) do
-    cond do
-      fun.() -> :ok
-      attempts == 0 -> flunk("condition not reached")
-      true -> Process.sleep(2) && wait_until(fun, attempts - 1)
     end
   end
 end

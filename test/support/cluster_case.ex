@@ -9,8 +9,6 @@ defmodule Hotpath.ClusterCase do
   # Hotpath, test/support included) and starts the :hotpath application. Peers are stopped by
   # the on_exit callback `start_peers/1` registers.
 
-  import ExUnit.Assertions
-
   @host ~c"127.0.0.1"
 
   @doc """
@@ -199,29 +197,8 @@ defmodule Hotpath.ClusterCase do
     sup
   end
 
-  @doc """
-  Polls `fun` every 5 ms until it returns a truthy value (returned) or `timeout` ms pass
-  (the test fails). For waiting on convergence, never to make time pass.
-  """
-  def eventually(fun, timeout \\ 10_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    poll(fun, deadline)
-  end
-
-  defp poll(fun, deadline) do
-    case fun.() do
-      result when result not in [nil, false] ->
-        result
-
-      _ ->
-        if System.monotonic_time(:millisecond) > deadline do
-          flunk("condition not reached in time")
-        else
-          Process.sleep(5)
-          poll(fun, deadline)
-        end
-    end
-  end
+  @doc "`Hotpath.Test.Eventually.eventually/2` with a 10 s default (peers are slow to converge)."
+  def eventually(fun, timeout \\ 10_000), do: Hotpath.Test.Eventually.eventually(fun, timeout)
 
   @doc "Waits until the limiter's view on each of `nodes` has exactly `members`."
   def await_members(limiter, nodes, members) do

@@ -2,26 +2,7 @@ defmodule Hotpath.ComputeHelpers do
   @moduledoc false
   # Helpers for the compute tests: waiting on conditions without asserting speed.
 
-  @doc "Polls `fun` every 10 ms until it returns a truthy value or `timeout` ms pass."
-  def eventually(fun, timeout \\ 5_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    poll(fun, deadline)
-  end
-
-  defp poll(fun, deadline) do
-    case fun.() do
-      result when result not in [nil, false] ->
-        result
-
-      _ ->
-        if System.monotonic_time(:millisecond) > deadline do
-          raise ExUnit.AssertionError, message: "condition not met in time"
-        else
-          Process.sleep(10)
-          poll(fun, deadline)
-        end
-    end
-  end
+  defdelegate eventually(fun, timeout \\ 5_000), to: Hotpath.Test.Eventually
 
   @doc """
   Asserts a native job's step counter has stopped: equal readings `gap_ms` apart (generous:
