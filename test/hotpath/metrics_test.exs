@@ -172,6 +172,29 @@ defmodule Hotpath.MetricsTest do
       assert "é" in labels and "<<255>>" in labels
     end
 
+    test "values that render the same label share a series, repeated or not" do
+      name = start!([Metrics.counter("a.b", tags: [:t, :u])])
+
+      # Each pair twice: the second call of a pair is found in this process's scheduler memo.
+      for {t, u} <- [{"get", 1}, {:get, "1"}, {"get", 1}, {:get, "1"}, {"get", :"1"}] do
+        assert :ok = Metrics.record(name, "a.b", nil, %{t: t, u: u, extra: make_ref()})
+      end
+
+      assert [%{tags: %{t: "get", u: "1"}, value: 5}] = hd(Metrics.snapshot(name)).series
+    end
+
+    test "a series pruned away is created again by the next record, memo or not" do
+      name = start!([Metrics.distribution("a.b", tags: [:t])])
+      for _ <- 1..3, do: Metrics.record(name, "a.b", 1.0, %{t: "x"})
+      assert Metrics.prune(name) == 0
+      assert Metrics.prune(name) == 1
+      assert [] = hd(Metrics.snapshot(name)).series
+
+      # The same call as before: the memo must not send it to the removed series.
+      for _ <- 1..2, do: Metrics.record(name, "a.b", 2.0, %{t: "x"})
+      assert [%{tags: %{t: "x"}, count: 2, sum: 4.0}] = hd(Metrics.snapshot(name)).series
+    end
+
     test "bad inputs raise ArgumentError" do
       name = start!([Metrics.sum("a.b", tags: [:t])])
 
@@ -226,11 +249,13 @@ defmodule Hotpath.MetricsTest do
 
       h = Metrics.handle(name, "jobs.run.duration", %{queue: :mail})
       # A handle that dies with its process stops pinning its series.
-      Task.async(fn -> Metrics.handle(name, [:jobs, :run, :duration], %{queue: {:odd, 1}}) end)
-      |> Task.await()
-      |> is_reference()
-      |> assert()
+      task =
+        Task.async(fn -> Metrics.handle(name, [:jobs, :run, :duration], %{queue: {:odd, 1}}) end)
 
+      assert is_reference(Task.await(task))
+      # The task replies before it exits: wait until its own reference to the handle is gone.
+      monitor = Process.monitor(task.pid)
+      assert_receive {:DOWN, ^monitor, :process, _, _}
       :erlang.garbage_collect()
       for v <- [1, 2.5, 2 ** 70], do: assert(:ok = Metrics.record_handle(h, v))
       assert Metrics.prune(name) == 0

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod compute;
 pub mod digest;
 pub mod error;
+pub mod fasthash;
 pub mod histogram;
 pub mod limiter;
 pub mod metrics;

@@ -1,23 +1,27 @@
 //! `Hotpath.Metrics`: the registry as a resource, the record path, snapshots and exposition.
 //!
-//! `metrics_record` resolves a metric name (a binary or a list of atoms) to its metrics in a
-//! hash map, reads the tag values out of the tags map, encodes them into a reused thread-local
-//! key buffer and records: no allocation once the series exists. Reads walk every series and
-//! run on dirty CPU schedulers.
+//! `metrics_record` resolves a metric name (a binary or a list of atoms) to its group of
+//! metrics in a hash map, reads the tag values out of the tags map into a call key on the
+//! stack and finds the series in this thread's memo ([`hotpath_core::metrics::memo`]): no allocation
+//! and no shared write but the records themselves. A miss converts the tag values to label
+//! text and resolves each series in its metric's map. Reads walk every series and run on dirty
+//! CPU schedulers.
 
 use crate::error::{argument_error, guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
 use crate::histogram::{monotonic_ms, stats};
 use crate::published::{LocalCopy, LocalTable, Published};
 use crate::raw_resource::RawResourceType;
+use hotpath_core::fasthash::{BytesMap, FastBuild};
 use hotpath_core::histogram::{Options, WindowOptions};
-use hotpath_core::metrics::FastState;
+use hotpath_core::metrics::memo::{self, CallKey};
 use hotpath_core::metrics::{push_label, Kind, MetricSpec, Registry, Series, SeriesRead};
 use rustler::sys::{enif_get_atom, ErlNifCharEncoding, ErlNifTerm};
 use rustler::types::binary::NewBinary;
 use rustler::{Atom, Binary, Encoder, Env, NifMap, Term};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 mod atoms {
@@ -27,15 +31,72 @@ mod atoms {
     }
 }
 
+/// The metrics one record call selects (those sharing a name, or a single metric) and what
+/// recording into them needs.
+struct Group {
+    indexes: Box<[usize]>,
+    /// Every tag key of these metrics, once, in first-seen order: the call key reads these.
+    tag_keys: Box<[Atom]>,
+    /// Some metric is not a counter (counters ignore the value).
+    needs_number: bool,
+    /// Some metric has a window.
+    needs_time: bool,
+}
+
+/// The selector bit of a single metric's group (the telemetry handler's path); without it,
+/// a selector is the index of a named group.
+const SINGLE: u32 = 1 << 31;
+
 /// A registry and its lookup tables.
 pub struct Instance {
+    /// Unique for the process's life (keys the per-thread series memo).
+    uid: u64,
     pub(crate) registry: Registry,
     /// Tag keys (atoms) of each metric, in label order.
     tag_keys: Vec<Vec<Atom>>,
-    /// Metric indexes by dotted binary name.
-    by_binary: HashMap<Box<[u8]>, Vec<usize>, FastState>,
-    /// Metric indexes by atom-list name (atom terms are stable for the VM's life).
-    by_atoms: HashMap<Box<[ErlNifTerm]>, Vec<usize>, FastState>,
+    /// The groups of metric names, by group index.
+    groups: Vec<Group>,
+    /// One group per metric, by metric index.
+    singles: Vec<Group>,
+    /// Group index by dotted binary name.
+    by_binary: BytesMap<u32>,
+    /// Group index by atom-list name (atom terms are stable for the VM's life).
+    by_atoms: HashMap<Box<[ErlNifTerm]>, u32, FastBuild>,
+}
+
+impl Group {
+    fn new(indexes: Vec<usize>, tag_keys: &[Vec<Atom>], specs: &[MetricSpec]) -> Self {
+        let mut keys: Vec<Atom> = Vec::new();
+        for &i in &indexes {
+            for &k in &tag_keys[i] {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        Group {
+            needs_number: indexes.iter().any(|&i| specs[i].kind != Kind::Counter),
+            needs_time: indexes.iter().any(|&i| specs[i].histogram.window.is_some()),
+            indexes: indexes.into_boxed_slice(),
+            tag_keys: keys.into_boxed_slice(),
+        }
+    }
+}
+
+/// Numbers the groups of a name map's entries: each name's metric indexes become a group,
+/// the name maps to its index.
+fn number_groups<K, M: Default + Extend<(K, u32)>>(
+    names: impl IntoIterator<Item = (K, Vec<usize>)>,
+    groups: &mut Vec<Group>,
+    tag_keys: &[Vec<Atom>],
+    specs: &[MetricSpec],
+) -> M {
+    let mut map = M::default();
+    map.extend(names.into_iter().map(|(name, indexes)| {
+        groups.push(Group::new(indexes, tag_keys, specs));
+        (name, (groups.len() - 1) as u32)
+    }));
+    map
 }
 
 /// The resource behind a `Hotpath.Metrics` registry term.
@@ -110,8 +171,8 @@ fn atom_key(atoms: &[Atom]) -> Box<[ErlNifTerm]> {
 fn metrics_new(env: Env, specs: Vec<SpecIn>) -> NifResult<Term> {
     guard(|| {
         let mut tag_keys = Vec::new();
-        let mut by_binary: HashMap<Box<[u8]>, Vec<usize>, FastState> = HashMap::default();
-        let mut by_atoms: HashMap<Box<[ErlNifTerm]>, Vec<usize>, FastState> = HashMap::default();
+        let mut by_binary: BytesMap<Vec<usize>> = BytesMap::default();
+        let mut by_atoms: HashMap<Box<[ErlNifTerm]>, Vec<usize>, FastBuild> = HashMap::default();
         let mut core = Vec::new();
         for (i, s) in specs.into_iter().enumerate() {
             let kind = if s.kind == atoms::counter() {
@@ -135,8 +196,7 @@ fn metrics_new(env: Env, specs: Vec<SpecIn>) -> NifResult<Term> {
                 None => None,
             };
             by_binary
-                .entry(s.binary_name.into_bytes().into_boxed_slice())
-                .or_default()
+                .get_or_insert_with(s.binary_name.as_bytes(), Vec::new)
                 .push(i);
             by_atoms.entry(atom_key(&s.atom_name)).or_default().push(i);
             tag_keys.push(s.tag_keys);
@@ -155,12 +215,22 @@ fn metrics_new(env: Env, specs: Vec<SpecIn>) -> NifResult<Term> {
                 quantiles: s.quantiles,
             });
         }
+        let mut groups = Vec::new();
+        let by_binary = number_groups(by_binary.into_entries(), &mut groups, &tag_keys, &core);
+        let by_atoms = number_groups(by_atoms, &mut groups, &tag_keys, &core);
+        let singles = (0..core.len())
+            .map(|i| Group::new(vec![i], &tag_keys, &core))
+            .collect();
         let registry = lift(Registry::new(core))?;
+        static NEXT_UID: AtomicU64 = AtomicU64::new(0);
         Ok(METRICS.make(
             env,
             MetricsResource(Arc::new(Instance {
+                uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
                 registry,
                 tag_keys,
+                groups,
+                singles,
                 by_binary,
                 by_atoms,
             })),
@@ -168,20 +238,13 @@ fn metrics_new(env: Env, specs: Vec<SpecIn>) -> NifResult<Term> {
     })
 }
 
-thread_local! {
-    /// Series keys of one record call, reused across calls.
-    static KEYS: RefCell<(Vec<u8>, Vec<usize>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
 enum Refusal {
-    BadValue,
     MissingTag,
     ConvertTags,
 }
 
 fn refusal(r: Refusal) -> Atom {
     match r {
-        Refusal::BadValue => atoms::bad_value(),
         Refusal::MissingTag => atoms::missing_tag(),
         Refusal::ConvertTags => atoms::convert_tags(),
     }
@@ -260,91 +323,169 @@ fn value_of(term: Term) -> Option<f64> {
         .or_else(|| term.decode::<i64>().ok().map(|i| i as f64))
 }
 
-/// Records into every metric in `indexes`: checks the value and every tag first, so nothing
-/// is recorded unless everything can be.
-fn record_into(
-    r: &Instance,
-    indexes: &[usize],
-    value: Term,
-    tags: Term,
-) -> NifResult<Result<(), Refusal>> {
-    let mut number = None;
-    for &i in indexes {
-        let metric = r.registry.metric(i).ok_or(rustler::Error::BadArg)?;
-        if metric.spec().kind != Kind::Counter && number.is_none() {
-            match value_of(value) {
-                Some(v) => number = Some(v),
-                None => return Ok(Err(Refusal::BadValue)),
+/// The machine word of a term, without `unsafe`: `ErlNifTerm` hides its word but derives
+/// `Hash`, which hands exactly that word to the hasher.
+#[inline]
+fn term_word(term: Term) -> u64 {
+    #[derive(Default)]
+    struct Word(u64);
+    impl std::hash::Hasher for Word {
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = (self.0 << 8) | b as u64;
             }
         }
-    }
-    let needs_tags = indexes.iter().any(|&i| !r.tag_keys[i].is_empty());
-    if needs_tags && !tags.is_map() {
-        return Err(argument_error("tags must be a map"));
-    }
-    // Reading the clock costs about an empty NIF call: only windows need it.
-    let now = if indexes.iter().any(|&i| {
-        r.registry
-            .metric(i)
-            .is_some_and(|m| m.spec().histogram.window.is_some())
-    }) {
-        monotonic_ms()
-    } else {
-        0
-    };
-    KEYS.with(|cell| {
-        let (buf, ends) = &mut *cell.borrow_mut();
-        buf.clear();
-        ends.clear();
-        for &i in indexes {
-            for &tag in &r.tag_keys[i] {
-                let Ok(v) = tags.map_get(tag) else {
-                    return Ok(Err(Refusal::MissingTag));
-                };
-                if let Err(refused) = push_tag(buf, v) {
-                    return Ok(Err(refused));
-                }
-            }
-            ends.push(buf.len());
+        fn write_usize(&mut self, i: usize) {
+            self.0 = i as u64;
         }
-        let mut start = 0;
-        for (&i, &end) in indexes.iter().zip(ends.iter()) {
-            let metric = r.registry.metric(i).ok_or(rustler::Error::BadArg)?;
-            lift(metric.record(&buf[start..end], number.unwrap_or(0.0), now))?;
-            start = end;
+        fn finish(&self) -> u64 {
+            self.0
         }
-        Ok(Ok(()))
-    })
+    }
+    let mut word = Word::default();
+    std::hash::Hash::hash(&term.as_c_arg(), &mut word);
+    std::hash::Hasher::finish(&word)
 }
 
-fn indexes_of<'r>(r: &'r Instance, name: Term) -> Option<&'r Vec<usize>> {
-    if let Ok(bin) = name.decode::<Binary>() {
-        return r.by_binary.get(bin.as_slice());
+/// Appends a tag value to a call key: binaries, atoms and 64-bit integers; false for other
+/// terms and when the key is full (then the call is not memoized).
+#[inline]
+fn push_call_key(key: &mut CallKey, value: Term) -> bool {
+    if let Ok(bin) = value.decode::<Binary>() {
+        key.push_binary(bin.as_slice())
+    } else if value.is_atom() {
+        key.push_atom(term_word(value))
+    } else {
+        value.decode::<i64>().is_ok_and(|i| key.push_int(i))
     }
-    let mut ids = [ErlNifTerm::default(); 32];
-    let mut n = 0;
-    for item in name.decode::<rustler::ListIterator>().ok()? {
-        if !item.is_atom() || n == ids.len() {
-            return None;
+}
+
+/// Records `value` with `tags` into the metrics of `group` (selected by `selector`). Reads
+/// the value and every tag first, so nothing is recorded unless everything can be.
+#[inline]
+fn record_group(
+    r: &Instance,
+    selector: u32,
+    group: &Group,
+    value: Term,
+    tags: Term,
+) -> NifResult<Atom> {
+    let number = if group.needs_number {
+        match value_of(value) {
+            Some(v) => v,
+            None => return Ok(atoms::bad_value()),
         }
-        ids[n] = item.as_c_arg();
-        n += 1;
+    } else {
+        0.0
+    };
+    if !group.tag_keys.is_empty() && !tags.is_map() {
+        return Err(argument_error("tags must be a map"));
     }
-    r.by_atoms.get(&ids[..n])
+    // Read before resolving: see `Registry::generation`.
+    let generation = r.registry.generation();
+    let mut key = CallKey::new();
+    let mut memo = true;
+    for &tag in group.tag_keys.iter() {
+        let Ok(v) = tags.map_get(tag) else {
+            return Ok(atoms::missing_tag());
+        };
+        memo = memo && push_call_key(&mut key, v);
+    }
+    // Reading the clock costs about an empty NIF call: only windows need it.
+    let now = if group.needs_time { monotonic_ms() } else { 0 };
+    let mut probe = None;
+    if memo {
+        let hit = memo::with_hit(r.uid, selector, generation, &key, |series| {
+            record_all(series, number, now)
+        });
+        match hit {
+            Ok(done) => return done,
+            Err(missed) => probe = Some(missed),
+        }
+    }
+    let series = match resolve_group(r, group, tags)? {
+        Ok(series) => series,
+        Err(refused) => return Ok(refusal(refused)),
+    };
+    let done = record_all(&series, number, now);
+    if let Some(probe) = probe {
+        memo::insert(probe, r.uid, selector, generation, &key, series);
+    }
+    done
+}
+
+#[inline]
+fn record_all(series: &[Arc<Series>], number: f64, now: u64) -> NifResult<Atom> {
+    for s in series {
+        lift(s.record(number, now))?;
+    }
+    Ok(atoms::ok())
+}
+
+/// The series of `group` for `tags`, the slow way: each metric's label key from the tag
+/// values as text, then its map. Every key is built before any series is created.
+fn resolve_group(
+    r: &Instance,
+    group: &Group,
+    tags: Term,
+) -> NifResult<Result<Vec<Arc<Series>>, Refusal>> {
+    let mut buf = Vec::new();
+    let mut ends = Vec::with_capacity(group.indexes.len());
+    for &i in group.indexes.iter() {
+        for &tag in &r.tag_keys[i] {
+            let Ok(v) = tags.map_get(tag) else {
+                return Ok(Err(Refusal::MissingTag));
+            };
+            if let Err(refused) = push_tag(&mut buf, v) {
+                return Ok(Err(refused));
+            }
+        }
+        ends.push(buf.len());
+    }
+    let mut series = Vec::with_capacity(group.indexes.len());
+    let mut start = 0;
+    for (&i, &end) in group.indexes.iter().zip(&ends) {
+        let metric = r.registry.metric(i).ok_or(rustler::Error::BadArg)?;
+        series.push(lift(metric.resolve(&buf[start..end]))?);
+        start = end;
+    }
+    Ok(Ok(series))
+}
+
+/// The group a metric name selects, with its selector.
+#[inline]
+fn group_of<'r>(r: &'r Instance, name: Term) -> Option<(u32, &'r Group)> {
+    let selector = if let Ok(bin) = name.decode::<Binary>() {
+        *r.by_binary.get(bin.as_slice())?
+    } else {
+        let mut ids = [ErlNifTerm::default(); 32];
+        let mut n = 0;
+        for item in name.decode::<rustler::ListIterator>().ok()? {
+            if !item.is_atom() || n == ids.len() {
+                return None;
+            }
+            ids[n] = item.as_c_arg();
+            n += 1;
+        }
+        *r.by_atoms.get(&ids[..n])?
+    };
+    Some((selector, &r.groups[selector as usize]))
+}
+
+/// Records into the metrics named `name` of `r`.
+#[inline]
+fn record_named(r: &Instance, name: Term, value: Term, tags: Term) -> NifResult<Atom> {
+    match group_of(r, name) {
+        Some((selector, group)) => record_group(r, selector, group, value, tags),
+        None => Ok(atoms::unknown_metric()),
+    }
 }
 
 /// Records `value` with `tags` into the metrics named `name`. Returns `:ok`, or an atom saying
 /// why nothing was recorded: `:unknown_metric`, `:bad_value`, `:missing_tag`, `:convert_tags`
 /// (a tag value is not a string, atom or number: the caller converts and retries).
 fn metrics_record<'a>(_env: Env<'a>, [reg, name, value, tags]: [Term<'a>; 4]) -> NifResult<Atom> {
-    let r = registry(reg)?;
-    let Some(indexes) = indexes_of(r, name) else {
-        return Ok(atoms::unknown_metric());
-    };
-    Ok(match record_into(r, indexes, value, tags)? {
-        Ok(()) => atoms::ok(),
-        Err(refused) => refusal(refused),
-    })
+    record_named(registry(reg)?, name, value, tags)
 }
 
 fast_nif!("metrics_record", 4, metrics_record);
@@ -355,16 +496,8 @@ fn metrics_record_named<'a>(
     _env: Env<'a>,
     [instance, name, value, tags]: [Term<'a>; 4],
 ) -> NifResult<Atom> {
-    with_published(instance, |r| {
-        let Some(indexes) = indexes_of(r, name) else {
-            return Ok(atoms::unknown_metric());
-        };
-        Ok(match record_into(r, indexes, value, tags)? {
-            Ok(()) => atoms::ok(),
-            Err(refused) => refusal(refused),
-        })
-    })
-    .unwrap_or_else(|| Ok(atoms::unknown_instance()))
+    with_published(instance, |r| record_named(r, name, value, tags))
+        .unwrap_or_else(|| Ok(atoms::unknown_instance()))
 }
 
 fast_nif!("metrics_record_named", 4, metrics_record_named);
@@ -388,13 +521,11 @@ fn metrics_record_index<'a>(
 ) -> NifResult<Atom> {
     let index: usize = index.decode()?;
     with_instance(target, |r| {
-        if r.registry.metric(index).is_none() {
-            return Err(argument_error("no metric at this index"));
-        }
-        Ok(match record_into(r, &[index], value, tags)? {
-            Ok(()) => atoms::ok(),
-            Err(refused) => refusal(refused),
-        })
+        let group = r
+            .singles
+            .get(index)
+            .ok_or_else(|| argument_error("no metric at this index"))?;
+        record_group(r, SINGLE | index as u32, group, value, tags)
     })
 }
 
@@ -431,9 +562,10 @@ fn metrics_handle<'a>(
     tags: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let resolve = |r: &Instance| -> NifResult<Term<'a>> {
-        let Some(indexes) = indexes_of(r, name) else {
+        let Some((_, group)) = group_of(r, name) else {
             return Ok(atoms::unknown_metric().encode(env));
         };
+        let indexes = &group.indexes;
         let needs_tags = indexes.iter().any(|&i| !r.tag_keys[i].is_empty());
         if needs_tags && !tags.is_map() {
             return Err(argument_error("tags must be a map"));

@@ -5,6 +5,7 @@
 //! the order of the metric's label names (see [`push_label`]). Callers build the key in a
 //! reused buffer, so a lookup of an existing series allocates nothing.
 
+pub mod memo;
 pub mod merge;
 pub mod prometheus;
 
@@ -12,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::histogram::{Histogram, Layout, Options, Snapshot, WindowOptions};
 use ahash::RandomState;
 use dashmap::DashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::{Arc, OnceLock};
 
 /// The hasher of Hotpath's maps (aHash), for the NIF layer's lookup tables.
@@ -193,10 +196,6 @@ impl Series {
 
 /// One metric: its spec and its series.
 pub struct Metric {
-    /// Unique for the life of the process (keys the per-thread series cache).
-    uid: u64,
-    /// Bumped by every prune: invalidates the per-thread caches of this metric.
-    generation: AtomicU64,
     spec: MetricSpec,
     layout: Option<Arc<Layout>>,
     shards: usize,
@@ -204,22 +203,6 @@ pub struct Metric {
     overflow: OnceLock<Arc<Series>>,
     len: AtomicUsize,
     dropped: AtomicU64,
-}
-
-/// Entries of a thread's series cache before it is cleared (bounds what a thread can keep
-/// alive of removed series or dropped registries).
-const SERIES_CACHE_MAX: usize = 4096;
-
-struct SeriesCache {
-    scratch: Vec<u8>,
-    map: std::collections::HashMap<Box<[u8]>, (Arc<Series>, u64), RandomState>,
-}
-
-thread_local! {
-    static SERIES_CACHE: std::cell::RefCell<SeriesCache> = std::cell::RefCell::new(SeriesCache {
-        scratch: Vec::new(),
-        map: std::collections::HashMap::default(),
-    });
 }
 
 /// Appends one label value to a series key.
@@ -280,10 +263,7 @@ impl Metric {
                 spec.name
             )));
         }
-        static NEXT_UID: AtomicU64 = AtomicU64::new(0);
         Ok(Metric {
-            uid: NEXT_UID.fetch_add(1, Relaxed),
-            generation: AtomicU64::new(0),
             spec,
             layout,
             shards,
@@ -302,36 +282,11 @@ impl Metric {
     /// Records `value` into the series of `key` (see [`push_label`]). A counter ignores the
     /// value. A new series beyond the cap goes to the overflow series.
     ///
-    /// Each thread keeps a small cache from `(metric, key)` to its series, checked against
-    /// the metric's prune generation, so the common path touches no shared lock word.
-    #[inline]
+    /// This looks the series up in the shared map on every call: hot callers resolve a series
+    /// once and keep the `Arc` (the NIF layer keeps a per-thread cache checked against
+    /// [`Registry::generation`]).
     pub fn record(&self, key: &[u8], value: f64, now_ms: u64) -> Result<()> {
-        let generation = self.generation.load(Relaxed);
-        let hit = SERIES_CACHE.with(|cell| {
-            let cache = &mut *cell.borrow_mut();
-            cache.scratch.clear();
-            cache.scratch.extend_from_slice(&self.uid.to_le_bytes());
-            cache.scratch.extend_from_slice(key);
-            match cache.map.get(cache.scratch.as_slice()) {
-                // Recording touches no cache, so holding the borrow is fine; no Arc clone
-                // (its reference count would be a shared write).
-                Some((series, g)) if *g == generation => Some(series.record(value, now_ms)),
-                _ => None,
-            }
-        });
-        if let Some(result) = hit {
-            return result;
-        }
-        let series = self.resolve(key)?;
-        SERIES_CACHE.with(|cell| {
-            let cache = &mut *cell.borrow_mut();
-            if cache.map.len() >= SERIES_CACHE_MAX {
-                cache.map.clear();
-            }
-            let k: Box<[u8]> = cache.scratch.as_slice().into();
-            cache.map.insert(k, (series.clone(), generation));
-        });
-        series.record(value, now_ms)
+        self.resolve(key)?.record(value, now_ms)
     }
 
     /// The series of `key`, created if needed (the overflow series beyond the cap).
@@ -399,7 +354,6 @@ impl Metric {
             keep
         });
         self.len.fetch_sub(removed, Relaxed);
-        self.generation.fetch_add(1, Relaxed);
         removed
     }
 
@@ -417,6 +371,8 @@ impl Metric {
 /// A set of metrics.
 pub struct Registry {
     metrics: Box<[Metric]>,
+    /// Bumped after every prune (see [`Registry::generation`]).
+    generation: AtomicU64,
 }
 
 fn valid_name(name: &str, colon: bool) -> bool {
@@ -477,6 +433,7 @@ impl Registry {
             .collect::<Result<Vec<_>>>()?;
         Ok(Registry {
             metrics: metrics.into_boxed_slice(),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -493,7 +450,17 @@ impl Registry {
 
     /// Removes every series not recorded since the previous prune; returns how many.
     pub fn prune(&self) -> usize {
-        self.metrics.iter().map(Metric::prune).sum()
+        let removed = self.metrics.iter().map(Metric::prune).sum();
+        self.generation.fetch_add(1, Release);
+        removed
+    }
+
+    /// Changes after every prune. A cache of resolved series is valid while this has not
+    /// changed since **before** the series were resolved: read it first, resolve, then keep
+    /// the series under that value.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Acquire)
     }
 
     /// Total number of series.
