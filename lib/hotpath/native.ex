@@ -49,6 +49,7 @@ defmodule Hotpath.Native do
 
   # system.rs
   def noop, do: err()
+  def noop_hit_shape(_name, _key, _cost), do: err()
   def native_info, do: err()
   def debug_fail(_kind), do: err()
   def debug_unguarded_panic, do: err()

@@ -8,6 +8,14 @@ defmodule Hotpath.NativeTest do
     assert Native.noop() == :ok
   end
 
+  test "the hit-shaped empty NIF reads hit's arguments and answers its shape" do
+    assert Native.noop_hit_shape(:a, "abc", 2) == {:allow, 3, 2}
+
+    for args <- [["a", "abc", 2], [:a, :abc, 2], [:a, "abc", -1]] do
+      assert_raise ArgumentError, fn -> apply(Native, :noop_hit_shape, args) end
+    end
+  end
+
   test "a core argument error raises ArgumentError with its message" do
     assert_raise ArgumentError, "debug_fail: an invalid argument", fn ->
       Native.debug_fail(:argument_error)

@@ -1,12 +1,14 @@
-//! NIFs about the library itself: the empty call (benchmark floor), build information, and
+//! NIFs about the library itself: the empty call and a hit-shaped empty call (benchmark
+//! floors), build information, and
 //! the probes the test suite uses to check the error conventions.
 
 use crate::error::{guard, lift, NifResult};
+use crate::fast_nif::fast_nif;
 use hotpath_core::Error as CoreError;
-use rustler::{Atom, NifMap};
+use rustler::{Atom, Binary, Env, NifMap, Term};
 
 mod atoms {
-    rustler::atoms! { ok, release, debug, argument_error, malformed, incompatible, panic }
+    rustler::atoms! { ok, allow, release, debug, argument_error, malformed, incompatible, panic }
 }
 
 /// Does nothing: the cost of crossing into native code and back.
@@ -14,6 +16,24 @@ mod atoms {
 fn noop() -> Atom {
     atoms::ok()
 }
+
+/// The floor of a limiter hit: takes `hit`'s arguments (an atom, a binary, an integer), reads
+/// them as `limiter_hit` does and answers a tuple of `hit`'s shape, without a table or a
+/// clock. Registered like `limiter_hit` (see [`fast_nif!`]).
+fn noop_hit_shape<'a>(
+    env: Env<'a>,
+    [name, key, cost]: [Term<'a>; 3],
+) -> NifResult<(Atom, u64, u64)> {
+    if !name.is_atom() {
+        return Err(rustler::Error::BadArg);
+    }
+    let key: Binary = key.decode()?;
+    let cost: u64 = cost.decode()?;
+    let _ = env;
+    Ok((atoms::allow(), key.len() as u64, cost))
+}
+
+fast_nif!("noop_hit_shape", 3, noop_hit_shape);
 
 #[derive(NifMap)]
 struct NativeInfo {
