@@ -21,13 +21,15 @@ pub fn fold(a: u64, b: u64) -> u64 {
     (x as u64) ^ ((x >> 64) as u64)
 }
 
+/// The 8 bytes of `b` at `at`, little-endian.
 #[inline(always)]
-fn r8(b: &[u8], at: usize) -> u64 {
+pub(crate) fn r8(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// The 4 bytes of `b` at `at`, little-endian, widened.
 #[inline(always)]
-fn r4(b: &[u8], at: usize) -> u64 {
+pub(crate) fn r4(b: &[u8], at: usize) -> u64 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as u64
 }
 

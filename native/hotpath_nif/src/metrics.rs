@@ -565,26 +565,19 @@ fn metrics_handle<'a>(
         let Some((_, group)) = group_of(r, name) else {
             return Ok(atoms::unknown_metric().encode(env));
         };
-        let indexes = &group.indexes;
-        let needs_tags = indexes.iter().any(|&i| !r.tag_keys[i].is_empty());
-        if needs_tags && !tags.is_map() {
+        if !group.tag_keys.is_empty() && !tags.is_map() {
             return Err(argument_error("tags must be a map"));
         }
-        let mut series = Vec::with_capacity(indexes.len());
-        for &i in indexes {
-            let mut key = Vec::new();
-            for &tag in &r.tag_keys[i] {
-                let Ok(v) = tags.map_get(tag) else {
-                    return Ok(atoms::missing_tag().encode(env));
-                };
-                if let Err(refused) = push_tag(&mut key, v) {
-                    return Ok(refusal(refused).encode(env));
-                }
-            }
-            let metric = r.registry.metric(i).ok_or(rustler::Error::BadArg)?;
-            let s = lift(metric.resolve(&key))?;
-            series.push((metric.spec().kind, s));
-        }
+        let series = match resolve_group(r, group, tags)? {
+            Ok(series) => series,
+            Err(refused) => return Ok(refusal(refused).encode(env)),
+        };
+        let series: Vec<(Kind, Arc<Series>)> = group
+            .indexes
+            .iter()
+            .zip(series)
+            .map(|(&i, s)| (r.registry.metrics()[i].spec().kind, s))
+            .collect();
         for (_, s) in &series {
             s.pin();
         }

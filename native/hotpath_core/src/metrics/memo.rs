@@ -17,7 +17,7 @@
 //! [`Registry::generation`]: super::Registry::generation
 
 use super::Series;
-use crate::fasthash::{fold, P1, P2};
+use crate::fasthash::{fold, r4, r8, P1, P2};
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -38,16 +38,6 @@ const INT: u64 = 3 << 56;
 pub struct CallKey {
     len: usize,
     words: [u64; KEY_WORDS],
-}
-
-#[inline(always)]
-fn r8(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
-#[inline(always)]
-fn r4(b: &[u8], at: usize) -> u64 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as u64
 }
 
 /// The last `n % 8` bytes of `b` (`n = b.len()`, not a multiple of 8) as one little-endian
@@ -100,7 +90,7 @@ impl CallKey {
         self.words[self.len] = BINARY | n as u64;
         let mut at = self.len + 1;
         for chunk in bytes.chunks_exact(8) {
-            self.words[at] = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            self.words[at] = r8(chunk, 0);
             at += 1;
         }
         if !n.is_multiple_of(8) {
