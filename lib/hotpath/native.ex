@@ -50,6 +50,8 @@ defmodule Hotpath.Native do
   # system.rs
   def noop, do: err()
   def noop_hit_shape(_name, _key, _cost), do: err()
+  def noop_histogram_record_shape(_histogram, _value), do: err()
+  def noop_metrics_record_shape(_instance, _name, _value, _tags), do: err()
   def native_info, do: err()
   def debug_fail(_kind), do: err()
   def debug_unguarded_panic, do: err()

@@ -16,6 +16,29 @@ defmodule Hotpath.NativeTest do
     end
   end
 
+  test "the record-shaped empty NIFs read their arguments and answer :ok" do
+    h = Hotpath.Histogram.new()
+    assert Native.noop_histogram_record_shape(h, 1.5) == :ok
+
+    for args <- [[make_ref(), 1.5], [h, :x], [h, "1.5"]] do
+      assert_raise ArgumentError, fn -> apply(Native, :noop_histogram_record_shape, args) end
+    end
+
+    tags = %{route: "/users/:id", method: "GET"}
+    assert Native.noop_metrics_record_shape(:reg, "a.b", 1.5, tags) == :ok
+
+    for args <- [
+          ["reg", "a.b", 1.5, tags],
+          [:reg, :a, 1.5, tags],
+          [:reg, "a.b", :one, tags],
+          [:reg, "a.b", 1.5, %{route: "/"}],
+          [:reg, "a.b", 1.5, %{route: "/", method: :get}],
+          [:reg, "a.b", 1.5, []]
+        ] do
+      assert_raise ArgumentError, fn -> apply(Native, :noop_metrics_record_shape, args) end
+    end
+  end
+
   test "a core argument error raises ArgumentError with its message" do
     assert_raise ArgumentError, "debug_fail: an invalid argument", fn ->
       Native.debug_fail(:argument_error)

@@ -33,25 +33,32 @@ pub(crate) fn r4(b: &[u8], at: usize) -> u64 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as u64
 }
 
+/// Two words holding every byte of `bytes` (at most 16 of them).
+#[inline(always)]
+fn short_words(bytes: &[u8]) -> (u64, u64) {
+    let n = bytes.len();
+    if n >= 4 {
+        // Four overlapping 4-byte reads cover every byte of 4..=16.
+        let q = (n >> 3) << 2;
+        (
+            (r4(bytes, 0) << 32) | r4(bytes, q),
+            (r4(bytes, n - 4) << 32) | r4(bytes, n - 4 - q),
+        )
+    } else if n > 0 {
+        let b = |i: usize| bytes[i] as u64;
+        ((b(0) << 16) | (b(n >> 1) << 8) | b(n - 1), 0)
+    } else {
+        (0, 0)
+    }
+}
+
 /// Hashes `bytes` with `seed`.
 #[inline]
 pub fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     let n = bytes.len();
     let mut seed = seed ^ P0;
     let (a, b) = if n <= 16 {
-        if n >= 4 {
-            // Four overlapping 4-byte reads cover every byte of 4..=16.
-            let q = (n >> 3) << 2;
-            (
-                (r4(bytes, 0) << 32) | r4(bytes, q),
-                (r4(bytes, n - 4) << 32) | r4(bytes, n - 4 - q),
-            )
-        } else if n > 0 {
-            let b = |i: usize| bytes[i] as u64;
-            ((b(0) << 16) | (b(n >> 1) << 8) | b(n - 1), 0)
-        } else {
-            (0, 0)
-        }
+        short_words(bytes)
     } else {
         let mut at = 0;
         while n - at > 16 {
@@ -62,6 +69,45 @@ pub fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
         (r8(bytes, n - 16), r8(bytes, n - 8))
     };
     fold(P1 ^ n as u64, fold(a ^ P1, b ^ seed) ^ P2)
+}
+
+/// `a == b`, inline for the short keys of a lookup (names, labels): word compares with an
+/// overlapping last word instead of a call to `memcmp`.
+#[inline]
+pub fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    } else if !(4..=64).contains(&n) {
+        return a == b;
+    } else if n < 8 {
+        return r4(a, 0) == r4(b, 0) && r4(a, n - 4) == r4(b, n - 4);
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if r8(a, at) != r8(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    r8(a, n - 8) == r8(b, n - 8)
+}
+
+/// A one-multiply hash of the length and (beyond 16 bytes) the first, middle and last 8 bytes
+/// only: for table keys a program defines (metric names), which rarely share all three. Keys
+/// that do still work, they share a probe sequence and are told apart by comparison.
+#[inline]
+pub fn hash_sampled(bytes: &[u8]) -> u64 {
+    let n = bytes.len();
+    let (a, b) = if n <= 16 {
+        short_words(bytes)
+    } else {
+        (
+            r8(bytes, 0) ^ r8(bytes, (n - 8) / 2).rotate_left(32),
+            r8(bytes, n - 8),
+        )
+    };
+    fold(a ^ P1, b ^ n as u64 ^ P2)
 }
 
 /// A [`Hasher`] over [`hash_bytes`]: each write folds into the state.
@@ -103,8 +149,8 @@ impl BuildHasher for FastBuild {
     }
 }
 
-/// A map from byte strings to `V`, hashed once with [`hash_bytes`] per lookup (a
-/// `HashMap<Box<[u8]>, V>` hashes a length prefix and the bytes in two rounds).
+/// A map from byte strings a program defines (names) to `V`, hashed with one multiply per
+/// lookup ([`hash_sampled`]; a `HashMap<Box<[u8]>, V>` hashes a length prefix and every byte).
 #[derive(Debug, Clone)]
 pub struct BytesMap<V> {
     table: hashbrown::HashTable<(Box<[u8]>, V)>,
@@ -123,16 +169,16 @@ impl<V> BytesMap<V> {
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&V> {
         self.table
-            .find(hash_bytes(0, key), |(k, _)| **k == *key)
+            .find(hash_sampled(key), |(k, _)| eq_bytes(k, key))
             .map(|(_, v)| v)
     }
 
     /// The value of `key`, inserted with `make` when missing.
     pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> &mut V {
-        let hash = hash_bytes(0, key);
+        let hash = hash_sampled(key);
         let entry = self
             .table
-            .entry(hash, |(k, _)| **k == *key, |(k, _)| hash_bytes(0, k))
+            .entry(hash, |(k, _)| **k == *key, |(k, _)| hash_sampled(k))
             .or_insert_with(|| (key.into(), make()));
         &mut entry.into_mut().1
     }
@@ -147,10 +193,10 @@ impl<V> Extend<(Box<[u8]>, V)> for BytesMap<V> {
     /// Inserts each entry, replacing the value of a key already present.
     fn extend<I: IntoIterator<Item = (Box<[u8]>, V)>>(&mut self, entries: I) {
         for (key, value) in entries {
-            let hash = hash_bytes(0, &key);
+            let hash = hash_sampled(&key);
             match self
                 .table
-                .entry(hash, |(k, _)| *k == key, |(k, _)| hash_bytes(0, k))
+                .entry(hash, |(k, _)| *k == key, |(k, _)| hash_sampled(k))
             {
                 hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().1 = value,
                 hashbrown::hash_table::Entry::Vacant(e) => {
@@ -195,6 +241,55 @@ mod tests {
         copy.extend([(b"metric.7".to_vec().into_boxed_slice(), 70)]);
         assert_eq!(copy.get(b"metric.7"), Some(&70));
         assert_eq!(copy.into_entries().count(), 100);
+    }
+
+    #[test]
+    fn bytes_map_tells_apart_keys_with_the_same_hash() {
+        // 40 bytes: the hash samples bytes 0..8, 16..24 and 32..40 only.
+        let key = |i: u8| {
+            let mut k = [b'x'; 40];
+            k[10] = i;
+            k
+        };
+        assert_eq!(hash_sampled(&key(1)), hash_sampled(&key(2)));
+        let mut m = BytesMap::default();
+        for i in 0..50u8 {
+            *m.get_or_insert_with(&key(i), || 0) += i as u32;
+        }
+        for i in 0..50u8 {
+            assert_eq!(m.get(&key(i)), Some(&(i as u32)));
+        }
+        assert_eq!(m.get(&key(50)), None);
+    }
+
+    #[test]
+    fn sampled_hash_covers_short_keys_and_the_length() {
+        let base: Vec<u8> = (0..16u8).collect();
+        let mut seen = HashSet::new();
+        for len in 0..=base.len() {
+            assert!(seen.insert(hash_sampled(&base[..len])), "length {len}");
+            for i in 0..len {
+                let mut changed = base[..len].to_vec();
+                changed[i] ^= 1;
+                assert!(seen.insert(hash_sampled(&changed)), "byte {i} of {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn eq_bytes_is_slice_equality() {
+        let base: Vec<u8> = (1..=80u8).collect();
+        let copy = base.clone();
+        for len in 0..=base.len() {
+            let a = &base[..len];
+            assert!(eq_bytes(a, &copy[..len]), "length {len}");
+            assert!(len == 0 || !eq_bytes(a, &base[..len - 1]), "length {len}");
+            for i in 0..len {
+                let mut changed = a.to_vec();
+                changed[i] ^= 0x80;
+                assert!(!eq_bytes(a, &changed), "byte {i} of {len}");
+            }
+        }
     }
 
     #[test]

@@ -10,11 +10,11 @@
 use crate::error::{argument_error, guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
 use crate::histogram::{monotonic_ms, stats};
-use crate::published::{LocalCopy, LocalTable, Published};
+use crate::published::{LocalTable, Published};
 use crate::raw_resource::RawResourceType;
 use hotpath_core::fasthash::{BytesMap, FastBuild};
 use hotpath_core::histogram::{Options, WindowOptions};
-use hotpath_core::metrics::memo::{self, CallKey};
+use hotpath_core::metrics::memo::{CallKey, Memo};
 use hotpath_core::metrics::{push_label, Kind, MetricSpec, Registry, Series, SeriesRead};
 use rustler::sys::{enif_get_atom, ErlNifCharEncoding, ErlNifTerm};
 use rustler::types::binary::NewBinary;
@@ -117,14 +117,33 @@ pub(crate) fn registry<'a>(term: Term<'a>) -> NifResult<&'a Instance> {
 
 static PUBLISHED: Published<Instance> = Published::new();
 
-thread_local! {
-    static LOCAL_PUBLISHED: LocalCopy<Instance> = const { RefCell::new(LocalTable::new()) };
+/// What a scheduler thread keeps for the record path: its copy of the published instances
+/// and its series memo, behind one thread-local access.
+struct Hot {
+    published: LocalTable<Instance>,
+    memo: Memo,
 }
 
-/// Runs `f` with the instance published under `name` (an atom term), if any.
+thread_local! {
+    static HOT: RefCell<Hot> = const {
+        RefCell::new(Hot { published: LocalTable::new(), memo: Memo::new() })
+    };
+}
+
+/// Runs `f` with this thread's [`Hot`] state. Not reentrant: `f` must not call it again.
 #[inline]
-fn with_published<T>(name: Term, f: impl FnOnce(&Instance) -> T) -> Option<T> {
-    PUBLISHED.with(&LOCAL_PUBLISHED, name.as_c_arg(), f)
+fn with_hot<T>(f: impl FnOnce(&mut Hot) -> T) -> T {
+    HOT.with(|cell| f(&mut cell.borrow_mut()))
+}
+
+/// Runs `f` with the instance published under `name` (an atom term), if any, and this
+/// thread's memo.
+#[inline]
+fn with_published<T>(name: Term, f: impl FnOnce(&Instance, &mut Memo) -> T) -> Option<T> {
+    with_hot(|hot| {
+        let Hot { published, memo } = hot;
+        PUBLISHED.find(published, name.as_c_arg(), |r| f(r, memo))
+    })
 }
 
 /// Publishes `reg` under the atom `name` (replacing what was there).
@@ -365,6 +384,7 @@ fn push_call_key(key: &mut CallKey, value: Term) -> bool {
 #[inline]
 fn record_group(
     r: &Instance,
+    memo: &mut Memo,
     selector: u32,
     group: &Group,
     value: Term,
@@ -384,18 +404,18 @@ fn record_group(
     // Read before resolving: see `Registry::generation`.
     let generation = r.registry.generation();
     let mut key = CallKey::new();
-    let mut memo = true;
+    let mut memoized = true;
     for &tag in group.tag_keys.iter() {
         let Ok(v) = tags.map_get(tag) else {
             return Ok(atoms::missing_tag());
         };
-        memo = memo && push_call_key(&mut key, v);
+        memoized = memoized && push_call_key(&mut key, v);
     }
     // Reading the clock costs about an empty NIF call: only windows need it.
     let now = if group.needs_time { monotonic_ms() } else { 0 };
     let mut probe = None;
-    if memo {
-        let hit = memo::with_hit(r.uid, selector, generation, &key, |series| {
+    if memoized {
+        let hit = memo.with_hit(r.uid, selector, generation, &key, |series| {
             record_all(series, number, now)
         });
         match hit {
@@ -409,7 +429,7 @@ fn record_group(
     };
     let done = record_all(&series, number, now);
     if let Some(probe) = probe {
-        memo::insert(probe, r.uid, selector, generation, &key, series);
+        memo.insert(probe, r.uid, selector, generation, &key, series);
     }
     done
 }
@@ -474,9 +494,15 @@ fn group_of<'r>(r: &'r Instance, name: Term) -> Option<(u32, &'r Group)> {
 
 /// Records into the metrics named `name` of `r`.
 #[inline]
-fn record_named(r: &Instance, name: Term, value: Term, tags: Term) -> NifResult<Atom> {
+fn record_named(
+    r: &Instance,
+    memo: &mut Memo,
+    name: Term,
+    value: Term,
+    tags: Term,
+) -> NifResult<Atom> {
     match group_of(r, name) {
-        Some((selector, group)) => record_group(r, selector, group, value, tags),
+        Some((selector, group)) => record_group(r, memo, selector, group, value, tags),
         None => Ok(atoms::unknown_metric()),
     }
 }
@@ -485,7 +511,8 @@ fn record_named(r: &Instance, name: Term, value: Term, tags: Term) -> NifResult<
 /// why nothing was recorded: `:unknown_metric`, `:bad_value`, `:missing_tag`, `:convert_tags`
 /// (a tag value is not a string, atom or number: the caller converts and retries).
 fn metrics_record<'a>(_env: Env<'a>, [reg, name, value, tags]: [Term<'a>; 4]) -> NifResult<Atom> {
-    record_named(registry(reg)?, name, value, tags)
+    let r = registry(reg)?;
+    with_hot(|hot| record_named(r, &mut hot.memo, name, value, tags))
 }
 
 fast_nif!("metrics_record", 4, metrics_record);
@@ -496,7 +523,7 @@ fn metrics_record_named<'a>(
     _env: Env<'a>,
     [instance, name, value, tags]: [Term<'a>; 4],
 ) -> NifResult<Atom> {
-    with_published(instance, |r| record_named(r, name, value, tags))
+    with_published(instance, |r, memo| record_named(r, memo, name, value, tags))
         .unwrap_or_else(|| Ok(atoms::unknown_instance()))
 }
 
@@ -505,11 +532,15 @@ fast_nif!("metrics_record_named", 4, metrics_record_named);
 /// Runs `f` with the instance `target` names: a registry term, or the atom it is published
 /// under (`:unknown_instance` when nothing is).
 #[inline]
-fn with_instance(target: Term, f: impl FnOnce(&Instance) -> NifResult<Atom>) -> NifResult<Atom> {
+fn with_instance(
+    target: Term,
+    f: impl FnOnce(&Instance, &mut Memo) -> NifResult<Atom>,
+) -> NifResult<Atom> {
     if target.is_atom() {
         with_published(target, f).unwrap_or_else(|| Ok(atoms::unknown_instance()))
     } else {
-        f(registry(target)?)
+        let r = registry(target)?;
+        with_hot(|hot| f(r, &mut hot.memo))
     }
 }
 
@@ -520,12 +551,12 @@ fn metrics_record_index<'a>(
     [target, index, value, tags]: [Term<'a>; 4],
 ) -> NifResult<Atom> {
     let index: usize = index.decode()?;
-    with_instance(target, |r| {
+    with_instance(target, |r, memo| {
         let group = r
             .singles
             .get(index)
             .ok_or_else(|| argument_error("no metric at this index"))?;
-        record_group(r, SINGLE | index as u32, group, value, tags)
+        record_group(r, memo, SINGLE | index as u32, group, value, tags)
     })
 }
 
@@ -589,7 +620,8 @@ fn metrics_handle<'a>(
             .encode(env))
     };
     if target.is_atom() {
-        with_published(target, resolve).unwrap_or_else(|| Ok(atoms::unknown_instance().encode(env)))
+        with_published(target, |r, _| resolve(r))
+            .unwrap_or_else(|| Ok(atoms::unknown_instance().encode(env)))
     } else {
         resolve(registry(target)?)
     }
@@ -617,7 +649,7 @@ fast_nif!("metrics_record_handle", 2, metrics_record_handle);
 /// Counts one dropped event for the metric at `index` (`target` as in `metrics_record_index`).
 #[rustler::nif]
 fn metrics_drop(target: Term, index: usize) -> NifResult<Atom> {
-    with_instance(target, |r| {
+    with_instance(target, |r, _| {
         let metric = r
             .registry
             .metric(index)

@@ -8,10 +8,8 @@
 //! instance's memory alive until that thread's next lookup.
 
 use rustler::sys::ErlNifTerm;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::thread::LocalKey;
 
 type Entries<T> = Vec<(ErlNifTerm, Arc<T>)>;
 
@@ -30,9 +28,6 @@ impl<T> LocalTable<T> {
         }
     }
 }
-
-/// A thread's copy of a [`Published`] table: declare one per table with `thread_local!`.
-pub type LocalCopy<T> = RefCell<LocalTable<T>>;
 
 /// Instances of `T` by name atom.
 pub struct Published<T> {
@@ -62,18 +57,6 @@ impl<T> Published<T> {
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         table.retain(|(k, v)| !(*k == name && std::ptr::eq(&**v, value)));
         self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// Runs `f` with the instance published under `name`, if any, through the calling thread's
-    /// copy `local`.
-    #[inline]
-    pub fn with<R>(
-        &self,
-        local: &'static LocalKey<LocalCopy<T>>,
-        name: ErlNifTerm,
-        f: impl FnOnce(&T) -> R,
-    ) -> Option<R> {
-        local.with(|cell| self.find(&mut cell.borrow_mut(), name, f))
     }
 
     /// Runs `f` with the instance published under `name`, if any, through `copy`, a copy the

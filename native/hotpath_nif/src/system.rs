@@ -1,6 +1,6 @@
-//! NIFs about the library itself: the empty call and a hit-shaped empty call (benchmark
-//! floors), build information, and
-//! the probes the test suite uses to check the error conventions.
+//! NIFs about the library itself: the empty call and empty calls shaped like `hit` and
+//! `Histogram.record/2` (benchmark floors), build information, and the probes the test
+//! suite uses to check the error conventions.
 
 use crate::error::{guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
@@ -8,7 +8,7 @@ use hotpath_core::Error as CoreError;
 use rustler::{Atom, Binary, Env, NifMap, Term};
 
 mod atoms {
-    rustler::atoms! { ok, allow, release, debug, argument_error, malformed, incompatible, panic }
+    rustler::atoms! { ok, allow, route, method, release, debug, argument_error, malformed, incompatible, panic }
 }
 
 /// Does nothing: the cost of crossing into native code and back.
@@ -34,6 +34,45 @@ fn noop_hit_shape<'a>(
 }
 
 fast_nif!("noop_hit_shape", 3, noop_hit_shape);
+
+/// The floor of `Hotpath.Histogram.record/2`: takes `histogram_record`'s arguments (a histogram
+/// resource, a float), reads them as `histogram_record` does and answers `:ok`, without
+/// touching the histogram. Registered like `histogram_record` (see [`fast_nif!`]).
+fn noop_histogram_record_shape<'a>(_env: Env<'a>, [h, value]: [Term<'a>; 2]) -> NifResult<Atom> {
+    if crate::histogram::HISTOGRAM.get(h).is_none() {
+        return Err(rustler::Error::BadArg);
+    }
+    let _: f64 = value.decode()?;
+    Ok(atoms::ok())
+}
+
+fast_nif!(
+    "noop_histogram_record_shape",
+    2,
+    noop_histogram_record_shape
+);
+
+/// The floor of `Hotpath.Metrics.record/4` as the benchmark calls it: takes
+/// `metrics_record_named`'s arguments (an instance atom, a binary name, a float, a tags map),
+/// reads the name, the value and the binary values of the bench's two tags (`:route`,
+/// `:method`) as `metrics_record_named` does, and answers `:ok`, without a registry, a name
+/// lookup or a series.
+fn noop_metrics_record_shape<'a>(
+    _env: Env<'a>,
+    [instance, name, value, tags]: [Term<'a>; 4],
+) -> NifResult<Atom> {
+    if !instance.is_atom() {
+        return Err(rustler::Error::BadArg);
+    }
+    let _: Binary = name.decode()?;
+    let _: f64 = value.decode()?;
+    for key in [atoms::route(), atoms::method()] {
+        let _: Binary = tags.map_get(key)?.decode()?;
+    }
+    Ok(atoms::ok())
+}
+
+fast_nif!("noop_metrics_record_shape", 4, noop_metrics_record_shape);
 
 #[derive(NifMap)]
 struct NativeInfo {

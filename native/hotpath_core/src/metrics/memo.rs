@@ -3,10 +3,10 @@
 //! Resolving a series the slow way reads every tag value as text (checking UTF-8, converting
 //! atoms and integers), builds the label key and looks it up in the metric's shared map. The
 //! memo skips all of that for repeated calls: its key is the tag values as the caller has them
-//! (binary bytes, atom terms, integers, see [`CallKey`]), built on the stack, hashed once and
-//! found in a direct-mapped table of this thread. The caller guarantees that equal call keys
-//! always resolve to the same series (the NIF layer: equal bytes, atoms or integers give equal
-//! label text), so a hit is exact.
+//! (binary bytes, atom terms, integers, see [`CallKey`]), built on the stack, hashed as it is
+//! built and found in a direct-mapped table the caller keeps per thread ([`Memo`]). The caller
+//! guarantees that equal call keys always resolve to the same series (the NIF layer: equal
+//! bytes, atoms or integers give equal label text), so a hit is exact.
 //!
 //! An entry is valid for one registry (`instance`, unique for the process's life), one
 //! selector (a metric name or a single metric) and one [`Registry::generation`], read before
@@ -18,7 +18,7 @@
 
 use super::Series;
 use crate::fasthash::{fold, r4, r8, P1, P2};
-use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 /// Words of the longest call key; longer keys are not memoized.
@@ -33,15 +33,19 @@ const INT: u64 = 3 << 56;
 
 /// The call key of one record: each tag value as a header word and the term's own content
 /// (no conversion to text). Built, hashed and compared in whole words only, so reading a word
-/// back always forwards from the store that wrote it.
+/// back always forwards from the store that wrote it. The hash is taken word by word as the
+/// key is built, while each word is still in a register.
 #[derive(Debug)]
 pub struct CallKey {
     len: usize,
-    words: [u64; KEY_WORDS],
+    hash: u64,
+    /// `words[..len]` are written; the rest is never read. Left uninitialized: zeroing the
+    /// whole array on every call cost about as much as the rest of the key.
+    words: [MaybeUninit<u64>; KEY_WORDS],
 }
 
 /// The last `n % 8` bytes of `b` (`n = b.len()`, not a multiple of 8) as one little-endian
-/// word, read with loads that stay inside `b`.
+/// word, read with loads that stay inside `b` and without a loop over bytes.
 #[inline(always)]
 fn tail_word(b: &[u8]) -> u64 {
     let n = b.len();
@@ -52,9 +56,10 @@ fn tail_word(b: &[u8]) -> u64 {
         // Two overlapping 4-byte reads; the overlap holds the same bytes in both.
         r4(b, 0) | (r4(b, rem - 4) << ((rem - 4) * 8))
     } else {
-        b.iter()
-            .rev()
-            .fold(0, |word, &byte| (word << 8) | byte as u64)
+        // 1 to 3 bytes: the first, middle and last byte, each at its own place (they
+        // coincide for shorter tails and then OR the same byte twice).
+        let mid = rem / 2;
+        b[0] as u64 | (b[mid] as u64) << (mid * 8) | (b[rem - 1] as u64) << ((rem - 1) * 8)
     }
 }
 
@@ -64,8 +69,36 @@ impl CallKey {
     pub fn new() -> Self {
         CallKey {
             len: 0,
-            words: [0; KEY_WORDS],
+            hash: 0,
+            words: [MaybeUninit::uninit(); KEY_WORDS],
         }
+    }
+
+    /// Appends a word (the caller checked there is room).
+    #[inline(always)]
+    fn put(&mut self, word: u64) {
+        self.words[self.len] = MaybeUninit::new(word);
+        // Rotate and XOR: one cycle a word. Weak mixing is enough here, `with_hit` folds the
+        // result before using it, and a collision only costs a miss.
+        self.hash = self.hash.rotate_left(23) ^ word;
+        self.len += 1;
+    }
+
+    /// A binary: its length, then its bytes 8 to a word. False when full.
+    #[inline]
+    pub fn push_binary(&mut self, bytes: &[u8]) -> bool {
+        let n = bytes.len();
+        if self.len + 1 + n.div_ceil(8) > KEY_WORDS {
+            return false;
+        }
+        self.put(BINARY | n as u64);
+        for chunk in bytes.chunks_exact(8) {
+            self.put(r8(chunk, 0));
+        }
+        if !n.is_multiple_of(8) {
+            self.put(tail_word(bytes));
+        }
+        true
     }
 
     #[inline]
@@ -73,30 +106,8 @@ impl CallKey {
         if self.len + 2 > KEY_WORDS {
             return false;
         }
-        self.words[self.len] = header;
-        self.words[self.len + 1] = word;
-        self.len += 2;
-        true
-    }
-
-    /// A binary: its length, then its bytes 8 to a word. False when full.
-    #[inline]
-    pub fn push_binary(&mut self, bytes: &[u8]) -> bool {
-        let n = bytes.len();
-        let need = 1 + n.div_ceil(8);
-        if self.len + need > KEY_WORDS {
-            return false;
-        }
-        self.words[self.len] = BINARY | n as u64;
-        let mut at = self.len + 1;
-        for chunk in bytes.chunks_exact(8) {
-            self.words[at] = r8(chunk, 0);
-            at += 1;
-        }
-        if !n.is_multiple_of(8) {
-            self.words[at] = tail_word(bytes);
-        }
-        self.len += need;
+        self.put(header);
+        self.put(word);
         true
     }
 
@@ -115,7 +126,12 @@ impl CallKey {
     /// The words pushed so far.
     #[inline]
     pub fn words(&self) -> &[u64] {
-        &self.words[..self.len]
+        let written = &self.words[..self.len];
+        // SAFETY: `put` is the only writer and writes `words[len]` before incrementing `len`,
+        // and `len` never decreases, so every element of `words[..len]` is initialized.
+        // `MaybeUninit<u64>` has the size, alignment and layout of `u64`, so the initialized
+        // slice may be read as `[u64]` of the same length, borrowed from `self`.
+        unsafe { std::slice::from_raw_parts(written.as_ptr().cast::<u64>(), written.len()) }
     }
 }
 
@@ -150,47 +166,48 @@ struct Entry {
     series: Vec<Arc<Series>>,
 }
 
-struct Cache {
+/// A thread's memo: [`SLOTS`] direct-mapped entries, allocated on the first insert. The
+/// caller keeps one per thread (in its own thread-local state, next to whatever else its hot
+/// path needs, so a call pays for one thread-local access).
+#[derive(Default)]
+pub struct Memo {
     slots: Vec<Option<Entry>>,
 }
 
-thread_local! {
-    static CACHE: RefCell<Cache> = const { RefCell::new(Cache { slots: Vec::new() }) };
-}
-
-/// The hash of a lookup triple. Unkeyed: a collision only costs a miss (the table is
-/// direct-mapped and bounded), never a longer probe.
+/// The hash of a lookup triple, from the key's running hash. Unkeyed: a collision only costs
+/// a miss (the table is direct-mapped and bounded), never a longer probe.
 #[inline]
-fn hash(instance: u64, selector: u32, key: &[u64]) -> u64 {
-    let mut h = fold(
-        instance ^ P1,
-        ((selector as u64) << 8) ^ key.len() as u64 ^ P2,
-    );
-    for pair in key.chunks(2) {
-        h = fold(pair[0] ^ P1, pair.get(1).copied().unwrap_or(0) ^ h);
-    }
-    h
+fn hash(instance: u64, selector: u32, key: &CallKey) -> u64 {
+    fold(
+        key.hash ^ instance ^ P1,
+        ((selector as u64) << 8) ^ key.len as u64 ^ P2,
+    )
 }
 
-/// A missed lookup: the hash of its call key, for [`insert`].
+/// A missed lookup: the hash of its call key, for [`Memo::insert`].
 pub struct Probe {
     hash: u64,
 }
 
-/// Runs `f` with the memoized series of `(instance, selector, key)` if this thread has them
-/// under `generation`; `Err(probe)` (to pass to [`insert`]) otherwise.
-#[inline]
-pub fn with_hit<R>(
-    instance: u64,
-    selector: u32,
-    generation: u64,
-    key: &CallKey,
-    f: impl FnOnce(&[Arc<Series>]) -> R,
-) -> Result<R, Probe> {
-    let hash = hash(instance, selector, key.words());
-    CACHE.with(|cell| {
-        let cache = cell.borrow();
-        match cache.slots.get(hash as usize & (SLOTS - 1)) {
+impl Memo {
+    /// An empty memo (allocates nothing).
+    pub const fn new() -> Self {
+        Memo { slots: Vec::new() }
+    }
+
+    /// Runs `f` with the memoized series of `(instance, selector, key)` if this memo has them
+    /// under `generation`; `Err(probe)` (to pass to [`Memo::insert`]) otherwise.
+    #[inline]
+    pub fn with_hit<R>(
+        &self,
+        instance: u64,
+        selector: u32,
+        generation: u64,
+        key: &CallKey,
+        f: impl FnOnce(&[Arc<Series>]) -> R,
+    ) -> Result<R, Probe> {
+        let hash = hash(instance, selector, key);
+        match self.slots.get(hash as usize & (SLOTS - 1)) {
             Some(Some(e))
                 if e.hash == hash
                     && e.instance == instance
@@ -202,25 +219,23 @@ pub fn with_hit<R>(
             }
             _ => Err(Probe { hash }),
         }
-    })
-}
+    }
 
-/// Memoizes `series` for `(instance, selector, key)` under `generation` (read before they
-/// were resolved), replacing whatever the slot held.
-pub fn insert(
-    probe: Probe,
-    instance: u64,
-    selector: u32,
-    generation: u64,
-    key: &CallKey,
-    series: Vec<Arc<Series>>,
-) {
-    CACHE.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        if cache.slots.is_empty() {
-            cache.slots.resize_with(SLOTS, || None);
+    /// Memoizes `series` for `(instance, selector, key)` under `generation` (read before they
+    /// were resolved), replacing whatever the slot held.
+    pub fn insert(
+        &mut self,
+        probe: Probe,
+        instance: u64,
+        selector: u32,
+        generation: u64,
+        key: &CallKey,
+        series: Vec<Arc<Series>>,
+    ) {
+        if self.slots.is_empty() {
+            self.slots.resize_with(SLOTS, || None);
         }
-        let slot = &mut cache.slots[probe.hash as usize & (SLOTS - 1)];
+        let slot = &mut self.slots[probe.hash as usize & (SLOTS - 1)];
         match slot {
             Some(e) => {
                 e.hash = probe.hash;
@@ -242,7 +257,7 @@ pub fn insert(
                 })
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]
@@ -283,17 +298,18 @@ mod tests {
         let series = r.metric(0).unwrap().resolve(&[1, b'x']).unwrap();
         let mut key = CallKey::new();
         key.push_binary(b"x");
-        let Err(probe) = with_hit(7, 1, 0, &key, |_| ()) else {
+        let mut memo = Memo::new();
+        let Err(probe) = memo.with_hit(7, 1, 0, &key, |_| ()) else {
             panic!("empty memo hit")
         };
-        insert(probe, 7, 1, 0, &key, vec![series.clone()]);
-        let hit = with_hit(7, 1, 0, &key, |s| Arc::ptr_eq(&s[0], &series));
+        memo.insert(probe, 7, 1, 0, &key, vec![series.clone()]);
+        let hit = memo.with_hit(7, 1, 0, &key, |s| Arc::ptr_eq(&s[0], &series));
         assert!(matches!(hit, Ok(true)));
         let mut other = CallKey::new();
         other.push_binary(b"y");
-        assert!(with_hit(7, 1, 0, &other, |_| ()).is_err());
-        assert!(with_hit(8, 1, 0, &key, |_| ()).is_err());
-        assert!(with_hit(7, 2, 0, &key, |_| ()).is_err());
-        assert!(with_hit(7, 1, 1, &key, |_| ()).is_err());
+        assert!(memo.with_hit(7, 1, 0, &other, |_| ()).is_err());
+        assert!(memo.with_hit(8, 1, 0, &key, |_| ()).is_err());
+        assert!(memo.with_hit(7, 2, 0, &key, |_| ()).is_err());
+        assert!(memo.with_hit(7, 1, 1, &key, |_| ()).is_err());
     }
 }
