@@ -58,6 +58,19 @@ defmodule Bench.Metrics do
       [
         {"empty NIF", fn -> Hotpath.Native.noop() end},
         {"picking the value only", fn i -> elem(values, Bitwise.band(i, 1023)) end},
+        {"empty NIF with Histogram.record/2's arguments",
+         fn i ->
+           Hotpath.Native.noop_histogram_record_shape(h, elem(values, Bitwise.band(i, 1023)))
+         end},
+        {"empty NIF with Metrics.record/4's arguments",
+         fn i ->
+           Hotpath.Native.noop_metrics_record_shape(
+             Bench.Metrics.Registry,
+             "bench.request.stop.duration",
+             elem(values, Bitwise.band(i, 1023)),
+             tags
+           )
+         end},
         {"Histogram.record/2",
          fn i -> Histogram.record(h, elem(values, Bitwise.band(i, 1023))) end},
         {"Metrics.record/4 (2 tags)",
@@ -100,6 +113,10 @@ defmodule Bench.Metrics do
           "Values cycle through 1024 floats in 0.5..100.5 (\"picking the value only\" is that " <>
             "cost alone). Metrics.record/4 is one NIF call (instance and name lookup, 2 binary " <>
             "tags read from the map, series lookup, histogram record with 11 classic buckets). " <>
+            "The two \"empty NIF with ...'s arguments\" cases are floors: NIFs registered like " <>
+            "the real ones that read the same arguments the same way (the histogram resource " <>
+            "and the float; the instance atom, the name binary, the float and the two binary " <>
+            "tag values from the map) and answer :ok, touching no histogram or registry. " <>
             "Baselines: the empty NIF; a hand-written :counters/ETS log-bucket " <>
             "histogram; folsom 0.8.2 (Debian erlang-folsom, uniform reservoir)" <>
             if(folsom?, do: "", else: " - not found, skipped") <>
@@ -118,7 +135,11 @@ defmodule Bench.Metrics do
     base = [
       {:ratio, "Histogram.record/2", "empty NIF", :<=, 1.5, :single},
       {:ratio, "Metrics.record/4 (2 tags)", "empty NIF", :<=, 4.0, :single},
-      {:scaling, "Histogram.record/2", :>=, 1.6}
+      {:scaling, "Histogram.record/2", :>=, 1.6},
+      {:custom, "Histogram.record/2 against its argument floor (reported)",
+       &over_floor(&1, "Histogram.record/2", "empty NIF with Histogram.record/2's arguments")},
+      {:custom, "Metrics.record/4 against its argument floor (reported)",
+       &over_floor(&1, "Metrics.record/4 (2 tags)", "empty NIF with Metrics.record/4's arguments")}
     ]
 
     folsom =
@@ -137,6 +158,18 @@ defmodule Bench.Metrics do
         {:custom, "render 10k series as Prometheus text (reported)",
          fn _ -> {true, render.summary} end}
       ]
+  end
+
+  # Informational: what reading the arguments alone costs, and how far the real call is above it.
+  defp over_floor(results, case_name, floor_name) do
+    single = results[:single]
+    floor = single[floor_name].ns
+    empty = single["empty NIF"].ns
+
+    {true,
+     "floor #{Hotpath.Bench.format_ratio(floor / empty)} the empty NIF; the call is " <>
+       "#{Hotpath.Bench.format_ratio(single[case_name].ns / floor)} its floor " <>
+       "(+#{:erlang.float_to_binary(single[case_name].ns - floor, decimals: 1)} ns)"}
   end
 
   defp faster_than_folsom(results) do
