@@ -89,7 +89,7 @@ defmodule Hotpath.RateLimiter.Owner do
   def terminate(reason, state) do
     # A clean stop removes the limiter; after a crash the table stays registered so the
     # restarted owner (and every caller meanwhile) keeps its counters.
-    if clean?(reason) do
+    if clean_exit?(reason) do
       key = {Hotpath.RateLimiter, state.name}
 
       case :persistent_term.get(key, nil) do
@@ -105,10 +105,14 @@ defmodule Hotpath.RateLimiter.Owner do
     :ok
   end
 
-  defp clean?(:normal), do: true
-  defp clean?(:shutdown), do: true
-  defp clean?({:shutdown, _}), do: true
-  defp clean?(_), do: false
+  # A supervisor's stop or a normal exit: what is published is removed; after a crash it stays
+  # in place for the restarted process. Shared with the cluster member.
+  @doc false
+  @spec clean_exit?(term()) :: boolean()
+  def clean_exit?(:normal), do: true
+  def clean_exit?(:shutdown), do: true
+  def clean_exit?({:shutdown, _}), do: true
+  def clean_exit?(_), do: false
 
   defp sweep_all(ref, now, from, removed) do
     case Native.limiter_sweep(ref, from, now, @chunk_budget_us) do

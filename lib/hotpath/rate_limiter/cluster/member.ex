@@ -13,7 +13,7 @@ defmodule Hotpath.RateLimiter.Cluster.Member do
   use GenServer
 
   alias Hotpath.RateLimiter
-  alias Hotpath.RateLimiter.Cluster
+  alias Hotpath.RateLimiter.{Cluster, Owner}
 
   def start_link(%Cluster{name: name} = cluster) do
     GenServer.start_link(__MODULE__, cluster, name: name)
@@ -43,7 +43,7 @@ defmodule Hotpath.RateLimiter.Cluster.Member do
     c = state.cluster
 
     # As for the owner of a table: a crash leaves the view in place for the restarted member.
-    if reason in [:normal, :shutdown] or match?({:shutdown, _}, reason) do
+    if Owner.clean_exit?(reason) do
       case :persistent_term.get({RateLimiter, c.name}, nil) do
         {:cluster, %Cluster{local: local}} when local == c.local ->
           :persistent_term.erase({RateLimiter, c.name})
