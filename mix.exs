@@ -205,6 +205,12 @@ defmodule Hotpath.MixProject do
       elixirc_paths: elixirc_paths(Mix.env()),
       start_permanent: Mix.env() == :prod,
       deps: [],
+      # Optional integrations are the host application's dependencies, not Hotpath's: the
+      # adapters call them only at run time. Without this, Elixir 1.14 warns on every compile
+      # that Hotpath uses an application it does not depend on.
+      xref: [exclude: [Plug.Conn, :telemetry]],
+      # test/fixtures holds Mix projects (package_check's consumer and Plug stand-in), not tests.
+      test_ignore_filters: [&String.starts_with?(&1, "test/fixtures/")],
       package: package(),
       description:
         "Rust-powered hot paths for Phoenix and OTP: a native concurrent rate limiter, " <>
@@ -219,12 +225,13 @@ defmodule Hotpath.MixProject do
   end
 
   # The demo (`mix hotpath.demo`, under demo/) is compiled in dev and test only: it is not
-  # part of the package. It serves HTTP with :inets httpd and drives load with :httpc.
+  # part of the package. It serves HTTP with :inets httpd and drives load with :httpc, which
+  # calls :public_key (Mix 1.15+ prunes every OTP application a project does not list).
   defp elixirc_paths(:test), do: ["lib", "demo", "test/support"]
   defp elixirc_paths(:dev), do: ["lib", "demo"]
   defp elixirc_paths(_), do: ["lib"]
 
-  defp demo_applications(env) when env in [:dev, :test], do: [:inets]
+  defp demo_applications(env) when env in [:dev, :test], do: [:inets, :public_key]
   defp demo_applications(_env), do: []
 
   # Exactly what a user needs to build the library. `scripts/package_check` builds a consumer

@@ -288,9 +288,11 @@ defmodule Bench.Cluster do
       epmd = System.find_executable("epmd") ->
         {_, 0} = System.cmd(epmd, ["-daemon"])
 
-        case Node.start(:"hotpath_bench_#{System.pid()}@127.0.0.1", :longnames) do
+        name = :"hotpath_bench_#{System.pid()}@127.0.0.1"
+
+        case :net_kernel.start(name, %{name_domain: :longnames}) do
           {:ok, _} -> {:ok, true}
-          {:error, reason} -> {:error, "Node.start failed: #{inspect(reason)}"}
+          {:error, reason} -> {:error, "starting node #{name} failed: #{inspect(reason)}"}
         end
 
       true ->

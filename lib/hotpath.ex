@@ -40,14 +40,17 @@ defmodule Hotpath do
   def native_info, do: Hotpath.Native.native_info()
 
   @doc """
-  Returns `true` when the native library is loaded.
+  Returns `true` when the native library is loaded, `false` when it could not be (the reason
+  was printed when loading failed: see `Hotpath.Native`'s message on standard error).
 
       iex> Hotpath.loaded?()
       true
   """
   @spec loaded?() :: boolean()
   def loaded? do
-    Hotpath.Native.noop() == :ok
+    # A failed `@on_load` leaves Hotpath.Native unloaded, so calling it would raise
+    # UndefinedFunctionError: ask the code server first.
+    Code.ensure_loaded?(Hotpath.Native) and Hotpath.Native.noop() == :ok
   rescue
     ErlangError -> false
   end

@@ -6,8 +6,19 @@
 #    it) and copies exactly those files to <tmp>/vendor/hotpath.
 # 2. Puts a Cargo `[workspace]` manifest at <tmp>, the consumer's repository root, to prove
 #    the build is not captured by a host workspace.
-# 3. Copies test/fixtures/consumer to <tmp>/consumer, compiles it (which builds the NIF from
-#    the copied sources) and calls into the NIF.
+# 3. Copies test/fixtures/consumer to <tmp>/consumer and test/fixtures/plug (a stand-in for
+#    the Plug package: the real one cannot be installed here) to <tmp>/plug, and checks the
+#    three ways a user's build meets Hotpath, each from a clean _build:
+#      a. the app with Plug and Hotpath compiled together;
+#      b. Hotpath recompiled alone (`mix deps.compile hotpath --force`);
+#      c. Hotpath compiled first, Plug added afterwards.
+#    In each, both Plug adapters exist, a request through Hotpath.RateLimiter.Plug gets 429
+#    after the limit, and no compile prints a warning.
+#
+# Where cargo is on PATH the consumer builds the NIF from the copied sources (and the checks
+# of a missing or old cargo and of HOTPATH_NIF_PATH run too). Where it is not (the Debian
+# lanes of `make test-modern`), the consumer installs the prebuilt NIF named by
+# HOTPATH_NIF_PATH, and the source build is left to the host lane.
 defmodule PackageCheck do
   @root File.cwd!()
 
@@ -20,6 +31,7 @@ defmodule PackageCheck do
 
     vendor = Path.join(tmp, "vendor/hotpath")
     consumer = Path.join(tmp, "consumer")
+    plug = Path.join(tmp, "plug")
 
     try do
       for file <- files do
@@ -29,47 +41,113 @@ defmodule PackageCheck do
       end
 
       File.write!(Path.join(tmp, "Cargo.toml"), "[workspace]\nresolver = \"2\"\nmembers = []\n")
-      File.cp_r!(Path.join(@root, "test/fixtures/consumer"), consumer)
-      File.rm_rf!(Path.join(consumer, "_build"))
-      File.rm_rf!(Path.join(consumer, "deps"))
+
+      for {fixture, dest} <- [{"consumer", consumer}, {"plug", plug}] do
+        File.cp_r!(Path.join(@root, "test/fixtures/" <> fixture), dest)
+        File.rm_rf!(Path.join(dest, "_build"))
+        File.rm_rf!(Path.join(dest, "deps"))
+      end
 
       IO.puts("package_check: #{length(files)} packaged files copied to #{vendor}")
 
       env = [
         {"HOTPATH_PACKAGE_DIR", vendor},
+        {"CONSUMER_PLUG_DIR", plug},
+        {"CONSUMER_PLUG", nil},
         {"MIX_ENV", "dev"},
         # The consumer builds with the packaged defaults, never with this repo's settings.
         {"HOTPATH_NIF_PATH", nil},
         {"HOTPATH_CARGO_TARGET_DIR", nil},
-        {"HOTPATH_CARGO_PROFILE", nil}
+        {"HOTPATH_CARGO_PROFILE", nil},
+        {"MIX_BUILD_ROOT", nil},
+        {"MIX_BUILD_PATH", nil}
       ]
 
       check_cargo_errors!(consumer, env)
 
-      mix!(consumer, ["compile"], env)
-      mix!(consumer, ["run", "-e", "Consumer.check!()"], env)
+      case System.find_executable("cargo") do
+        nil ->
+          prebuilt =
+            System.get_env("HOTPATH_NIF_PATH") || fail!("no cargo and no HOTPATH_NIF_PATH")
 
-      # Nothing changed: the native compiler must not run cargo again.
-      {out, 0} = mix(consumer, ["compile"], env)
-      if out =~ "Compiling hotpath_nif", do: fail!("a second `mix compile` rebuilt the NIF")
-      IO.puts("package_check: second compile is a no-op")
+          IO.puts(
+            "package_check: no cargo here: the consumer installs HOTPATH_NIF_PATH=#{prebuilt}"
+          )
 
-      # HOTPATH_NIF_PATH installs a prebuilt library instead of building.
-      prebuilt = Path.join(tmp, "prebuilt_hotpath_nif.so")
-      File.cp!(Path.join(vendor, "target/release/libhotpath_nif.so"), prebuilt)
-      File.rm_rf!(Path.join(consumer, "_build/dev/lib/hotpath/priv"))
-      env = List.keystore(env, "HOTPATH_NIF_PATH", 0, {"HOTPATH_NIF_PATH", prebuilt})
-      {out, 0} = mix(consumer, ["run", "-e", "Consumer.check!()"], env)
-      unless out =~ "Installing prebuilt", do: fail!("HOTPATH_NIF_PATH was not used:\n#{out}")
-      IO.puts("package_check: HOTPATH_NIF_PATH installs the prebuilt library")
+          env = List.keystore(env, "HOTPATH_NIF_PATH", 0, {"HOTPATH_NIF_PATH", prebuilt})
+          user_flows!(consumer, env)
 
-      unless File.dir?(Path.join(vendor, "target")) do
-        fail!("the NIF was not built inside the package copy")
+        _cargo ->
+          user_flows!(consumer, env)
+          source_build_checks!(tmp, vendor, consumer, env)
       end
 
       IO.puts("package_check: ok (consumer built from the package files and called the NIF)")
     after
       File.rm_rf!(tmp)
+    end
+  end
+
+  # The three build orders of a user's app (see the top of this file).
+  defp user_flows!(consumer, env) do
+    build = Path.join(consumer, "_build")
+
+    IO.puts("package_check: (a) Plug and Hotpath compiled together")
+    File.rm_rf!(build)
+    compile_clean!(consumer, ["compile"], env)
+    mix!(consumer, ["run", "-e", "Consumer.check!()"], env)
+
+    IO.puts("package_check: (b) Hotpath recompiled alone")
+    compile_clean!(consumer, ["deps.compile", "hotpath", "--force"], env)
+    compile_clean!(consumer, ["compile"], env)
+    mix!(consumer, ["run", "-e", "Consumer.check!()"], env)
+
+    IO.puts("package_check: (c) Hotpath compiled first, Plug added afterwards")
+    File.rm_rf!(build)
+    without_plug = List.keystore(env, "CONSUMER_PLUG", 0, {"CONSUMER_PLUG", "off"})
+    compile_clean!(consumer, ["compile"], without_plug)
+    mix!(consumer, ["run", "-e", "Consumer.check!()"], without_plug)
+    compile_clean!(consumer, ["compile"], env)
+    mix!(consumer, ["run", "-e", "Consumer.check!()"], env)
+  end
+
+  # The NIF built by the consumer from the packaged sources with cargo.
+  defp source_build_checks!(tmp, vendor, consumer, env) do
+    # Nothing changed: the native compiler must not run cargo again.
+    {out, 0} = mix(consumer, ["compile"], env)
+    if out =~ "Compiling hotpath_nif", do: fail!("a second `mix compile` rebuilt the NIF")
+    IO.puts("package_check: second compile is a no-op")
+
+    unless File.dir?(Path.join(vendor, "target")) do
+      fail!("the NIF was not built inside the package copy")
+    end
+
+    # HOTPATH_NIF_PATH installs a prebuilt library instead of building.
+    prebuilt = Path.join(tmp, "prebuilt_hotpath_nif.so")
+    File.cp!(Path.join(vendor, "target/release/libhotpath_nif.so"), prebuilt)
+    File.rm_rf!(Path.join(consumer, "_build/dev/lib/hotpath/priv"))
+    env = List.keystore(env, "HOTPATH_NIF_PATH", 0, {"HOTPATH_NIF_PATH", prebuilt})
+    {out, 0} = mix(consumer, ["run", "-e", "Consumer.check!()"], env)
+    unless out =~ "Installing prebuilt", do: fail!("HOTPATH_NIF_PATH was not used:\n#{out}")
+    IO.puts("package_check: HOTPATH_NIF_PATH installs the prebuilt library")
+  end
+
+  # Runs a compiling mix command; fails if it prints any warning.
+  defp compile_clean!(dir, args, env) do
+    IO.puts("package_check: (in #{Path.basename(dir)}) mix #{Enum.join(args, " ")}")
+
+    case mix(dir, args, env) do
+      {out, 0} ->
+        case Regex.scan(~r/^.*warning.*$/mi, out) do
+          [] ->
+            :ok
+
+          lines ->
+            fail!("mix #{Enum.join(args, " ")} printed warnings:\n#{out}\n#{inspect(lines)}")
+        end
+
+      {out, status} ->
+        fail!("mix #{Enum.join(args, " ")} exited with #{status}:\n#{out}")
     end
   end
 

@@ -1,3 +1,34 @@
+# PropEr (Debian's erlang-proper) lives in the OTP lib directory, and Mix 1.15+ prunes every
+# OTP application a project does not list: put it back on the code path before the property
+# tests compile. Without it they are skipped with the reason, except in CI, where they must run.
+proper =
+  cond do
+    Code.ensure_loaded?(:proper) ->
+      :ok
+
+    function_exported?(Mix, :ensure_application!, 1) ->
+      try do
+        Mix.ensure_application!(:proper)
+        if Code.ensure_loaded?(:proper), do: :ok, else: {:error, "PropEr did not load"}
+      rescue
+        error -> {:error, Exception.message(error)}
+      end
+
+    true ->
+      {:error, "PropEr (Debian package erlang-proper) is not installed"}
+  end
+
+case {proper, System.get_env("CI")} do
+  {:ok, _} ->
+    :ok
+
+  {{:error, reason}, "true"} ->
+    raise "the property tests need PropEr in CI: #{reason}"
+
+  {{:error, reason}, _} ->
+    IO.puts(:stderr, "\n[hotpath] skipping the property tests: #{reason}\n")
+end
+
 Hotpath.FakeTelemetry.start()
 
 # The end-to-end browser test runs with `make e2e` (mix test --only e2e). The cluster tests

@@ -62,7 +62,7 @@ defmodule Hotpath.Compute do
   @type pool :: GenServer.server()
 
   @typedoc "A job: a 0-arity function or `{module, function, args}`."
-  @type job :: (() -> term()) | {module(), atom(), [term()]}
+  @type job :: (-> term()) | {module(), atom(), [term()]}
 
   @typedoc "The result of `run/3`."
   @type result ::

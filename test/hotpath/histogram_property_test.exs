@@ -5,8 +5,10 @@ defmodule Hotpath.HistogramPropertyTest do
 
   alias Hotpath.Histogram
 
+  # test_helper.exs puts PropEr on the code path (and insists on it in CI).
   @compile {:no_warn_undefined, [:proper, :proper_types]}
-  @proper? Code.ensure_loaded?(:proper)
+  no_proper = if Code.ensure_loaded?(:proper), do: false, else: "PropEr is not available"
+  @moduletag skip: no_proper
 
   # Multiples of 1/64 in a small range: every partial sum is exact, so sums compare exactly.
   defp value_type do
@@ -27,7 +29,6 @@ defmodule Hotpath.HistogramPropertyTest do
     h
   end
 
-  @tag skip: if(@proper?, do: false, else: "PropEr (erlang-proper) is not installed")
   test "merge equals recording everything into one histogram" do
     list = :proper_types.list(value_type())
 
@@ -40,7 +41,6 @@ defmodule Hotpath.HistogramPropertyTest do
     )
   end
 
-  @tag skip: if(@proper?, do: false, else: "PropEr (erlang-proper) is not installed")
   test "from_binary(to_binary(h)) has the same statistics" do
     check(
       :proper.forall(:proper_types.list(value_type()), fn values ->
@@ -53,7 +53,6 @@ defmodule Hotpath.HistogramPropertyTest do
     )
   end
 
-  @tag skip: if(@proper?, do: false, else: "PropEr (erlang-proper) is not installed")
   test "count, min and max are exact; quantiles within the relative error" do
     check(
       :proper.forall(:proper_types.non_empty(:proper_types.list(value_type())), fn values ->

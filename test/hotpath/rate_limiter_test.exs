@@ -277,7 +277,9 @@ defmodule Hotpath.RateLimiterTest do
       assert RateLimiter.info(l).shards > 16
 
       hitter =
-        Task.async(fn -> for i <- 1..20_000, do: RateLimiter.hit(l, {:live, i}, 1, now: 1_500) end)
+        Task.async(fn ->
+          for i <- 1..20_000, do: RateLimiter.hit(l, {:live, i}, 1, now: 1_500)
+        end)
 
       assert %{removed: 100_000} = RateLimiter.sweep(l, now: 1_500)
       Task.await(hitter)

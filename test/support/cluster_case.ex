@@ -35,9 +35,11 @@ defmodule Hotpath.ClusterCase do
   defp start_node do
     name = :"hotpath_test_#{System.pid()}@127.0.0.1"
 
-    case Node.start(name, :longnames) do
+    # :net_kernel.start/2 with a map (OTP 24.3+): Node.start/2 with :longnames is deprecated
+    # in Elixir 1.19.
+    case :net_kernel.start(name, %{name_domain: :longnames}) do
       {:ok, _} -> :ok
-      {:error, reason} -> {:error, "Node.start(#{inspect(name)}) failed: #{inspect(reason)}"}
+      {:error, reason} -> {:error, "starting node #{inspect(name)} failed: #{inspect(reason)}"}
     end
   end
 

@@ -104,7 +104,9 @@ defmodule Hotpath.Demo.Report do
     widths =
       rows
       |> Enum.zip()
-      |> Enum.map(fn col -> col |> Tuple.to_list() |> Enum.map(&String.length/1) |> Enum.max() end)
+      |> Enum.map(fn col ->
+        col |> Tuple.to_list() |> Enum.map(&String.length/1) |> Enum.max()
+      end)
 
     [head | body] =
       Enum.map(rows, fn [first | rest] ->

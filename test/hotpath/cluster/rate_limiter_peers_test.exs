@@ -53,7 +53,9 @@ defmodule Hotpath.Cluster.RateLimiterPeersTest do
       admitted =
         nodes
         |> Enum.map(
-          &Task.async(fn -> :erpc.call(&1, Hotpath.ClusterCase, :hammer, [l, ["hot"], 4, 150]) end)
+          &Task.async(fn ->
+            :erpc.call(&1, Hotpath.ClusterCase, :hammer, [l, ["hot"], 4, 150])
+          end)
         )
         |> Enum.map(&Task.await(&1, 60_000))
 

@@ -78,7 +78,7 @@ defmodule Hotpath.RateLimiter.HTTP.ClientIP do
 
   defp prefix_length(text, max) do
     case Integer.parse(text) do
-      {len, ""} when len in 0..max -> {:ok, len}
+      {len, ""} when len in 0..max//1 -> {:ok, len}
       _ -> :error
     end
   end
