@@ -184,13 +184,22 @@ defmodule PackageCheck do
   # Without cargo, or with one too old, compiling the dependency fails with one readable message.
   defp check_cargo_errors!(consumer, env) do
     mix_dirs = Enum.map(~w(mix elixir erl), &Path.dirname(System.find_executable(&1)))
-    cargo_dir = Path.dirname(System.find_executable("cargo"))
 
-    if cargo_dir in mix_dirs do
-      IO.puts("package_check: SKIPPED the no-cargo check: cargo shares #{cargo_dir} with Elixir")
-    else
-      path = Enum.join(Enum.uniq(mix_dirs ++ ["/usr/bin", "/bin"]) -- [cargo_dir], ":")
-      expect_failure!(consumer, [{"PATH", path} | env], "Hotpath needs cargo")
+    case System.find_executable("cargo") do
+      nil ->
+        expect_failure!(consumer, env, "Hotpath needs cargo")
+
+      cargo ->
+        cargo_dir = Path.dirname(cargo)
+
+        if cargo_dir in mix_dirs do
+          IO.puts(
+            "package_check: SKIPPED the no-cargo check: cargo shares #{cargo_dir} with Elixir"
+          )
+        else
+          path = Enum.join(Enum.uniq(mix_dirs ++ ["/usr/bin", "/bin"]) -- [cargo_dir], ":")
+          expect_failure!(consumer, [{"PATH", path} | env], "Hotpath needs cargo")
+        end
     end
 
     fake = Path.join(Path.dirname(consumer), "old-cargo")
