@@ -205,10 +205,6 @@ defmodule Hotpath.MixProject do
       elixirc_paths: elixirc_paths(Mix.env()),
       start_permanent: Mix.env() == :prod,
       deps: [],
-      # Optional integrations are the host application's dependencies, not Hotpath's: the
-      # adapters call them only at run time. Without this, Elixir 1.14 warns on every compile
-      # that Hotpath uses an application it does not depend on.
-      xref: [exclude: [Plug.Conn, :telemetry]],
       # test/fixtures holds Mix projects (package_check's consumer and Plug stand-in), not tests.
       test_ignore_filters: [&String.starts_with?(&1, "test/fixtures/")],
       package: package(),
@@ -217,7 +213,17 @@ defmodule Hotpath.MixProject do
           "telemetry histograms and dirty-scheduler CPU work.",
       source_url: @source_url,
       docs: [main: "Hotpath", extras: ["README.md", "CHANGELOG.md"]]
-    ]
+    ] ++ run_time_only([Plug.Conn, :telemetry])
+  end
+
+  # Optional integrations are the host application's dependencies, not Hotpath's: the adapters
+  # call them only at run time. Without an exclusion, Elixir 1.14 warns on every compile that
+  # Hotpath uses an application it does not depend on. Up to 1.19 the warning obeys only
+  # `xref: [exclude: ...]`; 1.20 deprecates that for `elixirc_options: [no_warn_undefined: ...]`.
+  defp run_time_only(modules) do
+    if Version.match?(System.version(), ">= 1.20.0-dev"),
+      do: [elixirc_options: [no_warn_undefined: modules]],
+      else: [xref: [exclude: modules]]
   end
 
   def application do

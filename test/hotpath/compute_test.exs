@@ -80,7 +80,11 @@ defmodule Hotpath.ComputeTest do
 
     test "bad arguments raise ArgumentError; a missing pool exits like GenServer.call" do
       pool = start_pool()
-      assert_raise ArgumentError, ~r/0-arity function/, fn -> Compute.run(pool, fn _ -> 1 end) end
+
+      assert_raise ArgumentError, ~r/0-arity function/, fn ->
+        Compute.run(pool, Hotpath.Opaque.value(fn _ -> 1 end))
+      end
+
       assert_raise ArgumentError, ~r/0-arity function/, fn -> Compute.run(pool, :job) end
 
       assert_raise ArgumentError, ~r/:timeout/, fn ->
@@ -261,7 +265,12 @@ defmodule Hotpath.ComputeTest do
         end)
       end
 
-    natives = for _ <- 1..2, do: assert_receive({:hotpath_compute_job, native}) && native
+    natives =
+      for _ <- 1..2 do
+        assert_receive {:hotpath_compute_job, native}
+        native
+      end
+
     eventually(fn -> Compute.stats(name).queued == 2 end)
 
     Process.exit(old, :kill)

@@ -302,7 +302,7 @@ defmodule Hotpath.HistogramTest do
   end
 
   defp flip(bin, i) do
-    <<pre::binary-size(i), byte, rest::binary>> = bin
-    <<pre::binary, Bitwise.bxor(byte, 0xFF), rest::binary>>
+    flipped = Bitwise.bxor(:binary.at(bin, i), 0xFF)
+    binary_part(bin, 0, i) <> <<flipped>> <> binary_part(bin, i + 1, byte_size(bin) - i - 1)
   end
 end

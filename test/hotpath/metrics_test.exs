@@ -114,7 +114,9 @@ defmodule Hotpath.MetricsTest do
         assert_raise ArgumentError, message, fn -> Metrics.start_link(opts) end
       end
 
-      assert_raise ArgumentError, ~r/keyword list/, fn -> Metrics.start_link(:x) end
+      assert_raise ArgumentError, ~r/keyword list/, fn ->
+        Metrics.start_link(Hotpath.Opaque.value(:x))
+      end
     end
   end
 

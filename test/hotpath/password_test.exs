@@ -155,7 +155,7 @@ defmodule Hotpath.PasswordTest do
     end
 
     assert_raise ArgumentError, ~r/stored hash must be a binary/, fn ->
-      Password.verify_pass("pw", nil)
+      Password.verify_pass("pw", Hotpath.Opaque.value(nil))
     end
 
     assert_raise ArgumentError, ~r/stored hash must be a binary/, fn -> Password.info(nil) end
