@@ -85,7 +85,9 @@ defmodule Hotpath.ComputeTest do
         Compute.run(pool, Hotpath.Opaque.value(fn _ -> 1 end))
       end
 
-      assert_raise ArgumentError, ~r/0-arity function/, fn -> Compute.run(pool, :job) end
+      assert_raise ArgumentError, ~r/0-arity function/, fn ->
+        Compute.run(pool, Hotpath.Opaque.value(:job))
+      end
 
       assert_raise ArgumentError, ~r/:timeout/, fn ->
         Compute.run(pool, fn -> 1 end, timeout: -1)
@@ -286,7 +288,13 @@ defmodule Hotpath.ComputeTest do
 
     # Both slots are usable at once in the restarted pool.
     blockers = for _ <- 1..2, do: Task.async(fn -> Compute.run(name, blocker(test)) end)
-    workers = for _ <- 1..2, do: assert_receive({:blocked, w}) && w
+
+    workers =
+      for _ <- 1..2 do
+        assert_receive {:blocked, w}
+        w
+      end
+
     assert Compute.stats(name).running == 2
     Enum.each(workers, &send(&1, :release))
     assert Enum.map(blockers, &Task.await/1) == [{:ok, :released}, {:ok, :released}]

@@ -204,7 +204,9 @@ defmodule Hotpath.PasswordTest do
       Password.raw_hash("pw", "saltsalt", secret: 1)
     end
 
-    assert_raise ArgumentError, ~r/salt must be a binary/, fn -> Password.raw_hash("pw", nil) end
+    assert_raise ArgumentError, ~r/salt must be a binary/, fn ->
+      Password.raw_hash("pw", Hotpath.Opaque.value(nil))
+    end
 
     assert_raise ArgumentError, ~r/salt must be/, fn ->
       Password.raw_hash("pw", "short", m_cost: 64)
