@@ -62,8 +62,7 @@ format:
 
 test-latest:
 	cargo fetch --locked
-	HOTPATH_LANE_CARGO=1 HOTPATH_DEBIAN_ROOT_EXTRA="cargo rustc rust-clippy rustfmt gcc libc6-dev" \
-	  scripts/debian_lane sid
+	scripts/debian_lane sid
 
 bench: bootstrap
 	@mkdir -p _build
