@@ -60,6 +60,13 @@ defmodule Hotpath.Histogram do
   @type error :: {:error, {:malformed | :incompatible, String.t()}}
 
   @default_quantiles [0.5, 0.9, 0.99, 0.999]
+  # Most classic bounds (hotpath_core MAX_BOUNDS).
+  @max_bounds 1024
+  # Above this many quantiles a read goes straight to a dirty scheduler (the NIF's
+  # NORMAL_SCHEDULER_QUANTILES).
+  @normal_quantiles 256
+  # Larger binaries are decoded on a dirty scheduler (the NIF's NORMAL_SCHEDULER_DECODE_BYTES).
+  @normal_decode_bytes 16_384
   @option_keys [:relative_error, :floor, :ceiling, :buckets, :window, :shards, :clock]
 
   @doc """
@@ -86,7 +93,11 @@ defmodule Hotpath.Histogram do
   @spec new(keyword()) :: t()
   def new(opts \\ []) do
     opts = validate_options!(opts)
-    Native.histogram_new(opts)
+
+    case Native.histogram_new(opts) do
+      :dirty -> Native.histogram_new_dirty(opts)
+      h -> h
+    end
   end
 
   defp validate_options!(opts) when is_list(opts) do
@@ -118,6 +129,15 @@ defmodule Hotpath.Histogram do
   def buckets!(nil), do: []
 
   def buckets!(list) when is_list(list) do
+    unless proper_list?(list) do
+      raise ArgumentError, "buckets must be a proper list of numbers, got: #{inspect(list)}"
+    end
+
+    if length(list) > @max_bounds do
+      raise ArgumentError,
+            "buckets: at most #{@max_bounds} bounds, got #{length(list)}"
+    end
+
     floats =
       Enum.map(list, fn
         n when is_number(n) ->
@@ -258,13 +278,24 @@ defmodule Hotpath.Histogram do
   @spec quantiles(t(), [number()], keyword()) :: %{number() => float() | nil}
   def quantiles(h, qs, opts \\ [])
 
-  def quantiles(h, qs, opts) when is_list(qs) do
-    values = read(h, opts, Enum.map(qs, &quantile!/1)).quantiles
+  def quantiles(h, qs, opts) do
+    qs = quantile_list!(qs)
+    values = read(h, opts, qs).quantiles
     qs |> Enum.zip(values) |> Map.new()
   end
 
-  def quantiles(_h, qs, _opts),
-    do: raise(ArgumentError, "quantiles must be a list of numbers in 0..1, got: #{inspect(qs)}")
+  defp quantile_list!(qs) do
+    unless is_list(qs) and proper_list?(qs) do
+      raise ArgumentError,
+            "quantiles must be a list of numbers in 0..1, got: #{inspect(qs)}"
+    end
+
+    Enum.map(qs, &quantile!/1)
+  end
+
+  defp proper_list?([]), do: true
+  defp proper_list?([_ | rest]), do: proper_list?(rest)
+  defp proper_list?(_), do: false
 
   defp quantile!(q) when is_number(q) and q >= 0 and q <= 1, do: q / 1
 
@@ -299,13 +330,8 @@ defmodule Hotpath.Histogram do
   """
   @spec snapshot(t(), keyword()) :: snapshot()
   def snapshot(h, opts \\ []) do
-    qs = Keyword.get(opts, :quantiles, @default_quantiles)
-
-    unless is_list(qs) do
-      raise ArgumentError, "quantiles must be a list of numbers in 0..1, got: #{inspect(qs)}"
-    end
-
-    qs = Enum.map(qs, &quantile!/1)
+    keyword!(opts)
+    qs = quantile_list!(Keyword.get(opts, :quantiles, @default_quantiles))
     stats = read(h, opts, qs)
 
     buckets =
@@ -321,13 +347,19 @@ defmodule Hotpath.Histogram do
   defp read(h, opts, qs) do
     view = view!(opts)
 
-    case Native.histogram_read(h, view, qs) do
-      :dirty -> Native.histogram_read_dirty(h, view, qs)
-      stats -> stats
+    if length(qs) > @normal_quantiles do
+      Native.histogram_read_dirty(h, view, qs)
+    else
+      case Native.histogram_read(h, view, qs) do
+        :dirty -> Native.histogram_read_dirty(h, view, qs)
+        stats -> stats
+      end
     end
   end
 
-  defp view!(opts) when is_list(opts) do
+  defp view!(opts) do
+    keyword!(opts)
+
     case Keyword.get(opts, :view, :cumulative) do
       view when view in [:cumulative, :window] ->
         view
@@ -337,7 +369,13 @@ defmodule Hotpath.Histogram do
     end
   end
 
-  defp view!(opts), do: raise(ArgumentError, "expected a keyword list, got: #{inspect(opts)}")
+  defp keyword!(opts) do
+    unless is_list(opts) and Keyword.keyword?(opts) do
+      raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
+    end
+
+    opts
+  end
 
   @doc """
   Zeroes the histogram (cumulative view and window). Values recorded while a reset runs may
@@ -387,10 +425,15 @@ defmodule Hotpath.Histogram do
       {:error, {:malformed, "not a Hotpath histogram (bad magic)"}}
   """
   @spec from_binary(binary()) :: {:ok, t()} | error()
-  def from_binary(binary) when is_binary(binary) and byte_size(binary) > 65_536,
+  def from_binary(binary) when is_binary(binary) and byte_size(binary) > @normal_decode_bytes,
     do: Native.histogram_from_binary_dirty(binary)
 
-  def from_binary(binary) when is_binary(binary), do: Native.histogram_from_binary(binary)
+  def from_binary(binary) when is_binary(binary) do
+    case Native.histogram_from_binary(binary) do
+      :dirty -> Native.histogram_from_binary_dirty(binary)
+      result -> result
+    end
+  end
 
   def from_binary(other),
     do: raise(ArgumentError, "from_binary/1 expects a binary, got: #{inspect(other)}")
