@@ -66,7 +66,7 @@ defmodule Hotpath.Histogram do
   # NORMAL_SCHEDULER_QUANTILES).
   @normal_quantiles 256
   # Larger binaries are decoded on a dirty scheduler (the NIF's NORMAL_SCHEDULER_DECODE_BYTES).
-  @normal_decode_bytes 16_384
+  @normal_decode_bytes 8_192
   @option_keys [:relative_error, :floor, :ceiling, :buckets, :window, :shards, :clock]
 
   @doc """

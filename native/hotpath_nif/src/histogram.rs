@@ -18,8 +18,9 @@ mod atoms {
     rustler::atoms! { ok, error, dirty, cumulative, window, monotonic, manual }
 }
 
-/// Above this many counters to walk, reads go to a dirty scheduler (~0.1 ms of work).
-const NORMAL_SCHEDULER_COUNTERS: usize = 64 * 1024;
+/// Above this many counters to walk (allocated blocks of 64 counters, table slots, sparse
+/// entries of a decoded histogram), reads go to a dirty scheduler (~0.2 ms of work).
+const NORMAL_SCHEDULER_COUNTERS: usize = 8 * 1024;
 
 /// Most quantiles one read computes on a normal scheduler; more go to the dirty twin (the
 /// list is decoded and the answer encoded per quantile).
@@ -27,11 +28,21 @@ pub const NORMAL_SCHEDULER_QUANTILES: usize = 256;
 
 /// Largest binary `from_binary` decodes on a normal scheduler (decoding is linear in the
 /// input, ~0.1 ms at this size); larger ones go to the dirty twin.
-pub const NORMAL_SCHEDULER_DECODE_BYTES: usize = 16 * 1024;
+pub const NORMAL_SCHEDULER_DECODE_BYTES: usize = 8 * 1024;
 
 /// Largest `(window slots + 1) * (shards + 1)` that `histogram_new` allocates on a normal
 /// scheduler; larger histograms are created by the dirty twin.
-const NORMAL_SCHEDULER_CELLS: usize = 4 * 1024;
+const NORMAL_SCHEDULER_CELLS: usize = 512;
+
+/// Tells the scheduler how much of its ~1 ms timeslice a normal-scheduler call used (1 % per
+/// 10 µs, at least 1 %): a NIF call costs the calling process about one reduction otherwise, so
+/// a loop of 50 µs calls would keep its scheduler for a whole reduction budget (hundreds of ms).
+/// A no-op on dirty schedulers.
+fn report_time(env: Env, started: Instant) {
+    let us = started.elapsed().as_micros();
+    let percent = (us / 10 + 1).min(100) as i32;
+    rustler::schedule::consume_timeslice(env, percent);
+}
 
 /// The clock a windowed histogram reads.
 pub enum Clock {
@@ -100,7 +111,10 @@ fn histogram_new(env: Env, options: NewOptions) -> NifResult<Term> {
     if new_cells(&options) > NORMAL_SCHEDULER_CELLS {
         return Ok(atoms::dirty().encode(env));
     }
-    new(env, options)
+    let started = Instant::now();
+    let result = new(env, options);
+    report_time(env, started);
+    result
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -170,9 +184,13 @@ fn histogram_record_n(h: Term, value: f64, count: Term) -> NifResult<Atom> {
     })
 }
 
-fn counters_to_walk(h: &HistogramResource) -> usize {
-    let per_cells = h.hist.layout().len() * 2 * h.hist.shards();
-    per_cells * (1 + h.hist.window().map_or(0, |w| w.slots as usize))
+/// The counters a read of `view` (or of both views, for `None`) walks now: what is allocated,
+/// not the most the layout could allocate.
+fn counters_to_walk(h: &HistogramResource, window: Option<bool>) -> usize {
+    match window {
+        Some(w) => h.hist.read_work(w),
+        None => h.hist.read_work(false) + h.hist.read_work(true),
+    }
 }
 
 fn view_snapshot(h: &HistogramResource, view: Atom) -> NifResult<Snapshot> {
@@ -237,8 +255,9 @@ fn read<'a>(
     qs: Term<'a>,
     dirty: bool,
 ) -> NifResult<Term<'a>> {
+    let started = Instant::now();
     let h = handle(h)?;
-    if !dirty && counters_to_walk(h) > NORMAL_SCHEDULER_COUNTERS {
+    if !dirty && counters_to_walk(h, Some(view == atoms::window())) > NORMAL_SCHEDULER_COUNTERS {
         return Ok(atoms::dirty().encode(env));
     }
     let max = if dirty {
@@ -251,10 +270,12 @@ fn read<'a>(
         Err(None) => return Ok(atoms::dirty().encode(env)),
         Err(Some(e)) => return Err(e),
     };
-    guard(|| {
+    let result = guard(|| {
         let s = view_snapshot(h, view)?;
         Ok(stats(&s, &qs)?.encode(env))
-    })
+    });
+    report_time(env, started);
+    result
 }
 
 /// Decodes a proper list of floats of at most `max` elements; `Err(None)` when it is longer
@@ -295,16 +316,19 @@ fn histogram_read_dirty<'a>(
 }
 
 fn to_binary<'a>(env: Env<'a>, h: Term<'a>, dirty: bool) -> NifResult<Term<'a>> {
+    let started = Instant::now();
     let h = handle(h)?;
-    if !dirty && counters_to_walk(h) > NORMAL_SCHEDULER_COUNTERS {
+    if !dirty && counters_to_walk(h, Some(false)) > NORMAL_SCHEDULER_COUNTERS {
         return Ok(atoms::dirty().encode(env));
     }
-    guard(|| {
+    let result = guard(|| {
         let bytes = h.hist.snapshot().to_bytes();
         let mut bin = NewBinary::new(env, bytes.len());
         bin.as_mut_slice().copy_from_slice(&bytes);
         Ok(Binary::from(bin).encode(env))
-    })
+    });
+    report_time(env, started);
+    result
 }
 
 #[rustler::nif]
@@ -346,7 +370,10 @@ fn histogram_from_binary<'a>(env: Env<'a>, bin: Binary) -> NifResult<Term<'a>> {
     if bin.len() > NORMAL_SCHEDULER_DECODE_BYTES {
         return Ok(atoms::dirty().encode(env));
     }
-    from_binary(env, bin)
+    let started = Instant::now();
+    let result = from_binary(env, bin);
+    report_time(env, started);
+    result
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]

@@ -41,6 +41,8 @@ struct Shard {
     overflow: [AtomicU64; 2],
     sides: [OnceLock<Table>; 2],
     classic: Box<[AtomicU64]>,
+    /// Counter blocks allocated in this shard (a read walks each of them).
+    blocks: AtomicUsize,
 }
 
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
@@ -198,6 +200,7 @@ impl Shard {
             overflow: [AtomicU64::new(0), AtomicU64::new(0)],
             sides: [OnceLock::new(), OnceLock::new()],
             classic: (0..classic_len).map(|_| AtomicU64::new(0)).collect(),
+            blocks: AtomicUsize::new(0),
         })
     }
 
@@ -208,7 +211,10 @@ impl Shard {
                 .map(|_| OnceLock::new())
                 .collect()
         });
-        let block = table[idx / BLOCK].get_or_init(Block::new);
+        let block = table[idx / BLOCK].get_or_init(|| {
+            self.blocks.fetch_add(1, Relaxed);
+            Block::new()
+        });
         &block.0[idx % BLOCK]
     }
 
@@ -346,6 +352,21 @@ impl Cells {
         for shard in self.shards.iter().filter_map(OnceLock::get) {
             shard.clear();
         }
+    }
+
+    /// The work a snapshot of these cells does now, in counters: every allocated block's 64
+    /// counters, plus one check per block slot of every allocated table.
+    pub(super) fn read_work(&self, layout: &Layout) -> usize {
+        let per_table = blocks_per_side(layout);
+        self.shards
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|s| {
+                let tables = s.sides.iter().filter(|t| t.get().is_some()).count();
+                s.blocks.load(Relaxed) * BLOCK + tables * per_table + s.classic.len() + 8
+            })
+            .sum::<usize>()
+            + self.shards.len()
     }
 
     /// Bytes allocated now.

@@ -392,6 +392,22 @@ impl Histogram {
         }
     }
 
+    /// The work (in counters visited) a read of the cumulative view (`window == false`) or of
+    /// the window does now: proportional to what was allocated, not to the layout's size.
+    pub fn read_work(&self, window: bool) -> usize {
+        let base = self.base().map_or(0, |b| b.entries() + b.classic_counts().len());
+        if window {
+            self.window.as_ref().map_or(0, |w| {
+                w.slots
+                    .iter()
+                    .map(|s| s.cells.read_work(&self.layout))
+                    .sum()
+            })
+        } else {
+            self.cells.read_work(&self.layout) + base
+        }
+    }
+
     /// Memory allocated now and the bound fixed by the options.
     pub fn memory(&self) -> Memory {
         let slots = self.window.as_ref().map_or(0, |w| w.slots.len());
