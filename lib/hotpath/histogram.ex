@@ -27,7 +27,10 @@ defmodule Hotpath.Histogram do
   the exact min and max.
 
   The sum is a compensated (Neumaier) float sum, correctly rounded: a million records of `0.1`
-  sum to exactly `100000.0`. Memory is allocated per octave actually seen and is bounded by the
+  sum to exactly `100000.0`. It saturates: an addition that would overflow the float range
+  stops at `±1.7976931348623157e308` (the BEAM has no infinite floats), so every read answers
+  finite numbers (`1.0e308` recorded twice sums to `1.7976931348623157e308`; recording
+  `-1.0e308` after that subtracts from it). Memory is allocated per octave actually seen and is bounded by the
   options; see `memory/1`.
 
   ## Classic buckets
@@ -45,9 +48,20 @@ defmodule Hotpath.Histogram do
 
   ## Errors
 
-  Bad arguments raise `ArgumentError`; `merge/2` and `from_binary/1` return
+  Bad arguments raise `ArgumentError` (options that are not a keyword list, improper lists,
+  numbers out of range, a term that is not a histogram); `merge/2` and `from_binary/1` return
   `{:error, {:incompatible | :malformed, message}}` for histograms of another layout and for
-  binaries that are not a histogram.
+  binaries that are not a histogram (including one whose sum is not finite).
+
+  ## Limits and schedulers
+
+  At most 1,024 classic bounds, 2^20 log buckets per sign, 3,600 window slots, 64 shards.
+  A histogram decoded by `from_binary/1` holds the decoded sparse snapshot: its memory is at
+  most 8 bytes per input byte plus 64 KiB, whatever layout the binary names (counter blocks
+  are allocated only by later records). Reads, `to_binary/1`, `from_binary/1` and `new/1`
+  run on a normal scheduler for small work (8 K counters walked, 256 quantiles, 8 KiB decoded,
+  512 shard-slot cells) and report their time to it; beyond that they run on a dirty CPU
+  scheduler. `merge/2`, `reset/1`, `info/1` and `memory/1` always do.
   """
 
   alias Hotpath.Native
@@ -120,9 +134,18 @@ defmodule Hotpath.Histogram do
 
   defp number!(opts, key, default) do
     case Keyword.get(opts, key, default) do
-      n when is_number(n) -> n / 1
+      n when is_number(n) -> float_or(n, fn -> "#{key} is too large, got: #{n}" end)
       other -> raise ArgumentError, "#{key} must be a number, got: #{inspect(other)}"
     end
+  end
+
+  # An integer too large for a float raises ArgumentError with `message`, not ArithmeticError.
+  defp float_or(n, _message) when is_float(n), do: n
+
+  defp float_or(n, message) do
+    :erlang.float(n)
+  rescue
+    ArgumentError -> raise ArgumentError, message.()
   end
 
   @doc false
@@ -141,7 +164,7 @@ defmodule Hotpath.Histogram do
     floats =
       Enum.map(list, fn
         n when is_number(n) ->
-          n / 1
+          float_or(n, fn -> "buckets: bound #{n} is too large for a float" end)
 
         other ->
           raise ArgumentError, "buckets must be a list of numbers, got: #{inspect(other)}"

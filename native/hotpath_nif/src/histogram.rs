@@ -101,7 +101,9 @@ fn new_cells(options: &NewOptions) -> usize {
     let shards = options
         .shards
         .unwrap_or_else(hotpath_core::histogram::default_shards);
-    slots.saturating_add(1).saturating_mul(shards.saturating_add(1))
+    slots
+        .saturating_add(1)
+        .saturating_mul(shards.saturating_add(1))
 }
 
 /// A new histogram, or `:dirty` when it is large enough (window slots times shards) that
@@ -281,7 +283,11 @@ fn read<'a>(
 /// Decodes a proper list of floats of at most `max` elements; `Err(None)` when it is longer
 /// (looking at no more than `max + 1` cells).
 fn decode_quantiles(qs: Term, max: usize) -> Result<Vec<f64>, Option<rustler::Error>> {
-    let bad = || Some(argument_error("quantiles must be a proper list of numbers in 0..1"));
+    let bad = || {
+        Some(argument_error(
+            "quantiles must be a proper list of numbers in 0..1",
+        ))
+    };
     let mut out = Vec::new();
     let mut rest = qs;
     loop {

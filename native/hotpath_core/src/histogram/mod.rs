@@ -395,7 +395,9 @@ impl Histogram {
     /// The work (in counters visited) a read of the cumulative view (`window == false`) or of
     /// the window does now: proportional to what was allocated, not to the layout's size.
     pub fn read_work(&self, window: bool) -> usize {
-        let base = self.base().map_or(0, |b| b.entries() + b.classic_counts().len());
+        let base = self
+            .base()
+            .map_or(0, |b| b.entries() + b.classic_counts().len());
         if window {
             self.window.as_ref().map_or(0, |w| {
                 w.slots
