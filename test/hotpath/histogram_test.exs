@@ -270,7 +270,10 @@ defmodule Hotpath.HistogramTest do
 
       for inf <- [<<0, 0, 0, 0, 0, 0, 0xF0, 0x7F>>, <<0, 0, 0, 0, 0, 0, 0xF0, 0xFF>>],
           pos <- [at, at + 8] do
-        bad = binary_part(good, 0, pos) <> inf <> binary_part(good, pos + 8, byte_size(good) - pos - 8)
+        bad =
+          binary_part(good, 0, pos) <>
+            inf <> binary_part(good, pos + 8, byte_size(good) - pos - 8)
+
         assert {:error, {:malformed, message}} = Histogram.from_binary(bad)
         assert message =~ "sum"
         assert {:error, {:malformed, _}} = Histogram.merge(Histogram.new(), bad)

@@ -59,7 +59,12 @@ defmodule Hotpath.Hostile.HistogramTest do
 
   # Keyword lists with the real keys and hostile values, sometimes improper.
   defp options do
-    pair = t().tuple([t().oneof(Enum.map(@keys, &t().exactly/1)), t().union([scalar(), t().list(scalar()), t().tuple([scalar(), scalar()])])])
+    pair =
+      t().tuple([
+        t().oneof(Enum.map(@keys, &t().exactly/1)),
+        t().union([scalar(), t().list(scalar()), t().tuple([scalar(), scalar()])])
+      ])
+
     t().union([t().list(pair), t().bind(t().list(pair), fn l -> l ++ :x end, false)])
   end
 
@@ -152,7 +157,11 @@ defmodule Hotpath.Hostile.HistogramTest do
         t().binary(),
         t().bind(t().binary(), &("HPH" <> <<1>> <> &1), false),
         t().bind(
-          t().tuple([t().oneof(Enum.map(bases, &t().exactly/1)), t().list(t().tuple([t().non_neg_integer(), t().integer(0, 255)])), t().non_neg_integer()]),
+          t().tuple([
+            t().oneof(Enum.map(bases, &t().exactly/1)),
+            t().list(t().tuple([t().non_neg_integer(), t().integer(0, 255)])),
+            t().non_neg_integer()
+          ]),
           fn {b, flips, cut} ->
             flipped =
               Enum.reduce(flips, b, fn {at, byte}, acc ->

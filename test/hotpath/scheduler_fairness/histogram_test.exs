@@ -39,7 +39,11 @@ defmodule Hotpath.SchedulerFairness.HistogramTest do
       end)
 
     h = Histogram.new(@wide)
-    blocks |> Enum.take(fit) |> Enum.each(fn block -> Enum.each(block, &Histogram.record(h, &1)) end)
+
+    blocks
+    |> Enum.take(fit)
+    |> Enum.each(fn block -> Enum.each(block, &Histogram.record(h, &1)) end)
+
     true = Native.histogram_read(h, :cumulative, []) != :dirty
     h
   end
@@ -133,8 +137,10 @@ defmodule Hotpath.SchedulerFairness.HistogramTest do
   test "from_binary/1 of the largest binary it decodes on a normal scheduler" do
     bin = crafted_8k()
     assert {:ok, _} = Native.histogram_from_binary(bin)
+
     assert Native.histogram_from_binary(bin <> :binary.copy(<<0>>, 8_193 - byte_size(bin))) ==
              :dirty
+
     assert_fair(fn bin -> Histogram.from_binary(bin) end, setup: fn -> bin end)
 
     # And the widest histogram's own encoding, normal or dirty by its size.
