@@ -27,7 +27,10 @@ defmodule Hotpath.Histogram do
   the exact min and max.
 
   The sum is a compensated (Neumaier) float sum, correctly rounded: a million records of `0.1`
-  sum to exactly `100000.0`. Memory is allocated per octave actually seen and is bounded by the
+  sum to exactly `100000.0`. It saturates: an addition that would overflow the float range
+  stops at `±1.7976931348623157e308` (the BEAM has no infinite floats), so every read answers
+  finite numbers (`1.0e308` recorded twice sums to `1.7976931348623157e308`; recording
+  `-1.0e308` after that subtracts from it). Memory is allocated per octave actually seen and is bounded by the
   options; see `memory/1`.
 
   ## Classic buckets
@@ -45,9 +48,20 @@ defmodule Hotpath.Histogram do
 
   ## Errors
 
-  Bad arguments raise `ArgumentError`; `merge/2` and `from_binary/1` return
+  Bad arguments raise `ArgumentError` (options that are not a keyword list, improper lists,
+  numbers out of range, a term that is not a histogram); `merge/2` and `from_binary/1` return
   `{:error, {:incompatible | :malformed, message}}` for histograms of another layout and for
-  binaries that are not a histogram.
+  binaries that are not a histogram (including one whose sum is not finite).
+
+  ## Limits and schedulers
+
+  At most 1,024 classic bounds, 2^20 log buckets per sign, 3,600 window slots, 64 shards.
+  A histogram decoded by `from_binary/1` holds the decoded sparse snapshot: its memory is at
+  most 8 bytes per input byte plus 64 KiB, whatever layout the binary names (counter blocks
+  are allocated only by later records). Reads, `to_binary/1`, `from_binary/1` and `new/1`
+  run on a normal scheduler for small work (8 K counters walked, 256 quantiles, 8 KiB decoded,
+  512 shard-slot cells) and report their time to it; beyond that they run on a dirty CPU
+  scheduler. `merge/2`, `reset/1`, `info/1` and `memory/1` always do.
   """
 
   alias Hotpath.Native
@@ -60,6 +74,13 @@ defmodule Hotpath.Histogram do
   @type error :: {:error, {:malformed | :incompatible, String.t()}}
 
   @default_quantiles [0.5, 0.9, 0.99, 0.999]
+  # Most classic bounds (hotpath_core MAX_BOUNDS).
+  @max_bounds 1024
+  # Above this many quantiles a read goes straight to a dirty scheduler (the NIF's
+  # NORMAL_SCHEDULER_QUANTILES).
+  @normal_quantiles 256
+  # Larger binaries are decoded on a dirty scheduler (the NIF's NORMAL_SCHEDULER_DECODE_BYTES).
+  @normal_decode_bytes 8_192
   @option_keys [:relative_error, :floor, :ceiling, :buckets, :window, :shards, :clock]
 
   @doc """
@@ -86,7 +107,11 @@ defmodule Hotpath.Histogram do
   @spec new(keyword()) :: t()
   def new(opts \\ []) do
     opts = validate_options!(opts)
-    Native.histogram_new(opts)
+
+    case Native.histogram_new(opts) do
+      :dirty -> Native.histogram_new_dirty(opts)
+      h -> h
+    end
   end
 
   defp validate_options!(opts) when is_list(opts) do
@@ -109,19 +134,37 @@ defmodule Hotpath.Histogram do
 
   defp number!(opts, key, default) do
     case Keyword.get(opts, key, default) do
-      n when is_number(n) -> n / 1
+      n when is_number(n) -> float_or(n, fn -> "#{key} is too large, got: #{n}" end)
       other -> raise ArgumentError, "#{key} must be a number, got: #{inspect(other)}"
     end
+  end
+
+  # An integer too large for a float raises ArgumentError with `message`, not ArithmeticError.
+  defp float_or(n, _message) when is_float(n), do: n
+
+  defp float_or(n, message) do
+    :erlang.float(n)
+  rescue
+    ArgumentError -> raise ArgumentError, message.()
   end
 
   @doc false
   def buckets!(nil), do: []
 
   def buckets!(list) when is_list(list) do
+    unless proper_list?(list) do
+      raise ArgumentError, "buckets must be a proper list of numbers, got: #{inspect(list)}"
+    end
+
+    if length(list) > @max_bounds do
+      raise ArgumentError,
+            "buckets: at most #{@max_bounds} bounds, got #{length(list)}"
+    end
+
     floats =
       Enum.map(list, fn
         n when is_number(n) ->
-          n / 1
+          float_or(n, fn -> "buckets: bound #{n} is too large for a float" end)
 
         other ->
           raise ArgumentError, "buckets must be a list of numbers, got: #{inspect(other)}"
@@ -258,13 +301,24 @@ defmodule Hotpath.Histogram do
   @spec quantiles(t(), [number()], keyword()) :: %{number() => float() | nil}
   def quantiles(h, qs, opts \\ [])
 
-  def quantiles(h, qs, opts) when is_list(qs) do
-    values = read(h, opts, Enum.map(qs, &quantile!/1)).quantiles
+  def quantiles(h, qs, opts) do
+    qs = quantile_list!(qs)
+    values = read(h, opts, qs).quantiles
     qs |> Enum.zip(values) |> Map.new()
   end
 
-  def quantiles(_h, qs, _opts),
-    do: raise(ArgumentError, "quantiles must be a list of numbers in 0..1, got: #{inspect(qs)}")
+  defp quantile_list!(qs) do
+    unless is_list(qs) and proper_list?(qs) do
+      raise ArgumentError,
+            "quantiles must be a list of numbers in 0..1, got: #{inspect(qs)}"
+    end
+
+    Enum.map(qs, &quantile!/1)
+  end
+
+  defp proper_list?([]), do: true
+  defp proper_list?([_ | rest]), do: proper_list?(rest)
+  defp proper_list?(_), do: false
 
   defp quantile!(q) when is_number(q) and q >= 0 and q <= 1, do: q / 1
 
@@ -299,13 +353,8 @@ defmodule Hotpath.Histogram do
   """
   @spec snapshot(t(), keyword()) :: snapshot()
   def snapshot(h, opts \\ []) do
-    qs = Keyword.get(opts, :quantiles, @default_quantiles)
-
-    unless is_list(qs) do
-      raise ArgumentError, "quantiles must be a list of numbers in 0..1, got: #{inspect(qs)}"
-    end
-
-    qs = Enum.map(qs, &quantile!/1)
+    keyword!(opts)
+    qs = quantile_list!(Keyword.get(opts, :quantiles, @default_quantiles))
     stats = read(h, opts, qs)
 
     buckets =
@@ -321,13 +370,19 @@ defmodule Hotpath.Histogram do
   defp read(h, opts, qs) do
     view = view!(opts)
 
-    case Native.histogram_read(h, view, qs) do
-      :dirty -> Native.histogram_read_dirty(h, view, qs)
-      stats -> stats
+    if length(qs) > @normal_quantiles do
+      Native.histogram_read_dirty(h, view, qs)
+    else
+      case Native.histogram_read(h, view, qs) do
+        :dirty -> Native.histogram_read_dirty(h, view, qs)
+        stats -> stats
+      end
     end
   end
 
-  defp view!(opts) when is_list(opts) do
+  defp view!(opts) do
+    keyword!(opts)
+
     case Keyword.get(opts, :view, :cumulative) do
       view when view in [:cumulative, :window] ->
         view
@@ -337,7 +392,13 @@ defmodule Hotpath.Histogram do
     end
   end
 
-  defp view!(opts), do: raise(ArgumentError, "expected a keyword list, got: #{inspect(opts)}")
+  defp keyword!(opts) do
+    unless is_list(opts) and Keyword.keyword?(opts) do
+      raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
+    end
+
+    opts
+  end
 
   @doc """
   Zeroes the histogram (cumulative view and window). Values recorded while a reset runs may
@@ -387,10 +448,15 @@ defmodule Hotpath.Histogram do
       {:error, {:malformed, "not a Hotpath histogram (bad magic)"}}
   """
   @spec from_binary(binary()) :: {:ok, t()} | error()
-  def from_binary(binary) when is_binary(binary) and byte_size(binary) > 65_536,
+  def from_binary(binary) when is_binary(binary) and byte_size(binary) > @normal_decode_bytes,
     do: Native.histogram_from_binary_dirty(binary)
 
-  def from_binary(binary) when is_binary(binary), do: Native.histogram_from_binary(binary)
+  def from_binary(binary) when is_binary(binary) do
+    case Native.histogram_from_binary(binary) do
+      :dirty -> Native.histogram_from_binary_dirty(binary)
+      result -> result
+    end
+  end
 
   def from_binary(other),
     do: raise(ArgumentError, "from_binary/1 expects a binary, got: #{inspect(other)}")

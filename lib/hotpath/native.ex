@@ -91,6 +91,7 @@ defmodule Hotpath.Native do
 
   # histogram.rs
   def histogram_new(_options), do: err()
+  def histogram_new_dirty(_options), do: err()
   def histogram_record(_h, _value), do: err()
   def histogram_record_n(_h, _value, _count), do: err()
   def histogram_read(_h, _view, _quantiles), do: err()

@@ -234,6 +234,140 @@ defmodule Hotpath.HistogramTest do
     end
   end
 
+  describe "issue 14" do
+    test "an overflowing sum saturates at the largest float and every read still answers" do
+      h = Histogram.new()
+      Histogram.record(h, 1.0e308)
+      Histogram.record(h, 1.0e308)
+      assert Histogram.count(h) == 2
+      assert Histogram.sum(h) == 1.7976931348623157e308
+      assert Histogram.max(h) == 1.0e308
+      assert is_float(Histogram.mean(h))
+      assert %{count: 2, sum: 1.7976931348623157e308} = Histogram.snapshot(h)
+
+      # A merge carries the saturated (finite) sum, never a poison.
+      target = Histogram.new()
+      assert :ok = Histogram.merge(target, h)
+      assert :ok = Histogram.merge(target, Histogram.to_binary(h))
+      assert Histogram.count(target) == 4
+      assert Histogram.sum(target) == 1.7976931348623157e308
+
+      assert {:ok, copy} = Histogram.from_binary(Histogram.to_binary(h))
+      assert Histogram.sum(copy) == 1.7976931348623157e308
+
+      neg = Histogram.new()
+      Histogram.record(neg, -1.0e308, 10)
+      assert Histogram.sum(neg) == -1.7976931348623157e308
+    end
+
+    test "from_binary refuses an encoding whose sum is not finite" do
+      h = Histogram.new()
+      Histogram.record(h, 1.0)
+      Histogram.record(h, 2.0)
+      good = Histogram.to_binary(h)
+      three = <<3.0::float-little-64>>
+      [{at, 8}] = :binary.matches(good, three)
+
+      for inf <- [<<0, 0, 0, 0, 0, 0, 0xF0, 0x7F>>, <<0, 0, 0, 0, 0, 0, 0xF0, 0xFF>>],
+          pos <- [at, at + 8] do
+        bad =
+          binary_part(good, 0, pos) <>
+            inf <> binary_part(good, pos + 8, byte_size(good) - pos - 8)
+
+        assert {:error, {:malformed, message}} = Histogram.from_binary(bad)
+        assert message =~ "sum"
+        assert {:error, {:malformed, _}} = Histogram.merge(Histogram.new(), bad)
+      end
+    end
+
+    test "quantiles near the ends of the range stay within the relative error" do
+      h = Histogram.new(ceiling: 1.0e300)
+      for v <- [1.0e154, 2.0e154, 3.0e154], do: Histogram.record(h, v)
+      median = Histogram.quantile(h, 0.5)
+      assert abs(median - 2.0e154) / 2.0e154 <= Histogram.info(h).relative_error
+
+      h = Histogram.new(floor: 1.0e-300)
+      for v <- [1.0e-170, 2.0e-170, 3.0e-170], do: Histogram.record(h, v)
+      median = Histogram.quantile(h, 0.5)
+      assert abs(median - 2.0e-170) / 2.0e-170 <= Histogram.info(h).relative_error
+    end
+
+    test "non-keyword options and improper lists raise ArgumentError" do
+      h = Histogram.new()
+      Histogram.record(h, 1)
+
+      for {fun, message} <- [
+            {fn -> Histogram.snapshot(h, Hotpath.Opaque.value(:x)) end, ~r/keyword list/},
+            {fn -> Histogram.snapshot(h, Hotpath.Opaque.value([:x])) end, ~r/keyword list/},
+            {fn -> Histogram.snapshot(h, Hotpath.Opaque.value([{:view, :cumulative} | :x])) end,
+             ~r/keyword list/},
+            {fn -> Histogram.snapshot(h, quantiles: Hotpath.Opaque.value([0.5 | :x])) end,
+             ~r/quantiles must be a list/},
+            {fn -> Histogram.quantiles(h, Hotpath.Opaque.value([0.5 | 0.9])) end,
+             ~r/quantiles must be a list/},
+            {fn -> Histogram.count(h, Hotpath.Opaque.value([{:view, :cumulative} | :x])) end,
+             ~r/keyword list/},
+            {fn -> Histogram.new(Hotpath.Opaque.value([{:floor, 1.0} | :x])) end,
+             ~r/keyword list/},
+            {fn -> Histogram.new(buckets: Hotpath.Opaque.value([1, 2 | 3])) end,
+             ~r/buckets must be a proper list/}
+          ] do
+        assert_raise ArgumentError, message, fun
+      end
+    end
+
+    test "many quantiles at once and large creations answer through the dirty twins" do
+      h = Histogram.new()
+      for v <- 1..100, do: Histogram.record(h, v)
+      qs = for i <- 0..10_000, do: i / 10_000
+      result = Histogram.quantiles(h, qs)
+      assert map_size(result) == 10_001
+      assert result[1.0] == 100.0
+
+      big = Histogram.new(shards: 64, window: {3_600_000, 3600}, buckets: Enum.to_list(1..1024))
+      assert Histogram.info(big).shards == 64
+    end
+
+    test "a crafted maximum layout decodes into memory proportional to its size" do
+      bin = crafted_max_layout(13_500)
+      assert byte_size(bin) < 64 * 1024
+      assert {:ok, h} = Histogram.from_binary(bin)
+      assert Histogram.count(h) == 27_000
+      # Before: 13.7 MiB of counter blocks.
+      assert Histogram.memory(h).bytes <= 8 * byte_size(bin) + 65_536
+
+      small = crafted_max_layout(100)
+      assert byte_size(small) < 16_384
+      assert {:ok, h} = Histogram.from_binary(small)
+      assert Histogram.memory(h).bytes <= 8 * byte_size(small) + 65_536
+    end
+  end
+
+  @doc false
+  # The largest layout an encoding may name (12 sub-bucket bits, 2^20 buckets per sign, 1,024
+  # classic bounds) with `per_side` entries per sign, one per 64-counter block.
+  def crafted_max_layout(per_side) do
+    key_min = Bitwise.bsr(0x0010_0000_0000_0000 - 1, 40)
+    bounds = for i <- 0..1023, into: <<>>, do: <<i / 1::float-little-64>>
+    total = 2 * per_side
+    entries = for i <- 0..(per_side - 1), into: <<>>, do: <<if(i == 0, do: 0, else: 63), 1>>
+    classic = varint(total) <> :binary.copy(<<0>>, 1024)
+
+    "HPH" <>
+      <<1, 12>> <>
+      varint(key_min) <>
+      varint(Bitwise.bsl(1, 20) - 1) <>
+      varint(1024) <>
+      bounds <>
+      <<0, 0, 0>> <>
+      <<total / 1::float-little-64, 0.0::float-little-64, 1.0::float-little-64,
+        1.0::float-little-64>> <>
+      varint(per_side) <> entries <> varint(per_side) <> entries <> classic
+  end
+
+  defp varint(v) when v < 128, do: <<v>>
+  defp varint(v), do: <<Bitwise.bor(Bitwise.band(v, 0x7F), 0x80)>> <> varint(Bitwise.bsr(v, 7))
+
   test "reset and memory" do
     h = Histogram.new()
     before = Histogram.memory(h)

@@ -18,8 +18,31 @@ mod atoms {
     rustler::atoms! { ok, error, dirty, cumulative, window, monotonic, manual }
 }
 
-/// Above this many counters to walk, reads go to a dirty scheduler (~0.1 ms of work).
-const NORMAL_SCHEDULER_COUNTERS: usize = 64 * 1024;
+/// Above this many counters to walk (allocated blocks of 64 counters, table slots, sparse
+/// entries of a decoded histogram), reads go to a dirty scheduler (~0.2 ms of work).
+const NORMAL_SCHEDULER_COUNTERS: usize = 8 * 1024;
+
+/// Most quantiles one read computes on a normal scheduler; more go to the dirty twin (the
+/// list is decoded and the answer encoded per quantile).
+pub const NORMAL_SCHEDULER_QUANTILES: usize = 256;
+
+/// Largest binary `from_binary` decodes on a normal scheduler (decoding is linear in the
+/// input, ~0.1 ms at this size); larger ones go to the dirty twin.
+pub const NORMAL_SCHEDULER_DECODE_BYTES: usize = 8 * 1024;
+
+/// Largest `(window slots + 1) * (shards + 1)` that `histogram_new` allocates on a normal
+/// scheduler; larger histograms are created by the dirty twin.
+const NORMAL_SCHEDULER_CELLS: usize = 512;
+
+/// Tells the scheduler how much of its ~1 ms timeslice a normal-scheduler call used (1 % per
+/// 10 µs, at least 1 %): a NIF call costs the calling process about one reduction otherwise, so
+/// a loop of 50 µs calls would keep its scheduler for a whole reduction budget (hundreds of ms).
+/// A no-op on dirty schedulers.
+fn report_time(env: Env, started: Instant) {
+    let us = started.elapsed().as_micros();
+    let percent = (us / 10 + 1).min(100) as i32;
+    rustler::schedule::consume_timeslice(env, percent);
+}
 
 /// The clock a windowed histogram reads.
 pub enum Clock {
@@ -73,8 +96,35 @@ struct NewOptions {
     manual_clock: bool,
 }
 
+fn new_cells(options: &NewOptions) -> usize {
+    let slots = options.window.map_or(0, |(_, slots)| slots as usize);
+    let shards = options
+        .shards
+        .unwrap_or_else(hotpath_core::histogram::default_shards);
+    slots
+        .saturating_add(1)
+        .saturating_mul(shards.saturating_add(1))
+}
+
+/// A new histogram, or `:dirty` when it is large enough (window slots times shards) that
+/// allocating it belongs on a dirty scheduler.
 #[rustler::nif]
 fn histogram_new(env: Env, options: NewOptions) -> NifResult<Term> {
+    if new_cells(&options) > NORMAL_SCHEDULER_CELLS {
+        return Ok(atoms::dirty().encode(env));
+    }
+    let started = Instant::now();
+    let result = new(env, options);
+    report_time(env, started);
+    result
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn histogram_new_dirty(env: Env, options: NewOptions) -> NifResult<Term> {
+    new(env, options)
+}
+
+fn new(env: Env, options: NewOptions) -> NifResult<Term> {
     guard(|| {
         let window = match options.window {
             Some((span, slots)) => Some(lift(WindowOptions::new(span, slots))?),
@@ -136,9 +186,13 @@ fn histogram_record_n(h: Term, value: f64, count: Term) -> NifResult<Atom> {
     })
 }
 
-fn counters_to_walk(h: &HistogramResource) -> usize {
-    let per_cells = h.hist.layout().len() * 2 * h.hist.shards();
-    per_cells * (1 + h.hist.window().map_or(0, |w| w.slots as usize))
+/// The counters a read of `view` (or of both views, for `None`) walks now: what is allocated,
+/// not the most the layout could allocate.
+fn counters_to_walk(h: &HistogramResource, window: Option<bool>) -> usize {
+    match window {
+        Some(w) => h.hist.read_work(w),
+        None => h.hist.read_work(false) + h.hist.read_work(true),
+    }
 }
 
 fn view_snapshot(h: &HistogramResource, view: Atom) -> NifResult<Snapshot> {
@@ -180,13 +234,15 @@ pub fn stats(s: &Snapshot, qs: &[f64]) -> NifResult<Stats> {
             .collect()
     });
     let [over_pos, over_neg] = s.overflow_counts();
+    // The BEAM has no infinite floats. Sums saturate in the core (so do means); the clamps
+    // keep that promise at the boundary too.
+    let finite = |v: f64| v.clamp(f64::MIN, f64::MAX);
     Ok(Stats {
         count: s.count(),
-        // The BEAM has no infinite floats: a sum that overflowed saturates.
-        sum: s.sum().clamp(f64::MIN, f64::MAX),
+        sum: finite(s.sum()),
         min: s.min(),
         max: s.max(),
-        mean: s.mean(),
+        mean: s.mean().map(finite),
         quantiles: lift(s.quantiles(qs))?,
         buckets,
         zero_count: s.zero_count(),
@@ -198,23 +254,60 @@ fn read<'a>(
     env: Env<'a>,
     h: Term<'a>,
     view: Atom,
-    qs: Vec<f64>,
+    qs: Term<'a>,
     dirty: bool,
 ) -> NifResult<Term<'a>> {
+    let started = Instant::now();
     let h = handle(h)?;
-    if !dirty && counters_to_walk(h) > NORMAL_SCHEDULER_COUNTERS {
+    if !dirty && counters_to_walk(h, Some(view == atoms::window())) > NORMAL_SCHEDULER_COUNTERS {
         return Ok(atoms::dirty().encode(env));
     }
-    guard(|| {
+    let max = if dirty {
+        usize::MAX
+    } else {
+        NORMAL_SCHEDULER_QUANTILES
+    };
+    let qs = match decode_quantiles(qs, max) {
+        Ok(qs) => qs,
+        Err(None) => return Ok(atoms::dirty().encode(env)),
+        Err(Some(e)) => return Err(e),
+    };
+    let result = guard(|| {
         let s = view_snapshot(h, view)?;
         Ok(stats(&s, &qs)?.encode(env))
-    })
+    });
+    report_time(env, started);
+    result
+}
+
+/// Decodes a proper list of floats of at most `max` elements; `Err(None)` when it is longer
+/// (looking at no more than `max + 1` cells).
+fn decode_quantiles(qs: Term, max: usize) -> Result<Vec<f64>, Option<rustler::Error>> {
+    let bad = || {
+        Some(argument_error(
+            "quantiles must be a proper list of numbers in 0..1",
+        ))
+    };
+    let mut out = Vec::new();
+    let mut rest = qs;
+    loop {
+        if rest.is_empty_list() {
+            return Ok(out);
+        }
+        let (head, tail) = rest.list_get_cell().map_err(|_| bad())?;
+        if out.len() == max {
+            return Err(None);
+        }
+        out.push(head.decode::<f64>().map_err(|_| bad())?);
+        rest = tail;
+    }
 }
 
 /// Statistics of one view: `%{count, sum, min, max, mean, quantiles, buckets, ...}` or
-/// `:dirty` when the histogram is too large to walk on a normal scheduler.
+/// `:dirty` when the histogram is too large to walk on a normal scheduler, or more than
+/// [`NORMAL_SCHEDULER_QUANTILES`] quantiles are asked.
 #[rustler::nif]
-fn histogram_read<'a>(env: Env<'a>, h: Term<'a>, view: Atom, qs: Vec<f64>) -> NifResult<Term<'a>> {
+fn histogram_read<'a>(env: Env<'a>, h: Term<'a>, view: Atom, qs: Term<'a>) -> NifResult<Term<'a>> {
     read(env, h, view, qs, false)
 }
 
@@ -223,22 +316,25 @@ fn histogram_read_dirty<'a>(
     env: Env<'a>,
     h: Term<'a>,
     view: Atom,
-    qs: Vec<f64>,
+    qs: Term<'a>,
 ) -> NifResult<Term<'a>> {
     read(env, h, view, qs, true)
 }
 
 fn to_binary<'a>(env: Env<'a>, h: Term<'a>, dirty: bool) -> NifResult<Term<'a>> {
+    let started = Instant::now();
     let h = handle(h)?;
-    if !dirty && counters_to_walk(h) > NORMAL_SCHEDULER_COUNTERS {
+    if !dirty && counters_to_walk(h, Some(false)) > NORMAL_SCHEDULER_COUNTERS {
         return Ok(atoms::dirty().encode(env));
     }
-    guard(|| {
+    let result = guard(|| {
         let bytes = h.hist.snapshot().to_bytes();
         let mut bin = NewBinary::new(env, bytes.len());
         bin.as_mut_slice().copy_from_slice(&bytes);
         Ok(Binary::from(bin).encode(env))
-    })
+    });
+    report_time(env, started);
+    result
 }
 
 #[rustler::nif]
@@ -251,17 +347,14 @@ fn histogram_to_binary_dirty<'a>(env: Env<'a>, h: Term<'a>) -> NifResult<Term<'a
     to_binary(env, h, true)
 }
 
-/// Decodes a binary into a new histogram (cumulative view only). The Elixir side sends large
-/// binaries to the dirty twin.
-fn from_binary<'a>(env: Env<'a>, bin: Binary) -> NifResult<(Atom, Term<'a>)> {
+/// Decodes a binary into a new histogram (cumulative view only). Decoding is linear in the
+/// input, and the histogram holds the decoded sparse snapshot, so its memory is proportional
+/// to the input (at most 8 bytes per input byte plus a fixed part), whatever layout the binary
+/// names.
+fn from_binary<'a>(env: Env<'a>, bin: Binary) -> NifResult<Term<'a>> {
     guard(|| {
         let snapshot = lift(Snapshot::from_bytes(bin.as_slice()))?;
-        let hist = Histogram::with_layout(
-            snapshot.layout().clone(),
-            hotpath_core::histogram::default_shards(),
-            None,
-        );
-        lift(hist.merge_snapshot(&snapshot))?;
+        let hist = Histogram::from_snapshot(snapshot, hotpath_core::histogram::default_shards());
         Ok((
             atoms::ok(),
             HISTOGRAM.make(
@@ -271,17 +364,26 @@ fn from_binary<'a>(env: Env<'a>, bin: Binary) -> NifResult<(Atom, Term<'a>)> {
                     clock: Clock::Monotonic,
                 },
             ),
-        ))
+        )
+            .encode(env))
     })
 }
 
+/// `{:ok, histogram}`, `{:error, {:malformed, message}}`, or `:dirty` for a binary larger than
+/// [`NORMAL_SCHEDULER_DECODE_BYTES`].
 #[rustler::nif]
-fn histogram_from_binary<'a>(env: Env<'a>, bin: Binary) -> NifResult<(Atom, Term<'a>)> {
-    from_binary(env, bin)
+fn histogram_from_binary<'a>(env: Env<'a>, bin: Binary) -> NifResult<Term<'a>> {
+    if bin.len() > NORMAL_SCHEDULER_DECODE_BYTES {
+        return Ok(atoms::dirty().encode(env));
+    }
+    let started = Instant::now();
+    let result = from_binary(env, bin);
+    report_time(env, started);
+    result
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
-fn histogram_from_binary_dirty<'a>(env: Env<'a>, bin: Binary) -> NifResult<(Atom, Term<'a>)> {
+fn histogram_from_binary_dirty<'a>(env: Env<'a>, bin: Binary) -> NifResult<Term<'a>> {
     from_binary(env, bin)
 }
 

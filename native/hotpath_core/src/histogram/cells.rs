@@ -11,7 +11,7 @@
 //! memory follows the octaves actually seen and is bounded by the layout.
 
 use super::layout::{Layout, Place};
-use super::snapshot::{two_sum, Snapshot, Sum};
+use super::snapshot::{saturate, saturating_add, two_sum, Snapshot, Sum};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::OnceLock;
 
@@ -41,6 +41,8 @@ struct Shard {
     overflow: [AtomicU64; 2],
     sides: [OnceLock<Table>; 2],
     classic: Box<[AtomicU64]>,
+    /// Counter blocks allocated in this shard (a read walks each of them).
+    blocks: AtomicUsize,
 }
 
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
@@ -63,12 +65,12 @@ fn thread_slot() -> usize {
     })
 }
 
-/// Adds `x` to a float stored as bits in an atomic.
+/// Adds `x` to a float stored as bits in an atomic (saturating at `±f64::MAX`).
 #[inline]
 fn atomic_f64_add(cell: &AtomicU64, x: f64) {
     let mut cur = cell.load(Relaxed);
     loop {
-        let new = (f64::from_bits(cur) + x).to_bits();
+        let new = saturating_add(f64::from_bits(cur), x).to_bits();
         match cell.compare_exchange_weak(cur, new, Relaxed, Relaxed) {
             Ok(_) => return,
             Err(actual) => cur = actual,
@@ -78,8 +80,10 @@ fn atomic_f64_add(cell: &AtomicU64, x: f64) {
 
 /// Adds `x` to the compensated sum `(hi, lo)`: the CAS on `hi` tells the exact value added to,
 /// so TwoSum gives the exact rounding error, which goes to `lo` (Neumaier, made lock-free).
+/// Saturating like [`Sum`]: both parts stay finite.
 #[inline]
 pub(crate) fn atomic_sum_add(hi: &AtomicU64, lo: &AtomicU64, x: f64) {
+    let x = saturate(x);
     let mut cur = hi.load(Relaxed);
     loop {
         let (s, e) = two_sum(f64::from_bits(cur), x);
@@ -134,7 +138,10 @@ fn sum_add<const OWNED: bool>(hi: &AtomicU64, lo: &AtomicU64, x: f64) {
         hi.store(s.to_bits(), Relaxed);
         // Unconditional: whether `e` is zero depends on the data, and a mispredicted branch
         // costs more than a plain load and store to a line already owned.
-        lo.store((f64::from_bits(lo.load(Relaxed)) + e).to_bits(), Relaxed);
+        lo.store(
+            saturating_add(f64::from_bits(lo.load(Relaxed)), e).to_bits(),
+            Relaxed,
+        );
     } else {
         atomic_sum_add(hi, lo, x);
     }
@@ -143,7 +150,10 @@ fn sum_add<const OWNED: bool>(hi: &AtomicU64, lo: &AtomicU64, x: f64) {
 #[inline]
 fn float_add<const OWNED: bool>(cell: &AtomicU64, x: f64) {
     if OWNED {
-        cell.store((f64::from_bits(cell.load(Relaxed)) + x).to_bits(), Relaxed);
+        cell.store(
+            saturating_add(f64::from_bits(cell.load(Relaxed)), x).to_bits(),
+            Relaxed,
+        );
     } else {
         atomic_f64_add(cell, x);
     }
@@ -190,6 +200,7 @@ impl Shard {
             overflow: [AtomicU64::new(0), AtomicU64::new(0)],
             sides: [OnceLock::new(), OnceLock::new()],
             classic: (0..classic_len).map(|_| AtomicU64::new(0)).collect(),
+            blocks: AtomicUsize::new(0),
         })
     }
 
@@ -200,7 +211,10 @@ impl Shard {
                 .map(|_| OnceLock::new())
                 .collect()
         });
-        let block = table[idx / BLOCK].get_or_init(Block::new);
+        let block = table[idx / BLOCK].get_or_init(|| {
+            self.blocks.fetch_add(1, Relaxed);
+            Block::new()
+        });
         &block.0[idx % BLOCK]
     }
 
@@ -221,8 +235,8 @@ impl Shard {
             let nf = n as f64;
             let p = v * nf;
             let pe = v.mul_add(nf, -p);
-            sum_add::<OWNED>(&self.sum_hi, &self.sum_lo, p);
-            if pe != 0.0 && pe.is_finite() {
+            sum_add::<OWNED>(&self.sum_hi, &self.sum_lo, saturate(p));
+            if pe != 0.0 && p.is_finite() && pe.is_finite() {
                 float_add::<OWNED>(&self.sum_lo, pe);
             }
         }
@@ -338,6 +352,21 @@ impl Cells {
         for shard in self.shards.iter().filter_map(OnceLock::get) {
             shard.clear();
         }
+    }
+
+    /// The work a snapshot of these cells does now, in counters: every allocated block's 64
+    /// counters, plus one check per block slot of every allocated table.
+    pub(super) fn read_work(&self, layout: &Layout) -> usize {
+        let per_table = blocks_per_side(layout);
+        self.shards
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|s| {
+                let tables = s.sides.iter().filter(|t| t.get().is_some()).count();
+                s.blocks.load(Relaxed) * BLOCK + tables * per_table + s.classic.len() + 8
+            })
+            .sum::<usize>()
+            + self.shards.len()
     }
 
     /// Bytes allocated now.

@@ -107,6 +107,11 @@ impl Snapshot {
         if hi.is_nan() || lo.is_nan() || min.is_nan() || max.is_nan() {
             return Err(Error::malformed("NaN in sum, min or max"));
         }
+        // Sums saturate at ±f64::MAX: an infinite one was not written by this library, and
+        // accepting it would poison every read and every merge target.
+        if !(hi.is_finite() && lo.is_finite()) {
+            return Err(Error::malformed("sum is not a finite number"));
+        }
         s.sum = Sum { hi, lo };
         s.min = min;
         s.max = max;

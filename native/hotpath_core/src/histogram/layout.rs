@@ -274,10 +274,19 @@ impl Layout {
         )
     }
 
-    /// The magnitude reported for every value of log bucket `idx`.
+    /// The magnitude reported for every value of log bucket `idx`: the harmonic mean
+    /// `2 L U / (L + U)` of its bounds, computed as `L * (2 U / (L + U))` so that nothing
+    /// overflows near the ceiling (`L U` would pass `f64::MAX` above ~1e154) or underflows near
+    /// the floor (`L U` is subnormal below ~1e-154): `2 U / (L + U)` is in `[1, 2)` and `L + U`
+    /// stays below `2 MAX_CEILING`. The lowest bucket of a layout whose floor is
+    /// [`MIN_FLOOR`] starts at a subnormal `L` (subnormals are not log-spaced); the only
+    /// magnitude in the allowed range there is its upper bound, which is what it reports.
     pub fn estimate(&self, idx: usize) -> f64 {
         let (l, u) = self.bucket_bounds(idx);
-        2.0 * l * u / (l + u)
+        if l < MIN_FLOOR {
+            return u;
+        }
+        l * (2.0 * u / (l + u))
     }
 
     /// `Ok` when `other` has the same layout, else [`Error::Incompatible`] naming the difference.

@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 pub(crate) use cells::atomic_sum_add;
 use cells::Cells;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Largest number of shards.
 pub const MAX_SHARDS: usize = 64;
@@ -199,6 +199,10 @@ pub struct Histogram {
     shards: usize,
     cells: Cells,
     window: Option<Window>,
+    /// What [`Histogram::from_snapshot`] started from, kept as the sparse snapshot itself so a
+    /// decoded histogram costs memory proportional to its encoding (a few bytes per bucket
+    /// entry), not a 512-byte counter block per entry. Dropped by `reset`.
+    base: Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl std::fmt::Debug for Histogram {
@@ -268,7 +272,29 @@ impl Histogram {
                     })
                     .collect(),
             }),
+            base: Mutex::new(None),
         }
+    }
+
+    /// A histogram (no window) whose cumulative view starts as `snapshot`. It holds the
+    /// snapshot as it is: the memory is the snapshot's (proportional to its encoding), and
+    /// counter blocks are only allocated by later records and merges.
+    pub fn from_snapshot(snapshot: Snapshot, shards: usize) -> Self {
+        let h = Self::with_layout(snapshot.layout().clone(), shards, None);
+        if snapshot.count() > 0 {
+            *h.base_lock() = Some(Arc::new(snapshot));
+        }
+        h
+    }
+
+    fn base_lock(&self) -> MutexGuard<'_, Option<Arc<Snapshot>>> {
+        // Nothing panics while holding the lock (it only swaps an Arc), so a poisoned lock
+        // still holds a consistent value.
+        self.base.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn base(&self) -> Option<Arc<Snapshot>> {
+        self.base_lock().clone()
     }
 
     /// The layout.
@@ -320,6 +346,9 @@ impl Histogram {
     pub fn snapshot(&self) -> Snapshot {
         let mut s = Snapshot::new(self.layout.clone());
         self.cells.snapshot_into(&mut s);
+        if let Some(base) = self.base() {
+            s.merge(&base).expect("same layout");
+        }
         s
     }
 
@@ -353,12 +382,31 @@ impl Histogram {
     /// Zeroes the cumulative view and the window. Observations recorded concurrently with a
     /// reset may survive it partially.
     pub fn reset(&self) {
+        *self.base_lock() = None;
         self.cells.clear();
         if let Some(w) = &self.window {
             for slot in w.slots.iter() {
                 slot.cells.clear();
                 slot.state.store(0, Ordering::Release);
             }
+        }
+    }
+
+    /// The work (in counters visited) a read of the cumulative view (`window == false`) or of
+    /// the window does now: proportional to what was allocated, not to the layout's size.
+    pub fn read_work(&self, window: bool) -> usize {
+        let base = self
+            .base()
+            .map_or(0, |b| b.entries() + b.classic_counts().len());
+        if window {
+            self.window.as_ref().map_or(0, |w| {
+                w.slots
+                    .iter()
+                    .map(|s| s.cells.read_work(&self.layout))
+                    .sum()
+            })
+        } else {
+            self.cells.read_work(&self.layout) + base
         }
     }
 
@@ -369,11 +417,13 @@ impl Histogram {
             .window
             .as_ref()
             .map_or(0, |w| w.slots.iter().map(|s| s.cells.memory() + 8).sum());
+        let base_bytes = self.base().map_or(0, |b| b.heap_bytes());
         Memory {
-            bytes: std::mem::size_of::<Self>() + self.cells.memory() + window_bytes,
+            bytes: std::mem::size_of::<Self>() + self.cells.memory() + window_bytes + base_bytes,
             max_bytes: std::mem::size_of::<Self>()
                 + (1 + slots) * Cells::max_memory(&self.layout, self.shards)
-                + slots * 8,
+                + slots * 8
+                + base_bytes,
         }
     }
 }

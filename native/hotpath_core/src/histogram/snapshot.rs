@@ -8,6 +8,11 @@ use std::sync::Arc;
 /// A compensated float sum (Neumaier): `hi + lo` carries the sum with the rounding error of
 /// every addition kept in `lo`, so the result is correctly rounded for any realistic input
 /// (for example, a million additions of `0.1` give exactly `100000.0`).
+///
+/// **Saturating**: every addition that would leave the float range stops at `f64::MAX` (or
+/// `-f64::MAX`), like integer saturating arithmetic, so both parts stay finite whatever is
+/// added (`1e308 + 1e308` reads `f64::MAX`; adding `-1e308` to that then gives
+/// `f64::MAX - 1e308`). No read ever sees an infinite or NaN sum, and a merge never carries one.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Sum {
     /// The running float sum.
@@ -16,10 +21,31 @@ pub struct Sum {
     pub lo: f64,
 }
 
-/// `a + b` and its exact rounding error (Knuth's TwoSum, branch-free).
+/// Clamps an overflowed float to the finite range (`±inf` to `±f64::MAX`); NaN (only from
+/// non-finite inputs, which callers never pass) becomes `0.0`.
+#[inline]
+pub fn saturate(v: f64) -> f64 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(f64::MIN, f64::MAX)
+    }
+}
+
+/// `a + b`, saturating at `±f64::MAX` instead of overflowing to an infinity.
+#[inline]
+pub fn saturating_add(a: f64, b: f64) -> f64 {
+    saturate(a + b)
+}
+
+/// `a + b` and its exact rounding error (Knuth's TwoSum, branch-free), saturating: when
+/// `a + b` overflows the result is `±f64::MAX` with no error term.
 #[inline]
 pub fn two_sum(a: f64, b: f64) -> (f64, f64) {
     let s = a + b;
+    if !s.is_finite() {
+        return (saturate(s), 0.0);
+    }
     let bb = s - a;
     let err = (a - (s - bb)) + (b - bb);
     (s, if err.is_finite() { err } else { 0.0 })
@@ -29,9 +55,9 @@ impl Sum {
     /// Adds `v`.
     #[inline]
     pub fn add(&mut self, v: f64) {
-        let (s, e) = two_sum(self.hi, v);
+        let (s, e) = two_sum(self.hi, saturate(v));
         self.hi = s;
-        self.lo += e;
+        self.lo = saturating_add(self.lo, e);
     }
 
     /// Adds `v * n`, keeping the rounding error of the product too.
@@ -42,25 +68,25 @@ impl Sum {
         let nf = n as f64;
         let p = v * nf;
         let pe = v.mul_add(nf, -p);
-        self.add(p);
-        if pe.is_finite() {
-            self.lo += pe;
+        self.add(saturate(p));
+        if p.is_finite() && pe.is_finite() {
+            self.lo = saturating_add(self.lo, pe);
         }
     }
 
     /// Adds another compensated sum.
     pub fn merge(&mut self, other: Sum) {
         self.add(other.hi);
-        self.lo += other.lo;
+        self.lo = saturating_add(self.lo, saturate(other.lo));
     }
 
-    /// The sum, correctly rounded.
+    /// The sum, correctly rounded, always finite (saturated at `±f64::MAX`).
     pub fn value(&self) -> f64 {
         let v = self.hi + self.lo;
         if v.is_nan() {
-            self.hi
+            saturate(self.hi)
         } else {
-            v
+            saturate(v)
         }
     }
 }
@@ -202,6 +228,18 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Heap bytes held by this value (bucket entries and classic counts; the layout is shared).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + (self.pos.capacity() + self.neg.capacity()) * std::mem::size_of::<(u32, u64)>()
+            + self.classic.capacity() * 8
+    }
+
+    /// Number of sparse bucket entries (non-empty log buckets, both signs).
+    pub fn entries(&self) -> usize {
+        self.pos.len() + self.neg.len()
+    }
+
     /// Number of observations (exact).
     pub fn count(&self) -> u64 {
         self.count
@@ -227,9 +265,10 @@ impl Snapshot {
         (self.count > 0 && self.max.is_finite()).then_some(self.max)
     }
 
-    /// Mean of the observations, `None` when empty.
+    /// Mean of the observations (the saturated sum over the count, so always finite),
+    /// `None` when empty.
     pub fn mean(&self) -> Option<f64> {
-        (self.count > 0).then(|| self.sum() / self.count as f64)
+        (self.count > 0).then(|| saturate(self.sum() / self.count as f64))
     }
 
     /// Count of values below the floor in magnitude (reported as 0).
@@ -273,31 +312,97 @@ impl Snapshot {
         Ok(self.quantile_unchecked(q))
     }
 
-    /// Several quantiles at once.
+    /// Several quantiles at once, in one walk over the buckets: the work is
+    /// `O(entries + qs.len() * log(qs.len()))`, whatever the number of quantiles asked.
     pub fn quantiles(&self, qs: &[f64]) -> Result<Vec<Option<f64>>> {
-        qs.iter().map(|&q| self.quantile(q)).collect()
+        for &q in qs {
+            check_quantile(q)?;
+        }
+        if self.count == 0 {
+            return Ok(vec![None; qs.len()]);
+        }
+        let mut order: Vec<(u64, usize)> = qs
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| (self.rank(q), i))
+            .collect();
+        order.sort_unstable();
+        let mut out = vec![None; qs.len()];
+        let mut next = order.iter().peekable();
+        self.walk(|upto, value| {
+            while let Some(&&(rank, i)) = next.peek() {
+                if rank > upto {
+                    return true;
+                }
+                out[i] = Some(self.finish(rank, value));
+                next.next();
+            }
+            false
+        });
+        for &(rank, i) in next {
+            // Ranks beyond the walked buckets: positive overflow (or a torn snapshot).
+            out[i] = Some(self.finish(rank, self.max));
+        }
+        Ok(out)
+    }
+
+    fn rank(&self, q: f64) -> u64 {
+        ((q * self.count as f64).ceil() as u64).clamp(1, self.count)
+    }
+
+    /// The reported value of `rank` whose bucket estimate is `estimate`: the extreme ranks are
+    /// known exactly, and clamping to the exact extremes only moves an estimate towards the
+    /// true value.
+    fn finish(&self, rank: u64, estimate: f64) -> f64 {
+        if rank == 1 && self.min.is_finite() {
+            return self.min;
+        }
+        if rank == self.count && self.max.is_finite() {
+            return self.max;
+        }
+        let (lo, hi) = (self.min, self.max);
+        if lo <= hi {
+            estimate.clamp(lo, hi)
+        } else {
+            estimate
+        }
     }
 
     fn quantile_unchecked(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
-        // The extreme ranks are known exactly.
-        if rank == 1 && self.min.is_finite() {
-            return Some(self.min);
-        }
-        if rank == self.count && self.max.is_finite() {
-            return Some(self.max);
-        }
+        let rank = self.rank(q);
         let estimate = self.value_at_rank(rank)?;
-        // Clamping to the exact extremes only moves an estimate towards the true value.
-        let (lo, hi) = (self.min, self.max);
-        Some(if lo <= hi {
-            estimate.clamp(lo, hi)
-        } else {
-            estimate
-        })
+        Some(self.finish(rank, estimate))
+    }
+
+    /// Calls `f(cumulative_count, value)` for each group of ranks in increasing order (negative
+    /// overflow, negative buckets, zero, positive buckets) until it returns false. Positive
+    /// overflow is not visited.
+    fn walk(&self, mut f: impl FnMut(u64, f64) -> bool) {
+        let mut seen = self.overflow[1];
+        if seen > 0 && !f(seen, self.min) {
+            return;
+        }
+        for &(i, c) in self.neg.iter().rev() {
+            seen = seen.saturating_add(c);
+            if !f(seen, -self.layout.estimate(i as usize)) {
+                return;
+            }
+        }
+        if self.zero > 0 {
+            seen = seen.saturating_add(self.zero);
+            if !f(seen, 0.0) {
+                return;
+            }
+        }
+        for &(i, c) in &self.pos {
+            seen = seen.saturating_add(c);
+            if !f(seen, self.layout.estimate(i as usize)) {
+                return;
+            }
+        }
     }
 
     /// After a snapshot torn by concurrent writers (a bucket count visible before the min/max

@@ -359,3 +359,314 @@ proptest! {
         }
     }
 }
+
+// ---- issue 14: saturating sums, estimates near the range ends, hostile encodings ------------
+
+#[test]
+fn an_overflowing_sum_saturates_and_reads_stay_finite() {
+    let h = default_hist();
+    h.record(1.0e308, 0).unwrap();
+    h.record(1.0e308, 0).unwrap();
+    let s = h.snapshot();
+    assert_eq!(s.count(), 2);
+    assert_eq!(s.sum(), f64::MAX);
+    assert!(s.mean().unwrap().is_finite());
+    assert_eq!(s.max(), Some(1.0e308));
+    let parts = s.sum_parts();
+    assert!(parts.hi.is_finite() && parts.lo.is_finite());
+    // Saturating arithmetic: what is added after the overflow counts from f64::MAX.
+    h.record(-1.0e308, 0).unwrap();
+    assert_eq!(h.snapshot().sum(), f64::MAX - 1.0e308);
+    // Both directions, through record_n and merges of shards/snapshots: never NaN.
+    let h = default_hist();
+    h.record_n(1.0e308, 1_000, 0).unwrap();
+    h.record_n(-1.0e308, 3_000, 0).unwrap();
+    let s = h.snapshot();
+    assert!(s.sum().is_finite() && s.mean().unwrap().is_finite());
+    let mut a = snapshot_of(&Arc::new(Layout::default_layout()), &[1.0e308, 1.0e308]);
+    let b = snapshot_of(&Arc::new(Layout::default_layout()), &[-1.0e308, -1.0e308]);
+    a.merge(&b).unwrap();
+    assert!(a.sum().is_finite());
+    // A merge target never receives a poison.
+    let target = default_hist();
+    target.merge_snapshot(&s).unwrap();
+    target.merge_snapshot(&a).unwrap();
+    assert!(target.snapshot().sum().is_finite());
+    // And the encoding of a saturated sum round-trips.
+    let bytes = s.to_bytes();
+    assert_eq!(Snapshot::from_bytes(&bytes).unwrap(), s);
+}
+
+#[test]
+fn a_non_finite_sum_in_an_encoding_is_malformed() {
+    let s = snapshot_of(&Arc::new(Layout::default_layout()), &[1.0, 2.0]);
+    let bytes = s.to_bytes();
+    // Default layout, no bounds: the sum's hi part follows the three count varints.
+    let hi_at = bytes
+        .windows(8)
+        .position(|w| w == 3.0f64.to_le_bytes())
+        .unwrap();
+    for bad in [f64::INFINITY, f64::NEG_INFINITY] {
+        for at in [hi_at, hi_at + 8] {
+            let mut b = bytes.clone();
+            b[at..at + 8].copy_from_slice(&bad.to_le_bytes());
+            let err = Snapshot::from_bytes(&b).unwrap_err();
+            assert!(matches!(err, Error::Malformed(_)), "{err}");
+        }
+    }
+}
+
+#[test]
+fn estimates_near_the_ceiling_and_the_floor_stay_within_the_bound() {
+    // Issue 14 item 2: 2·l·u/(l+u) overflowed above ~1e154 and underflowed below ~1e-154.
+    let high = Arc::new(Layout::new(0.01, 1e-9, 1.0e300, &[]).unwrap());
+    let s = snapshot_of(&high, &[1.0e154, 2.0e154, 3.0e154]);
+    let median = s.quantile(0.5).unwrap().unwrap();
+    assert!(
+        (median - 2.0e154).abs() <= 2.0e154 * high.relative_error(),
+        "{median}"
+    );
+    let low = Arc::new(Layout::new(0.01, 1.0e-300, 1.0, &[]).unwrap());
+    let s = snapshot_of(&low, &[1.0e-170, 2.0e-170, 3.0e-170]);
+    let median = s.quantile(0.5).unwrap().unwrap();
+    assert!(
+        (median - 2.0e-170).abs() <= 2.0e-170 * low.relative_error(),
+        "{median}"
+    );
+    // Every bucket of the extreme layouts.
+    for re in [0.5, 0.01, alpha(MAX_SUB_BITS)] {
+        for (floor, ceiling) in [(MIN_FLOOR, 1e-290), (1e290, MAX_CEILING)] {
+            let l = Layout::new(re, floor, ceiling, &[]).unwrap();
+            for idx in 0..l.len() {
+                let (lo, hi) = l.bucket_bounds(idx);
+                let e = l.estimate(idx);
+                assert!(e.is_finite() && e > 0.0, "{idx} {e}");
+                let in_range_lo = lo.max(MIN_FLOOR);
+                let tol = l.relative_error() * (1.0 + 1e-9);
+                assert!((e - hi).abs() <= hi * tol, "{re} {idx} {lo} {hi} {e}");
+                if lo >= MIN_FLOOR {
+                    assert!(
+                        (e - in_range_lo).abs() <= in_range_lo * tol,
+                        "{re} {idx} {e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A crafted encoding of the largest layout `from_raw` accepts: 12 sub-bucket bits, 2^20
+/// buckets per sign, `bounds` classic bounds and `per_side` entries per sign, one per 64-counter
+/// block (the most counter memory per input byte a naive decode could be made to allocate).
+fn crafted_max_layout(per_side: usize, bounds: usize) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let shift = 52 - MAX_SUB_BITS;
+    let key_min = (MIN_FLOOR.to_bits() - 1) >> shift;
+    let mut b = b"HPH\x01".to_vec();
+    b.push(MAX_SUB_BITS as u8);
+    varint(&mut b, key_min);
+    varint(&mut b, MAX_BUCKETS - 1);
+    varint(&mut b, bounds as u64);
+    for i in 0..bounds {
+        b.extend_from_slice(&(i as f64).to_le_bytes());
+    }
+    varint(&mut b, 0);
+    varint(&mut b, 0);
+    varint(&mut b, 0);
+    let total = 2 * per_side as u64;
+    for v in [total as f64, 0.0, 1.0, 1.0] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for _ in 0..2 {
+        varint(&mut b, per_side as u64);
+        for i in 0..per_side {
+            varint(&mut b, if i == 0 { 0 } else { 63 });
+            varint(&mut b, 1);
+        }
+    }
+    if bounds > 0 {
+        for i in 0..=bounds {
+            varint(&mut b, if i == 0 { total } else { 0 });
+        }
+    }
+    b
+}
+
+/// The memory a decoded histogram may take: the sparse entries it holds (16 bytes per entry,
+/// an entry costs at least 2 input bytes), the classic counts (8 bytes per bound, a bound costs
+/// 8 input bytes) and the empty shard table.
+fn decoded_memory_bound(input_len: usize) -> usize {
+    8 * input_len + 64 * 1024
+}
+
+#[test]
+fn a_crafted_maximum_layout_decodes_in_memory_proportional_to_the_input() {
+    let bytes = crafted_max_layout(13_500, MAX_BOUNDS);
+    assert!(bytes.len() < 64 * 1024, "{}", bytes.len());
+    let s = Snapshot::from_bytes(&bytes).unwrap();
+    assert_eq!(s.entries(), 27_000);
+    assert!(s.entries() <= bytes.len() / 2);
+    let h = Histogram::from_snapshot(s.clone(), default_shards());
+    let memory = h.memory().bytes;
+    assert!(
+        memory <= decoded_memory_bound(bytes.len()),
+        "{memory} bytes for {} input bytes",
+        bytes.len()
+    );
+    // Before: a counter block of 512 bytes per entry, 13.7 MiB.
+    assert!(memory < 1024 * 1024, "{memory}");
+    // It reads as what was encoded, records and merges like any other histogram.
+    assert_eq!(h.snapshot(), s);
+    h.record(1.0, 0).unwrap();
+    assert_eq!(h.snapshot().count(), 27_001);
+    h.reset();
+    assert_eq!(h.snapshot().count(), 0);
+}
+
+fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let valid = (prop::collection::vec(wide_value(), 0..200), any::<bool>()).prop_map(
+        |(values, classic)| {
+            let layout = if classic {
+                classic_layout()
+            } else {
+                Arc::new(Layout::default_layout())
+            };
+            snapshot_of(&layout, &values).to_bytes()
+        },
+    );
+    let crafted = (0usize..3000, 0usize..=MAX_BOUNDS).prop_map(|(n, b)| crafted_max_layout(n, b));
+    let base = prop_oneof![
+        3 => valid,
+        2 => crafted,
+        1 => prop::collection::vec(any::<u8>(), 0..2048),
+        1 => prop::collection::vec(any::<u8>(), 0..512).prop_map(|b| {
+            let mut v = b"HPH\x01".to_vec();
+            v.extend(b);
+            v
+        }),
+    ];
+    (
+        base,
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        any::<prop::sample::Index>(),
+        any::<bool>(),
+    )
+        .prop_map(|(mut bytes, flips, cut, truncate)| {
+            if !bytes.is_empty() {
+                for (at, byte) in flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= byte;
+                }
+                if truncate {
+                    bytes.truncate(cut.index(bytes.len() + 1));
+                }
+            }
+            bytes
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Issue 14 item 2: over the whole allowed range (floor >= MIN_FLOOR, ceiling <=
+    /// MAX_CEILING, every sub-bucket resolution) quantiles stay within the relative error.
+    #[test]
+    fn quantiles_are_within_the_relative_error_over_the_whole_range(
+        floor_exp in -307.6f64..299.0,
+        decades in 0.5f64..40.0,
+        relative_error in prop_oneof![Just(0.5), Just(0.2), Just(0.05), Just(0.01), Just(0.001), Just(0.0002)],
+        unit in prop::collection::vec((0.0f64..=1.0, any::<bool>()), 1..200),
+        qs in prop::collection::vec(0.0f64..=1.0, 1..8),
+        at_ends in any::<bool>(),
+    ) {
+        let floor = 10f64.powf(floor_exp).max(MIN_FLOOR);
+        let ceiling = (floor * 10f64.powf(decades)).min(MAX_CEILING);
+        prop_assume!(ceiling > floor);
+        let Ok(layout) = Layout::new(relative_error, floor, ceiling, &[]) else {
+            // Too many buckets for this resolution: refused, as documented.
+            return Ok(());
+        };
+        let layout = Arc::new(layout);
+        let (lf, lc) = (floor.ln(), ceiling.ln());
+        let mut values: Vec<f64> = unit
+            .iter()
+            .map(|&(u, neg)| {
+                let m = (lf + u * (lc - lf)).exp().clamp(floor, ceiling);
+                if neg { -m } else { m }
+            })
+            .collect();
+        if at_ends {
+            values.extend([floor, ceiling, -floor, -ceiling]);
+        }
+        let s = snapshot_of(&layout, &values);
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let alpha = layout.relative_error();
+        for (q, estimate) in qs.iter().zip(s.quantiles(&qs).unwrap()) {
+            let exact = exact_quantile(&sorted, *q);
+            let estimate = estimate.unwrap();
+            prop_assert!(estimate.is_finite());
+            let tolerance = alpha * exact.abs() * (1.0 + 1e-9);
+            prop_assert!((estimate - exact).abs() <= tolerance,
+                "q={q} exact={exact:e} estimate={estimate:e} floor={floor:e} ceiling={ceiling:e} alpha={alpha}");
+            prop_assert_eq!(Some(estimate), s.quantile(*q).unwrap());
+        }
+    }
+
+    /// Hostile snapshot binaries (random, truncated, bit-flipped, crafted maximum layouts) are
+    /// refused or decoded within a bound of work and memory proportional to their size.
+    #[test]
+    fn hostile_encodings_are_refused_or_bounded(bytes in hostile_bytes()) {
+        match Snapshot::from_bytes(&bytes) {
+            Err(e) => prop_assert!(matches!(e, Error::Malformed(_)), "{e}"),
+            Ok(s) => {
+                // Work: every entry and bound costs input bytes.
+                prop_assert!(s.entries() <= bytes.len() / 2);
+                prop_assert!(s.layout().bounds().len() <= bytes.len() / 8);
+                prop_assert!(s.heap_bytes() <= 8 * bytes.len() + 256);
+                let parts = s.sum_parts();
+                prop_assert!(parts.hi.is_finite() && parts.lo.is_finite());
+                let h = Histogram::from_snapshot(s.clone(), 16);
+                prop_assert!(h.memory().bytes <= decoded_memory_bound(bytes.len()),
+                    "{} bytes from {}", h.memory().bytes, bytes.len());
+                let read = h.snapshot();
+                prop_assert!(read.sum().is_finite());
+                prop_assert!(read.mean().is_none_or(f64::is_finite));
+                for v in read.quantiles(&[0.0, 0.5, 0.99, 1.0]).unwrap().into_iter().flatten() {
+                    prop_assert!(v.is_finite());
+                }
+                prop_assert_eq!(Snapshot::from_bytes(&read.to_bytes()).unwrap(), read);
+            }
+        }
+    }
+
+    /// Sums of values anywhere in the float range stay finite whatever the order.
+    #[test]
+    fn sums_never_leave_the_float_range(
+        values in prop::collection::vec(prop_oneof![
+            Just(f64::MAX), Just(-f64::MAX), Just(1.0e308), Just(-1.0e308), any::<f64>().prop_filter("finite", |v| v.is_finite())
+        ], 1..50),
+        counts in prop::collection::vec(1u64..=MAX_COUNT, 1..50),
+    ) {
+        let h = default_hist();
+        let mut plain = Snapshot::new(Arc::new(Layout::default_layout()));
+        for (v, n) in values.iter().zip(counts.iter().cycle()) {
+            h.record_n(*v, *n, 0).unwrap();
+            h.record(*v, 0).unwrap();
+            plain.record_n(*v, *n).unwrap();
+        }
+        let s = h.snapshot();
+        let parts = s.sum_parts();
+        prop_assert!(parts.hi.is_finite() && parts.lo.is_finite());
+        prop_assert!(s.sum().is_finite() && s.mean().unwrap().is_finite());
+        prop_assert!(plain.sum().is_finite() && plain.mean().unwrap().is_finite());
+        plain.merge(&s).unwrap();
+        prop_assert!(plain.sum().is_finite());
+    }
+}
