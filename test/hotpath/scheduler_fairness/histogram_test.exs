@@ -13,7 +13,7 @@ defmodule Hotpath.SchedulerFairness.HistogramTest do
   @wide [relative_error: 0.0002, floor: 1.0, ceiling: 200.0, shards: 1, buckets: @bounds]
   @qs for i <- 1..256, do: i / 256
 
-  defp assert_fair(fun, opts \\ []) do
+  defp assert_fair(fun, opts) do
     %{longest_us: us, longest: ends} = SchedulerTrace.longest_stretch(fun, opts)
     assert us < SchedulerTrace.limit_us(), "held a normal scheduler #{us} µs (#{inspect(ends)})"
   end
