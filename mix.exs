@@ -75,13 +75,17 @@ defmodule Mix.Tasks.Compile.HotpathCargo do
   defp installed_path(native),
     do: Path.join([Mix.Project.app_path(), "priv", "native", native[:crate] <> ".so"])
 
-  # A project compiled as a dependency carries its SCM in its config (set by Mix for every
-  # dependency, path and git included); Hotpath's own checkout, the top-level project, does not.
   defp source_build? do
     System.get_env("HOTPATH_BUILD") in ["1", "true"] or
       Application.get_env(:hotpath, :build_from_source, false) == true or
-      Mix.Project.config()[:build_scm] == nil
+      own_checkout?()
   end
+
+  # Hotpath's own checkout is the top-level Mix project. Mix compiles a dependency (path, git or
+  # Hex) with `:app_path` set in its project config to the dependency's build directory
+  # (Mix.Dep.in_dependency/3, the same from Elixir 1.0 to 1.20); a top-level project's config
+  # has no `:app_path`.
+  defp own_checkout?, do: not Keyword.has_key?(Mix.Project.config(), :app_path)
 
   defp precompiled(native, installed) do
     version = Mix.Project.config()[:version]

@@ -13,8 +13,8 @@ defmodule Mix.HotpathNative.Fetch do
   @loopback ["127.0.0.1", "localhost", "::1"]
 
   @doc "The cache directory: `HOTPATH_CACHE_DIR`, else `nif/` in the user cache dir of hotpath."
-  def cache_dir do
-    case System.get_env("HOTPATH_CACHE_DIR") do
+  def cache_dir(get_env \\ &System.get_env/1) do
+    case get_env.("HOTPATH_CACHE_DIR") do
       dir when dir in [nil, ""] -> Path.join(:filename.basedir(:user_cache, ~c"hotpath"), "nif")
       dir -> Path.expand(dir)
     end
