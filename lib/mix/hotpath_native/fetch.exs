@@ -9,7 +9,6 @@ defmodule Mix.HotpathNative.Fetch do
   alias Mix.HotpathNative.Artifact
 
   @attempts 3
-  @profile :hotpath_nif
   @loopback ["127.0.0.1", "localhost", "::1"]
 
   @doc "The cache directory: `HOTPATH_CACHE_DIR`, else `nif/` in the user cache dir of hotpath."
@@ -137,10 +136,10 @@ defmodule Mix.HotpathNative.Fetch do
   end
 
   defp get(url, options, attempts_left) do
-    start_httpc!(options.proxy)
+    profile = start_httpc!(options.proxy)
     request = {String.to_charlist(url), [{~c"user-agent", ~c"hotpath-mix"}]}
 
-    case :httpc.request(:get, request, options.http, [body_format: :binary], @profile) do
+    case :httpc.request(:get, request, options.http, [body_format: :binary], profile) do
       {:ok, {{_, 200, _}, _headers, body}} ->
         {:ok, body}
 
@@ -175,12 +174,15 @@ defmodule Mix.HotpathNative.Fetch do
       {:ok, _} = Application.ensure_all_started(app)
     end
 
-    case :inets.start(:httpc, profile: @profile) do
+    # Its own :httpc profiles: one without a proxy, one with (httpc cannot unset a proxy).
+    profile = if proxy, do: :hotpath_nif_proxy, else: :hotpath_nif
+
+    case :inets.start(:httpc, profile: profile) do
       {:ok, _} -> :ok
       {:error, {:already_started, _}} -> :ok
     end
 
-    :ok = :httpc.set_options([proxy: {:undefined, []}, https_proxy: {:undefined, []}], @profile)
-    if proxy, do: :ok = :httpc.set_options([proxy], @profile)
+    if proxy, do: :ok = :httpc.set_options([proxy], profile)
+    profile
   end
 end
