@@ -82,10 +82,13 @@ defmodule Mix.Tasks.Compile.HotpathCargo do
   end
 
   # Hotpath's own checkout is the top-level Mix project. Mix compiles a dependency (path, git or
-  # Hex) with `:app_path` set in its project config to the dependency's build directory
-  # (Mix.Dep.in_dependency/3, the same from Elixir 1.0 to 1.20); a top-level project's config
-  # has no `:app_path`.
-  defp own_checkout?, do: not Keyword.has_key?(Mix.Project.config(), :app_path)
+  # Hex) with the parent's configuration for `:lockfile` (and `:deps_path`), so its lockfile is
+  # the application's `mix.lock`, outside Hotpath's directory; the top-level project's is its
+  # own `mix.lock` (Elixir 1.14 to 1.20; Hotpath sets no `:lockfile` of its own).
+  defp own_checkout? do
+    lockfile = Path.expand(Mix.Project.config()[:lockfile] || "mix.lock")
+    lockfile == Path.join(File.cwd!(), "mix.lock")
+  end
 
   defp precompiled(native, installed) do
     version = Mix.Project.config()[:version]
@@ -145,7 +148,7 @@ defmodule Mix.Tasks.Compile.HotpathCargo do
       Mix.raise("""
       Hotpath needs cargo to build its native library, and none was found on PATH: \
       there is no precompiled #{native[:crate]} for this machine (target #{inspect(target)}, \
-      NIF #{Target.vm_nif_version()}, Hotpath #{Mix.Project.config()[:version]}): #{reason}.
+      VM NIF version #{Target.vm_nif_version()}, Hotpath #{Mix.Project.config()[:version]}): #{reason}.
       Three ways out:
         * install #{Cargo.needed()} (https://rustup.rs) and compile again;
         * set HOTPATH_NIF_PATH to a prebuilt #{native[:crate]} library;
