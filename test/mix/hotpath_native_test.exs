@@ -221,6 +221,11 @@ defmodule Mix.HotpathNativeTest do
         assert {:ok, %{proxy: nil}} = Fetch.request_options("https://#{host}/a", &env[&1], &fake_cacerts/0)
       end
 
+      http_proxy = %{"HTTP_PROXY" => "http://p2.test:8080"}
+      assert {:ok, %{proxy: {:https_proxy, {{~c"p2.test", 8080}, []}}, http: http}} =
+               Fetch.request_options("https://e.test/a", &http_proxy[&1], &fake_cacerts/0)
+      refute Keyword.has_key?(http, :proxy_auth)
+
       assert {:error, message} = Fetch.request_options("https://e.test/a", &%{"HTTPS_PROXY" => "::"}[&1], &fake_cacerts/0)
       assert message =~ "HTTPS_PROXY"
     end

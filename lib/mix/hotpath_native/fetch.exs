@@ -70,7 +70,7 @@ defmodule Mix.HotpathNative.Fetch do
   `:httpc` options for `url`: `{:ok, %{http: http_options, proxy: nil | {key, {host, port}}}}`
   or `{:error, message}`. HTTPS verifies the peer against the OS certificate store and checks
   the host name; plain HTTP is refused except to loopback. `get_env` reads HTTP(S)_PROXY and
-  NO_PROXY (upper or lower case).
+  NO_PROXY (upper or lower case); HTTPS_PROXY wins over HTTP_PROXY.
   """
   def request_options(url, get_env, cacerts \\ &:public_key.cacerts_get/0) do
     uri = URI.parse(url)
@@ -87,7 +87,7 @@ defmodule Mix.HotpathNative.Fetch do
           ]
         ]
 
-        with_proxy(uri, [ssl: ssl] ++ timeouts(), "HTTPS_PROXY", :https_proxy, get_env)
+        with_proxy(uri, [ssl: ssl] ++ timeouts(), get_env)
 
       %URI{scheme: "http", host: host} when host in @loopback ->
         {:ok, %{http: timeouts(), proxy: nil}}
@@ -102,8 +102,10 @@ defmodule Mix.HotpathNative.Fetch do
 
   defp timeouts, do: [timeout: 120_000, connect_timeout: 15_000]
 
-  defp with_proxy(uri, http, var, key, get_env) do
-    proxy = get_env.(var) || get_env.(String.downcase(var))
+  # HTTPS_PROXY, else HTTP_PROXY (upper or lower case): the proxy of the https download.
+  defp with_proxy(uri, http, get_env) do
+    var = Enum.find(~w(HTTPS_PROXY https_proxy HTTP_PROXY http_proxy), &(get_env.(&1) not in [nil, ""]))
+    proxy = var && get_env.(var)
 
     cond do
       proxy in [nil, ""] or no_proxy?(uri.host, get_env) ->
@@ -113,7 +115,7 @@ defmodule Mix.HotpathNative.Fetch do
         case URI.parse(proxy) do
           %URI{host: host, port: port, userinfo: userinfo} when is_binary(host) and host != "" ->
             http = http ++ proxy_auth(userinfo)
-            {:ok, %{http: http, proxy: {key, {{String.to_charlist(host), port}, []}}}}
+            {:ok, %{http: http, proxy: {:https_proxy, {{String.to_charlist(host), port}, []}}}}
 
           _ ->
             {:error, "#{var} is not a URL: #{inspect(proxy)}"}
