@@ -114,7 +114,11 @@ defmodule Mix.Tasks.Compile.HotpathCargo do
             Mix.raise(message <> " (checksum file: #{checksum_file})")
 
           {:error, :unavailable, message} ->
-            source_build_or_raise(native, installed, "#{name} could not be downloaded: #{message}")
+            source_build_or_raise(
+              native,
+              installed,
+              "#{name} could not be downloaded: #{message}"
+            )
         end
       end
     else
@@ -126,8 +130,12 @@ defmodule Mix.Tasks.Compile.HotpathCargo do
     available = native[:nif_versions]
 
     case Target.nif_version(Target.vm_nif_version(), available) do
-      {:ok, nif} -> {:ok, nif}
-      :error -> {:error, "this VM's NIF version #{Target.vm_nif_version()} is older than #{Enum.join(available, ", ")}"}
+      {:ok, nif} ->
+        {:ok, nif}
+
+      :error ->
+        {:error,
+         "this VM's NIF version #{Target.vm_nif_version()} is older than #{Enum.join(available, ", ")}"}
     end
   end
 

@@ -160,7 +160,13 @@ defmodule PackageCheck do
     package =
       if cargo,
         do: ["hotpath.native.package", "--out", dist],
-        else: ["hotpath.native.package", "--out", dist, "--from", System.fetch_env!("HOTPATH_NIF_PATH")]
+        else: [
+          "hotpath.native.package",
+          "--out",
+          dist,
+          "--from",
+          System.fetch_env!("HOTPATH_NIF_PATH")
+        ]
 
     IO.puts("package_check: (in the package copy) mix #{Enum.join(package, " ")}")
 
@@ -215,7 +221,10 @@ defmodule PackageCheck do
     half = div(byte_size(good), 2)
     <<head::binary-size(half), byte, tail::binary>> = good
     File.write!(artifact, [head, Bitwise.bxor(byte, 1), tail])
-    tampered_sum = "sha256:" <> Base.encode16(:crypto.hash(:sha256, File.read!(artifact)), case: :lower)
+
+    tampered_sum =
+      "sha256:" <> Base.encode16(:crypto.hash(:sha256, File.read!(artifact)), case: :lower)
+
     File.rm_rf!(cache)
     File.rm!(installed)
     {server, url} = serve!(tmp, dist)
@@ -228,12 +237,21 @@ defmodule PackageCheck do
     File.write!(artifact, good)
 
     IO.puts("package_check: (4) no artifact listed for this target")
-    other = String.replace(name, ~r/-nif-(2\.\d+)-.*\.so\.tar\.gz$/, "-nif-\\1-sparc64-unknown-linux-gnu.so.tar.gz")
+
+    other =
+      String.replace(
+        name,
+        ~r/-nif-(2\.\d+)-.*\.so\.tar\.gz$/,
+        "-nif-\\1-sparc64-unknown-linux-gnu.so.tar.gz"
+      )
+
     File.write!(checksum_file, inspect(%{other => sum}))
     [_, target] = Regex.run(~r/-nif-2\.\d+-(.*)\.so\.tar\.gz$/, name)
     out = expect_failure!(consumer, ["deps.compile", "hotpath"], no_cargo, "Hotpath needs cargo")
+
     for part <- [~s(target "#{target}"), "HOTPATH_NIF_PATH", "HOTPATH_BUILD=1", "rustup"],
         do: expect_output!(out, part)
+
     if File.exists?(installed), do: fail!("something was installed at #{installed}")
 
     if cargo do
@@ -247,7 +265,9 @@ defmodule PackageCheck do
 
   # A loopback HTTP server for `dir`, on a free port.
   defp serve!(tmp, dir) do
-    if function_exported?(Mix, :ensure_application!, 1), do: apply(Mix, :ensure_application!, [:inets])
+    if function_exported?(Mix, :ensure_application!, 1),
+      do: apply(Mix, :ensure_application!, [:inets])
+
     {:ok, _} = Application.ensure_all_started(:inets)
     root = Path.join(tmp, "httpd")
     File.mkdir_p!(root)

@@ -34,9 +34,15 @@ defmodule Mix.HotpathNativeTest do
 
     test "macOS, FreeBSD and Windows" do
       darwin = {:unix, :darwin}
-      assert Target.from_system("aarch64-apple-darwin23.4.0", darwin, 8, nil) == {:ok, "aarch64-apple-darwin"}
-      assert Target.from_system("arm-apple-darwin22.1.0", darwin, 8, nil) == {:ok, "aarch64-apple-darwin"}
-      assert Target.from_system("x86_64-apple-darwin21.6.0", darwin, 8, nil) == {:ok, "x86_64-apple-darwin"}
+
+      assert Target.from_system("aarch64-apple-darwin23.4.0", darwin, 8, nil) ==
+               {:ok, "aarch64-apple-darwin"}
+
+      assert Target.from_system("arm-apple-darwin22.1.0", darwin, 8, nil) ==
+               {:ok, "aarch64-apple-darwin"}
+
+      assert Target.from_system("x86_64-apple-darwin21.6.0", darwin, 8, nil) ==
+               {:ok, "x86_64-apple-darwin"}
 
       assert Target.from_system("amd64-portbld-freebsd14.0", {:unix, :freebsd}, 8, nil) ==
                {:ok, "x86_64-unknown-freebsd"}
@@ -46,7 +52,9 @@ defmodule Mix.HotpathNativeTest do
     end
 
     test "an unknown architecture string is an error naming it" do
-      assert {:error, message} = Target.from_system(Opaque.value("sparc"), {:unix, :sunos}, 8, nil)
+      assert {:error, message} =
+               Target.from_system(Opaque.value("sparc"), {:unix, :sunos}, 8, nil)
+
       assert message =~ ~s("sparc")
     end
 
@@ -58,7 +66,9 @@ defmodule Mix.HotpathNativeTest do
 
   describe "NIF versions" do
     test "the crate's rustler features" do
-      toml = ~s(rustler = { version = "0.39", features = ["nif_version_2_16", "nif_version_2_15"] })
+      toml =
+        ~s(rustler = { version = "0.39", features = ["nif_version_2_16", "nif_version_2_15"] })
+
       assert Target.crate_nif_versions(toml) == ["2.15", "2.16"]
       assert Target.crate_nif_versions(File.read!("native/hotpath_nif/Cargo.toml")) == ["2.16"]
     end
@@ -124,6 +134,7 @@ defmodule Mix.HotpathNativeTest do
   test "tarballs hold the library under its name" do
     tarball = Artifact.tarball!("libhotpath_nif-v0.1.0-nif-2.16-x.so", "ELF bytes")
     assert Artifact.extract(tarball) == {:ok, "ELF bytes"}
+
     assert {:ok, [{~c"libhotpath_nif-v0.1.0-nif-2.16-x.so", _}]} =
              :erl_tar.extract({:binary, tarball}, [:compressed, :memory])
 
@@ -145,7 +156,11 @@ defmodule Mix.HotpathNativeTest do
           [
             ~s({"reason":"build-script-executed","package_id":"x"}),
             dep,
-            String.replace(@artifact, "FILE", "/t/x86_64-unknown-linux-gnu/release/libhotpath_nif.so"),
+            String.replace(
+              @artifact,
+              "FILE",
+              "/t/x86_64-unknown-linux-gnu/release/libhotpath_nif.so"
+            ),
             ~s({"reason":"build-finished","success":true})
           ],
           "\n"
@@ -180,7 +195,16 @@ defmodule Mix.HotpathNativeTest do
       assert Cargo.decode_json("[]") == {:ok, []}
       assert Cargo.decode_json("1e3") == {:ok, 1000.0}
 
-      for bad <- [~s({"a" 1}), ~s({"a":1,}), ~s([1 2]), ~s("\\x"), ~s("\\ud800"), "{", "01", ~s("a\nb")] do
+      for bad <- [
+            ~s({"a" 1}),
+            ~s({"a":1,}),
+            ~s([1 2]),
+            ~s("\\x"),
+            ~s("\\ud800"),
+            "{",
+            "01",
+            ~s("a\nb")
+          ] do
         assert Cargo.decode_json(bad) == :error, bad
       end
     end
@@ -189,7 +213,11 @@ defmodule Mix.HotpathNativeTest do
   describe "Fetch.request_options/3" do
     test "HTTPS verifies the peer against the given CA store and the host name" do
       assert {:ok, %{http: http, proxy: nil}} =
-               Fetch.request_options("https://example.test/a.tar.gz", fn _ -> nil end, &fake_cacerts/0)
+               Fetch.request_options(
+                 "https://example.test/a.tar.gz",
+                 fn _ -> nil end,
+                 &fake_cacerts/0
+               )
 
       ssl = http[:ssl]
       assert ssl[:verify] == :verify_peer
@@ -200,16 +228,25 @@ defmodule Mix.HotpathNativeTest do
 
     test "plain HTTP only to loopback" do
       for url <- ["http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]:9/x"] do
-        assert {:ok, %{proxy: nil}} = Fetch.request_options(url, fn _ -> nil end, &fake_cacerts/0), url
+        assert {:ok, %{proxy: nil}} =
+                 Fetch.request_options(url, fn _ -> nil end, &fake_cacerts/0),
+               url
       end
 
-      assert {:error, message} = Fetch.request_options("http://example.test/x", fn _ -> nil end, &fake_cacerts/0)
+      assert {:error, message} =
+               Fetch.request_options("http://example.test/x", fn _ -> nil end, &fake_cacerts/0)
+
       assert message =~ "only loopback"
-      assert {:error, _} = Fetch.request_options("ftp://example.test/x", fn _ -> nil end, &fake_cacerts/0)
+
+      assert {:error, _} =
+               Fetch.request_options("ftp://example.test/x", fn _ -> nil end, &fake_cacerts/0)
     end
 
     test "HTTPS_PROXY (with credentials) and NO_PROXY" do
-      env = %{"https_proxy" => "http://u%40x:p%3Aw@proxy.test:3128", "NO_PROXY" => "internal.test, .corp.test"}
+      env = %{
+        "https_proxy" => "http://u%40x:p%3Aw@proxy.test:3128",
+        "NO_PROXY" => "internal.test, .corp.test"
+      }
 
       assert {:ok, %{http: http, proxy: proxy}} =
                Fetch.request_options("https://example.test/a", &env[&1], &fake_cacerts/0)
@@ -218,15 +255,24 @@ defmodule Mix.HotpathNativeTest do
       assert http[:proxy_auth] == {~c"u@x", ~c"p:w"}
 
       for host <- ["internal.test", "a.corp.test"] do
-        assert {:ok, %{proxy: nil}} = Fetch.request_options("https://#{host}/a", &env[&1], &fake_cacerts/0)
+        assert {:ok, %{proxy: nil}} =
+                 Fetch.request_options("https://#{host}/a", &env[&1], &fake_cacerts/0)
       end
 
       http_proxy = %{"HTTP_PROXY" => "http://p2.test:8080"}
+
       assert {:ok, %{proxy: {:https_proxy, {{~c"p2.test", 8080}, []}}, http: http}} =
                Fetch.request_options("https://e.test/a", &http_proxy[&1], &fake_cacerts/0)
+
       refute Keyword.has_key?(http, :proxy_auth)
 
-      assert {:error, message} = Fetch.request_options("https://e.test/a", &%{"HTTPS_PROXY" => "::"}[&1], &fake_cacerts/0)
+      assert {:error, message} =
+               Fetch.request_options(
+                 "https://e.test/a",
+                 &%{"HTTPS_PROXY" => "::"}[&1],
+                 &fake_cacerts/0
+               )
+
       assert message =~ "HTTPS_PROXY"
     end
 

@@ -25,7 +25,8 @@ defmodule Mix.HotpathNative.Artifact do
   defp windows?(target), do: String.contains?(target, "windows")
 
   @doc "`\"sha256:<hex>\"` of a binary."
-  def checksum(binary), do: "sha256:" <> Base.encode16(:crypto.hash(:sha256, binary), case: :lower)
+  def checksum(binary),
+    do: "sha256:" <> Base.encode16(:crypto.hash(:sha256, binary), case: :lower)
 
   @doc """
   Reads a checksum file: `{:ok, map}`; a missing file is an empty map. Anything but a map of
@@ -93,7 +94,11 @@ defmodule Mix.HotpathNative.Artifact do
     tmp = Path.join(System.tmp_dir!(), "hotpath_nif_#{System.unique_integer([:positive])}.tar.gz")
 
     try do
-      :ok = :erl_tar.create(String.to_charlist(tmp), [{String.to_charlist(lib_name), library}], [:compressed])
+      :ok =
+        :erl_tar.create(String.to_charlist(tmp), [{String.to_charlist(lib_name), library}], [
+          :compressed
+        ])
+
       File.read!(tmp)
     after
       File.rm(tmp)

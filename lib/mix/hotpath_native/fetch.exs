@@ -104,7 +104,12 @@ defmodule Mix.HotpathNative.Fetch do
 
   # HTTPS_PROXY, else HTTP_PROXY (upper or lower case): the proxy of the https download.
   defp with_proxy(uri, http, get_env) do
-    var = Enum.find(~w(HTTPS_PROXY https_proxy HTTP_PROXY http_proxy), &(get_env.(&1) not in [nil, ""]))
+    var =
+      Enum.find(
+        ~w(HTTPS_PROXY https_proxy HTTP_PROXY http_proxy),
+        &(get_env.(&1) not in [nil, ""])
+      )
+
     proxy = var && get_env.(var)
 
     cond do
@@ -134,7 +139,11 @@ defmodule Mix.HotpathNative.Fetch do
 
   defp proxy_auth(userinfo) do
     [user | pass] = String.split(userinfo, ":", parts: 2)
-    [proxy_auth: {String.to_charlist(URI.decode(user)), String.to_charlist(URI.decode(Enum.join(pass)))}]
+
+    [
+      proxy_auth:
+        {String.to_charlist(URI.decode(user)), String.to_charlist(URI.decode(Enum.join(pass)))}
+    ]
   end
 
   defp get(url, options, attempts_left) do

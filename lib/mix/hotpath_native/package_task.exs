@@ -40,15 +40,28 @@ defmodule Mix.Tasks.Hotpath.Native.Package do
       |> Path.join("Cargo.toml")
       |> File.read!()
       |> Target.crate_nif_versions()
-      |> List.last() || Mix.raise("#{crate}'s Cargo.toml enables no rustler nif_version_* feature")
+      |> List.last() ||
+        Mix.raise("#{crate}'s Cargo.toml enables no rustler nif_version_* feature")
 
     library =
       case opts[:from] do
         nil ->
-          cargo = Cargo.find() || Mix.raise("mix hotpath.native.package needs cargo (#{Cargo.needed()}), or --from LIBRARY")
+          cargo =
+            Cargo.find() ||
+              Mix.raise(
+                "mix hotpath.native.package needs cargo (#{Cargo.needed()}), or --from LIBRARY"
+              )
+
           Cargo.check_version!(cargo)
-          target_dir = System.get_env("HOTPATH_CARGO_TARGET_DIR") || Path.join(project_dir, "target")
-          Cargo.build!(cargo, crate, crate_dir, target_dir: Path.expand(target_dir), profile: "release", target: opts[:target])
+
+          target_dir =
+            System.get_env("HOTPATH_CARGO_TARGET_DIR") || Path.join(project_dir, "target")
+
+          Cargo.build!(cargo, crate, crate_dir,
+            target_dir: Path.expand(target_dir),
+            profile: "release",
+            target: opts[:target]
+          )
 
         path ->
           File.regular?(path) || Mix.raise("--from #{path}: not a file")
@@ -62,7 +75,11 @@ defmodule Mix.Tasks.Hotpath.Native.Package do
     path = Path.join(out, name <> ".tar.gz")
     File.write!(path, tarball)
 
-    checksum_file = Path.expand(opts[:checksum_file] || Path.join(project_dir, Keyword.fetch!(native, :checksum_file)))
+    checksum_file =
+      Path.expand(
+        opts[:checksum_file] || Path.join(project_dir, Keyword.fetch!(native, :checksum_file))
+      )
+
     sum = Artifact.checksum(tarball)
     Artifact.put_checksums!(checksum_file, [{Path.basename(path), sum}])
     Mix.shell().info("Packaged #{library}\n  as #{path}\n  #{sum} recorded in #{checksum_file}")
