@@ -19,6 +19,18 @@
 # of a missing or old cargo and of HOTPATH_NIF_PATH run too). Where it is not (the Debian
 # lanes of `make test-modern`), the consumer installs the prebuilt NIF named by
 # HOTPATH_NIF_PATH, and the source build is left to the host lane.
+#
+# 4. Precompiled NIFs, on both lanes: `mix hotpath.native.package` run in the package copy
+#    builds the host's artifact (with cargo, or `--from HOTPATH_NIF_PATH` where there is none)
+#    and records its checksum in the copy's checksum-hotpath_nif.exs, as a release does. A
+#    loopback :inets httpd serves it, and the consumer compiles with cargo unreachable
+#    (HOTPATH_CARGO pointing nowhere, cargo off PATH) and a temporary HOTPATH_CACHE_DIR:
+#      1. a clean compile downloads, verifies and installs it, and the consumer calls the NIF;
+#      2. with the server stopped, a rebuild installs it from the cache;
+#      3. a tampered artifact (one byte flipped, cache empty) is refused with both sums and its
+#         name, and nothing is installed or cached;
+#      4. a checksum file without this target: the clear error without cargo; with cargo (host
+#         lane), a source build.
 defmodule PackageCheck do
   @root File.cwd!()
 
@@ -57,6 +69,10 @@ defmodule PackageCheck do
         {"MIX_ENV", "dev"},
         # The consumer builds with the packaged defaults, never with this repo's settings.
         {"HOTPATH_NIF_PATH", nil},
+        {"HOTPATH_BUILD", nil},
+        {"HOTPATH_NIF_BASE_URL", nil},
+        # Never the user's real download cache.
+        {"HOTPATH_CACHE_DIR", Path.join(tmp, "nif-cache")},
         {"HOTPATH_CARGO_TARGET_DIR", nil},
         {"HOTPATH_CARGO_PROFILE", nil},
         {"MIX_BUILD_ROOT", nil},
@@ -81,6 +97,8 @@ defmodule PackageCheck do
           user_flows!(consumer, env)
           source_build_checks!(tmp, vendor, consumer, env)
       end
+
+      precompiled_checks!(tmp, vendor, consumer, env)
 
       IO.puts("package_check: ok (consumer built from the package files and called the NIF)")
     after
@@ -132,6 +150,159 @@ defmodule PackageCheck do
     IO.puts("package_check: HOTPATH_NIF_PATH installs the prebuilt library")
   end
 
+  # The precompiled-NIF flows (see the top of this file).
+  defp precompiled_checks!(tmp, vendor, consumer, env) do
+    dist = Path.join(tmp, "dist")
+    cache = Path.join(tmp, "nif-cache")
+    checksum_file = Path.join(vendor, "checksum-hotpath_nif.exs")
+    cargo = System.find_executable("cargo")
+
+    package =
+      if cargo,
+        do: ["hotpath.native.package", "--out", dist],
+        else: [
+          "hotpath.native.package",
+          "--out",
+          dist,
+          "--from",
+          System.fetch_env!("HOTPATH_NIF_PATH")
+        ]
+
+    IO.puts("package_check: (in the package copy) mix #{Enum.join(package, " ")}")
+
+    case mix(vendor, package, env) do
+      {_, 0} -> :ok
+      {out, status} -> fail!("mix hotpath.native.package exited with #{status}:\n#{out}")
+    end
+
+    {checksums, _} = Code.eval_file(checksum_file)
+    [{name, sum}] = Map.to_list(checksums)
+    artifact = Path.join(dist, name)
+
+    unless name =~ ~r/^libhotpath_nif-v[^-]+-nif-2\.\d+-[a-z0-9_]+-.+\.so\.tar\.gz$/ and
+             File.regular?(artifact) do
+      fail!("unexpected artifact #{name} (#{inspect(File.ls(dist))})")
+    end
+
+    IO.puts("package_check: packaged #{name} (#{sum})")
+
+    installed = Path.join(consumer, "_build/dev/lib/hotpath/priv/native/hotpath_nif.so")
+    cached = Path.join(cache, name)
+    {server, url} = serve!(tmp, dist)
+
+    no_cargo =
+      Enum.reduce(
+        [
+          {"HOTPATH_NIF_BASE_URL", url},
+          {"HOTPATH_CACHE_DIR", cache},
+          {"HOTPATH_CARGO", Path.join(tmp, "no-cargo-here")},
+          {"PATH", path_without_cargo()}
+        ],
+        env,
+        fn {key, _} = pair, acc -> List.keystore(acc, key, 0, pair) end
+      )
+
+    IO.puts("package_check: (1) a clean compile downloads, verifies and installs the NIF")
+    File.rm_rf!(Path.join(consumer, "_build"))
+    out = compile_clean!(consumer, ["compile"], no_cargo)
+    expect_output!(out, "Installing precompiled #{name} (checksum verified) from #{url}/#{name}")
+    mix!(consumer, ["run", "-e", "Consumer.check!()"], no_cargo)
+    File.regular?(cached) || fail!("the download was not cached at #{cached}")
+
+    IO.puts("package_check: (2) server stopped: the rebuild installs from the cache")
+    :ok = :inets.stop(:httpd, server)
+    File.rm!(installed)
+    out = compile_clean!(consumer, ["deps.compile", "hotpath"], no_cargo)
+    expect_output!(out, "Installing precompiled #{name} (checksum verified) from the cache")
+    mix!(consumer, ["run", "-e", "Consumer.check!()"], no_cargo)
+
+    IO.puts("package_check: (3) a tampered artifact is refused and nothing is installed")
+    good = File.read!(artifact)
+    half = div(byte_size(good), 2)
+    <<head::binary-size(half), byte, tail::binary>> = good
+    File.write!(artifact, [head, Bitwise.bxor(byte, 1), tail])
+
+    tampered_sum =
+      "sha256:" <> Base.encode16(:crypto.hash(:sha256, File.read!(artifact)), case: :lower)
+
+    File.rm_rf!(cache)
+    File.rm!(installed)
+    {server, url} = serve!(tmp, dist)
+    no_cargo = List.keystore(no_cargo, "HOTPATH_NIF_BASE_URL", 0, {"HOTPATH_NIF_BASE_URL", url})
+    out = expect_failure!(consumer, ["deps.compile", "hotpath"], no_cargo, "checksum mismatch")
+    for part <- [name, sum, tampered_sum], do: expect_output!(out, part)
+    if File.exists?(installed), do: fail!("a tampered artifact was installed at #{installed}")
+    if File.exists?(cached), do: fail!("a tampered artifact was cached at #{cached}")
+    :ok = :inets.stop(:httpd, server)
+    File.write!(artifact, good)
+
+    IO.puts("package_check: (4) no artifact listed for this target")
+
+    other =
+      String.replace(
+        name,
+        ~r/-nif-(2\.\d+)-.*\.so\.tar\.gz$/,
+        "-nif-\\1-sparc64-unknown-linux-gnu.so.tar.gz"
+      )
+
+    File.write!(checksum_file, inspect(%{other => sum}))
+    [_, target] = Regex.run(~r/-nif-2\.\d+-(.*)\.so\.tar\.gz$/, name)
+    out = expect_failure!(consumer, ["deps.compile", "hotpath"], no_cargo, "Hotpath needs cargo")
+
+    for part <- [~s(target "#{target}"), "HOTPATH_NIF_PATH", "HOTPATH_BUILD=1", "rustup"],
+        do: expect_output!(out, part)
+
+    if File.exists?(installed), do: fail!("something was installed at #{installed}")
+
+    if cargo do
+      out = compile_clean!(consumer, ["deps.compile", "hotpath"], env)
+      expect_output!(out, "Building hotpath_nif from source: no precompiled #{name} is listed")
+      mix!(consumer, ["run", "-e", "Consumer.check!()"], env)
+    else
+      IO.puts("package_check: no cargo here: the source build of (4) runs on the host lane")
+    end
+  end
+
+  # A loopback HTTP server for `dir`, on a free port.
+  defp serve!(tmp, dir) do
+    if function_exported?(Mix, :ensure_application!, 1),
+      do: apply(Mix, :ensure_application!, [:inets])
+
+    {:ok, _} = Application.ensure_all_started(:inets)
+    root = Path.join(tmp, "httpd")
+    File.mkdir_p!(root)
+
+    {:ok, pid} =
+      :inets.start(:httpd,
+        port: 0,
+        bind_address: {127, 0, 0, 1},
+        server_name: ~c"package-check",
+        server_root: String.to_charlist(root),
+        document_root: String.to_charlist(dir),
+        modules: [:mod_get],
+        mime_types: [{~c"gz", ~c"application/gzip"}]
+      )
+
+    {pid, "http://127.0.0.1:#{:httpd.info(pid)[:port]}"}
+  end
+
+  defp path_without_cargo do
+    dirs = String.split(System.get_env("PATH", ""), ":")
+
+    mix_dirs = Enum.map(~w(mix elixir erl), &Path.dirname(System.find_executable(&1)))
+
+    # HOTPATH_CARGO pointing nowhere already hides cargo; its directory stays on PATH only
+    # when Elixir lives there too.
+    case System.find_executable("cargo") do
+      nil -> Enum.join(dirs, ":")
+      cargo -> Enum.join(dirs -- ([Path.dirname(cargo)] -- mix_dirs), ":")
+    end
+  end
+
+  defp expect_output!(out, expected) do
+    unless out =~ expected, do: fail!("expected #{inspect(expected)} in:\n#{out}")
+  end
+
   # Runs a compiling mix command; fails if it prints any warning.
   defp compile_clean!(dir, args, env) do
     IO.puts("package_check: (in #{Path.basename(dir)}) mix #{Enum.join(args, " ")}")
@@ -140,7 +311,7 @@ defmodule PackageCheck do
       {out, 0} ->
         case Regex.scan(~r/^.*warning.*$/mi, out) do
           [] ->
-            :ok
+            out
 
           lines ->
             fail!("mix #{Enum.join(args, " ")} printed warnings:\n#{out}\n#{inspect(lines)}")
@@ -175,6 +346,9 @@ defmodule PackageCheck do
     if forbidden != [], do: fail!("build outputs in the package: #{inspect(forbidden)}")
 
     required = ~w(mix.exs Cargo.toml Cargo.lock README.md LICENSE CHANGELOG.md
+         checksum-hotpath_nif.exs lib/mix/hotpath_native/target.exs
+         lib/mix/hotpath_native/artifact.exs lib/mix/hotpath_native/fetch.exs
+         lib/mix/hotpath_native/cargo.exs lib/mix/hotpath_native/package_task.exs
          native/hotpath_core/Cargo.toml native/hotpath_nif/Cargo.toml lib/hotpath.ex)
 
     missing = required -- files
@@ -208,15 +382,19 @@ defmodule PackageCheck do
     expect_failure!(consumer, [{"HOTPATH_CARGO", fake} | env], "is cargo 1.80.0")
   end
 
-  defp expect_failure!(consumer, env, expected) do
-    case mix(consumer, ["compile"], env) do
+  defp expect_failure!(consumer, env, expected),
+    do: expect_failure!(consumer, ["compile"], env, expected)
+
+  defp expect_failure!(consumer, args, env, expected) do
+    case mix(consumer, args, env) do
       {out, status} when status != 0 ->
         unless out =~ expected, do: fail!("expected #{inspect(expected)} in:\n#{out}")
         [line] = Regex.run(~r/\*\* \(Mix\) .*/, out)
         IO.puts("package_check: readable failure as expected: #{line}")
+        out
 
       {out, 0} ->
-        fail!("mix compile should have failed with #{inspect(expected)}:\n#{out}")
+        fail!("mix #{Enum.join(args, " ")} should have failed with #{inspect(expected)}:\n#{out}")
     end
   end
 

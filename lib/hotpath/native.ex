@@ -1,7 +1,8 @@
 defmodule Hotpath.Native do
   @moduledoc false
-  # NIF stubs and the loader. The library is built by the `:hotpath_cargo` compiler (see
-  # mix.exs) into `priv/native/hotpath_nif.so` of the app's build path.
+  # NIF stubs and the loader. The library is installed by the `:hotpath_cargo` compiler (see
+  # mix.exs: precompiled or built with cargo) into `priv/native/hotpath_nif.so` of the app's
+  # build path.
 
   @on_load :load_nif
 
@@ -33,10 +34,11 @@ defmodule Hotpath.Native do
   def load_error_message(reason) do
     """
     [hotpath] could not load the native library hotpath_nif: #{format_reason(reason)}.
-    It is built by `mix compile` (the :hotpath_cargo compiler, which needs cargo with Rust 1.91+)
-    into priv/native/hotpath_nif.so of the :hotpath build path. Run `mix compile` (or
-    `mix deps.compile hotpath --force` when Hotpath is a dependency), or set HOTPATH_NIF_PATH
-    to a prebuilt library before compiling.\
+    `mix compile` (the :hotpath_cargo compiler) installs it into priv/native/hotpath_nif.so of
+    the :hotpath build path: precompiled when Hotpath is a dependency on a listed target, else
+    built with cargo (Rust 1.91+). Run `mix compile` (or `mix deps.compile hotpath --force`
+    when Hotpath is a dependency), or set HOTPATH_NIF_PATH to a prebuilt library before
+    compiling.\
     """
   end
 
