@@ -179,7 +179,7 @@ defmodule PackageCheck do
     [{name, sum}] = Map.to_list(checksums)
     artifact = Path.join(dist, name)
 
-    unless name =~ ~r/^libhotpath_nif-v[^-]+-nif-2\.\d+-[a-z0-9_]+-.+\.so\.tar\.gz$/ and
+    unless name =~ ~r/^hotpath_nif-v[^-]+-nif-2\.\d+-[a-z0-9_]+-.+\.so\.tar\.gz$/ and
              File.regular?(artifact) do
       fail!("unexpected artifact #{name} (#{inspect(File.ls(dist))})")
     end

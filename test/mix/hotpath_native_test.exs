@@ -84,16 +84,16 @@ defmodule Mix.HotpathNativeTest do
 
   test "artifact names follow rustler_precompiled" do
     assert Artifact.tarball_name("hotpath_nif", "0.1.0", "2.16", "x86_64-unknown-linux-gnu") ==
-             "libhotpath_nif-v0.1.0-nif-2.16-x86_64-unknown-linux-gnu.so.tar.gz"
+             "hotpath_nif-v0.1.0-nif-2.16-x86_64-unknown-linux-gnu.so.tar.gz"
 
     assert Artifact.tarball_name("hotpath_nif", "0.1.0", "2.16", "aarch64-apple-darwin") ==
-             "libhotpath_nif-v0.1.0-nif-2.16-aarch64-apple-darwin.so.tar.gz"
+             "hotpath_nif-v0.1.0-nif-2.16-aarch64-apple-darwin.so.tar.gz"
 
     assert Artifact.tarball_name("hotpath_nif", "0.1.0", "2.16", "x86_64-pc-windows-msvc") ==
              "hotpath_nif-v0.1.0-nif-2.16-x86_64-pc-windows-msvc.dll.tar.gz"
 
     assert Artifact.lib_name("hotpath_nif", "1.2.3-rc.1", "2.17", "aarch64-unknown-linux-musl") ==
-             "libhotpath_nif-v1.2.3-rc.1-nif-2.17-aarch64-unknown-linux-musl.so"
+             "hotpath_nif-v1.2.3-rc.1-nif-2.17-aarch64-unknown-linux-musl.so"
   end
 
   describe "the checksum file" do
@@ -132,10 +132,10 @@ defmodule Mix.HotpathNativeTest do
   end
 
   test "tarballs hold the library under its name" do
-    tarball = Artifact.tarball!("libhotpath_nif-v0.1.0-nif-2.16-x.so", "ELF bytes")
+    tarball = Artifact.tarball!("hotpath_nif-v0.1.0-nif-2.16-x.so", "ELF bytes")
     assert Artifact.extract(tarball) == {:ok, "ELF bytes"}
 
-    assert {:ok, [{~c"libhotpath_nif-v0.1.0-nif-2.16-x.so", _}]} =
+    assert {:ok, [{~c"hotpath_nif-v0.1.0-nif-2.16-x.so", _}]} =
              :erl_tar.extract({:binary, tarball}, [:compressed, :memory])
 
     assert {:error, "not a gzipped tarball" <> _} = Artifact.extract("not a tarball")

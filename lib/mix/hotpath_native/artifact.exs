@@ -1,9 +1,9 @@
 defmodule Mix.HotpathNative.Artifact do
   @moduledoc false
   # Names, tarballs and the checksum file of the precompiled NIF artifacts, named as
-  # rustler_precompiled names them:
+  # rustler_precompiled names them, without its `lib` prefix:
   #
-  #     lib<crate>-v<version>-nif-<nif version>-<target>.so.tar.gz     (Linux, macOS, BSD)
+  #     <crate>-v<version>-nif-<nif version>-<target>.so.tar.gz        (Linux, macOS, BSD)
   #     <crate>-v<version>-nif-<nif version>-<target>.dll.tar.gz       (Windows)
   #
   # Each tarball holds one file, the library, named like the tarball without `.tar.gz`.
@@ -14,8 +14,8 @@ defmodule Mix.HotpathNative.Artifact do
 
   @doc "The library's name inside the tarball (the tarball's name without `.tar.gz`)."
   def lib_name(crate, version, nif_version, target) do
-    {prefix, ext} = if windows?(target), do: {"", "dll"}, else: {"lib", "so"}
-    "#{prefix}#{crate}-v#{version}-nif-#{nif_version}-#{target}.#{ext}"
+    ext = if windows?(target), do: "dll", else: "so"
+    "#{crate}-v#{version}-nif-#{nif_version}-#{target}.#{ext}"
   end
 
   @doc "The tarball's file name."
