@@ -78,7 +78,14 @@ defmodule Hotpath.Test.WebDriver do
   def stop(%__MODULE__{} = wd) do
     if wd.session, do: request(wd, :delete, "/session/#{wd.session}", nil)
     System.cmd("kill", [Integer.to_string(wd.os_pid)], stderr_to_stdout: true)
-    if Port.info(wd.port), do: Port.close(wd.port)
+    # The port closes by itself once chromedriver has exited, which may happen between a
+    # Port.info/1 check and Port.close/1: closing a closed port raises ArgumentError.
+    try do
+      Port.close(wd.port)
+    rescue
+      ArgumentError -> :ok
+    end
+
     File.rm_rf(wd.profile_dir)
     :ok
   end
