@@ -29,7 +29,7 @@ defmodule Hotpath.Metrics.Cluster do
       nodes
       |> Enum.zip(answers)
       |> Enum.reduce({[], []}, fn {node, answer}, {merged, failed} ->
-        case merge(registry, node, answer) do
+        case merge_answer(registry, node, answer) do
           :ok -> {[node | merged], failed}
           {:error, reason} -> {merged, [{node, reason} | failed]}
         end
@@ -44,7 +44,13 @@ defmodule Hotpath.Metrics.Cluster do
     }
   end
 
-  # An answer comes from another node: whatever it holds, a defect lands under :failed.
+  @doc """
+  Merges one node's `:erpc.multicall/5` answer into the view's registry: `:ok` or `{:error,
+  reason}`. The answer comes from another node: whatever it holds, a defect is an error (it
+  lands under `:failed`), never an exception.
+  """
+  def merge_answer(registry, node, answer), do: merge(registry, node, answer)
+
   defp merge(registry, node, {:ok, {:ok, exported}}) when is_list(exported) do
     Native.metrics_import(registry, exported, Atom.to_string(node))
   rescue

@@ -166,9 +166,7 @@ fn decode_labels(term: Term, what: &str) -> Malformed<Vec<String>> {
         .decode::<ProperVec<String>>()
         .map_err(|_| bad(&format!("{what} are not a proper list of strings")))?;
     if labels.iter().any(|l| l.len() > MAX_LABEL_BYTES) {
-        return Err(bad(&format!(
-            "{what} longer than {MAX_LABEL_BYTES} bytes"
-        )));
+        return Err(bad(&format!("{what} longer than {MAX_LABEL_BYTES} bytes")));
     }
     Ok(labels)
 }
@@ -218,10 +216,12 @@ fn decode_metric(term: Term) -> Malformed<ExportedMetric> {
 #[rustler::nif(schedule = "DirtyCpu")]
 fn metrics_import<'a>(reg: Term<'a>, exported: Term<'a>, node: String) -> NifResult<Atom> {
     let r = registry(reg)?;
-    let decoded = lift(
-        decode_list(exported, "the export")
-            .and_then(|metrics| metrics.into_iter().map(decode_metric).collect::<Malformed<Vec<_>>>()),
-    )?;
+    let decoded = lift(decode_list(exported, "the export").and_then(|metrics| {
+        metrics
+            .into_iter()
+            .map(decode_metric)
+            .collect::<Malformed<Vec<_>>>()
+    }))?;
     guard(|| lift(r.registry.import(&decoded, &node, monotonic_ms())))?;
     Ok(atoms::ok())
 }
