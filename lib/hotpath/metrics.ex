@@ -58,6 +58,24 @@ defmodule Hotpath.Metrics do
 
   Summaries read the monotonic clock on each record (for their window); the other kinds do not.
   A value recorded into a series while `prune/1` removes it may be lost.
+
+  ## Owner crashes
+
+  The registry lives in native memory, not in the owner process. When the owner crashes (even
+  with `:kill`) the instance stays published: `record/4`, the telemetry handlers (left
+  attached), `snapshot/1` and `prometheus/1` keep working on the same series, and the
+  restarted owner takes the registry over (series, counts, sums and windows) when its
+  definitions are the same; with other definitions it starts a new registry. Only a clean
+  stop (`:normal`, `:shutdown`, `{:shutdown, _}`) removes the instance and its series.
+
+  ## Limits
+
+  A metric has at most 32 tags; a label value (a tag value as text) is at most 4096 bytes,
+  otherwise `record/4` and `handle/3` raise `ArgumentError` and the handler counts the event as
+  dropped. Tag values that are not strings, atoms or numbers are converted with `inspect/1`
+  and its default limits (so two large terms that differ only beyond those limits share a
+  series). A name segment is at most 255 characters (it becomes an atom). `:prune_every` and
+  the cluster `:timeout` are at most `4_294_967_295` ms; `:max_series` at most `10_000_000`.
   """
 
   alias Hotpath.Metrics.{Cluster, Definition}
