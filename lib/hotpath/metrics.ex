@@ -58,12 +58,37 @@ defmodule Hotpath.Metrics do
 
   Summaries read the monotonic clock on each record (for their window); the other kinds do not.
   A value recorded into a series while `prune/1` removes it may be lost.
+
+  ## Owner crashes
+
+  The registry lives in native memory, not in the owner process. When the owner crashes (even
+  with `:kill`) the instance stays published: `record/4`, the telemetry handlers (left
+  attached), `snapshot/1` and `prometheus/1` keep working on the same series, and the
+  restarted owner takes the registry over (series, counts, sums and windows) when its
+  definitions are the same; with other definitions it starts a new registry. Only a clean
+  stop (`:normal`, `:shutdown`, `{:shutdown, _}`) removes the instance and its series.
+
+  ## Limits
+
+  A metric has at most 32 tags; a label value (a tag value as text) is at most 4096 bytes,
+  otherwise `record/4` and `handle/3` raise `ArgumentError` and the handler counts the event as
+  dropped. Tag values that are not strings, atoms or numbers are converted with `inspect/1`
+  and its default limits (so two large terms that differ only beyond those limits share a
+  series). A name segment is at most 255 characters (it becomes an atom). `:prune_every` and
+  the cluster `:timeout` are at most `4_294_967_295` ms; `:max_series` at most `10_000_000`.
   """
 
   alias Hotpath.Metrics.{Cluster, Definition}
   alias Hotpath.Native
 
   @start_keys [:name, :metrics, :max_series, :prune_every, :telemetry, :telemetry_module]
+  # The longest timer `Process.send_after/3` accepts.
+  @max_timer_ms 4_294_967_295
+  # The core's cap on `max_series` (MAX_SERIES_CAP).
+  @max_series 10_000_000
+  # The longest label value, in bytes (the core's MAX_LABEL_BYTES).
+  @max_label_bytes 4096
+  @max_label_int Integer.pow(10, @max_label_bytes)
   @default_quantiles [0.5, 0.9, 0.99]
   @cluster_keys [:timeout, :nodes]
 
@@ -151,19 +176,20 @@ defmodule Hotpath.Metrics do
           raise ArgumentError, ":name is required and must be an atom, e.g. name: MyApp.Metrics"
       end
 
-    max_series = pos_integer!(opts, :max_series, 10_000)
+    max_series = max_series!(opts, 10_000)
 
     prune_every =
       case Keyword.get(opts, :prune_every) do
         nil ->
           nil
 
-        ms when is_integer(ms) and ms > 0 ->
+        ms when is_integer(ms) and ms > 0 and ms <= @max_timer_ms ->
           ms
 
         other ->
           raise ArgumentError,
-                "prune_every must be nil or a positive integer (ms), got: #{inspect(other)}"
+                "prune_every must be nil or an integer of milliseconds in 1..#{@max_timer_ms}, " <>
+                  "got: #{inspect(other)}"
       end
 
     attach? =
@@ -172,10 +198,23 @@ defmodule Hotpath.Metrics do
         other -> raise ArgumentError, "telemetry must be a boolean, got: #{inspect(other)}"
       end
 
+    telemetry_module =
+      case Keyword.get(opts, :telemetry_module, :telemetry) do
+        mod when is_atom(mod) and mod not in [nil, true, false] -> mod
+        other -> raise ArgumentError, "telemetry_module must be a module, got: #{inspect(other)}"
+      end
+
     metrics =
       case Keyword.get(opts, :metrics, []) do
-        list when is_list(list) -> Enum.map(list, &Definition.normalize!/1)
-        other -> raise ArgumentError, "metrics must be a list, got: #{inspect(other)}"
+        list when is_list(list) ->
+          unless Definition.proper_list?(list) do
+            raise ArgumentError, "metrics must be a proper list, got: #{inspect(list)}"
+          end
+
+          Enum.map(list, &Definition.normalize!/1)
+
+        other ->
+          raise ArgumentError, "metrics must be a list, got: #{inspect(other)}"
       end
 
     specs = Enum.map(metrics, &spec!(&1, max_series))
@@ -203,14 +242,18 @@ defmodule Hotpath.Metrics do
       handlers: handlers,
       prune_every: prune_every,
       attach?: attach?,
-      telemetry_module: Keyword.get(opts, :telemetry_module, :telemetry)
+      telemetry_module: telemetry_module
     }
   end
 
-  defp pos_integer!(opts, key, default) do
-    case Keyword.get(opts, key, default) do
-      n when is_integer(n) and n > 0 -> n
-      other -> raise ArgumentError, "#{key} must be a positive integer, got: #{inspect(other)}"
+  defp max_series!(opts, default) do
+    case Keyword.get(opts, :max_series, default) do
+      n when is_integer(n) and n > 0 and n <= @max_series ->
+        n
+
+      other ->
+        raise ArgumentError,
+              "max_series must be an integer in 1..#{@max_series}, got: #{inspect(other)}"
     end
   end
 
@@ -221,18 +264,21 @@ defmodule Hotpath.Metrics do
       raise ArgumentError, "#{inspect(m.name)}: reporter_options must be a keyword list"
     end
 
-    Enum.each(m.tags, fn tag ->
-      unless is_atom(tag),
-        do: raise(ArgumentError, "#{inspect(m.name)}: tags must be atoms, got: #{inspect(tag)}")
-    end)
+    Definition.tags!(m.tags, m.name)
 
     buckets =
-      if m.kind == :distribution,
-        do:
-          Hotpath.Histogram.buckets!(
-            Keyword.get(ro, :buckets, Definition.default_buckets(m.unit))
-          ),
-        else: []
+      if m.kind == :distribution do
+        buckets = Keyword.get(ro, :buckets, Definition.default_buckets(m.unit))
+
+        unless is_list(buckets) and Definition.proper_list?(buckets) do
+          raise ArgumentError,
+                "#{inspect(m.name)}: buckets must be a list of numbers, got: #{inspect(buckets)}"
+        end
+
+        Hotpath.Histogram.buckets!(buckets)
+      else
+        []
+      end
 
     window =
       if m.kind == :summary,
@@ -242,6 +288,11 @@ defmodule Hotpath.Metrics do
     quantiles =
       case Keyword.get(ro, :quantiles, @default_quantiles) do
         qs when is_list(qs) and qs != [] ->
+          unless Definition.proper_list?(qs) do
+            raise ArgumentError,
+                  "#{inspect(m.name)}: quantiles must be a proper list, got: #{inspect(qs)}"
+          end
+
           Enum.map(qs, fn
             q when is_number(q) and q >= 0 and q <= 1 ->
               q / 1
@@ -272,7 +323,7 @@ defmodule Hotpath.Metrics do
       help: m.description || "#{m.kind} of #{Enum.join(m.name, ".")}#{unit_text(m.unit)}",
       labels: Enum.map(m.tags, &Definition.label_name/1),
       tag_keys: m.tags,
-      max_series: pos_integer!(ro, :max_series, max_series),
+      max_series: max_series!(ro, max_series),
       buckets: buckets,
       quantiles: quantiles,
       relative_error: relative_error,
@@ -330,6 +381,12 @@ defmodule Hotpath.Metrics do
 
   defp refuse!(:bad_value, _instance, name, value, _tags),
     do: raise(ArgumentError, "#{inspect(name)}: value must be a number, got: #{inspect(value)}")
+
+  defp refuse!(:label_too_long, _instance, name, _value, _tags) do
+    raise ArgumentError,
+          "#{inspect(name, limit: 10)}: a tag value is longer than #{@max_label_bytes} bytes " <>
+            "(label values are at most #{@max_label_bytes} bytes of text)"
+  end
 
   defp refuse!(:convert_tags, _instance, _name, _value, tags),
     do: raise(ArgumentError, "tag values could not be converted: #{inspect(tags)}")
@@ -404,13 +461,29 @@ defmodule Hotpath.Metrics do
   end
 
   @doc false
+  # The tags with every value as label text (the NIF's slow path asked for it). Raises
+  # ArgumentError for a value whose text is longer than the label limit; nothing long is
+  # converted (a long binary is refused by its size, a large term by `inspect/1`'s limits).
   def stringify_tags(tags) when is_map(tags) do
     Map.new(tags, fn {k, v} -> {k, label_text(v)} end)
   end
 
-  defp label_text(v) when is_binary(v), do: if(String.valid?(v), do: v, else: inspect(v))
+  def stringify_tags(tags), do: raise(ArgumentError, "tags must be a map, got: #{inspect(tags)}")
+
+  defp label_text(v) when is_binary(v) and byte_size(v) > @max_label_bytes, do: too_long!()
+  defp label_text(v) when is_binary(v), do: if(String.valid?(v), do: v, else: checked(inspect(v)))
   defp label_text(v) when is_atom(v), do: Atom.to_string(v)
-  defp label_text(v), do: inspect(v)
+  # Integers beyond 64 bits: longer than the limit when they have more digits than it allows
+  # (compared before any conversion, which costs time in the number's size).
+  defp label_text(v) when is_integer(v) and abs(v) >= @max_label_int, do: too_long!()
+  defp label_text(v) when is_integer(v), do: checked(Integer.to_string(v))
+  defp label_text(v), do: checked(inspect(v))
+
+  defp checked(text) when byte_size(text) > @max_label_bytes, do: too_long!()
+  defp checked(text), do: text
+
+  defp too_long!,
+    do: raise(ArgumentError, "a tag value is longer than #{@max_label_bytes} bytes as text")
 
   @doc false
   def registry!(instance) do

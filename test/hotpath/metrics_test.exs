@@ -92,7 +92,7 @@ defmodule Hotpath.MetricsTest do
             {[], ~r/:name is required/},
             {[name: "x"], ~r/:name is required/},
             {[name: :x, bogus: 1], ~r/unknown options \[:bogus\], valid options are/},
-            {[name: :x, max_series: 0], ~r/max_series must be a positive integer/},
+            {[name: :x, max_series: 0], ~r/max_series must be an integer in 1\.\.10000000/},
             {[name: :x, prune_every: -1], ~r/prune_every/},
             {[name: :x, telemetry: :yes], ~r/telemetry must be a boolean/},
             {[name: :x, metrics: :nope], ~r/metrics must be a list/},
@@ -109,7 +109,8 @@ defmodule Hotpath.MetricsTest do
              ~r/both be exported as "a_b_total"/},
             {[name: :x, metrics: [Metrics.distribution("a.b", tags: [:le])]],
              ~r/not a valid label name/},
-            {[name: :x, metrics: [Metrics.sum("a.b", tags: ["t"])]], ~r/tags must be atoms/}
+            {[name: :x, metrics: [%{Metrics.sum("a.b") | tags: ["t"]}]],
+             ~r/tags must be a list of at most 32 atoms/}
           ] do
         assert_raise ArgumentError, message, fn -> Metrics.start_link(opts) end
       end
@@ -336,8 +337,8 @@ defmodule Hotpath.MetricsTest do
           Metrics.sum("db.query.rows")
         ])
 
-      assert FakeTelemetry.list_handlers([:web, :stop]) == [{Metrics, name, [:web, :stop]}]
-      assert FakeTelemetry.list_handlers([:db, :query]) == [{Metrics, name, [:db, :query]}]
+      assert FakeTelemetry.handler_ids([:web, :stop]) == [{Metrics, name, [:web, :stop]}]
+      assert FakeTelemetry.handler_ids([:db, :query]) == [{Metrics, name, [:db, :query]}]
       FakeTelemetry.execute([:web, :stop], %{duration: 5}, %{})
       FakeTelemetry.execute([:db, :query], %{rows: 3}, %{})
       snap = Metrics.snapshot(name)
@@ -345,8 +346,8 @@ defmodule Hotpath.MetricsTest do
       assert [%{count: 1}] = find(snap, [:web, :stop, :duration], :distribution).series
 
       stop_supervised!({Metrics, name})
-      assert FakeTelemetry.list_handlers([:web, :stop]) == []
-      assert FakeTelemetry.list_handlers([:db, :query]) == []
+      assert FakeTelemetry.handler_ids([:web, :stop]) == []
+      assert FakeTelemetry.handler_ids([:db, :query]) == []
       assert_raise ArgumentError, fn -> Metrics.snapshot(name) end
 
       assert_raise ArgumentError, ~r/no Hotpath.Metrics instance/, fn ->
@@ -388,7 +389,7 @@ defmodule Hotpath.MetricsTest do
         FakeTelemetry.execute([:ev, :stop], measurements, metadata)
       end
 
-      assert FakeTelemetry.list_handlers([:ev, :stop]) == [{Metrics, name, [:ev, :stop]}]
+      assert FakeTelemetry.handler_ids([:ev, :stop]) == [{Metrics, name, [:ev, :stop]}]
       snap = Metrics.snapshot(name)
       sum = find(snap, [:ev, :stop, :value], :sum)
       assert sum.dropped == 7

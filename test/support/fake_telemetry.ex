@@ -37,10 +37,16 @@ defmodule Hotpath.FakeTelemetry do
     end
   end
 
-  def list_handlers(event) do
+  # As :telemetry's: the handlers of every event starting with `prefix`, as maps.
+  def list_handlers(prefix) do
     start()
-    for {^event, id, _fun, _config} <- :ets.lookup(__MODULE__, event), do: id
+
+    for {event, id, fun, config} <- :ets.tab2list(__MODULE__),
+        List.starts_with?(event, prefix),
+        do: %{id: id, event_name: event, function: fun, config: config}
   end
+
+  def handler_ids(prefix), do: prefix |> list_handlers() |> Enum.map(& &1.id)
 
   def execute(event, measurements, metadata) do
     start()

@@ -29,7 +29,7 @@ defmodule Hotpath.Metrics.Cluster do
       nodes
       |> Enum.zip(answers)
       |> Enum.reduce({[], []}, fn {node, answer}, {merged, failed} ->
-        case merge(registry, node, answer) do
+        case merge_answer(registry, node, answer) do
           :ok -> {[node | merged], failed}
           {:error, reason} -> {merged, [{node, reason} | failed]}
         end
@@ -44,8 +44,17 @@ defmodule Hotpath.Metrics.Cluster do
     }
   end
 
+  @doc """
+  Merges one node's `:erpc.multicall/5` answer into the view's registry: `:ok` or `{:error,
+  reason}`. The answer comes from another node: whatever it holds, a defect is an error (it
+  lands under `:failed`), never an exception.
+  """
+  def merge_answer(registry, node, answer), do: merge(registry, node, answer)
+
   defp merge(registry, node, {:ok, {:ok, exported}}) when is_list(exported) do
     Native.metrics_import(registry, exported, Atom.to_string(node))
+  rescue
+    e -> {:error, {:malformed, Exception.message(e)}}
   end
 
   defp merge(_registry, _node, {:ok, {:error, :not_running}}), do: {:error, :not_running}
@@ -75,15 +84,20 @@ defmodule Hotpath.Metrics.Cluster do
     end
   end
 
-  defp timeout!(ms) when is_integer(ms) and ms > 0, do: ms
+  # :erpc accepts timeouts up to 2^32 - 1 ms.
+  @max_timeout 4_294_967_295
+
+  defp timeout!(ms) when is_integer(ms) and ms > 0 and ms <= @max_timeout, do: ms
 
   defp timeout!(other) do
     raise ArgumentError,
-          "timeout must be a positive integer of milliseconds, got: #{inspect(other)}"
+          "timeout must be an integer of milliseconds in 1..#{@max_timeout}, " <>
+            "got: #{inspect(other)}"
   end
 
   defp nodes!(nodes) do
-    unless is_list(nodes) and nodes != [] and Enum.all?(nodes, &is_atom/1) do
+    unless is_list(nodes) and nodes != [] and Hotpath.Metrics.Definition.proper_list?(nodes) and
+             Enum.all?(nodes, &is_atom/1) do
       raise ArgumentError,
             "nodes must be a non-empty list of node names, got: #{inspect(nodes)}"
     end

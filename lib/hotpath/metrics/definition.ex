@@ -36,6 +36,8 @@ defmodule Hotpath.Metrics.Definition do
   @opts [:event_name, :measurement, :tags, :tag_values, :keep, :drop, :description, :unit] ++
           [:reporter_options]
   @time_units [:native, :second, :millisecond, :microsecond, :nanosecond]
+  @max_atom_chars 255
+  @max_tags 32
   @byte_units %{byte: 1, kilobyte: 1_000, megabyte: 1_000_000}
 
   defstruct [
@@ -90,10 +92,10 @@ defmodule Hotpath.Metrics.Definition do
       name: name,
       event_name: event_name,
       measurement: measurement,
-      tags: Keyword.get(opts, :tags, []),
-      tag_values: Keyword.get(opts, :tag_values, &__MODULE__.identity/1),
+      tags: tags!(Keyword.get(opts, :tags, []), name),
+      tag_values: tag_values!(Keyword.get(opts, :tag_values, &__MODULE__.identity/1)),
       keep: keep(opts),
-      description: Keyword.get(opts, :description),
+      description: description!(Keyword.get(opts, :description)),
       unit: unit,
       reporter_options: Keyword.get(opts, :reporter_options, [])
     }
@@ -112,6 +114,24 @@ defmodule Hotpath.Metrics.Definition do
       :error ->
         {Enum.drop(name, -1), List.last(name)}
     end
+  end
+
+  defp description!(nil), do: nil
+
+  defp description!(text) when is_binary(text) do
+    if String.valid?(text),
+      do: text,
+      else: raise(ArgumentError, "description must be UTF-8 text, got: #{inspect(text)}")
+  end
+
+  defp description!(other),
+    do: raise(ArgumentError, "description must be a string, got: #{inspect(other, limit: 10)}")
+
+  defp tag_values!(fun) when is_function(fun, 1), do: fun
+
+  defp tag_values!(other) do
+    raise ArgumentError,
+          "tag_values must be a function of the metadata (arity 1), got: #{inspect(other)}"
   end
 
   defp keep(opts) do
@@ -138,26 +158,60 @@ defmodule Hotpath.Metrics.Definition do
   def name!(name) when is_binary(name) do
     segments = String.split(name, ".")
 
-    if name == "" or Enum.any?(segments, &(&1 == "")) do
-      raise ArgumentError, "metric names are like \"a.b.c\", got: #{inspect(name)}"
+    if name == "" or Enum.any?(segments, &(&1 == "")) or not String.valid?(name) do
+      raise ArgumentError,
+            "metric names are like \"a.b.c\" (UTF-8), got: #{inspect(name, printable_limit: 100)}"
     end
 
-    Enum.map(segments, &String.to_atom/1)
+    Enum.map(segments, fn segment ->
+      if String.length(segment) > @max_atom_chars do
+        raise ArgumentError,
+              "a metric name segment has at most #{@max_atom_chars} characters (it becomes " <>
+                "an atom), got one of #{String.length(segment)}"
+      end
+
+      String.to_atom(segment)
+    end)
   end
 
   def name!([_ | _] = name) do
-    if Enum.all?(name, &is_atom/1),
+    if atom_list?(name),
       do: name,
       else:
         raise(
           ArgumentError,
-          "metric names are a string or a list of atoms, got: #{inspect(name)}"
+          "metric names are a string or a list of atoms, got: #{inspect(name, limit: 10)}"
         )
   end
 
   def name!(other),
     do:
-      raise(ArgumentError, "metric names are a string or a list of atoms, got: #{inspect(other)}")
+      raise(
+        ArgumentError,
+        "metric names are a string or a list of atoms, got: #{inspect(other, limit: 10)}"
+      )
+
+  defp atom_list?([]), do: true
+  defp atom_list?([a | rest]) when is_atom(a), do: atom_list?(rest)
+  defp atom_list?(_), do: false
+
+  @doc false
+  # True for a proper list (`[a | b]` is not); false for anything else.
+  def proper_list?([]), do: true
+  def proper_list?([_ | rest]), do: proper_list?(rest)
+  def proper_list?(_), do: false
+
+  @doc false
+  # Checks the tag keys of a metric: a proper list of at most 32 atoms (@max_tags).
+  def tags!(tags, name) do
+    unless proper_list?(tags) and length(tags) <= @max_tags and Enum.all?(tags, &is_atom/1) do
+      raise ArgumentError,
+            "#{inspect(name)}: tags must be a list of at most #{@max_tags} atoms (metadata " <>
+              "keys), got: #{inspect(tags, limit: 10)}"
+    end
+
+    tags
+  end
 
   defp convert_unit(measurement, {from, to}) do
     ratio = ratio!(from, to)
@@ -228,6 +282,8 @@ defmodule Hotpath.Metrics.Definition do
       raise ArgumentError,
             "#{inspect(metric.name)}: tags given as a function are not supported; list the tag keys"
     end
+
+    tags!(tags, metric.name)
 
     %__MODULE__{
       kind: Map.fetch!(@struct_kinds, mod),

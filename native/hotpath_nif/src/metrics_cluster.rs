@@ -9,11 +9,11 @@
 
 use crate::error::{guard, lift, NifResult};
 use crate::histogram::monotonic_ms;
-use crate::metrics::registry;
+use crate::metrics::{registry, ProperVec};
 use hotpath_core::histogram::{Snapshot, Sum};
 use hotpath_core::metrics::merge::{Exported, ExportedMetric, ExportedSeries};
 use hotpath_core::metrics::prometheus::render_cluster_up;
-use hotpath_core::metrics::Kind;
+use hotpath_core::metrics::{Kind, MAX_LABEL_BYTES};
 use hotpath_core::Error as CoreError;
 use rustler::types::binary::NewBinary;
 use rustler::{Atom, Binary, Encoder, Env, Term};
@@ -160,10 +160,30 @@ fn decode_value(term: Term) -> Malformed<Exported> {
     }
 }
 
+/// A proper list of label names or values, each at most [`MAX_LABEL_BYTES`] of UTF-8.
+fn decode_labels(term: Term, what: &str) -> Malformed<Vec<String>> {
+    let ProperVec(labels) = term
+        .decode::<ProperVec<String>>()
+        .map_err(|_| bad(&format!("{what} are not a proper list of strings")))?;
+    if labels.iter().any(|l| l.len() > MAX_LABEL_BYTES) {
+        return Err(bad(&format!("{what} longer than {MAX_LABEL_BYTES} bytes")));
+    }
+    Ok(labels)
+}
+
+/// The elements of a proper list (rustler's own list decoding panics on an improper one).
+fn decode_list<'a>(term: Term<'a>, what: &str) -> Malformed<Vec<Term<'a>>> {
+    term.decode::<ProperVec<Term<'a>>>()
+        .map(|l| l.0)
+        .map_err(|_| bad(&format!("{what} is not a proper list")))
+}
+
 fn decode_metric(term: Term) -> Malformed<ExportedMetric> {
-    let (name, kind, labels, dropped, series): (String, Atom, Vec<String>, u64, Vec<Term>) = term
+    let (name, kind, labels, dropped, series): (String, Atom, Term, u64, Term) = term
         .decode()
         .map_err(|_| bad("a metric is not {name, kind, labels, dropped, series}"))?;
+    let labels = decode_labels(labels, "label names")?;
+    let series = decode_list(series, "a metric's series")?;
     let kind = KINDS
         .into_iter()
         .find(|k| kind_atom(*k) == kind)
@@ -171,11 +191,11 @@ fn decode_metric(term: Term) -> Malformed<ExportedMetric> {
     let series = series
         .into_iter()
         .map(|s| {
-            let (labels, value): (Vec<String>, Term) = s
+            let (labels, value): (Term, Term) = s
                 .decode()
                 .map_err(|_| bad("a series is not {label_values, value}"))?;
             Ok(ExportedSeries {
-                labels,
+                labels: decode_labels(labels, "label values")?,
                 value: decode_value(value)?,
             })
         })
@@ -191,16 +211,17 @@ fn decode_metric(term: Term) -> Malformed<ExportedMetric> {
 
 /// Merges what `metrics_export` returned on another node into `reg`; `node` (a binary) labels
 /// last values (see `Registry::import`). `:ok`, or `{:error, {:malformed | :incompatible,
-/// message}}` and nothing merged.
+/// message}}` and nothing merged. Whatever `exported` is (it comes from another node), a
+/// defect is `{:error, {:malformed, message}}`, never a panic.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn metrics_import<'a>(reg: Term<'a>, exported: Vec<Term<'a>>, node: String) -> NifResult<Atom> {
+fn metrics_import<'a>(reg: Term<'a>, exported: Term<'a>, node: String) -> NifResult<Atom> {
     let r = registry(reg)?;
-    let decoded = lift(
-        exported
+    let decoded = lift(decode_list(exported, "the export").and_then(|metrics| {
+        metrics
             .into_iter()
             .map(decode_metric)
-            .collect::<Malformed<Vec<_>>>(),
-    )?;
+            .collect::<Malformed<Vec<_>>>()
+    }))?;
     guard(|| lift(r.registry.import(&decoded, &node, monotonic_ms())))?;
     Ok(atoms::ok())
 }
@@ -211,9 +232,10 @@ fn metrics_import<'a>(reg: Term<'a>, exported: Vec<Term<'a>>, node: String) -> N
 fn metrics_prometheus_cluster<'a>(
     env: Env<'a>,
     reg: Term<'a>,
-    nodes: Vec<(String, bool)>,
+    nodes: ProperVec<(String, bool)>,
 ) -> NifResult<Term<'a>> {
     let r = registry(reg)?;
+    let nodes = nodes.0;
     guard(|| {
         let mut text = r.registry.render_prometheus(monotonic_ms());
         render_cluster_up(&mut text, &nodes);

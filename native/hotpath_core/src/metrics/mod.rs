@@ -25,6 +25,9 @@ pub type FastState = RandomState;
 pub const OVERFLOW_LABEL: &str = "_overflow_";
 /// Largest `max_series` accepted.
 pub const MAX_SERIES_CAP: usize = 10_000_000;
+/// Longest label value accepted, in bytes (`Hotpath.Metrics` documents the same limit): keeps
+/// the work of resolving a series on a normal scheduler small and bounds a series key.
+pub const MAX_LABEL_BYTES: usize = 4096;
 
 /// The kind of a metric (the five `Telemetry.Metrics` kinds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
