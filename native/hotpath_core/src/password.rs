@@ -439,9 +439,9 @@ fn cost_params(field: &str) -> Result<[u32; 3]> {
     let mut seen = [false; 3];
     let mut count = 0;
     for (i, pair) in field.split(',').enumerate() {
-        let (name, value) = pair.split_once('=').ok_or_else(|| {
-            Error::malformed(format!("parameter {pair:?} is not name=value"))
-        })?;
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::malformed(format!("parameter {pair:?} is not name=value")))?;
         let Some(slot) = NAMES.iter().position(|n| *n == name) else {
             return Err(if matches!(name, "keyid" | "data") {
                 Error::incompatible(format!("argon2 parameter {name} is not supported"))
@@ -455,7 +455,9 @@ fn cost_params(field: &str) -> Result<[u32; 3]> {
             return Err(Error::malformed(format!("parameter {name} appears twice")));
         }
         if slot != i {
-            return Err(Error::malformed("the parameters must be m, t, p in this order"));
+            return Err(Error::malformed(
+                "the parameters must be m, t, p in this order",
+            ));
         }
         seen[slot] = true;
         values[slot] = decimal(name, value)?;
@@ -473,7 +475,11 @@ fn decimal(name: &str, s: &str) -> Result<u32> {
         && s.len() <= 10
         && s.bytes().all(|b| b.is_ascii_digit())
         && (s == "0" || !s.starts_with('0'));
-    let value = if canonical { s.parse::<u32>().ok() } else { None };
+    let value = if canonical {
+        s.parse::<u32>().ok()
+    } else {
+        None
+    };
     value.ok_or_else(|| {
         let shown: String = s.chars().take(24).collect();
         Error::malformed(format!(
@@ -930,7 +936,10 @@ mod tests {
             assert!(inspect(phc).is_err(), "{phc}");
             assert_eq!(hashes_run(), before, "{phc} was hashed");
         }
-        for unsupported in [phc("m=64,t=1,p=1,keyid=AAAA"), phc("m=64,t=1,p=1,data=AAAA")] {
+        for unsupported in [
+            phc("m=64,t=1,p=1,keyid=AAAA"),
+            phc("m=64,t=1,p=1,data=AAAA"),
+        ] {
             assert!(matches!(
                 verify_phc(b"", &unsupported, &Limits::default()),
                 Err(Error::Incompatible(_))
@@ -1058,14 +1067,20 @@ mod tests {
         prop_oneof![
             (any::<usize>(), 0u8..8).prop_map(|(i, b)| Mutation::FlipBit(i, b)),
             any::<usize>().prop_map(Mutation::Truncate),
-            (any::<usize>(), prop::sample::select(vec!['$', ',', '=', 'A', '/', '+', '0', ' ', '\u{e9}', '\0']))
+            (
+                any::<usize>(),
+                prop::sample::select(vec!['$', ',', '=', 'A', '/', '+', '0', ' ', '\u{e9}', '\0'])
+            )
                 .prop_map(|(i, c)| Mutation::Insert(i, c)),
             any::<usize>().prop_map(Mutation::Delete),
             (0usize..3).prop_map(Mutation::DuplicateParam),
             (0usize..3, 0usize..3).prop_map(|(a, b)| Mutation::SwapParams(a, b)),
             (0usize..3, number).prop_map(|(i, n)| Mutation::HugeNumber(i, n)),
             any::<bool>().prop_map(Mutation::Padding),
-            (any::<usize>(), prop::sample::select(vec!['=', '-', '_', '.', '*', '\n']))
+            (
+                any::<usize>(),
+                prop::sample::select(vec!['=', '-', '_', '.', '*', '\n'])
+            )
                 .prop_map(|(i, c)| Mutation::BadBase64(i, c)),
             prop::sample::select(vec!["v=16", "v=20", "v=019", "", "v=", "v=19$v=19"])
                 .prop_map(|v| Mutation::VersionField(v.to_string())),
@@ -1106,7 +1121,9 @@ mod tests {
                 }
                 bytes
             }
-            Mutation::DuplicateParam(k) | Mutation::SwapParams(k, _) | Mutation::HugeNumber(k, _) => {
+            Mutation::DuplicateParam(k)
+            | Mutation::SwapParams(k, _)
+            | Mutation::HugeNumber(k, _) => {
                 let mut f = fields(s);
                 let Some(pos) = f.iter().position(|x| x.starts_with("m=")) else {
                     return bytes;
@@ -1174,7 +1191,10 @@ mod tests {
                 p_cost: p,
                 hash_len: 16,
             };
-            out.push((b"pw".to_vec(), hash_phc(b"pw", b"saltsaltsalt", &params).unwrap()));
+            out.push((
+                b"pw".to_vec(),
+                hash_phc(b"pw", b"saltsaltsalt", &params).unwrap(),
+            ));
         }
         out.push((b"password".to_vec(), FOREIGN[2].1.to_string()));
         // argon2i without a version field (0x10), made with the raw function.

@@ -17,11 +17,10 @@ use crate::error::{argument_error, catch, NifResult};
 use hotpath_core::compute::{spin::Spin, Budget, CancelFlag, Step};
 use hotpath_core::digest::{self, Algorithm, Digester};
 use rustler::{
-    Atom, Binary, Encoder, Env, LocalPid, Monitor, NewBinary, OwnedEnv, Resource, ResourceArc,
-    Term,
+    Atom, Binary, Encoder, Env, LocalPid, Monitor, NewBinary, OwnedEnv, Resource, ResourceArc, Term,
 };
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -32,8 +31,9 @@ mod atoms {
     }
 }
 
-/// Largest input `digest/2` hashes on a normal scheduler (~0.1-0.6 ms for SHA-256).
-const SMALL_DIGEST_MAX: usize = 256 * 1024;
+/// Largest input `digest_small` hashes on a normal scheduler: ~0.3-0.5 ms for SHA-256 without
+/// SHA extensions (~250-400 MB/s), far less with them or for BLAKE3.
+const SMALL_DIGEST_MAX: usize = 128 * 1024;
 
 // Native work currently inside a job step or a password hash, and the most seen at once since
 // the last reset: lets tests observe the pool's concurrency bound from the native side.
@@ -120,7 +120,8 @@ impl Drop for ActiveGuard<'_> {
 /// which case `waiter` is sent `{:hotpath_native_idle, pid}` when that work has ended; `false`
 /// if it runs none (nothing will be sent).
 #[rustler::nif]
-fn compute_native_watch(pid: LocalPid, waiter: LocalPid) -> bool {
+fn compute_native_watch(env: Env<'_>, pid: LocalPid, waiter: LocalPid) -> bool {
+    account(env);
     match busy().get_mut(&pid) {
         Some(entry) => {
             entry.waiters.push(waiter);
@@ -128,6 +129,14 @@ fn compute_native_watch(pid: LocalPid, waiter: LocalPid) -> bool {
         }
         None => false,
     }
+}
+
+/// Reports the time of a cheap NIF (a few µs at most) to the scheduler: a NIF call counts as
+/// one reduction however long it runs, so a process calling cheap NIFs in a loop would hold its
+/// scheduler for a whole slice of 4000 calls. 1% of a slice per call ends the slice within 100
+/// calls, well under 1 ms.
+pub fn account(env: Env<'_>) {
+    rustler::schedule::consume_timeslice(env, 1);
 }
 
 /// The pool processes now running, each removed by its resource's monitor when it exits: lets
@@ -157,6 +166,7 @@ impl Resource for PoolMark {
 /// Registers the calling process as a pool until it exits.
 #[rustler::nif]
 fn compute_pool_register(env: Env<'_>) -> ResourceArc<PoolMark> {
+    account(env);
     let pid = env.pid();
     pools().insert(pid);
     let mark = ResourceArc::new(PoolMark { pid });
@@ -169,7 +179,8 @@ fn compute_pool_register(env: Env<'_>) -> ResourceArc<PoolMark> {
 
 /// `true` if `pid` is a running pool.
 #[rustler::nif]
-fn compute_is_pool(pid: LocalPid) -> bool {
+fn compute_is_pool(env: Env<'_>, pid: LocalPid) -> bool {
+    account(env);
     pools().contains(&pid)
 }
 
@@ -300,6 +311,7 @@ fn decode_step_us(step_us: u64) -> NifResult<Duration> {
 /// `kind` is `{:spin, steps, step_us, panic_at | nil}` or `{:digest, algorithm, step_us}`.
 #[rustler::nif]
 fn compute_job_new<'a>(env: Env<'a>, kind: Term<'a>) -> NifResult<ResourceArc<Job>> {
+    account(env);
     let bad = || {
         argument_error(
             "job kind must be {:spin, steps, step_us, panic_at | nil} or {:digest, :blake3 | :sha256, step_us}",
@@ -332,13 +344,15 @@ fn compute_job_new<'a>(env: Env<'a>, kind: Term<'a>) -> NifResult<ResourceArc<Jo
 
 /// Sets the job's cancel flag. Returns `true` if this call set it.
 #[rustler::nif]
-fn compute_job_cancel(job: ResourceArc<Job>) -> bool {
+fn compute_job_cancel(env: Env<'_>, job: ResourceArc<Job>) -> bool {
+    account(env);
     job.cancel.cancel()
 }
 
 /// `%{state: :running | :done | :cancelled | :failed, steps: n, bytes: n}` without locking.
 #[rustler::nif]
 fn compute_job_info(env: Env<'_>, job: ResourceArc<Job>) -> NifResult<Term<'_>> {
+    account(env);
     let state = match job.state.load(Ordering::Acquire) {
         RUNNING if job.cancel.is_cancelled() => atoms::cancelled(),
         RUNNING => atoms::running(),
@@ -425,6 +439,7 @@ fn compute_digest_update<'a>(
 /// Finalising is a few microseconds, so this runs on a normal scheduler.
 #[rustler::nif]
 fn compute_digest_finish(env: Env<'_>, job: ResourceArc<Job>) -> NifResult<Term<'_>> {
+    account(env);
     match job.state.load(Ordering::Acquire) {
         RUNNING if job.cancel.is_cancelled() => {
             job.state.store(CANCELLED, Ordering::Release);
@@ -463,10 +478,10 @@ fn digest_small<'a>(env: Env<'a>, algorithm: Atom, data: Binary<'a>) -> NifResul
         )));
     }
     let digest = digest::digest(algorithm, &data);
-    // A NIF call counts as one reduction however long it runs: report the time used (about
-    // 1% of a ~1 ms timeslice per 4 KiB, conservative for SHA-256 without SHA extensions) so a
-    // process hashing many small inputs in a loop still yields its scheduler.
-    let percent = data.len().div_ceil(4096).clamp(1, 100) as i32;
+    // A NIF call counts as one reduction however long it runs: report the time used (1% of a
+    // ~1 ms timeslice per 2 KiB, conservative for SHA-256 without SHA extensions; 64% at the
+    // maximum) so a process hashing many small inputs in a loop still yields its scheduler.
+    let percent = data.len().div_ceil(2048).clamp(1, 100) as i32;
     rustler::schedule::consume_timeslice(env, percent);
     Ok(bytes_term(env, &digest))
 }
@@ -474,7 +489,8 @@ fn digest_small<'a>(env: Env<'a>, algorithm: Atom, data: Binary<'a>) -> NifResul
 /// `{active, peak}`: native steps and hashes running right now, and the most seen at once
 /// since the last reset (`reset: true` sets the peak to the current value).
 #[rustler::nif]
-fn compute_native_load(reset: bool) -> (usize, usize) {
+fn compute_native_load(env: Env<'_>, reset: bool) -> (usize, usize) {
+    account(env);
     let active = ACTIVE.load(Ordering::Acquire);
     let peak = if reset {
         PEAK.swap(active, Ordering::AcqRel)

@@ -90,7 +90,9 @@ fn variant_atom(v: Variant) -> Atom {
 
 /// The parameters of a PHC string, or `{:error, {:malformed | :incompatible, message}}`.
 #[rustler::nif]
-fn password_info(phc: Binary) -> NifResult<PhcInfo> {
+fn password_info<'a>(env: Env<'a>, phc: Binary<'a>) -> NifResult<PhcInfo> {
+    // At most 1024 bytes parsed in one pass: a few µs.
+    crate::compute::account(env);
     guard(|| {
         let info = lift(phc_str(&phc).and_then(password::inspect))?;
         Ok(PhcInfo {
