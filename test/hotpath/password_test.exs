@@ -431,4 +431,58 @@ defmodule Hotpath.PasswordTest do
     assert Password.verify_pass("pässwörd 🔑", theirs)
     refute Password.verify_pass("pässwörd", theirs)
   end
+
+  @tag skip: @python_skip
+  test "the PHC parser accepts exactly what argon2-cffi (the reference decoder) accepts" do
+    good = elem(Enum.at(@foreign, 5), 1)
+    salt = "c29tZXNhbHRzb21lc2FsdA"
+
+    variants = [
+      good,
+      String.replace(good, "m=64,", "m=64,m=64,"),
+      String.replace(good, "p=1", "p=1,p=1"),
+      String.replace(good, "m=64,t=1", "t=1,m=64"),
+      String.replace(good, "m=64", "m=064"),
+      String.replace(good, "m=64", "m=+64"),
+      String.replace(good, "t=1", "t=01"),
+      String.replace(good, "v=19", "v=019"),
+      String.replace(good, "p=1", "p=1,keyid=AAAA"),
+      String.replace(good, "p=1", "p=1,data=AAAA"),
+      String.replace(good, salt, salt <> "=="),
+      String.replace(good, salt, "c29tZXNhbHRzb21lc2FsdB"),
+      String.replace(good, "$argon2id$", "$Argon2id$"),
+      String.replace(good, "$v=19$", "$v=19$$"),
+      String.replace(good, "m=64", "m=4294967296"),
+      good <> "$",
+      good <> "\n",
+      " " <> good
+    ]
+
+    script = """
+    import sys
+    from argon2 import low_level, Type
+    for line in sys.stdin.read().split("\\0"):
+        if not line: continue
+        try:
+            low_level.verify_secret(line.encode(), b"", Type.ID)
+            print("ok")
+        except Exception:
+            print("refused")
+    """
+
+    input = Enum.map_join(variants, &(&1 <> <<0>>))
+    path = Path.join(System.tmp_dir!(), "hotpath_phc_#{System.unique_integer([:positive])}")
+    File.write!(path, input)
+    on_exit(fn -> File.rm(path) end)
+    {out, 0} = System.cmd("sh", ["-c", "python3 -c \"$0\" < \"$1\"", script, path])
+    theirs = String.split(out, "\n", trim: true)
+    assert length(theirs) == length(variants)
+
+    for {phc, their} <- Enum.zip(variants, theirs) do
+      ours = if Password.verify("", phc) == {:ok, true}, do: "ok", else: "refused"
+      assert ours == their, "#{inspect(phc)}: argon2-cffi #{their}, Hotpath #{ours}"
+    end
+
+    assert hd(theirs) == "ok"
+  end
 end
