@@ -187,7 +187,8 @@ defmodule Hotpath.Password do
     check_password!(password)
 
     unless is_binary(stored_hash) do
-      raise ArgumentError, "the stored hash must be a binary, got: #{inspect(stored_hash, limit: 10)}"
+      raise ArgumentError,
+            "the stored hash must be a binary, got: #{inspect(stored_hash, limit: 10)}"
     end
 
     opts = options(opts, @verify_keys, "Hotpath.Password.verify/3")
@@ -268,7 +269,8 @@ defmodule Hotpath.Password do
   end
 
   def info(other),
-    do: raise(ArgumentError, "the stored hash must be a binary, got: #{inspect(other, limit: 10)}")
+    do:
+      raise(ArgumentError, "the stored hash must be a binary, got: #{inspect(other, limit: 10)}")
 
   @doc """
   The raw argon2 function of RFC 9106 (no PHC encoding), on a dirty scheduler: a key
@@ -326,8 +328,12 @@ defmodule Hotpath.Password do
     [secret, data] =
       for key <- [:secret, :associated_data] do
         case Keyword.get(opts, key, "") do
-          bin when is_binary(bin) -> bin
-          other -> raise ArgumentError, "#{inspect(key)} must be a binary, got: #{inspect(other, limit: 10)}"
+          bin when is_binary(bin) ->
+            bin
+
+          other ->
+            raise ArgumentError,
+                  "#{inspect(key)} must be a binary, got: #{inspect(other, limit: 10)}"
         end
       end
 

@@ -294,6 +294,7 @@ defmodule Hotpath.PasswordTest do
 
     test "a stopped pool is not running either", %{pool: pool} do
       stop_supervised!({Hotpath.Compute, pool})
+
       assert Password.verify("password", elem(hd(@foreign), 1), compute: pool) ==
                {:error, :not_running}
 
@@ -359,6 +360,7 @@ defmodule Hotpath.PasswordTest do
 
       # One pass more than the cap is refused before hashing (today's old default allowed 64).
       over = String.replace(largest, "t=8", "t=9")
+
       assert {:error, {:incompatible, "t=9 is above the verification limit of 8"}} =
                Password.verify("pw", over)
 

@@ -61,70 +61,68 @@ defmodule Hotpath.Hostile.ComputeTest do
   # Hostile terms are picked by index and resolved in the property: PropEr would read tuples
   # and lists given to its generators as types (and walk a 100k-deep list or tuple).
   defp picks(t) do
-    List.to_tuple(
-      [
-        0,
-        -1,
-        1,
-        8,
-        64,
-        255,
-        2 ** 32 - 1,
-        2 ** 32,
-        2 ** 64,
-        -(2 ** 70),
-        2 ** 200,
-        0.0,
-        -0.0,
-        1.0,
-        1.0e308,
-        -1.0e308,
-        nil,
-        true,
-        false,
-        :x,
-        :infinity,
-        :sha256,
-        :blake3,
-        :argon2id,
-        :hostile_stopped_pool,
-        :hostile_no_such_pool,
-        t.pool,
-        "",
-        "pw",
-        "pool",
-        <<0xFF, 0xFE, 0xFD>>,
-        @phc,
-        String.replace(@phc, "m=64,", "m=64,m=64,"),
-        String.replace(@phc, "t=1", "t=4294967295"),
-        String.replace(@phc, "m=64", "m=4294967295"),
-        t.huge,
-        t.deep,
-        t.big_tuple,
-        t.big_map,
-        t.dead,
-        t.other,
-        t.pool_pid,
-        t.job,
-        self(),
-        make_ref(),
-        fn -> :fun0 end,
-        fn _ -> :fun1 end,
-        [1 | :improper],
-        ["a" | "b"],
-        [[[["abc" | "d"], 255], 0]],
-        [256],
-        [-1],
-        {:global, :hostile_no_such_pool},
-        {:via, :hostile_no_such_module, :x},
-        {:via, :global, :hostile_no_such_pool},
-        {:hostile_compute_pool, node()},
-        {:a, :b, :c},
-        %{},
-        %{a: 1},
-        {}
-      ]
-    )
+    List.to_tuple([
+      0,
+      -1,
+      1,
+      8,
+      64,
+      255,
+      2 ** 32 - 1,
+      2 ** 32,
+      2 ** 64,
+      -(2 ** 70),
+      2 ** 200,
+      0.0,
+      -0.0,
+      1.0,
+      1.0e308,
+      -1.0e308,
+      nil,
+      true,
+      false,
+      :x,
+      :infinity,
+      :sha256,
+      :blake3,
+      :argon2id,
+      :hostile_stopped_pool,
+      :hostile_no_such_pool,
+      t.pool,
+      "",
+      "pw",
+      "pool",
+      <<0xFF, 0xFE, 0xFD>>,
+      @phc,
+      String.replace(@phc, "m=64,", "m=64,m=64,"),
+      String.replace(@phc, "t=1", "t=4294967295"),
+      String.replace(@phc, "m=64", "m=4294967295"),
+      t.huge,
+      t.deep,
+      t.big_tuple,
+      t.big_map,
+      t.dead,
+      t.other,
+      t.pool_pid,
+      t.job,
+      self(),
+      make_ref(),
+      fn -> :fun0 end,
+      fn _ -> :fun1 end,
+      [1 | :improper],
+      ["a" | "b"],
+      [[[["abc" | "d"], 255], 0]],
+      [256],
+      [-1],
+      {:global, :hostile_no_such_pool},
+      {:via, :hostile_no_such_module, :x},
+      {:via, :global, :hostile_no_such_pool},
+      {:hostile_compute_pool, node()},
+      {:a, :b, :c},
+      %{},
+      %{a: 1},
+      {}
+    ])
   end
 
   defp scalar(t) do
@@ -331,7 +329,11 @@ defmodule Hotpath.Hostile.ComputeTest do
             pool_intact?(t)
 
           failure ->
-            IO.puts(:stderr, "hostile case failed: #{inspect(failure, limit: 12, printable_limit: 200)}")
+            IO.puts(
+              :stderr,
+              "hostile case failed: #{inspect(failure, limit: 12, printable_limit: 200)}"
+            )
+
             false
         end
       end)
@@ -353,14 +355,21 @@ defmodule Hotpath.Hostile.ComputeTest do
     assert_raise Hotpath.Compute.Error, fn -> Compute.stats(:hostile_stopped_pool) end
     assert_raise ArgumentError, fn -> Compute.stats(t.other) end
     assert_raise ArgumentError, fn -> Compute.run(t.other, fn -> 1 end) end
-    assert_raise ArgumentError, fn -> Compute.run({:via, :hostile_no_such_module, :x}, fn -> 1 end) end
+
+    assert_raise ArgumentError, fn ->
+      Compute.run({:via, :hostile_no_such_module, :x}, fn -> 1 end)
+    end
+
     assert {:error, :not_running} = Password.hash("pw", [compute: t.dead] ++ @cheap)
     assert_raise ArgumentError, fn -> Password.hash("pw", compute: t.big_tuple) end
     assert_raise ArgumentError, fn -> Password.hash(t.deep) end
     assert_raise ArgumentError, fn -> Digest.sha256([1 | :improper]) end
     assert byte_size(Digest.sha256(t.deep)) == 32
     assert byte_size(Digest.blake3(t.huge)) == 32
-    assert {:error, {:incompatible, _}} = Password.verify("pw", String.replace(@phc, "t=1", "t=4294967295"))
+
+    assert {:error, {:incompatible, _}} =
+             Password.verify("pw", String.replace(@phc, "t=1", "t=4294967295"))
+
     assert {:error, {:malformed, _}} = Password.verify("pw", t.huge)
     assert pool_intact?(t)
   end

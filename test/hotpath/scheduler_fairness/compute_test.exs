@@ -90,10 +90,11 @@ defmodule Hotpath.SchedulerFairness.ComputeTest do
     assert byte_size(garbage) == @phc_max
 
     for phc <- [longest_valid, garbage] do
-      assert_fair(fn phc ->
-        Password.info(phc)
-        Password.needs_rehash?(phc)
-      end,
+      assert_fair(
+        fn phc ->
+          Password.info(phc)
+          Password.needs_rehash?(phc)
+        end,
         setup: fn -> phc end
       )
     end
@@ -102,7 +103,9 @@ defmodule Hotpath.SchedulerFairness.ComputeTest do
   test "password verification refused before hashing stays on the normal scheduler briefly" do
     # Costs above the limits are refused by the dirty NIF before any work: the caller is
     # scheduled out around a dirty call that returns at once.
-    over = "$argon2id$v=19$m=4294967295,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$3fUQ941rsmo3/Cpi+6K2zMNtfMLWcfukgfsepsnYCw4"
+    over =
+      "$argon2id$v=19$m=4294967295,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$3fUQ941rsmo3/Cpi+6K2zMNtfMLWcfukgfsepsnYCw4"
+
     assert_fair(fn _ -> {:error, {:incompatible, _}} = Password.verify("pw", over) end)
   end
 end
