@@ -391,6 +391,8 @@ defmodule Hotpath.ComputeTest do
     # dirty NIF runs on. The slot must stay taken until then, or the next hash would start
     # beside it. Observed natively: the peak of concurrently running kernels.
     pool = start_pool(max_concurrency: 1, max_queue: 100)
+    # Native work of earlier tests (other pools' draining jobs) must not count.
+    eventually(fn -> Hotpath.Native.compute_native_load(false) |> elem(0) == 0 end)
     Hotpath.Native.compute_native_load(true)
 
     for _ <- 1..10 do
@@ -403,14 +405,16 @@ defmodule Hotpath.ComputeTest do
     assert {0, 1} = Hotpath.Native.compute_native_load(false)
     assert %{draining: 0} = Compute.stats(pool)
     # (A job whose hash ended just as its caller timed out counts as completed.)
-    assert %{cancelled: c, completed: d, running: 0, queued: 0} = Compute.stats(pool)
-    assert c + d == 10 and c >= 1
+    stats = Compute.stats(pool)
+    assert %{cancelled: c, completed: d, running: 0, queued: 0} = stats
+    assert c + d == 10 and c >= 1, inspect(stats)
     assert Compute.run(pool, fn -> :after end) == {:ok, :after}
   end
 
   test "a draining slot is counted in stats and freed when the native work ends" do
     pool = start_pool(max_concurrency: 1, max_queue: 10)
     test = self()
+    eventually(fn -> Hotpath.Native.compute_native_load(false) |> elem(0) == 0 end)
     Hotpath.Native.compute_native_load(true)
 
     job = fn ->
@@ -421,7 +425,7 @@ defmodule Hotpath.ComputeTest do
     task = Task.async(fn -> Compute.run(pool, job, timeout: :infinity) end)
     assert_receive {:hashing, worker}
     # Let the dirty NIF start, then kill the job (its caller dies: the job is cancelled).
-    eventually(fn -> elem(Hotpath.Native.compute_native_load(false), 0) == 1 end)
+    eventually(fn -> elem(Hotpath.Native.compute_native_load(false), 0) >= 1 end)
     Task.shutdown(task, :brutal_kill)
     ref = Process.monitor(worker)
     assert_receive {:DOWN, ^ref, :process, ^worker, _}
