@@ -30,7 +30,12 @@ defmodule Hotpath.Compute do
     * `{:exception, exception, stacktrace}`, `{:throw, value}`, `{:exit, reason}` - the job
       raised, threw or exited.
     * `{:pool_down, reason}` - the pool stopped while the job was pending.
+    * `:not_running` - no pool is running under that name (or that pid has exited).
     * any `reason` the job itself returned as `{:error, reason}`.
+
+  Arguments of the wrong shape raise `ArgumentError`: a pool that is neither an atom, a pid,
+  `{:global, term}`, `{:via, module, term}` nor `{atom, node}`, a local process that is not a
+  `Hotpath.Compute` pool, a bad job or bad options. No function here exits the caller.
 
   ## Cancellation
 
@@ -40,7 +45,15 @@ defmodule Hotpath.Compute do
   it; killing that process sets the resource's cancel flag, and the native step polls the
   flag every fraction of a millisecond, so the native work stops within one step. An argon2
   hash cannot be interrupted: a cancelled hash finishes (tens of milliseconds with the
-  defaults) and its result is dropped. A job's slot is released when its process has exited.
+  defaults, at most a few seconds at `Hotpath.Password`'s caps) and its result is dropped.
+
+  A job's slot is released when its process has exited **and** the native work it started
+  has ended: a process killed inside a dirty NIF exits at once while the NIF runs on, so the
+  pool keeps that slot (counted in `stats/1` as `:draining`, and in `:running`) until the
+  native side reports the work finished. So `max_concurrency` bounds the native work too,
+  cancelled jobs included. (After a pool *crash* the restarted pool does not know the old
+  pool's unfinished native work: at most the old pool's `max_concurrency` jobs overlap with
+  the new pool's for as long as they take to end.)
 
   ## Pool crashes
 
@@ -75,6 +88,7 @@ defmodule Hotpath.Compute do
              | {:throw, term()}
              | {:exit, term()}
              | {:pool_down, term()}
+             | :not_running
              | term()}
 
   @typedoc "A native job resource (see `spin/2`)."
@@ -125,8 +139,9 @@ defmodule Hotpath.Compute do
 
   Options: `:timeout` - milliseconds, queue time included, or `:infinity` (default 5000).
 
-  Exits like `GenServer.call/3` when no pool is registered under `pool`. See the module docs
-  for the results.
+  Returns `{:error, :not_running}` when no pool runs under `pool`, and raises `ArgumentError`
+  when `pool` is not a pool name or is a process that is no pool. See the module docs for
+  the results.
 
       iex> {:ok, _} = Hotpath.Compute.start_link(name: :doc_pool)
       iex> Hotpath.Compute.run(:doc_pool, fn -> 1 + 1 end)
@@ -138,12 +153,13 @@ defmodule Hotpath.Compute do
   def run(pool, job, opts \\ []) do
     timeout = validate_run!(job, opts)
 
-    pid =
-      case GenServer.whereis(pool) do
-        pid when is_pid(pid) -> pid
-        _ -> exit({:noproc, {__MODULE__, :run, [pool, job, opts]}})
-      end
+    case resolve(pool, "run/3") do
+      :not_running -> {:error, :not_running}
+      target -> submit(target, job, timeout)
+    end
+  end
 
+  defp submit(pid, job, timeout) do
     # The monitor reference is also an alias: once demonitored, late messages sent to it
     # (a result after a timeout) are dropped instead of polluting the caller's mailbox.
     ref = :erlang.monitor(:process, pid, [{:alias, :demonitor}])
@@ -169,13 +185,84 @@ defmodule Hotpath.Compute do
   end
 
   @doc """
-  Counters of a pool: `:running`, `:queued`, `:max_concurrency`, `:max_queue`, and since
-  start `:started` (jobs that left the queue), `:completed` (jobs that returned, whatever
-  their result), `:rejected` (`:overloaded`), `:cancelled` (by a timeout or a caller's death,
-  queued or running).
+  Counters of a pool: `:running` (slots taken), `:draining` (of those, jobs whose process
+  has ended while their native work still runs, see "Cancellation"), `:queued`,
+  `:max_concurrency`, `:max_queue`, and since start `:started` (jobs that left the queue),
+  `:completed` (jobs that returned, whatever their result), `:rejected` (`:overloaded`),
+  `:cancelled` (by a timeout or a caller's death, queued or running).
+
+  Raises `ArgumentError` when `pool` is not a pool name or is a process that is no pool, and
+  `Hotpath.Compute.Error` (reason `:not_running`, `{:pool_down, reason}` or `:timeout`) when
+  no pool runs under that name or it does not answer within 5 s.
   """
   @spec stats(pool()) :: %{atom() => non_neg_integer()}
-  def stats(pool), do: GenServer.call(pool, :stats)
+  def stats(pool) do
+    case resolve(pool, "stats/1") do
+      :not_running ->
+        raise Hotpath.Compute.Error, reason: :not_running, pool: pool
+
+      target ->
+        try do
+          GenServer.call(target, :stats)
+        catch
+          :exit, {:timeout, _} ->
+            raise Hotpath.Compute.Error, reason: :timeout, pool: pool
+
+          :exit, {reason, _} when reason in [:noproc, :nodedown] ->
+            raise Hotpath.Compute.Error, reason: :not_running, pool: pool
+
+          :exit, {reason, _} ->
+            raise Hotpath.Compute.Error, reason: {:pool_down, reason}, pool: pool
+        end
+    end
+  end
+
+  @doc false
+  # The process to talk to for `pool`, or `:not_running`; raises ArgumentError for what cannot
+  # name a pool and for a local process that is not one. Also used by Hotpath.Password.
+  def resolve(pool, where) do
+    target =
+      case pool do
+        pid when is_pid(pid) -> pid
+        name when is_atom(name) and name not in [nil, true, false] -> Process.whereis(name)
+        {:global, _} -> GenServer.whereis(pool)
+        {:via, module, _} when is_atom(module) -> via_whereis(pool)
+        {name, node} when is_atom(name) and is_atom(node) -> GenServer.whereis(pool)
+        other -> raise ArgumentError, not_a_pool_message(other, where)
+      end
+
+    case target do
+      nil ->
+        :not_running
+
+      pid when is_pid(pid) and node(pid) == node() ->
+        cond do
+          Native.compute_is_pool(pid) -> pid
+          Process.alive?(pid) -> raise ArgumentError, not_a_pool_process(pool, where)
+          true -> :not_running
+        end
+
+      remote ->
+        remote
+    end
+  end
+
+  defp via_whereis(pool) do
+    GenServer.whereis(pool)
+  rescue
+    e in [UndefinedFunctionError, FunctionClauseError] ->
+      raise ArgumentError,
+            "#{inspect(pool)} cannot name a pool: #{Exception.message(e)}"
+  end
+
+  defp not_a_pool_message(other, where) do
+    "Hotpath.Compute.#{where} needs a pool: its name (an atom, {:global, term}, " <>
+      "{:via, module, term} or {atom, node}) or pid, got: #{inspect(other, limit: 10)}"
+  end
+
+  defp not_a_pool_process(pool, where) do
+    "Hotpath.Compute.#{where}: #{inspect(pool)} is a process, but not a Hotpath.Compute pool"
+  end
 
   # ---- kernels callable without a pool ------------------------------------------------
 
@@ -335,6 +422,10 @@ defmodule Hotpath.Compute do
 
     {:ok,
      Map.merge(config, %{
+       # registers this process as a pool (lets run/3 and stats/1 tell pools from others)
+       mark: Native.compute_pool_register(),
+       # exited worker pid => job, whose native work still runs (the slot stays taken)
+       draining: %{},
        # worker pid => job
        running: %{},
        # job ref => worker pid | :queued
@@ -354,7 +445,8 @@ defmodule Hotpath.Compute do
   def handle_call(:stats, _from, state) do
     {:reply,
      %{
-       running: map_size(state.running),
+       running: map_size(state.running) + map_size(state.draining),
+       draining: map_size(state.draining),
        queued: state.queued,
        max_concurrency: state.max_concurrency,
        max_queue: state.max_queue,
@@ -365,10 +457,16 @@ defmodule Hotpath.Compute do
      }, state}
   end
 
+  # Nothing in this module sends other calls or casts: answer instead of crashing the pool.
+  def handle_call(_other, _from, state), do: {:reply, {:error, :unknown_call}, state}
+
+  @impl true
+  def handle_cast(_other, state), do: {:noreply, state}
+
   @impl true
   def handle_info({:"$hotpath_run", ref, caller, job, submitted_at}, state) do
     cond do
-      map_size(state.running) < state.max_concurrency ->
+      taken(state) < state.max_concurrency ->
         {:noreply, start_job(new_job(ref, caller, job, submitted_at), state)}
 
       state.queued < state.max_queue ->
@@ -388,7 +486,7 @@ defmodule Hotpath.Compute do
 
         Telemetry.emit(state.telemetry, :overloaded, %{
           pool: state.name,
-          running: map_size(state.running),
+          running: taken(state),
           queued: state.queued,
           max_concurrency: state.max_concurrency,
           max_queue: state.max_queue
@@ -424,8 +522,22 @@ defmodule Hotpath.Compute do
         {:noreply, state}
 
       {job, running} ->
-        state = forget(%{state | running: running}, job)
-        {:noreply, dispatch(finish(state, job, reason))}
+        state = finish(forget(%{state | running: running}, job), job, reason)
+
+        # A process killed inside a dirty NIF has exited, but its native work runs on until
+        # the NIF returns: keep the slot until the native side says it has ended.
+        if Native.compute_native_watch(pid, self()) do
+          {:noreply, %{state | draining: Map.put(state.draining, pid, job)}}
+        else
+          {:noreply, dispatch(state)}
+        end
+    end
+  end
+
+  def handle_info({:hotpath_native_idle, pid}, state) do
+    case Map.pop(state.draining, pid) do
+      {nil, _} -> {:noreply, state}
+      {_job, draining} -> {:noreply, dispatch(%{state | draining: draining})}
     end
   end
 
@@ -437,6 +549,8 @@ defmodule Hotpath.Compute do
     # exits: kill the jobs so their native work is cancelled too.
     Enum.each(Map.keys(state.running), &Process.exit(&1, :kill))
   end
+
+  defp taken(state), do: map_size(state.running) + map_size(state.draining)
 
   defp new_job(ref, caller, job, submitted_at) do
     %{
@@ -466,7 +580,7 @@ defmodule Hotpath.Compute do
         pool: state.name,
         monotonic_time: now,
         queue_time: queue_time,
-        running: map_size(state.running) + 1,
+        running: taken(state) + 1,
         queued: state.queued,
         max_concurrency: state.max_concurrency,
         max_queue: state.max_queue
@@ -488,7 +602,7 @@ defmodule Hotpath.Compute do
   end
 
   defp dispatch(state) do
-    with true <- map_size(state.running) < state.max_concurrency,
+    with true <- taken(state) < state.max_concurrency,
          {{:value, job}, queue} <- :queue.out(state.queue) do
       dispatch(start_job(job, %{state | queue: queue, queued: state.queued - 1}))
     else

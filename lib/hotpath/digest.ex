@@ -21,8 +21,9 @@ defmodule Hotpath.Digest do
   alias Hotpath.Native
 
   @default_threshold 64 * 1024
-  # digest_small refuses more than this (the NIF's own bound for a normal scheduler).
-  @max_threshold 256 * 1024
+  # digest_small refuses more than this (the NIF's own bound for a normal scheduler): about
+  # 0.3-0.5 ms for SHA-256 without SHA extensions, far less with them or for BLAKE3.
+  @max_threshold 128 * 1024
   @piece 64 * 1024
   @keys [:progress, :dirty_threshold, :step_us, :notify]
 
@@ -54,8 +55,8 @@ defmodule Hotpath.Digest do
 
     * `:progress` - a pid, or `{pid, tag}`, sent `{tag, bytes_hashed, total_bytes}` after
       each dirty step.
-    * `:dirty_threshold` - largest input hashed on the calling scheduler, 0 to 262 144 bytes
-      (default 65 536).
+    * `:dirty_threshold` - largest input hashed on the calling scheduler, 0 to 131 072 bytes
+      (default 65 536): at most a fraction of a millisecond on a normal scheduler.
     * `:step_us` - target length of one dirty step in microseconds (default 10 000).
     * `:notify` - a pid sent `{:hotpath_compute_job, job}` when a dirty job starts, to watch
       it with `Hotpath.Compute.job_info/1` or stop it with `Hotpath.Compute.cancel/1`.

@@ -80,6 +80,9 @@ defmodule Hotpath.Native do
   def compute_digest_finish(_job), do: err()
   def digest_small(_algorithm, _data), do: err()
   def compute_native_load(_reset), do: err()
+  def compute_native_watch(_pid, _waiter), do: err()
+  def compute_pool_register, do: err()
+  def compute_is_pool(_pid), do: err()
 
   # password.rs
   def password_hash(_password, _salt, _m_cost, _t_cost, _p_cost, _hash_len), do: err()

@@ -27,16 +27,36 @@ defmodule Hotpath.Password do
   scheduler thread keeps its argon2 memory (up to 64 MiB; 19 MiB at the defaults) for the
   next hash, wiped after every hash.
 
+  argon2 cannot be interrupted once started, so costs are capped: `hash/2`, `hash_pwd_salt/2`
+  and `raw_hash/3` accept `m_cost` 8..262 144 KiB (256 MiB), `t_cost` 1..8 and `parallelism`
+  1..64 (and `m_cost >= 8 * parallelism`); one hash at the caps is about 2 GiB of memory
+  passes, about 2 s on a 2020s server core, a few seconds on a slow one.
+
   Because the stored hash decides the cost of verifying it, `verify/3` refuses hashes whose
-  costs exceed `:max_m_cost` (default 262 144 KiB = 256 MiB), `:max_t_cost` (64) or
-  `:max_parallelism` (64) before allocating anything.
+  costs exceed `:max_m_cost` (default 262 144 KiB = 256 MiB), `:max_t_cost` (default 8) or
+  `:max_parallelism` (default 64) before allocating anything: every hash `hash/2` can make
+  verifies with the defaults, and so do the common profiles (OWASP, RFC 9106 low-memory
+  `m=65536,t=3,p=4` as in argon2-cffi, argon2_elixir's defaults, libsodium's interactive and
+  moderate). Raising the limits for foreign hashes is the caller's choice, up to
+  `max_m_cost: 1_048_576`, `max_t_cost: 16`, `max_parallelism: 255` (then up to ~20 s per
+  verification).
+
+  PHC strings are parsed as strictly as the reference implementation (and argon2-cffi) does:
+  `m`, `t`, `p` exactly once each and in this order, decimal numbers without sign or leading
+  zeros, canonical unpadded base64; anything else is `{:malformed, message}` (or
+  `{:incompatible, message}` for `keyid`/`data` parameters and other algorithms).
 
   ## Running behind a `Hotpath.Compute` pool
 
   With `compute: pool`, hashing and verification run as jobs of that pool: at most
   `max_concurrency` at once, a bounded queue, and `:timeout` (default 5000 ms). A pool error
-  (`:overloaded`, `:timeout`, ...) makes `hash/2` and `verify/3` return `{:error, reason}`,
-  and the Phoenix-style functions raise `Hotpath.Compute.Error`.
+  (`:overloaded`, `:timeout`, `:not_running` when no pool runs under that name, ...) makes
+  `hash/2` and `verify/3` return `{:error, reason}`, and the Phoenix-style functions
+  (`hash_pwd_salt/2`, `verify_pass/3`, `no_user_verify/1`) raise `Hotpath.Compute.Error`;
+  none of them exits the caller. `:compute` must be `nil`, a pool's name (an atom,
+  `{:global, term}`, `{:via, module, term}`, `{atom, node}`) or pid, and `:timeout` a
+  non-negative integer or `:infinity`: anything else raises `ArgumentError`, as does a local
+  process that is not a `Hotpath.Compute` pool.
 
   Options can be set for the whole application, which is how the zero-option calls of a
   Phoenix app pick them up:
@@ -51,7 +71,9 @@ defmodule Hotpath.Password do
   @hash_keys [:m_cost, :t_cost, :parallelism, :hash_len, :salt_len, :compute, :timeout]
   @verify_keys [:max_m_cost, :max_t_cost, :max_parallelism, :compute, :timeout]
   @config_keys Enum.uniq(@hash_keys ++ @verify_keys)
-  @u32 0xFFFFFFFF
+  @max_m_cost 262_144
+  @max_t_cost 8
+  @max_p_cost 64
 
   @defaults [
     m_cost: 19_456,
@@ -60,7 +82,7 @@ defmodule Hotpath.Password do
     hash_len: 32,
     salt_len: 16,
     max_m_cost: 262_144,
-    max_t_cost: 64,
+    max_t_cost: 8,
     max_parallelism: 64,
     compute: nil,
     timeout: 5_000
@@ -73,9 +95,10 @@ defmodule Hotpath.Password do
   @doc """
   Hashes `password` with a fresh random salt and returns the PHC string.
 
-  Options: `:m_cost` (KiB, at least `8 * parallelism`), `:t_cost`, `:parallelism`,
-  `:hash_len` (16..64 bytes), `:salt_len` (8..48 bytes), `:compute`, `:timeout`.
-  Raises `Hotpath.Compute.Error` when the pool cannot run the job.
+  Options: `:m_cost` (8..262 144 KiB, at least `8 * parallelism`), `:t_cost` (1..8),
+  `:parallelism` (1..64), `:hash_len` (16..64 bytes), `:salt_len` (8..48 bytes), `:compute`,
+  `:timeout`. Raises `ArgumentError` for bad arguments and `Hotpath.Compute.Error` when the
+  pool cannot run the job (or none is running).
 
       iex> hash = Hotpath.Password.hash_pwd_salt("hunter2", m_cost: 64, t_cost: 1)
       iex> "$argon2id$v=19$m=64,t=1,p=1$" <> _ = hash
@@ -102,9 +125,9 @@ defmodule Hotpath.Password do
   def hash(password, opts \\ []) do
     check_password!(password)
     opts = options(opts, @hash_keys, "Hotpath.Password.hash/2")
-    m = int!(opts, :m_cost, 8, @u32)
-    t = int!(opts, :t_cost, 1, @u32)
-    p = int!(opts, :parallelism, 1, 0xFFFFFF)
+    m = int!(opts, :m_cost, 8, @max_m_cost)
+    t = int!(opts, :t_cost, 1, @max_t_cost)
+    p = int!(opts, :parallelism, 1, @max_p_cost)
     hash_len = int!(opts, :hash_len, 16, 64)
     salt_len = int!(opts, :salt_len, 8, 48)
 
@@ -121,8 +144,10 @@ defmodule Hotpath.Password do
   Checks `password` against a stored PHC string in constant time.
 
   Returns `false` for a wrong password and for a malformed or foreign hash. Options:
-  `:max_m_cost`, `:max_t_cost`, `:max_parallelism`, `:compute`, `:timeout`. Raises
-  `Hotpath.Compute.Error` when the pool cannot run the job.
+  `:max_m_cost` (default 262 144, at most 1 048 576), `:max_t_cost` (default 8, at most 16),
+  `:max_parallelism` (default 64, at most 255), `:compute`, `:timeout`. Raises
+  `ArgumentError` for bad arguments and `Hotpath.Compute.Error` when the pool cannot run the
+  job (or none is running).
 
       iex> Hotpath.Password.verify_pass("password",
       ...>   "$argon2i$v=19$m=256,t=2,p=1$c29tZXNhbHQ$iekCn0Y3spW+sCcFanM2xBT63UP2sghkUoHLIUpWRS8")
@@ -153,20 +178,23 @@ defmodule Hotpath.Password do
   pool's error.
 
       iex> Hotpath.Password.verify("pw", "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW")
-      {:error, {:malformed, "not a PHC string: salt invalid: value to short"}}
+      {:error, {:incompatible, "unsupported algorithm \\\"2b\\\"; supported: argon2id, argon2i, argon2d"}}
+      iex> Hotpath.Password.verify("pw", "$argon2id$v=19$m=64,m=64,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$3fUQ941rsmo3/Cpi+6K2zMNtfMLWcfukgfsepsnYCw4")
+      {:error, {:malformed, "parameter m appears twice"}}
   """
   @spec verify(binary(), binary(), keyword()) :: {:ok, boolean()} | {:error, error()}
   def verify(password, stored_hash, opts \\ []) do
     check_password!(password)
 
     unless is_binary(stored_hash) do
-      raise ArgumentError, "the stored hash must be a binary, got: #{inspect(stored_hash)}"
+      raise ArgumentError,
+            "the stored hash must be a binary, got: #{inspect(stored_hash, limit: 10)}"
     end
 
     opts = options(opts, @verify_keys, "Hotpath.Password.verify/3")
-    max_m = int!(opts, :max_m_cost, 8, @u32)
-    max_t = int!(opts, :max_t_cost, 1, @u32)
-    max_p = int!(opts, :max_parallelism, 1, @u32)
+    max_m = int!(opts, :max_m_cost, 8, 1_048_576)
+    max_t = int!(opts, :max_t_cost, 1, 16)
+    max_p = int!(opts, :max_parallelism, 1, 255)
 
     run(opts, fn ->
       case Native.password_verify(password, stored_hash, max_m, max_t, max_p) do
@@ -241,7 +269,8 @@ defmodule Hotpath.Password do
   end
 
   def info(other),
-    do: raise(ArgumentError, "the stored hash must be a binary, got: #{inspect(other)}")
+    do:
+      raise(ArgumentError, "the stored hash must be a binary, got: #{inspect(other, limit: 10)}")
 
   @doc """
   The raw argon2 function of RFC 9106 (no PHC encoding), on a dirty scheduler: a key
@@ -250,7 +279,8 @@ defmodule Hotpath.Password do
 
   Options: `:variant` (`:argon2id` default, `:argon2i`, `:argon2d`), `:version` (19 default,
   or 16), `:secret` and `:associated_data` (binaries, default empty), `:m_cost`, `:t_cost`,
-  `:parallelism`, `:hash_len` (4..1024, default 32). The salt must be at least 8 bytes.
+  `:parallelism` (the caps of `hash/2`: 8..262 144, 1..8, 1..64), `:hash_len` (4..1024,
+  default 32). The salt must be at least 8 bytes.
 
       iex> Hotpath.Password.raw_hash(:binary.copy(<<1>>, 32), :binary.copy(<<2>>, 16),
       ...>   secret: :binary.copy(<<3>>, 8), associated_data: :binary.copy(<<4>>, 12),
@@ -263,7 +293,7 @@ defmodule Hotpath.Password do
     check_password!(password)
 
     unless is_binary(salt) do
-      raise ArgumentError, "the salt must be a binary, got: #{inspect(salt)}"
+      raise ArgumentError, "the salt must be a binary, got: #{inspect(salt, limit: 10)}"
     end
 
     opts =
@@ -286,28 +316,32 @@ defmodule Hotpath.Password do
 
     unless variant in [:argon2id, :argon2i, :argon2d] do
       raise ArgumentError,
-            ":variant must be :argon2id, :argon2i or :argon2d, got: #{inspect(variant)}"
+            ":variant must be :argon2id, :argon2i or :argon2d, got: #{inspect(variant, limit: 10)}"
     end
 
     version = Keyword.get(opts, :version, 19)
 
     unless version in [16, 19] do
-      raise ArgumentError, ":version must be 19 or 16, got: #{inspect(version)}"
+      raise ArgumentError, ":version must be 19 or 16, got: #{inspect(version, limit: 10)}"
     end
 
     [secret, data] =
       for key <- [:secret, :associated_data] do
         case Keyword.get(opts, key, "") do
-          bin when is_binary(bin) -> bin
-          other -> raise ArgumentError, "#{inspect(key)} must be a binary, got: #{inspect(other)}"
+          bin when is_binary(bin) ->
+            bin
+
+          other ->
+            raise ArgumentError,
+                  "#{inspect(key)} must be a binary, got: #{inspect(other, limit: 10)}"
         end
       end
 
     opts = Keyword.merge([m_cost: 19_456, t_cost: 2, parallelism: 1, hash_len: 32], opts)
 
     costs =
-      {variant, version, int!(opts, :m_cost, 8, @u32), int!(opts, :t_cost, 1, @u32),
-       int!(opts, :parallelism, 1, 0xFFFFFF), int!(opts, :hash_len, 4, 1024)}
+      {variant, version, int!(opts, :m_cost, 8, @max_m_cost), int!(opts, :t_cost, 1, @max_t_cost),
+       int!(opts, :parallelism, 1, @max_p_cost), int!(opts, :hash_len, 4, 1024)}
 
     Native.password_raw(password, salt, secret, data, costs)
   end
@@ -317,6 +351,7 @@ defmodule Hotpath.Password do
   defp run(opts, fun) do
     case opts[:compute] do
       nil -> fun.()
+      # {:error, :not_running} when the pool is not running: never an exit.
       pool -> Hotpath.Compute.run(pool, fun, timeout: opts[:timeout])
     end
   end
@@ -331,13 +366,37 @@ defmodule Hotpath.Password do
         "config :hotpath, Hotpath.Password"
       )
 
-    @defaults |> Keyword.merge(config) |> Keyword.merge(opts)
+    opts = @defaults |> Keyword.merge(config) |> Keyword.merge(opts)
+    check_compute!(opts[:compute])
+    check_timeout!(opts[:timeout])
+    opts
+  end
+
+  defp check_compute!(nil), do: :ok
+  defp check_compute!(pid) when is_pid(pid), do: :ok
+  defp check_compute!(name) when is_atom(name) and name not in [true, false], do: :ok
+  defp check_compute!({:global, _}), do: :ok
+  defp check_compute!({:via, module, _}) when is_atom(module), do: :ok
+  defp check_compute!({name, node}) when is_atom(name) and is_atom(node), do: :ok
+
+  defp check_compute!(other) do
+    raise ArgumentError,
+          ":compute must be nil or a Hotpath.Compute pool: its name (an atom, {:global, term}, " <>
+            "{:via, module, term} or {atom, node}) or pid, got: #{inspect(other, limit: 10)}"
+  end
+
+  defp check_timeout!(:infinity), do: :ok
+  defp check_timeout!(t) when is_integer(t) and t >= 0, do: :ok
+
+  defp check_timeout!(other) do
+    raise ArgumentError,
+          ":timeout must be a non-negative integer or :infinity, got: #{inspect(other, limit: 10)}"
   end
 
   defp check_password!(password) when is_binary(password), do: :ok
 
   defp check_password!(other),
-    do: raise(ArgumentError, "the password must be a binary, got: #{inspect(other)}")
+    do: raise(ArgumentError, "the password must be a binary, got: #{inspect(other, limit: 10)}")
 
   defp int!(opts, key, min, max) do
     case opts[key] do
@@ -346,7 +405,7 @@ defmodule Hotpath.Password do
 
       other ->
         raise ArgumentError,
-              "#{inspect(key)} must be an integer in #{min}..#{max}, got: #{inspect(other)}"
+              "#{inspect(key)} must be an integer in #{min}..#{max}, got: #{inspect(other, limit: 10)}"
     end
   end
 end

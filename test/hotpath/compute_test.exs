@@ -78,7 +78,7 @@ defmodule Hotpath.ComputeTest do
       assert %{completed: 7, started: 7} = Compute.stats(pool)
     end
 
-    test "bad arguments raise ArgumentError; a missing pool exits like GenServer.call" do
+    test "bad arguments raise ArgumentError; a missing pool is {:error, :not_running}" do
       pool = start_pool()
 
       assert_raise ArgumentError, ~r/0-arity function/, fn ->
@@ -97,7 +97,49 @@ defmodule Hotpath.ComputeTest do
         Compute.run(pool, fn -> 1 end, t: 1)
       end
 
-      assert {:noproc, {Compute, :run, _}} = catch_exit(Compute.run(:no_such_pool, fn -> 1 end))
+      assert Compute.run(:no_such_pool, fn -> 1 end) == {:error, :not_running}
+      assert Compute.run({:global, :no_such_pool}, fn -> 1 end) == {:error, :not_running}
+      dead = spawn(fn -> :ok end)
+      ref = Process.monitor(dead)
+      assert_receive {:DOWN, ^ref, _, _, _}
+      assert Compute.run(dead, fn -> 1 end) == {:error, :not_running}
+
+      for bad <- ["pool", 1, nil, {:a, :b, :c}, [:pool], %{}] do
+        assert_raise ArgumentError, ~r/needs a pool/, fn ->
+          Compute.run(Hotpath.Opaque.value(bad), fn -> 1 end)
+        end
+      end
+
+      # A live process that is not a pool is refused without sending it anything.
+      assert_raise ArgumentError, ~r/not a Hotpath.Compute pool/, fn ->
+        Compute.run(self(), fn -> 1 end)
+      end
+
+      refute_received _
+      assert Compute.stats(pool).started == 0
+    end
+
+    test "stats/1: ArgumentError for what is not a pool, Compute.Error when none runs" do
+      pool = start_pool()
+      assert %{running: 0, draining: 0, queued: 0} = Compute.stats(pool)
+
+      for bad <- ["pool", 1, nil, {:a, :b, :c}, [:pool], make_ref()] do
+        assert_raise ArgumentError, ~r/stats\/1 needs a pool/, fn ->
+          Compute.stats(Hotpath.Opaque.value(bad))
+        end
+      end
+
+      assert_raise ArgumentError, ~r/not a Hotpath.Compute pool/, fn -> Compute.stats(self()) end
+
+      error = assert_raise Hotpath.Compute.Error, fn -> Compute.stats(:no_such_pool) end
+      assert error.reason == :not_running
+
+      # Unknown calls and casts do not crash a pool.
+      pid = Process.whereis(pool)
+      assert GenServer.call(pool, :bogus) == {:error, :unknown_call}
+      GenServer.cast(pool, :bogus)
+      assert Compute.stats(pool).running == 0
+      assert Process.whereis(pool) == pid
     end
 
     test "a full queue answers :overloaded at once and runs nothing" do
@@ -342,6 +384,65 @@ defmodule Hotpath.ComputeTest do
     {_active, native_peak} = Hotpath.Native.compute_native_load(false)
     assert native_peak <= max
     assert %{completed: 30, started: 30, running: 0} = Compute.stats(pool)
+  end
+
+  test "cancelled argon2 hashes keep their slot until the native hash has ended" do
+    # A hash cannot be interrupted: a job killed by its timeout exits at once while its
+    # dirty NIF runs on. The slot must stay taken until then, or the next hash would start
+    # beside it. Observed natively: the peak of concurrently running kernels.
+    pool = start_pool(max_concurrency: 1, max_queue: 100)
+    # Native work of earlier tests (other pools' draining jobs) must not count.
+    eventually(fn -> Hotpath.Native.compute_native_load(false) |> elem(0) == 0 end)
+    Hotpath.Native.compute_native_load(true)
+
+    for _ <- 1..10 do
+      assert {:error, :timeout} =
+               Compute.run(pool, fn -> Hotpath.Password.hash("pw") end, timeout: 15)
+    end
+
+    eventually(fn -> match?(%{running: 0, queued: 0}, Compute.stats(pool)) end)
+    eventually(fn -> Hotpath.Native.compute_native_load(false) |> elem(0) == 0 end)
+    assert {0, 1} = Hotpath.Native.compute_native_load(false)
+    assert %{draining: 0} = Compute.stats(pool)
+    # (A job whose hash ended just as its caller timed out counts as completed.)
+    stats = Compute.stats(pool)
+    assert %{cancelled: c, completed: d, running: 0, queued: 0} = stats
+    assert c + d == 10 and c >= 1, inspect(stats)
+    assert Compute.run(pool, fn -> :after end) == {:ok, :after}
+  end
+
+  test "a draining slot is counted in stats and freed when the native work ends" do
+    pool = start_pool(max_concurrency: 1, max_queue: 10)
+    test = self()
+    eventually(fn -> Hotpath.Native.compute_native_load(false) |> elem(0) == 0 end)
+    Hotpath.Native.compute_native_load(true)
+
+    job = fn ->
+      send(test, {:hashing, self()})
+      Hotpath.Password.hash("pw", m_cost: 65_536, t_cost: 2)
+    end
+
+    task = Task.async(fn -> Compute.run(pool, job, timeout: :infinity) end)
+    assert_receive {:hashing, worker}
+    # Let the dirty NIF start, then kill the job (its caller dies: the job is cancelled).
+    eventually(fn -> elem(Hotpath.Native.compute_native_load(false), 0) >= 1 end)
+    Task.shutdown(task, :brutal_kill)
+    ref = Process.monitor(worker)
+    assert_receive {:DOWN, ^ref, :process, ^worker, _}
+
+    queued = Task.async(fn -> Compute.run(pool, fn -> :next end, timeout: :infinity) end)
+    # Either the hash is still running (its slot drains, the next job waits) or it ended.
+    eventually(fn ->
+      stats = Compute.stats(pool)
+      (stats.draining == 1 and stats.queued == 1) or stats.draining == 0
+    end)
+
+    stats = Compute.stats(pool)
+    assert stats.draining == 0 or stats.running == 1
+
+    assert Task.await(queued, 30_000) == {:ok, :next}
+    assert {_, 1} = Hotpath.Native.compute_native_load(false)
+    eventually(fn -> match?(%{running: 0, draining: 0, queued: 0}, Compute.stats(pool)) end)
   end
 
   defp bump_max(counter, now) do

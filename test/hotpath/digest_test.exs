@@ -27,7 +27,7 @@ defmodule Hotpath.DigestTest do
       data = :crypto.strong_rand_bytes(size)
 
       assert Digest.blake3(data, dirty_threshold: 0) ==
-               Digest.blake3(data, dirty_threshold: 262_144)
+               Digest.blake3(data, dirty_threshold: 131_072)
 
       assert Digest.blake3(data, dirty_threshold: 0, step_us: 1) == Digest.blake3(data)
     end
@@ -155,8 +155,13 @@ defmodule Hotpath.DigestTest do
     assert_raise ArgumentError, ~r/:notify/, fn -> Digest.sha256("x", notify: :me) end
     assert_raise ArgumentError, ~r/unknown options/, fn -> Digest.sha256("x", fast: true) end
 
-    assert_raise ArgumentError, ~r/at most 262144 bytes/, fn ->
-      Hotpath.Native.digest_small(:sha256, :binary.copy("x", 262_145))
+    assert_raise ArgumentError, ~r/at most 131072 bytes/, fn ->
+      Hotpath.Native.digest_small(:sha256, :binary.copy("x", 131_073))
+    end
+
+    # The threshold's maximum keeps a normal-scheduler digest well under 1 ms.
+    assert_raise ArgumentError, ~r/:dirty_threshold must be an integer in 0..131072/, fn ->
+      Digest.sha256("x", dirty_threshold: 131_073)
     end
 
     assert_raise ArgumentError, fn -> Hotpath.Native.digest_small(:md5, "x") end

@@ -167,6 +167,8 @@ defmodule Hotpath.PasswordTest do
     for {key, bad} <- [
           m_cost: 7,
           m_cost: 2 ** 32,
+          m_cost: 262_145,
+          t_cost: 9,
           t_cost: 0,
           parallelism: 0,
           hash_len: 15,
@@ -273,6 +275,125 @@ defmodule Hotpath.PasswordTest do
       send(worker, :go)
       assert {:ok, :ok} = Task.await(busy)
     end
+
+    test "a pool that is not running: {:error, :not_running} or Hotpath.Compute.Error, no exit" do
+      hash = elem(hd(@foreign), 1)
+      opts = [compute: :hotpath_no_such_pool]
+      assert Password.hash("pw", opts ++ @small) == {:error, :not_running}
+      assert Password.verify("password", hash, opts) == {:error, :not_running}
+
+      for fun <- [
+            fn -> Password.hash_pwd_salt("pw", opts ++ @small) end,
+            fn -> Password.verify_pass("password", hash, opts) end,
+            fn -> Password.no_user_verify(opts ++ @small) end
+          ] do
+        error = assert_raise Hotpath.Compute.Error, fun
+        assert error.reason == :not_running and error.pool == :hotpath_no_such_pool
+      end
+    end
+
+    test "a stopped pool is not running either", %{pool: pool} do
+      stop_supervised!({Hotpath.Compute, pool})
+
+      assert Password.verify("password", elem(hd(@foreign), 1), compute: pool) ==
+               {:error, :not_running}
+
+      assert_raise Hotpath.Compute.Error, ~r/:not_running/, fn ->
+        Password.verify_pass("password", elem(hd(@foreign), 1), compute: pool)
+      end
+    end
+
+    test ":compute and :timeout of the wrong shape raise ArgumentError" do
+      for bad <- ["pool", 1, {:a, :b, :c}, [:pool], true] do
+        assert_raise ArgumentError, ~r/:compute must be/, fn ->
+          Password.hash("pw", [compute: Hotpath.Opaque.value(bad)] ++ @small)
+        end
+
+        assert_raise ArgumentError, ~r/:compute must be/, fn ->
+          Password.verify_pass("pw", "x", compute: Hotpath.Opaque.value(bad))
+        end
+      end
+
+      assert_raise ArgumentError, ~r/not a Hotpath.Compute pool/, fn ->
+        Password.verify_pass("pw", "x", compute: self())
+      end
+
+      assert_raise ArgumentError, ~r/:timeout must be/, fn ->
+        Password.verify_pass("pw", "x", timeout: Hotpath.Opaque.value(-1))
+      end
+    end
+  end
+
+  describe "cost caps and limits" do
+    test "hash/2 and raw_hash/3 refuse costs above the caps before any work" do
+      for {key, bad} <- [
+            t_cost: 9,
+            t_cost: 2 ** 32 - 1,
+            m_cost: 262_145,
+            m_cost: 2 ** 32 - 1,
+            parallelism: 65,
+            parallelism: 0xFFFFFF
+          ] do
+        assert_raise ArgumentError, ~r/#{inspect(key)} must be an integer in/, fn ->
+          Password.hash("pw", [{key, bad}])
+        end
+
+        assert_raise ArgumentError, ~r/#{inspect(key)} must be an integer in/, fn ->
+          Password.raw_hash("pw", "saltsalt", [{key, bad}])
+        end
+      end
+
+      assert_raise ArgumentError, ~r/:max_t_cost must be an integer in 1..16/, fn ->
+        Password.verify("pw", "x", max_t_cost: 2 ** 32 - 1)
+      end
+
+      assert_raise ArgumentError, ~r/:max_m_cost must be an integer in 8..1048576/, fn ->
+        Password.verify("pw", "x", max_m_cost: 2 ** 32 - 1)
+      end
+    end
+
+    test "the default verify limits accept every hash the caps allow, and refuse above" do
+      largest =
+        "$argon2id$v=19$m=262144,t=8,p=64$c29tZXNhbHRzb21lc2FsdA$3fUQ941rsmo3/Cpi+6K2zMNtfMLWcfukgfsepsnYCw4"
+
+      assert {:ok, %{m_cost: 262_144, t_cost: 8, parallelism: 64}} = Password.info(largest)
+
+      # One pass more than the cap is refused before hashing (today's old default allowed 64).
+      over = String.replace(largest, "t=8", "t=9")
+
+      assert {:error, {:incompatible, "t=9 is above the verification limit of 8"}} =
+               Password.verify("pw", over)
+
+      # Presets: RFC 9106 low memory / argon2-cffi, argon2_elixir, OWASP (checked by
+      # verifying at the caps with the smallest memory: the limits are what is checked).
+      for preset <- ["m=65536,t=3,p=4", "m=19456,t=2,p=1", "m=47104,t=1,p=1", "m=7168,t=5,p=1"] do
+        phc = String.replace(largest, "m=262144,t=8,p=64", preset)
+        assert {:ok, _} = Password.info(phc)
+        assert {:ok, false} = Password.verify("pw", phc), preset
+      end
+    end
+
+    test "the PHC parser refuses duplicated, reordered and non-canonical fields" do
+      good = elem(Enum.at(@foreign, 5), 1)
+      assert Password.verify("", good) == {:ok, true}
+
+      for bad <- [
+            String.replace(good, "m=64,", "m=64,m=64,"),
+            String.replace(good, "m=64,t=1", "t=1,m=64"),
+            String.replace(good, "m=64", "m=064"),
+            String.replace(good, "p=1", "p=1,keyid=AAAA"),
+            String.replace(good, "c29tZXNhbHRzb21lc2FsdA", "c29tZXNhbHRzb21lc2FsdA=="),
+            String.replace(good, "c29tZXNhbHRzb21lc2FsdA", "c29tZXNhbHRzb21lc2FsdB"),
+            good <> "\n"
+          ] do
+        assert {:error, {reason, _}} = Password.verify("", bad), bad
+        assert reason in [:malformed, :incompatible]
+        assert {:error, _} = Password.info(bad)
+      end
+
+      assert Password.verify("", String.replace(good, "m=64,", "m=64,m=64,")) ==
+               {:error, {:malformed, "parameter m appears twice"}}
+    end
   end
 
   @python_check ~s|import argon2, sys; print("ok")|
@@ -311,5 +432,59 @@ defmodule Hotpath.PasswordTest do
     assert "$argon2id$v=19$m=512,t=2,p=2$" <> _ = theirs
     assert Password.verify_pass("pässwörd 🔑", theirs)
     refute Password.verify_pass("pässwörd", theirs)
+  end
+
+  @tag skip: @python_skip
+  test "the PHC parser accepts exactly what argon2-cffi (the reference decoder) accepts" do
+    good = elem(Enum.at(@foreign, 5), 1)
+    salt = "c29tZXNhbHRzb21lc2FsdA"
+
+    variants = [
+      good,
+      String.replace(good, "m=64,", "m=64,m=64,"),
+      String.replace(good, "p=1", "p=1,p=1"),
+      String.replace(good, "m=64,t=1", "t=1,m=64"),
+      String.replace(good, "m=64", "m=064"),
+      String.replace(good, "m=64", "m=+64"),
+      String.replace(good, "t=1", "t=01"),
+      String.replace(good, "v=19", "v=019"),
+      String.replace(good, "p=1", "p=1,keyid=AAAA"),
+      String.replace(good, "p=1", "p=1,data=AAAA"),
+      String.replace(good, salt, salt <> "=="),
+      String.replace(good, salt, "c29tZXNhbHRzb21lc2FsdB"),
+      String.replace(good, "$argon2id$", "$Argon2id$"),
+      String.replace(good, "$v=19$", "$v=19$$"),
+      String.replace(good, "m=64", "m=4294967296"),
+      good <> "$",
+      good <> "\n",
+      " " <> good
+    ]
+
+    script = """
+    import sys
+    from argon2 import low_level, Type
+    for line in sys.stdin.read().split("\\0"):
+        if not line: continue
+        try:
+            low_level.verify_secret(line.encode(), b"", Type.ID)
+            print("ok")
+        except Exception:
+            print("refused")
+    """
+
+    input = Enum.map_join(variants, &(&1 <> <<0>>))
+    path = Path.join(System.tmp_dir!(), "hotpath_phc_#{System.unique_integer([:positive])}")
+    File.write!(path, input)
+    on_exit(fn -> File.rm(path) end)
+    {out, 0} = System.cmd("sh", ["-c", "python3 -c \"$0\" < \"$1\"", script, path])
+    theirs = String.split(out, "\n", trim: true)
+    assert length(theirs) == length(variants)
+
+    for {phc, their} <- Enum.zip(variants, theirs) do
+      ours = if Password.verify("", phc) == {:ok, true}, do: "ok", else: "refused"
+      assert ours == their, "#{inspect(phc)}: argon2-cffi #{their}, Hotpath #{ours}"
+    end
+
+    assert hd(theirs) == "ok"
   end
 end

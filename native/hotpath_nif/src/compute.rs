@@ -17,42 +17,171 @@ use crate::error::{argument_error, catch, NifResult};
 use hotpath_core::compute::{spin::Spin, Budget, CancelFlag, Step};
 use hotpath_core::digest::{self, Algorithm, Digester};
 use rustler::{
-    Atom, Binary, Encoder, Env, LocalPid, Monitor, NewBinary, Resource, ResourceArc, Term,
+    Atom, Binary, Encoder, Env, LocalPid, Monitor, NewBinary, OwnedEnv, Resource, ResourceArc, Term,
 };
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 mod atoms {
     rustler::atoms! {
         ok, error, more, cancelled, panic, nil, spin, digest, blake3, sha256,
-        running, done, failed, steps, bytes, state, step_limit
+        running, done, failed, steps, bytes, state, step_limit, hotpath_native_idle
     }
 }
 
-/// Largest input `digest/2` hashes on a normal scheduler (~0.1-0.6 ms for SHA-256).
-const SMALL_DIGEST_MAX: usize = 256 * 1024;
+/// Largest input `digest_small` hashes on a normal scheduler: ~0.3-0.5 ms for SHA-256 without
+/// SHA extensions (~250-400 MB/s), far less with them or for BLAKE3.
+const SMALL_DIGEST_MAX: usize = 128 * 1024;
 
 // Native work currently inside a job step or a password hash, and the most seen at once since
 // the last reset: lets tests observe the pool's concurrency bound from the native side.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
-/// Counts one piece of running native work for as long as it lives (also when unwinding).
-pub struct ActiveGuard;
+/// Native work in progress per calling process, and who wants to hear when it ends.
+///
+/// A process killed while it runs a dirty NIF exits at once (its links and monitors fire), but
+/// the NIF runs on until it returns: an argon2 hash cannot be interrupted. A `Hotpath.Compute`
+/// pool that freed the slot of such a job at its exit would start the next job while the old
+/// one still computes. So the pool asks [`compute_native_watch`] whether the exited process
+/// still has native work; if so the slot stays taken until the last [`ActiveGuard`] of that
+/// process drops and sends the pool `{:hotpath_native_idle, pid}`.
+#[derive(Default)]
+struct Busy {
+    count: usize,
+    waiters: Vec<LocalPid>,
+}
 
-impl ActiveGuard {
-    pub fn enter() -> Self {
+static BUSY: LazyLock<Mutex<HashMap<LocalPid, Busy>>> = LazyLock::new(Default::default);
+
+fn busy() -> std::sync::MutexGuard<'static, HashMap<LocalPid, Busy>> {
+    // The map is left consistent by every critical section (no panics inside), so a poisoned
+    // lock still holds valid data.
+    BUSY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counts one piece of running native work of the calling process for as long as it lives
+/// (also when unwinding); see [`Busy`].
+pub struct ActiveGuard<'a> {
+    _env: Env<'a>,
+    pid: LocalPid,
+}
+
+impl<'a> ActiveGuard<'a> {
+    pub fn enter(env: Env<'a>) -> Self {
+        let pid = env.pid();
+        busy().entry(pid).or_default().count += 1;
         let now = ACTIVE.fetch_add(1, Ordering::AcqRel) + 1;
         PEAK.fetch_max(now, Ordering::AcqRel);
-        ActiveGuard
+        ActiveGuard { _env: env, pid }
     }
 }
 
-impl Drop for ActiveGuard {
+impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         ACTIVE.fetch_sub(1, Ordering::AcqRel);
+        let waiters = {
+            let mut map = busy();
+            match map.get_mut(&self.pid) {
+                Some(entry) if entry.count > 1 => {
+                    entry.count -= 1;
+                    Vec::new()
+                }
+                Some(_) => map.remove(&self.pid).map(|e| e.waiters).unwrap_or_default(),
+                None => Vec::new(),
+            }
+        };
+        if waiters.is_empty() {
+            return;
+        }
+        // Waiters exist only once the calling process has exited (a pool watches a job after
+        // its EXIT), and a message sent through the env of an exited process is not delivered:
+        // send from a thread of our own instead (rare: only cancelled or killed native work).
+        let pid = self.pid;
+        // If no thread can start, the slot stays taken (`:draining` in stats) rather than
+        // overrunning the bound.
+        let _ = std::thread::Builder::new()
+            .name("hotpath-idle".into())
+            .spawn(move || {
+                let mut owned = OwnedEnv::new();
+                for waiter in waiters {
+                    // A dead waiter (a pool that crashed meanwhile) just drops the message.
+                    let _ = owned.send_and_clear(&waiter, |env| {
+                        (atoms::hotpath_native_idle(), pid).encode(env)
+                    });
+                }
+            });
     }
+}
+
+/// Called by a pool when a job process has exited: `true` if `pid` still runs native work, in
+/// which case `waiter` is sent `{:hotpath_native_idle, pid}` when that work has ended; `false`
+/// if it runs none (nothing will be sent).
+#[rustler::nif]
+fn compute_native_watch(env: Env<'_>, pid: LocalPid, waiter: LocalPid) -> bool {
+    account(env);
+    match busy().get_mut(&pid) {
+        Some(entry) => {
+            entry.waiters.push(waiter);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Reports the time of a cheap NIF (a few µs at most) to the scheduler: a NIF call counts as
+/// one reduction however long it runs, so a process calling cheap NIFs in a loop would hold its
+/// scheduler for a whole slice of 4000 calls. 1% of a slice per call ends the slice within 100
+/// calls, well under 1 ms.
+pub fn account(env: Env<'_>) {
+    rustler::schedule::consume_timeslice(env, 1);
+}
+
+/// The pool processes now running, each removed by its resource's monitor when it exits: lets
+/// `Hotpath.Compute` tell a pool from any other process without sending it anything.
+static POOLS: LazyLock<Mutex<HashSet<LocalPid>>> = LazyLock::new(Default::default);
+
+fn pools() -> std::sync::MutexGuard<'static, HashSet<LocalPid>> {
+    POOLS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held by a pool process in its state; registers the pool while the process lives.
+pub struct PoolMark {
+    pid: LocalPid,
+}
+
+#[rustler::resource_impl]
+impl Resource for PoolMark {
+    fn down<'a>(&'a self, _env: Env<'a>, pid: LocalPid, _monitor: Monitor) {
+        pools().remove(&pid);
+    }
+
+    fn destructor(self, _env: Env<'_>) {
+        pools().remove(&self.pid);
+    }
+}
+
+/// Registers the calling process as a pool until it exits.
+#[rustler::nif]
+fn compute_pool_register(env: Env<'_>) -> ResourceArc<PoolMark> {
+    account(env);
+    let pid = env.pid();
+    pools().insert(pid);
+    let mark = ResourceArc::new(PoolMark { pid });
+    if mark.monitor(Some(env), &pid).is_none() {
+        // The caller is exiting: it is no pool.
+        pools().remove(&pid);
+    }
+    mark
+}
+
+/// `true` if `pid` is a running pool.
+#[rustler::nif]
+fn compute_is_pool(env: Env<'_>, pid: LocalPid) -> bool {
+    account(env);
+    pools().contains(&pid)
 }
 
 const RUNNING: u8 = 0;
@@ -113,7 +242,7 @@ impl Job {
             self.state.store(CANCELLED, Ordering::Release);
             return cancelled(env);
         }
-        let _active = ActiveGuard::enter();
+        let _active = ActiveGuard::enter(env);
         let budget = Budget::new(self.step_length);
         let outcome = catch(|| {
             let mut kernel = self.kernel.lock().unwrap_or_else(PoisonError::into_inner);
@@ -182,6 +311,7 @@ fn decode_step_us(step_us: u64) -> NifResult<Duration> {
 /// `kind` is `{:spin, steps, step_us, panic_at | nil}` or `{:digest, algorithm, step_us}`.
 #[rustler::nif]
 fn compute_job_new<'a>(env: Env<'a>, kind: Term<'a>) -> NifResult<ResourceArc<Job>> {
+    account(env);
     let bad = || {
         argument_error(
             "job kind must be {:spin, steps, step_us, panic_at | nil} or {:digest, :blake3 | :sha256, step_us}",
@@ -214,13 +344,15 @@ fn compute_job_new<'a>(env: Env<'a>, kind: Term<'a>) -> NifResult<ResourceArc<Jo
 
 /// Sets the job's cancel flag. Returns `true` if this call set it.
 #[rustler::nif]
-fn compute_job_cancel(job: ResourceArc<Job>) -> bool {
+fn compute_job_cancel(env: Env<'_>, job: ResourceArc<Job>) -> bool {
+    account(env);
     job.cancel.cancel()
 }
 
 /// `%{state: :running | :done | :cancelled | :failed, steps: n, bytes: n}` without locking.
 #[rustler::nif]
 fn compute_job_info(env: Env<'_>, job: ResourceArc<Job>) -> NifResult<Term<'_>> {
+    account(env);
     let state = match job.state.load(Ordering::Acquire) {
         RUNNING if job.cancel.is_cancelled() => atoms::cancelled(),
         RUNNING => atoms::running(),
@@ -307,6 +439,7 @@ fn compute_digest_update<'a>(
 /// Finalising is a few microseconds, so this runs on a normal scheduler.
 #[rustler::nif]
 fn compute_digest_finish(env: Env<'_>, job: ResourceArc<Job>) -> NifResult<Term<'_>> {
+    account(env);
     match job.state.load(Ordering::Acquire) {
         RUNNING if job.cancel.is_cancelled() => {
             job.state.store(CANCELLED, Ordering::Release);
@@ -345,10 +478,10 @@ fn digest_small<'a>(env: Env<'a>, algorithm: Atom, data: Binary<'a>) -> NifResul
         )));
     }
     let digest = digest::digest(algorithm, &data);
-    // A NIF call counts as one reduction however long it runs: report the time used (about
-    // 1% of a ~1 ms timeslice per 4 KiB, conservative for SHA-256 without SHA extensions) so a
-    // process hashing many small inputs in a loop still yields its scheduler.
-    let percent = data.len().div_ceil(4096).clamp(1, 100) as i32;
+    // A NIF call counts as one reduction however long it runs: report the time used (1% of a
+    // ~1 ms timeslice per 2 KiB, conservative for SHA-256 without SHA extensions; 64% at the
+    // maximum) so a process hashing many small inputs in a loop still yields its scheduler.
+    let percent = data.len().div_ceil(2048).clamp(1, 100) as i32;
     rustler::schedule::consume_timeslice(env, percent);
     Ok(bytes_term(env, &digest))
 }
@@ -356,7 +489,8 @@ fn digest_small<'a>(env: Env<'a>, algorithm: Atom, data: Binary<'a>) -> NifResul
 /// `{active, peak}`: native steps and hashes running right now, and the most seen at once
 /// since the last reset (`reset: true` sets the peak to the current value).
 #[rustler::nif]
-fn compute_native_load(reset: bool) -> (usize, usize) {
+fn compute_native_load(env: Env<'_>, reset: bool) -> (usize, usize) {
+    account(env);
     let active = ACTIVE.load(Ordering::Acquire);
     let peak = if reset {
         PEAK.swap(active, Ordering::AcqRel)

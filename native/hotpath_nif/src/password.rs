@@ -27,9 +27,10 @@ fn phc_str<'a>(phc: &'a Binary<'_>) -> hotpath_core::Result<&'a str> {
 
 /// `$argon2id$v=19$...` for `password` with the given salt and costs.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn password_hash(
-    password: Binary,
-    salt: Binary,
+fn password_hash<'a>(
+    env: Env<'a>,
+    password: Binary<'a>,
+    salt: Binary<'a>,
     m_cost: u32,
     t_cost: u32,
     p_cost: u32,
@@ -42,16 +43,17 @@ fn password_hash(
         hash_len,
     };
     guard(|| {
-        let _active = ActiveGuard::enter();
+        let _active = ActiveGuard::enter(env);
         lift(password::hash_phc(&password, &salt, &params))
     })
 }
 
 /// `true`/`false`, or `{:error, {:malformed | :incompatible, message}}`.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn password_verify(
-    password: Binary,
-    phc: Binary,
+fn password_verify<'a>(
+    env: Env<'a>,
+    password: Binary<'a>,
+    phc: Binary<'a>,
     max_m_cost: u32,
     max_t_cost: u32,
     max_p_cost: u32,
@@ -62,7 +64,7 @@ fn password_verify(
         max_p_cost,
     };
     guard(|| {
-        let _active = ActiveGuard::enter();
+        let _active = ActiveGuard::enter(env);
         lift(phc_str(&phc).and_then(|phc| password::verify_phc(&password, phc, &limits)))
     })
 }
@@ -88,7 +90,9 @@ fn variant_atom(v: Variant) -> Atom {
 
 /// The parameters of a PHC string, or `{:error, {:malformed | :incompatible, message}}`.
 #[rustler::nif]
-fn password_info(phc: Binary) -> NifResult<PhcInfo> {
+fn password_info<'a>(env: Env<'a>, phc: Binary<'a>) -> NifResult<PhcInfo> {
+    // At most 1024 bytes parsed in one pass: a few µs.
+    crate::compute::account(env);
     guard(|| {
         let info = lift(phc_str(&phc).and_then(password::inspect))?;
         Ok(PhcInfo {
@@ -132,7 +136,7 @@ fn password_raw<'a>(
         hash_len,
     };
     guard(|| {
-        let _active = ActiveGuard::enter();
+        let _active = ActiveGuard::enter(env);
         let out = lift(password::raw(
             variant, version, &password, &salt, &secret, &data, &params,
         ))?;
