@@ -182,6 +182,13 @@ fn charge_work(env: Env, work: usize) {
     }
 }
 
+/// The NIFs off the hot path (validation, stats, the clock) take well under a
+/// microsecond but count as one reduction: they report 1% of a time slice each, so a process
+/// calling them in a loop is preempted every hundred calls.
+fn charge_minimum(env: Env) {
+    rustler::schedule::consume_timeslice(env, 1);
+}
+
 /// Decodes a key: binaries, small integers and atoms directly; any other term through its
 /// external format (`=:=`-equal terms encode alike, except `0.0` and `-0.0`).
 #[inline(always)]
@@ -375,7 +382,14 @@ fn encode_decision(env: Env<'_>, decision: Decision) -> Term<'_> {
 
 /// Validates a policy without creating a table (option checking at `start_link`).
 #[rustler::nif]
-fn limiter_validate(algorithm: Atom, limit: Term, period_ms: Term, burst: Term) -> NifResult<Atom> {
+fn limiter_validate(
+    env: Env,
+    algorithm: Atom,
+    limit: Term,
+    period_ms: Term,
+    burst: Term,
+) -> NifResult<Atom> {
+    charge_minimum(env);
     let algorithm = algorithm_of(algorithm)?;
     let limit = positive(limit, "limit")?;
     let period_ms = positive(period_ms, "period")?;
@@ -441,18 +455,28 @@ fn limiter_new(
 /// Publishes `limiter` under the atom `name` for [`limiter_hit`]; `report_denies`: whether
 /// its denials come back marked for a telemetry event.
 #[rustler::nif]
-fn limiter_publish(limiter: ResourceArc<LimiterResource>, name: Atom, report_denies: bool) -> Atom {
+fn limiter_publish(
+    env: Env,
+    limiter: ResourceArc<LimiterResource>,
+    name: Atom,
+    report_denies: bool,
+) -> Atom {
+    // Publishing copies the published set (a few µs): charged by its time.
+    let started = Instant::now();
     limiter
         .report_denies
         .store(report_denies, Ordering::Relaxed);
     PUBLISHED.publish(name.as_c_arg(), Arc::clone(&limiter.0));
+    charge_since(env, started);
     rustler::types::atom::ok()
 }
 
 /// Removes `limiter` from under `name` (if it is still the one published there).
 #[rustler::nif]
-fn limiter_unpublish(limiter: ResourceArc<LimiterResource>, name: Atom) -> Atom {
+fn limiter_unpublish(env: Env, limiter: ResourceArc<LimiterResource>, name: Atom) -> Atom {
+    let started = Instant::now();
     PUBLISHED.unpublish(name.as_c_arg(), &limiter.0);
+    charge_since(env, started);
     rustler::types::atom::ok()
 }
 
@@ -560,7 +584,8 @@ fn limiter_clear(limiter: &LimiterResource) -> Atom {
 
 /// Milliseconds on the limiter's clock (what `now:` options are measured against).
 #[rustler::nif]
-fn limiter_now(limiter: &LimiterResource) -> u64 {
+fn limiter_now(env: Env, limiter: &LimiterResource) -> u64 {
+    charge_minimum(env);
     limiter.now_ns() / NS_PER_MS
 }
 
@@ -576,7 +601,8 @@ struct LimiterStats {
 /// Keys, estimated memory, out-of-line key bytes, full-table events and shard count: counters
 /// only, O(1) whatever the table's size.
 #[rustler::nif]
-fn limiter_stats(limiter: &LimiterResource) -> LimiterStats {
+fn limiter_stats(env: Env, limiter: &LimiterResource) -> LimiterStats {
+    charge_minimum(env);
     let stats = limiter.table.stats();
     LimiterStats {
         keys: stats.keys as u64,

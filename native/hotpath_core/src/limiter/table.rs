@@ -249,6 +249,7 @@ impl Table {
     /// One attempt under the shard's lock: update a stored key, or store a new one if there
     /// is room.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn try_hit(
         &self,
         probe: Probe<'_>,
