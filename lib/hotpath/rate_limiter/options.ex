@@ -142,8 +142,10 @@ defmodule Hotpath.RateLimiter.Options do
   defp check!(:telemetry_denies, flag) when is_boolean(flag), do: flag
   defp check!(:cluster, mode) when mode in @cluster_modes, do: mode
   defp check!(key, nil) when key in [:cluster_timeout, :cluster_fallback], do: nil
+
   defp check!(:cluster_timeout, ms) when is_integer(ms) and ms > 0 and ms <= @max_timer_ms,
     do: ms
+
   defp check!(:cluster_fallback, fallback) when fallback in @fallbacks, do: fallback
 
   defp check!(key, value) do

@@ -78,8 +78,14 @@ defmodule Hotpath.RateLimiter.HardeningTest do
       name = :hardening_max_keys
       opts = [name: name, limit: 1, period: 1_000, max_keys: 4_294_967_297]
 
-      assert_raise ArgumentError, ~r/max_keys.*up to 2\^32/, fn -> RateLimiter.start_link(opts) end
-      assert_raise ArgumentError, ~r/max_keys.*up to 2\^32/, fn -> RateLimiter.child_spec(opts) end
+      assert_raise ArgumentError, ~r/max_keys.*up to 2\^32/, fn ->
+        RateLimiter.start_link(opts)
+      end
+
+      assert_raise ArgumentError, ~r/max_keys.*up to 2\^32/, fn ->
+        RateLimiter.child_spec(opts)
+      end
+
       assert Process.whereis(name) == nil
     end
 
@@ -164,6 +170,27 @@ defmodule Hotpath.RateLimiter.HardeningTest do
       {l2, _} = start!(limit: 1, period: 60_000, max_keys: 10, max_bytes: :infinity)
       for i <- 1..10, do: RateLimiter.hit(l2, :binary.copy("y", 4_000) <> <<i>>, 1, now: 0)
       assert %{keys: 10, key_bytes: 40_010} = RateLimiter.info(l2)
+    end
+  end
+
+  describe "cluster limiters" do
+    @describetag :cluster
+    test "hit/4, peek/4 and sweep/2 validate every option in the caller" do
+      for mode <- [:owner, :local_share] do
+        {l, pid} = start!(cluster: mode)
+
+        for opts <- [[now: 1_099_511_627_777], [limit: 0], [burst: Bitwise.bsl(1, 64)], [x: 1]] do
+          assert_raise ArgumentError, fn -> RateLimiter.hit(l, "k", 1, Opaque.value(opts)) end
+          assert_raise ArgumentError, fn -> RateLimiter.peek(l, "k", 1, Opaque.value(opts)) end
+        end
+
+        assert_raise ArgumentError, fn -> RateLimiter.sweep(l, now: 1_099_511_627_777) end
+        assert_raise ArgumentError, fn -> RateLimiter.sweep(l, Opaque.value(:now)) end
+        assert %{removed: _, keys: _} = RateLimiter.sweep(l, now: 0)
+        assert {:allow, _, _} = RateLimiter.hit(l, "k", 1, now: 0)
+        assert Process.alive?(pid)
+        stop_supervised!({RateLimiter, l})
+      end
     end
   end
 end
