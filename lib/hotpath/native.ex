@@ -60,7 +60,10 @@ defmodule Hotpath.Native do
 
   # limiter.rs
   def limiter_validate(_algorithm, _limit, _period, _burst), do: err()
-  def limiter_new(_algorithm, _limit, _period, _burst, _max_keys, _on_full_allow), do: err()
+
+  def limiter_new(_algorithm, _limit, _period, _burst, _max_keys, _max_bytes, _on_full_allow),
+    do: err()
+
   def limiter_publish(_limiter, _name, _report_denies), do: err()
   def limiter_unpublish(_limiter, _name), do: err()
   def limiter_hit(_name, _key, _cost), do: err()

@@ -81,6 +81,19 @@ defmodule Hotpath.RateLimiter do
   a larger term is refused with `ArgumentError` after a bounded look at it, never encoded in
   full. Functions cannot be keys. (`0.0` and `-0.0` are different keys.)
 
+  ## Memory
+
+  A table's native memory is bounded in bytes, not only in keys: each stored key takes a
+  32-byte slot (integers, atoms and binaries or encoded terms of up to 14 bytes live in it),
+  plus the hash table's overhead (between 1.1 and 2.3 slots per key as the table grows, about
+  37 to 76 bytes per key), plus, for a longer key, its bytes. Those bytes are bounded by
+  `:max_bytes` (default 256 per key of `:max_keys`: 256 MiB for the default one million
+  keys); a new key whose bytes do not fit is answered as by a full table (`:on_full`, counted
+  in `:full_events`). So a table holds at most about
+  `max_keys * 80 + max_bytes + shards * 128` bytes (`shards` from `info/1`, at most 65,536):
+  under the defaults about 340 MiB, whatever the keys. `info/1` reports `:memory_bytes` (the
+  estimate) and `:key_bytes` (what `:max_bytes` bounds).
+
   ## Time
 
   The limiter reads a monotonic clock in nanoseconds (never the wall clock). Every call
@@ -178,6 +191,10 @@ defmodule Hotpath.RateLimiter do
 
   alias Hotpath.Native
   alias Hotpath.RateLimiter.{Cluster, Options, Owner}
+
+  # The largest `now:` (ms), as in the NIF: about 34 years.
+  @max_now_ms Bitwise.bsl(1, 40)
+  @now_doc "now must be a non-negative integer of milliseconds up to 2^40"
 
   @typedoc "A limiter's name, as given in `:name`."
   @type name :: atom()
@@ -326,7 +343,11 @@ defmodule Hotpath.RateLimiter do
   end
 
   @doc """
-  Keys stored, estimated native memory in bytes, full-table events and the configuration.
+  Keys stored, estimated native memory in bytes (`:memory_bytes`, see "Memory"), bytes of
+  key data stored out of line (`:key_bytes`, bounded by `:max_bytes`), full-table events and
+  the configuration. It reads counters: its cost does not grow with the table.
+
+  Raises `ArgumentError` for an unknown limiter.
 
   For a cluster limiter, those of this node's table, plus `:cluster`: the mode, the members
   in this node's view and this node's share of the policy (what `:local_share` enforces).
@@ -340,6 +361,7 @@ defmodule Hotpath.RateLimiter do
   @spec info(name()) :: %{
           required(:keys) => non_neg_integer(),
           required(:memory_bytes) => non_neg_integer(),
+          required(:key_bytes) => non_neg_integer(),
           required(:full_events) => non_neg_integer(),
           required(:shards) => pos_integer(),
           required(:config) => keyword(),
@@ -386,11 +408,17 @@ defmodule Hotpath.RateLimiter do
   end
 
   @doc """
-  Sweeps the limiter now, through its owner, and returns what the pass removed.
+  Sweeps the limiter now, in the calling process, and returns what the pass removed.
 
   The owner also sweeps every `:sweep_every` milliseconds by itself. A sweep removes only
   keys whose state is indistinguishable from a key never seen, in chunks of well under a
-  millisecond each. `now:` sweeps as of that time on the limiter's clock.
+  millisecond each (each chunk reports its time to the scheduler, so the caller is preempted
+  between chunks like any process). `now:` sweeps as of that time on the limiter's clock, a
+  non-negative integer up to 2^40 (about 34 years). The call never involves the owner
+  process: it works while the owner restarts, and bad options cannot reach it.
+
+  Raises `ArgumentError` for an unknown limiter, options that are not a keyword list, an
+  unknown option or a bad `:now`.
   """
   @spec sweep(name(), now: non_neg_integer()) :: %{
           removed: non_neg_integer(),
@@ -398,20 +426,34 @@ defmodule Hotpath.RateLimiter do
           duration: integer()
         }
   def sweep(limiter, opts \\ []) do
+    Hotpath.Options.validate_keys!(opts, [:now], "Hotpath.RateLimiter.sweep/2")
+
     now =
       case Keyword.get(opts, :now) do
         nil -> nil
-        ms when is_integer(ms) and ms >= 0 -> ms
-        other -> raise ArgumentError, "now must be a non-negative integer, got: #{inspect(other)}"
+        ms when is_integer(ms) and ms >= 0 and ms <= @max_now_ms -> ms
+        other -> raise ArgumentError, "#{@now_doc}, got: #{inspect(other)}"
       end
 
-    owner =
+    {ref, config} =
       case lookup!(limiter) do
-        {:cluster, cluster} -> cluster.local
-        _local -> limiter
+        {:cluster, cluster} -> table!(cluster.local, limiter)
+        {ref, _, config} -> {ref, config}
       end
 
-    GenServer.call(owner, {:sweep, now}, :infinity)
+    started = System.monotonic_time()
+    {removed, keys} = Owner.sweep_all(ref, now)
+    duration = System.monotonic_time() - started
+    name = Keyword.get(config, :report_as, limiter)
+    Owner.emit_sweep(ref, name, removed, keys, duration)
+    %{removed: removed, keys: keys, duration: duration}
+  end
+
+  defp table!(table, limiter) do
+    case :persistent_term.get({__MODULE__, table}, nil) do
+      {ref, _, config} -> {ref, config}
+      _ -> unknown!(limiter)
+    end
   end
 
   # -- internals ---------------------------------------------------------------------
@@ -449,26 +491,42 @@ defmodule Hotpath.RateLimiter do
   end
 
   @doc false
-  def call_opts!(opts, config) when is_list(opts) do
+  # Checks per-call options in the caller: a keyword list of :now (0..2^40) and :limit,
+  # :period, :burst (positive integers; their ranges are checked by the NIF, in the caller
+  # too, or by `validate_policy!/2` before a remote call).
+  def call_opts!(opts, config) do
+    unless is_list(opts) and Keyword.keyword?(opts) do
+      raise ArgumentError, "call options must be a keyword list, got: #{inspect(opts)}"
+    end
+
     {now, policy} =
       Enum.reduce(opts, {nil, nil}, fn
-        {:now, ms}, {_, policy} when is_integer(ms) and ms >= 0 ->
+        {:now, ms}, {_, policy} when is_integer(ms) and ms >= 0 and ms <= @max_now_ms ->
           {ms, policy}
 
-        {key, value}, {now, policy} when key in [:limit, :period, :burst] ->
+        {:now, ms}, _ ->
+          raise ArgumentError, "#{@now_doc}, got: #{inspect(ms)}"
+
+        {key, value}, {now, policy}
+        when key in [:limit, :period, :burst] and is_integer(value) and value > 0 ->
           {now, Map.put(policy || %{}, key, value)}
 
         other, _ ->
           raise ArgumentError,
                 "invalid call option #{inspect(other)}: expected :limit, :period, :burst " <>
-                  "(positive integers) or :now (a non-negative integer)"
+                  "(positive integers) or :now (a non-negative integer up to 2^40)"
       end)
 
     {now, policy && policy_tuple(policy, config)}
   end
 
-  def call_opts!(opts, _config) do
-    raise ArgumentError, "call options must be a keyword list, got: #{inspect(opts)}"
+  @doc false
+  # Raises ArgumentError unless the call's policy is valid for the limiter's algorithm
+  # (checked by the native core, as the owner would).
+  def validate_policy!(nil, _config), do: :ok
+
+  def validate_policy!({limit, period, burst}, config) do
+    :ok = Native.limiter_validate(config[:algorithm], limit, period, burst)
   end
 
   # Fields the call does not set come from the limiter; a burst left unset on both sides

@@ -534,11 +534,15 @@ defmodule Hotpath.RateLimiterTest do
       end
 
       assert_raise ArgumentError, ~r/algorithm must be/, fn ->
-        Hotpath.Native.limiter_new(:nope, 1, 1, nil, 1, false)
+        Hotpath.Native.limiter_new(:nope, 1, 1, nil, 1, nil, false)
       end
 
       assert_raise ArgumentError, ~r/max_keys/, fn ->
-        Hotpath.Native.limiter_new(:gcra, 1, 1, nil, 2 ** 40, false)
+        Hotpath.Native.limiter_new(:gcra, 1, 1, nil, 2 ** 40, nil, false)
+      end
+
+      assert_raise ArgumentError, ~r/max_bytes/, fn ->
+        Hotpath.Native.limiter_new(:gcra, 1, 1, nil, 1, -1, false)
       end
     end
   end

@@ -208,8 +208,9 @@ defmodule Hotpath.RateLimiter.Cluster do
       raise ArgumentError, "cost must be a positive integer, got: #{inspect(cost)}"
     end
 
-    RateLimiter.call_opts!(opts, c.config)
-    :ok
+    # The whole policy is checked here too, so a remote owner never sees a bad one.
+    {_now, policy} = RateLimiter.call_opts!(opts, c.config)
+    RateLimiter.validate_policy!(policy, c.config)
   end
 
   defp decide(%__MODULE__{mode: :local_share} = c, op, key, cost, opts),

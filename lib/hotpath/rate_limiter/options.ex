@@ -14,11 +14,19 @@ defmodule Hotpath.RateLimiter.Options do
     burst:
       {"requests admitted at once for :gcra and :token_bucket, a positive integer " <>
          "(default: limit)", nil},
-    max_keys: {"the most keys stored at once, a positive integer (default 1_000_000)", 1_000_000},
+    max_keys:
+      {"the most keys stored at once, a positive integer up to 2^32 (default 1_000_000)",
+       1_000_000},
+    max_bytes:
+      {"the most bytes of key data stored outside the table's slots (the bytes of keys " <>
+         "longer than 14 bytes: binaries, or other terms' external format), a non-negative " <>
+         "integer up to 2^48 or `:infinity` (default: 256 per key of `:max_keys`, 256 MiB " <>
+         "for the default). A new key that does not fit is answered as by a full table " <>
+         "(see `:on_full`); see \"Memory\"", nil},
     on_full: {":deny or :allow: what a full table answers for a new key (default :deny)", :deny},
     sweep_every:
-      {"milliseconds between sweeps of expired keys, a positive integer or :infinity " <>
-         "(default 30_000)", 30_000},
+      {"milliseconds between sweeps of expired keys, a positive integer up to " <>
+         "4_294_967_295 (about 49 days) or :infinity (default 30_000)", 30_000},
     telemetry_denies:
       {"emit [:hotpath, :rate_limiter, :deny] for every denied hit (default false)", false},
     cluster:
@@ -27,7 +35,7 @@ defmodule Hotpath.RateLimiter.Options do
          "\"Cluster mode\"", nil},
     cluster_timeout:
       {"with `cluster: :owner`, milliseconds to wait for the owner's answer, a positive " <>
-         "integer (default 100)", nil},
+         "integer up to 4_294_967_295 (default 100)", nil},
     cluster_fallback:
       {"with `cluster: :owner`, the answer when the owner does not answer in time: " <>
          "`:local_share` (decide here with this node's share of the limit, the default), " <>
@@ -41,6 +49,14 @@ defmodule Hotpath.RateLimiter.Options do
   @fallbacks [:local_share, :allow, :deny]
 
   @keys Keyword.keys(@specs)
+
+  # Process.send_after/3 and :erpc take at most 2^32 - 1 ms.
+  @max_timer_ms 4_294_967_295
+  @max_max_keys Bitwise.bsl(1, 32)
+  @max_max_bytes Bitwise.bsl(1, 48)
+  @bytes_per_key 256
+  # A cluster limiter's internal names (`hotpath_cluster:` + name) must be atoms too.
+  @max_cluster_name 255 - byte_size("hotpath_cluster:")
 
   @doc false
   def docs do
@@ -67,6 +83,14 @@ defmodule Hotpath.RateLimiter.Options do
 
     :ok =
       Hotpath.Native.limiter_validate(opts[:algorithm], opts[:limit], opts[:period], opts[:burst])
+
+    opts = Keyword.update!(opts, :max_bytes, &(&1 || opts[:max_keys] * @bytes_per_key))
+
+    if opts[:cluster] && String.length(Atom.to_string(opts[:name])) > @max_cluster_name do
+      raise ArgumentError,
+            "invalid :name for a cluster limiter: #{inspect(opts[:name])}; expected an atom " <>
+              "of at most #{@max_cluster_name} characters"
+    end
 
     if opts[:cluster] && not pg_monitor?() do
       raise ArgumentError,
@@ -104,16 +128,24 @@ defmodule Hotpath.RateLimiter.Options do
 
   defp check!(:name, name) when is_atom(name) and name not in [nil, true, false], do: name
   defp check!(:algorithm, algorithm) when algorithm in @algorithms, do: algorithm
-  defp check!(key, n) when key in [:limit, :period, :max_keys] and is_integer(n) and n > 0, do: n
+  defp check!(key, n) when key in [:limit, :period] and is_integer(n) and n > 0, do: n
+
+  defp check!(:max_keys, n) when is_integer(n) and n > 0 and n <= @max_max_keys, do: n
+  defp check!(:max_bytes, nil), do: nil
+  defp check!(:max_bytes, :infinity), do: :infinity
+  defp check!(:max_bytes, n) when is_integer(n) and n >= 0 and n <= @max_max_bytes, do: n
   defp check!(:burst, nil), do: nil
   defp check!(:burst, n) when is_integer(n) and n > 0, do: n
   defp check!(:on_full, on_full) when on_full in [:deny, :allow], do: on_full
   defp check!(:sweep_every, :infinity), do: :infinity
-  defp check!(:sweep_every, n) when is_integer(n) and n > 0, do: n
+  defp check!(:sweep_every, n) when is_integer(n) and n > 0 and n <= @max_timer_ms, do: n
   defp check!(:telemetry_denies, flag) when is_boolean(flag), do: flag
   defp check!(:cluster, mode) when mode in @cluster_modes, do: mode
   defp check!(key, nil) when key in [:cluster_timeout, :cluster_fallback], do: nil
-  defp check!(:cluster_timeout, ms) when is_integer(ms) and ms > 0, do: ms
+
+  defp check!(:cluster_timeout, ms) when is_integer(ms) and ms > 0 and ms <= @max_timer_ms,
+    do: ms
+
   defp check!(:cluster_fallback, fallback) when fallback in @fallbacks, do: fallback
 
   defp check!(key, value) do
@@ -123,5 +155,5 @@ defmodule Hotpath.RateLimiter.Options do
 
   @doc "The options that shape the native table: equal ones let a restarted owner reuse it."
   def table_options(opts),
-    do: Keyword.take(opts, [:algorithm, :limit, :period, :burst, :max_keys, :on_full])
+    do: Keyword.take(opts, [:algorithm, :limit, :period, :burst, :max_keys, :max_bytes, :on_full])
 end

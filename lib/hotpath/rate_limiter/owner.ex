@@ -46,18 +46,13 @@ defmodule Hotpath.RateLimiter.Owner do
       opts[:period],
       opts[:burst],
       opts[:max_keys],
+      with(:infinity <- opts[:max_bytes], do: nil),
       opts[:on_full] == :allow
     )
   end
 
-  @impl true
-  def handle_call({:sweep, now}, _from, state) do
-    started = System.monotonic_time()
-    {removed, keys} = sweep_all(state.ref, now, 0, 0)
-    duration = System.monotonic_time() - started
-    emit_sweep(state, removed, keys, duration)
-    {:reply, %{removed: removed, keys: keys, duration: duration}, state}
-  end
+  # No call reaches this process: `Hotpath.RateLimiter.sweep/2` sweeps in its caller, so no
+  # caller's input is ever handled here.
 
   @impl true
   def handle_info(:sweep, state) do
@@ -73,7 +68,7 @@ defmodule Hotpath.RateLimiter.Owner do
 
     case next do
       nil ->
-        emit_sweep(state, pass.removed, keys, System.monotonic_time() - pass.started)
+        emit_sweep(state.ref, report_name(state), pass.removed, keys, pass_duration(pass))
         {:noreply, schedule(%{state | pass: nil})}
 
       next ->
@@ -114,6 +109,11 @@ defmodule Hotpath.RateLimiter.Owner do
   def clean_exit?({:shutdown, _}), do: true
   def clean_exit?(_), do: false
 
+  @doc false
+  # A whole sweep pass from the calling process (`Hotpath.RateLimiter.sweep/2`): chunk by
+  # chunk, each chunk one NIF call that reports its time to the scheduler.
+  def sweep_all(ref, now), do: sweep_all(ref, now, 0, 0)
+
   defp sweep_all(ref, now, from, removed) do
     case Native.limiter_sweep(ref, from, now, @chunk_budget_us) do
       {nil, n, keys} -> {removed + n, keys}
@@ -128,10 +128,14 @@ defmodule Hotpath.RateLimiter.Owner do
     end
   end
 
-  defp emit_sweep(state, removed, keys, duration) do
-    %{full_events: full} = Native.limiter_stats(state.ref)
-    # The table of a cluster limiter runs under an internal name: events name the limiter.
-    name = Keyword.get(state.opts, :report_as, state.name)
+  defp pass_duration(pass), do: System.monotonic_time() - pass.started
+
+  # The table of a cluster limiter runs under an internal name: events name the limiter.
+  defp report_name(state), do: Keyword.get(state.opts, :report_as, state.name)
+
+  @doc false
+  def emit_sweep(ref, name, removed, keys, duration) do
+    %{full_events: full} = Native.limiter_stats(ref)
     Hotpath.Telemetry.emit(sweep_event(name, removed, keys, duration, full))
   end
 

@@ -9,6 +9,7 @@ fn main() {
         max_keys: std::env::args()
             .nth(1)
             .map_or(1_000_000, |s| s.parse().unwrap()),
+        max_bytes: usize::MAX,
         on_full: OnFull::Deny,
     });
     let keys: Vec<String> = (0..10_000).map(|i| format!("user:{i}")).collect();

@@ -245,6 +245,7 @@ fn check_against<M: Model>(
     let table = Table::new(Config {
         policy,
         max_keys: 1000,
+        max_bytes: usize::MAX,
         on_full: OnFull::Deny,
     });
     let mut models: Vec<M> = (0..3).map(|_| M::default()).collect();
@@ -304,7 +305,7 @@ proptest! {
     #[test]
     fn gcra_admits_at_most_burst_plus_elapsed(limit in 1u64..50, period_ms in 1u64..2000, burst in 1u64..20, s in steps(1000, 5)) {
         let policy = Policy::new(Algorithm::Gcra, limit, period_ms, Some(burst)).unwrap();
-        let table = Table::new(Config { policy, max_keys: 10, on_full: OnFull::Deny });
+        let table = Table::new(Config { policy, max_keys: 10, max_bytes: usize::MAX, on_full: OnFull::Deny });
         let mut admitted = Vec::new();
         let mut now = 0;
         for step in &s {
@@ -330,7 +331,7 @@ proptest! {
     #[test]
     fn fixed_window_admits_at_most_limit_per_window(limit in 1u64..50, period_ms in 1u64..2000, s in steps(1000, 5)) {
         let policy = Policy::new(Algorithm::FixedWindow, limit, period_ms, None).unwrap();
-        let table = Table::new(Config { policy, max_keys: 10, on_full: OnFull::Deny });
+        let table = Table::new(Config { policy, max_keys: 10, max_bytes: usize::MAX, on_full: OnFull::Deny });
         let mut admitted: Vec<(u64, u64)> = Vec::new();
         let mut window_start: Option<u64> = None;
         let mut in_window = 0;
@@ -361,7 +362,7 @@ proptest! {
     fn refusals_change_nothing(alg in 0usize..4, limit in 1u64..10, s in steps(500, 15)) {
         let algorithm = Algorithm::ALL[alg];
         let policy = Policy::new(algorithm, limit, 500, None).unwrap();
-        let table = Table::new(Config { policy, max_keys: 10, on_full: OnFull::Deny });
+        let table = Table::new(Config { policy, max_keys: 10, max_bytes: usize::MAX, on_full: OnFull::Deny });
         let mut now = 0;
         for step in &s {
             now += step.advance_ns;

@@ -1,9 +1,13 @@
 //! NIFs of `Hotpath.RateLimiter`: a resource owning a `hotpath_core` limiter table and its
 //! monotonic clock.
 //!
-//! Every NIF here runs on a normal scheduler and is bounded: a hit is one shard lock and a
-//! few arithmetic operations; keys are limited to [`MAX_KEY_BYTES`]; a sweep chunk stops when
-//! its time budget (capped below 1 ms) is spent.
+//! Every NIF here but `limiter_new` and `limiter_clear` (dirty CPU: proportional to the
+//! table's shard count or size) runs on a normal scheduler and is bounded: a hit is one shard
+//! lock and a few arithmetic operations; keys are limited to [`MAX_KEY_BYTES`], refused after a
+//! walk bounded by that size; `limiter_stats` reads counters; a sweep chunk stops when its time
+//! budget (capped below 1 ms) is spent. The slower paths (a key encoded or refused by its
+//! walk, a full table making room) report their time with `consume_timeslice`, so a process
+//! calling them in a loop is preempted like any other.
 
 use crate::error::{argument_error, guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
@@ -32,6 +36,9 @@ pub const MAX_KEY_BYTES: usize = 4096;
 
 /// The largest injected `now`, in milliseconds (about 34 years).
 const MAX_NOW_MS: u64 = 1 << 40;
+
+/// The largest `max_bytes` option (256 TiB: beyond any machine, and no overflow on 64 bits).
+const MAX_BYTES_OPTION: u64 = 1 << 48;
 
 /// Sweep chunks never hold a normal scheduler longer than this.
 const MAX_SWEEP_BUDGET_US: u64 = 900;
@@ -159,6 +166,29 @@ impl KeyBuf<'_> {
     }
 }
 
+/// Tells the scheduler that this call has used the time since `started` (1% of a time slice
+/// per 10 µs, at least 1%).
+fn charge_since(env: Env, started: Instant) {
+    let percent = (started.elapsed().as_micros() / 10).clamp(1, 100) as i32;
+    rustler::schedule::consume_timeslice(env, percent);
+}
+
+/// Tells the scheduler about `work` units of table work (slots or shards visited to make room
+/// in a full table, a few nanoseconds each): 1% of a time slice per 2,000 units.
+fn charge_work(env: Env, work: usize) {
+    if work > 0 {
+        let percent = work.div_ceil(2_000).clamp(1, 100) as i32;
+        rustler::schedule::consume_timeslice(env, percent);
+    }
+}
+
+/// The NIFs off the hot path (validation, stats, the clock) take well under a
+/// microsecond but count as one reduction: they report 1% of a time slice each, so a process
+/// calling them in a loop is preempted every hundred calls.
+fn charge_minimum(env: Env) {
+    rustler::schedule::consume_timeslice(env, 1);
+}
+
 /// Decodes a key: binaries, small integers and atoms directly; any other term through its
 /// external format (`=:=`-equal terms encode alike, except `0.0` and `-0.0`).
 #[inline(always)]
@@ -180,14 +210,19 @@ fn decode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
 }
 
 /// Any other term as a key: its external format, after [`check_key_size`].
+/// Its time is reported to the scheduler (up to some tens of µs for a refused large term).
 #[inline(never)]
 fn encode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
-    check_key_size(term)?;
-    let encoded = term.to_binary();
-    if encoded.len() > MAX_KEY_BYTES {
-        return Err(key_too_large(encoded.len()));
-    }
-    Ok(KeyBuf::Encoded(encoded))
+    let started = Instant::now();
+    let result = check_key_size(term).and_then(|()| {
+        let encoded = term.to_binary();
+        if encoded.len() > MAX_KEY_BYTES {
+            return Err(key_too_large(encoded.len()));
+        }
+        Ok(KeyBuf::Encoded(encoded))
+    });
+    charge_since(term.get_env(), started);
+    result
 }
 
 /// Refuses, before encoding it, a key whose external format is certainly over
@@ -347,7 +382,14 @@ fn encode_decision(env: Env<'_>, decision: Decision) -> Term<'_> {
 
 /// Validates a policy without creating a table (option checking at `start_link`).
 #[rustler::nif]
-fn limiter_validate(algorithm: Atom, limit: Term, period_ms: Term, burst: Term) -> NifResult<Atom> {
+fn limiter_validate(
+    env: Env,
+    algorithm: Atom,
+    limit: Term,
+    period_ms: Term,
+    burst: Term,
+) -> NifResult<Atom> {
+    charge_minimum(env);
     let algorithm = algorithm_of(algorithm)?;
     let limit = positive(limit, "limit")?;
     let period_ms = positive(period_ms, "period")?;
@@ -356,14 +398,17 @@ fn limiter_validate(algorithm: Atom, limit: Term, period_ms: Term, burst: Term) 
     Ok(rustler::types::atom::ok())
 }
 
-/// Creates a table: `limit` per `period_ms` with `burst` (or nil), at most `max_keys` keys.
-#[rustler::nif]
+/// Creates a table: `limit` per `period_ms` with `burst` (or nil), at most `max_keys` keys and
+/// `max_bytes` bytes of out-of-line key data (nil: no bound beyond `max_keys`). Dirty CPU:
+/// allocating up to 65,536 shards takes longer than a normal scheduler should be held.
+#[rustler::nif(schedule = "DirtyCpu")]
 fn limiter_new(
     algorithm: Atom,
     limit: Term,
     period_ms: Term,
     burst: Term,
     max_keys: Term,
+    max_bytes: Term,
     on_full_allow: bool,
 ) -> NifResult<ResourceArc<LimiterResource>> {
     let algorithm = algorithm_of(algorithm)?;
@@ -374,6 +419,19 @@ fn limiter_new(
     if max_keys > 1 << 32 {
         return Err(argument_error("max_keys must be at most 2^32"));
     }
+    let max_bytes = if is_nil(max_bytes) {
+        usize::MAX
+    } else {
+        match max_bytes.decode::<u64>() {
+            Ok(n) if n <= MAX_BYTES_OPTION => n as usize,
+            _ => {
+                return Err(argument_error(format!(
+                    "max_bytes must be nil or a non-negative integer up to 2^48, got: {}",
+                    describe(max_bytes)
+                )))
+            }
+        }
+    };
     let policy = lift(Policy::new(algorithm, limit, period_ms, burst))?;
     let on_full = if on_full_allow {
         OnFull::Allow
@@ -385,6 +443,7 @@ fn limiter_new(
             table: Table::new(Config {
                 policy,
                 max_keys: max_keys as usize,
+                max_bytes,
                 on_full,
             }),
             epoch_ns: clock::now_ns(),
@@ -396,18 +455,28 @@ fn limiter_new(
 /// Publishes `limiter` under the atom `name` for [`limiter_hit`]; `report_denies`: whether
 /// its denials come back marked for a telemetry event.
 #[rustler::nif]
-fn limiter_publish(limiter: ResourceArc<LimiterResource>, name: Atom, report_denies: bool) -> Atom {
+fn limiter_publish(
+    env: Env,
+    limiter: ResourceArc<LimiterResource>,
+    name: Atom,
+    report_denies: bool,
+) -> Atom {
+    // Publishing copies the published set (a few µs): charged by its time.
+    let started = Instant::now();
     limiter
         .report_denies
         .store(report_denies, Ordering::Relaxed);
     PUBLISHED.publish(name.as_c_arg(), Arc::clone(&limiter.0));
+    charge_since(env, started);
     rustler::types::atom::ok()
 }
 
 /// Removes `limiter` from under `name` (if it is still the one published there).
 #[rustler::nif]
-fn limiter_unpublish(limiter: ResourceArc<LimiterResource>, name: Atom) -> Atom {
+fn limiter_unpublish(env: Env, limiter: ResourceArc<LimiterResource>, name: Atom) -> Atom {
+    let started = Instant::now();
     PUBLISHED.unpublish(name.as_c_arg(), &limiter.0);
+    charge_since(env, started);
     rustler::types::atom::ok()
 }
 
@@ -420,20 +489,22 @@ fn limiter_unpublish(limiter: ResourceArc<LimiterResource>, name: Atom) -> Atom 
 /// `Error::Atom` is a plain return value, not a raise): that is a cluster limiter, whose table
 /// is published under an internal name, or no limiter at all. Elixir tells the two apart off
 /// the hot path and raises for an unknown name.
-fn limiter_hit<'a>(_env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
+fn limiter_hit<'a>(env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
-    HOT.with(|cell| {
-        let HotLocal { limiters, clock } = &mut *cell.borrow_mut();
-        PUBLISHED.find(limiters, name.as_c_arg(), |limiter| {
-            let now = clock.now_ns().saturating_sub(limiter.epoch_ns);
-            Answer {
-                decision: limiter.table.hit(key.as_key(), now, cost, None),
-                report: limiter.report_denies.load(Ordering::Relaxed),
-            }
+    let (answer, work) = HOT
+        .with(|cell| {
+            let HotLocal { limiters, clock } = &mut *cell.borrow_mut();
+            PUBLISHED.find(limiters, name.as_c_arg(), |limiter| {
+                let now = clock.now_ns().saturating_sub(limiter.epoch_ns);
+                let (decision, work) = limiter.table.hit_counted(key.as_key(), now, cost, None);
+                let report = limiter.report_denies.load(Ordering::Relaxed);
+                (Answer { decision, report }, work)
+            })
         })
-    })
-    .ok_or(rustler::Error::Atom("unpublished"))
+        .ok_or(rustler::Error::Atom("unpublished"))?;
+    charge_work(env, work);
+    Ok(answer)
 }
 
 fast_nif!("limiter_hit", 3, limiter_hit);
@@ -455,7 +526,11 @@ fn limiter_call<'a>(
     let now = now_arg(limiter, now)?;
     let policy = policy_arg(limiter, policy)?;
     let decision = if op == atoms::hit() {
-        limiter.table.hit(key.as_key(), now, cost, policy.as_ref())
+        let (decision, work) = limiter
+            .table
+            .hit_counted(key.as_key(), now, cost, policy.as_ref());
+        charge_work(env, work);
+        decision
     } else if op == atoms::peek() {
         limiter.table.peek(key.as_key(), now, cost, policy.as_ref())
     } else {
@@ -509,7 +584,8 @@ fn limiter_clear(limiter: &LimiterResource) -> Atom {
 
 /// Milliseconds on the limiter's clock (what `now:` options are measured against).
 #[rustler::nif]
-fn limiter_now(limiter: &LimiterResource) -> u64 {
+fn limiter_now(env: Env, limiter: &LimiterResource) -> u64 {
+    charge_minimum(env);
     limiter.now_ns() / NS_PER_MS
 }
 
@@ -517,17 +593,21 @@ fn limiter_now(limiter: &LimiterResource) -> u64 {
 struct LimiterStats {
     keys: u64,
     memory_bytes: u64,
+    key_bytes: u64,
     full_events: u64,
     shards: u64,
 }
 
-/// Keys, estimated memory, full-table events and shard count.
+/// Keys, estimated memory, out-of-line key bytes, full-table events and shard count: counters
+/// only, O(1) whatever the table's size.
 #[rustler::nif]
-fn limiter_stats(limiter: &LimiterResource) -> LimiterStats {
+fn limiter_stats(env: Env, limiter: &LimiterResource) -> LimiterStats {
+    charge_minimum(env);
     let stats = limiter.table.stats();
     LimiterStats {
         keys: stats.keys as u64,
         memory_bytes: stats.memory_bytes as u64,
+        key_bytes: stats.key_bytes as u64,
         full_events: stats.full_events,
         shards: stats.shards as u64,
     }

@@ -297,6 +297,15 @@ impl<'a> Probe<'a> {
         }
     }
 
+    /// The bytes the stored key would allocate outside itself (as [`Key::heap_bytes`]).
+    #[inline]
+    pub fn heap_bytes(&self) -> usize {
+        match *self {
+            Probe::Words(..) => 0,
+            Probe::Long(_, _, bytes) => bytes.len(),
+        }
+    }
+
     /// The key to store.
     pub fn into_key(self) -> Key {
         match self {

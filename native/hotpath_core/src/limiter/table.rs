@@ -30,6 +30,10 @@ pub struct Config {
     pub policy: Policy,
     /// The most keys stored at once.
     pub max_keys: usize,
+    /// The most bytes of key data stored out of line (the bytes of keys longer than
+    /// [`INLINE_BYTES`](super::key::INLINE_BYTES)); `usize::MAX` for no bound beyond
+    /// `max_keys`. A new key that does not fit is treated as if the table were full.
+    pub max_bytes: usize,
     /// What to do with a new key when `max_keys` are stored and none has expired.
     pub on_full: OnFull,
 }
@@ -82,6 +86,8 @@ pub struct Stats {
     pub keys: usize,
     /// Estimated bytes held by the table (buckets, shards and out-of-line key bytes).
     pub memory_bytes: usize,
+    /// Bytes of key data stored out of line (what `max_bytes` bounds).
+    pub key_bytes: usize,
     /// Requests refused or admitted untracked because the table was full.
     pub full_events: u64,
     /// Number of shards.
@@ -96,6 +102,8 @@ pub struct Table {
     config: Config,
     len: AtomicUsize,
     heap_bytes: AtomicUsize,
+    /// Buckets allocated over all shards (kept so that `stats` is O(1), never a walk).
+    buckets: AtomicUsize,
     full_events: AtomicU64,
 }
 
@@ -125,6 +133,7 @@ impl Table {
             config,
             len: AtomicUsize::new(0),
             heap_bytes: AtomicUsize::new(0),
+            buckets: AtomicUsize::new(0),
             full_events: AtomicU64::new(0),
         }
     }
@@ -168,11 +177,30 @@ impl Table {
     /// `policy` overrides the table's policy for this call.
     #[inline]
     pub fn hit(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
+        self.hit_counted(key, now, cost, policy).0
+    }
+
+    /// [`Table::hit`], with the work it did beyond the key's own lookup: the slots and shards
+    /// visited to make room in a full table (0 on the common path). The NIF layer reports it
+    /// to the scheduler.
+    #[inline]
+    pub fn hit_counted(
+        &self,
+        key: KeyRef<'_>,
+        now: u64,
+        cost: u64,
+        policy: Option<&Policy>,
+    ) -> (Decision, usize) {
         let policy = policy.unwrap_or(&self.config.policy);
         let (probe, hash, shard) = self.locate(key);
-        match self.try_hit(probe, hash, shard, now, cost, policy) {
-            Ok(decision) => decision,
-            Err(Full(fresh)) => self.hit_full(probe, hash, shard, now, cost, policy, fresh),
+        let mut work = 0;
+        match self.try_hit(probe, hash, shard, now, cost, policy, &mut work) {
+            Ok(decision) => (decision, work),
+            Err(Full(fresh)) => {
+                let decision =
+                    self.hit_full(probe, hash, shard, now, cost, policy, fresh, &mut work);
+                (decision, work)
+            }
         }
     }
 
@@ -191,10 +219,16 @@ impl Table {
         cost: u64,
         policy: &Policy,
         fresh: Decision,
+        work: &mut usize,
     ) -> Decision {
+        *work += self.shards.len();
         if let Some(other) = self.expired_shard(now) {
-            self.purge(&self.shards[other], &mut self.shards[other].lock(), now);
-            if let Ok(decision) = self.try_hit(probe, hash, shard, now, cost, policy) {
+            {
+                let mut map = self.shards[other].lock();
+                *work += map.len();
+                self.purge(&self.shards[other], &mut map, now);
+            }
+            if let Ok(decision) = self.try_hit(probe, hash, shard, now, cost, policy, work) {
                 return decision;
             }
         }
@@ -202,6 +236,7 @@ impl Table {
         match self.config.on_full {
             OnFull::Allow => fresh,
             OnFull::Deny => {
+                *work += self.shards.len();
                 let wait = self.earliest_expiry().saturating_sub(now).max(1);
                 Decision::Deny {
                     retry_after: wait,
@@ -214,6 +249,7 @@ impl Table {
     /// One attempt under the shard's lock: update a stored key, or store a new one if there
     /// is room.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn try_hit(
         &self,
         probe: Probe<'_>,
@@ -222,6 +258,7 @@ impl Table {
         now: u64,
         cost: u64,
         policy: &Policy,
+        work: &mut usize,
     ) -> Result<Decision, Full> {
         let mut map = shard.lock();
         if let Some((_, slot)) = map.find_mut(hash, |(k, _)| probe.matches(k)) {
@@ -232,7 +269,7 @@ impl Table {
             }
             return Ok(decision);
         }
-        self.insert_new(probe, hash, shard, &mut map, now, cost, policy)
+        self.insert_new(probe, hash, shard, &mut map, now, cost, policy, work)
     }
 
     /// A hit for a key not stored (under the shard's lock): stores it when admitted.
@@ -247,22 +284,66 @@ impl Table {
         now: u64,
         cost: u64,
         policy: &Policy,
+        work: &mut usize,
     ) -> Result<Decision, Full> {
         let (decision, stored) = decide(policy, None, now, cost);
         let Some(stored) = stored else {
             return Ok(decision);
         };
-        if !self.reserve(shard, map, now) {
+        if !self.reserve(shard, map, now, work) {
+            return Err(Full(decision));
+        }
+        let heap = probe.heap_bytes();
+        if heap > 0 && !self.reserve_bytes(shard, map, now, heap, work) {
+            // The count reserved above is given back: the key is not stored.
+            self.len.fetch_sub(1, Ordering::Relaxed);
             return Err(Full(decision));
         }
         let owned = probe.into_key();
-        let heap = owned.heap_bytes();
-        if heap > 0 {
-            self.heap_bytes.fetch_add(heap, Ordering::Relaxed);
-        }
         shard.lower_hint(stored.expires);
+        let before = map.capacity();
         map.insert_unique(hash, (owned, stored), self.rehash());
+        self.resized(before, map.capacity());
         Ok(decision)
+    }
+
+    /// Records a change of one shard's capacity in the bucket count.
+    fn resized(&self, before: usize, after: usize) {
+        let (before, after) = (buckets_for(before), buckets_for(after));
+        if after > before {
+            self.buckets.fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            self.buckets.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+
+    /// Reserves `heap` bytes of out-of-line key data within `max_bytes`, purging this shard's
+    /// expired slots first when they do not fit.
+    fn reserve_bytes(
+        &self,
+        shard: &Shard,
+        map: &mut HashTable<Entry>,
+        now: u64,
+        heap: usize,
+        work: &mut usize,
+    ) -> bool {
+        let max = self.config.max_bytes;
+        let take = || {
+            self.heap_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    n.checked_add(heap).filter(|&total| total <= max)
+                })
+                .is_ok()
+        };
+        if take() {
+            return true;
+        }
+        if shard.hint.load(Ordering::Relaxed) <= now {
+            *work += map.len();
+            self.purge(shard, map, now);
+            return take();
+        }
+        false
     }
 
     /// A shard whose hint says it holds expired slots.
@@ -321,6 +402,7 @@ impl Table {
             let mut map = shard.lock();
             let removed = map.len();
             let heap: usize = map.iter().map(|(k, _)| k.heap_bytes()).sum();
+            self.resized(map.capacity(), 0);
             *map = HashTable::new();
             shard.hint.store(u64::MAX, Ordering::Relaxed);
             self.len.fetch_sub(removed, Ordering::Relaxed);
@@ -338,7 +420,13 @@ impl Table {
 
     /// Reserves room for one new key, purging this shard's expired slots when the table is
     /// full. Entries never exceed `max_keys`: a reservation is taken before the insert.
-    fn reserve(&self, shard: &Shard, map: &mut HashTable<Entry>, now: u64) -> bool {
+    fn reserve(
+        &self,
+        shard: &Shard,
+        map: &mut HashTable<Entry>,
+        now: u64,
+        work: &mut usize,
+    ) -> bool {
         let max = self.config.max_keys;
         let take = || {
             self.len
@@ -354,6 +442,7 @@ impl Table {
         // A shard holds about KEYS_PER_SHARD keys, so this costs microseconds; it is skipped
         // while the hint says nothing has expired since the last purge.
         if shard.hint.load(Ordering::Relaxed) <= now {
+            *work += map.len();
             self.purge(shard, map, now);
             return take();
         }
@@ -383,7 +472,9 @@ impl Table {
             // Give memory back after a flood of keys has expired.
             let len = map.len();
             if map.capacity() > 64 && map.capacity() > 4 * len {
+                let before = map.capacity();
                 map.shrink_to(len * 2, self.rehash());
+                self.resized(before, map.capacity());
             }
         }
         removed
@@ -411,14 +502,11 @@ impl Table {
         }
     }
 
-    /// Key count, estimated memory and full-table events.
+    /// Key count, estimated memory and full-table events: counters only, O(1) whatever the
+    /// table's size.
     pub fn stats(&self) -> Stats {
         let entry = std::mem::size_of::<Entry>();
-        let buckets: usize = self
-            .shards
-            .iter()
-            .map(|shard| buckets_for(shard.lock().capacity()))
-            .sum();
+        let buckets = self.buckets.load(Ordering::Relaxed);
         // hashbrown: one control byte per bucket plus one group of trailing control bytes.
         let tables = buckets * (entry + 1) + self.shards.len() * 16;
         Stats {
@@ -427,6 +515,7 @@ impl Table {
                 + self.shards.len() * std::mem::size_of::<Shard>()
                 + tables
                 + self.heap_bytes.load(Ordering::Relaxed),
+            key_bytes: self.heap_bytes.load(Ordering::Relaxed),
             full_events: self.full_events.load(Ordering::Relaxed),
             shards: self.shards.len(),
         }
@@ -453,6 +542,7 @@ mod tests {
         Table::new(Config {
             policy: Policy::new(algorithm, limit, 1000, None).unwrap(),
             max_keys,
+            max_bytes: usize::MAX,
             on_full,
         })
     }
@@ -612,5 +702,109 @@ mod tests {
         t.clear();
         assert_eq!(t.len(), 0);
         assert_eq!(t.heap_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn max_bytes_bounds_out_of_line_key_bytes() {
+        let t = Table::new(Config {
+            policy: Policy::new(Algorithm::Gcra, 1, 1000, None).unwrap(),
+            max_keys: 1000,
+            max_bytes: 10 * 100,
+            on_full: OnFull::Deny,
+        });
+        let key = |i: usize| format!("{i:0100}");
+        for i in 0..10 {
+            assert!(t.hit(bin(&key(i)), 0, 1, None).allowed());
+        }
+        assert_eq!(t.stats().key_bytes, 1000);
+        // The 11th long key does not fit: refused as by a full table, nothing stored.
+        assert!(!t.hit(bin(&key(10)), 0, 1, None).allowed());
+        assert_eq!((t.len(), t.stats().full_events), (10, 1));
+        // Inline keys need no bytes and still fit.
+        assert!(t.hit(KeyRef::Int(7), 0, 1, None).allowed());
+        // Once the stored keys expire, their bytes are reclaimed for new ones.
+        assert!(t.hit(bin(&key(10)), 2000 * NS_PER_MS, 1, None).allowed());
+        assert!(t.stats().key_bytes <= 1000);
+    }
+
+    fn walked_buckets(t: &Table) -> usize {
+        t.shards
+            .iter()
+            .map(|s| buckets_for(s.lock().capacity()))
+            .sum()
+    }
+
+    fn walked_heap(t: &Table) -> usize {
+        t.shards
+            .iter()
+            .map(|s| s.lock().iter().map(|(k, _)| k.heap_bytes()).sum::<usize>())
+            .sum()
+    }
+
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Hit(u16, usize),
+        Reset(u16, usize),
+        Advance(u64),
+        Sweep,
+        Clear,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0u16..300, 0usize..64).prop_map(|(k, l)| Op::Hit(k, l)),
+            2 => (0u16..300, 0usize..64).prop_map(|(k, l)| Op::Reset(k, l)),
+            2 => (0u64..3000).prop_map(Op::Advance),
+            1 => Just(Op::Sweep),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest! {
+        /// The O(1) counters behind `stats` (keys, bucket count, key bytes) always equal a walk
+        /// of the table, and key bytes never pass `max_bytes` nor keys `max_keys`.
+        #[test]
+        fn counters_match_the_table(
+            max_keys in 1usize..200,
+            max_bytes in 0usize..4000,
+            ops in proptest::collection::vec(op(), 1..400),
+        ) {
+            let t = Table::new(Config {
+                policy: Policy::new(Algorithm::FixedWindow, 2, 1000, None).unwrap(),
+                max_keys,
+                max_bytes,
+                on_full: OnFull::Deny,
+            });
+            let mut now = 0;
+            for op in ops {
+                // Key `k` with a length from 0 to 63 bytes: inline up to 14, out of line above.
+                let key = |k: u16, len: usize| {
+                    let mut s = format!("{k}:");
+                    s.extend(std::iter::repeat_n('x', len));
+                    s
+                };
+                match op {
+                    Op::Hit(k, len) => {
+                        t.hit_counted(bin(&key(k, len)), now, 1, None);
+                    }
+                    Op::Reset(k, len) => {
+                        t.reset(bin(&key(k, len)));
+                    }
+                    Op::Advance(ms) => now += ms * NS_PER_MS,
+                    Op::Sweep => {
+                        t.sweep(0, now, Duration::from_secs(1));
+                    }
+                    Op::Clear => t.clear(),
+                }
+                let stats = t.stats();
+                prop_assert_eq!(stats.keys, t.shards.iter().map(|s| s.lock().len()).sum::<usize>());
+                prop_assert_eq!(t.buckets.load(Ordering::Relaxed), walked_buckets(&t));
+                prop_assert_eq!(stats.key_bytes, walked_heap(&t));
+                prop_assert!(stats.key_bytes <= max_bytes);
+                prop_assert!(stats.keys <= max_keys);
+            }
+        }
     }
 }
