@@ -60,7 +60,7 @@ defmodule Hotpath.Histogram do
   most 8 bytes per input byte plus 64 KiB, whatever layout the binary names (counter blocks
   are allocated only by later records). Reads, `to_binary/1`, `from_binary/1` and `new/1`
   run on a normal scheduler for small work (8 K counters walked, 256 quantiles, 8 KiB decoded,
-  512 shard-slot cells) and report their time to it; beyond that they run on a dirty CPU
+  128 shard-slot cells) and report their time to it; beyond that they run on a dirty CPU
   scheduler. `merge/2`, `reset/1`, `info/1` and `memory/1` always do.
   """
 

@@ -32,7 +32,7 @@ pub const NORMAL_SCHEDULER_DECODE_BYTES: usize = 8 * 1024;
 
 /// Largest `(window slots + 1) * (shards + 1)` that `histogram_new` allocates on a normal
 /// scheduler; larger histograms are created by the dirty twin.
-const NORMAL_SCHEDULER_CELLS: usize = 512;
+const NORMAL_SCHEDULER_CELLS: usize = 128;
 
 /// Tells the scheduler how much of its ~1 ms timeslice a normal-scheduler call used (1 % per
 /// 10 µs, at least 1 %): a NIF call costs the calling process about one reduction otherwise, so
