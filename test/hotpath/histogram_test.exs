@@ -127,7 +127,7 @@ defmodule Hotpath.HistogramTest do
       end
 
       assert_raise ArgumentError, ~r/quantiles must be a list/, fn ->
-        Histogram.quantiles(h, 0.5)
+        Histogram.quantiles(h, Hotpath.Opaque.value(0.5))
       end
 
       assert_raise ArgumentError, ~r/view must be/, fn -> Histogram.count(h, view: :last) end
@@ -136,7 +136,9 @@ defmodule Hotpath.HistogramTest do
         Histogram.count(h, view: :window)
       end
 
-      assert_raise ArgumentError, ~r/keyword list/, fn -> Histogram.count(h, :x) end
+      assert_raise ArgumentError, ~r/keyword list/, fn ->
+        Histogram.count(h, Hotpath.Opaque.value(:x))
+      end
     end
 
     test "classic buckets have inclusive upper bounds" do

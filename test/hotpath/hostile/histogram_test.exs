@@ -61,7 +61,7 @@ defmodule Hotpath.Hostile.HistogramTest do
   defp options do
     pair =
       t().tuple([
-        t().oneof(Enum.map(@keys, &t().exactly/1)),
+        t().oneof(Enum.map(@keys, &:proper_types.exactly/1)),
         t().union([scalar(), t().list(scalar()), t().tuple([scalar(), scalar()])])
       ])
 
@@ -158,7 +158,7 @@ defmodule Hotpath.Hostile.HistogramTest do
         t().bind(t().binary(), &("HPH" <> <<1>> <> &1), false),
         t().bind(
           t().tuple([
-            t().oneof(Enum.map(bases, &t().exactly/1)),
+            t().oneof(Enum.map(bases, &:proper_types.exactly/1)),
             t().list(t().tuple([t().non_neg_integer(), t().integer(0, 255)])),
             t().non_neg_integer()
           ]),
