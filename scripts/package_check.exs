@@ -219,8 +219,9 @@ defmodule PackageCheck do
     IO.puts("package_check: (3) a tampered artifact is refused and nothing is installed")
     good = File.read!(artifact)
     half = div(byte_size(good), 2)
-    <<head::binary-size(half), byte, tail::binary>> = good
-    File.write!(artifact, [head, Bitwise.bxor(byte, 1), tail])
+    flipped = Bitwise.bxor(:binary.at(good, half), 1)
+    rest = binary_part(good, half + 1, byte_size(good) - half - 1)
+    File.write!(artifact, [binary_part(good, 0, half), flipped, rest])
 
     tampered_sum =
       "sha256:" <> Base.encode16(:crypto.hash(:sha256, File.read!(artifact)), case: :lower)
