@@ -328,22 +328,13 @@ impl Table {
         work: &mut usize,
     ) -> bool {
         let max = self.config.max_bytes;
-        let take = || {
+        self.take_or_purge(shard, map, now, work, || {
             self.heap_bytes
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                     n.checked_add(heap).filter(|&total| total <= max)
                 })
                 .is_ok()
-        };
-        if take() {
-            return true;
-        }
-        if shard.hint.load(Ordering::Relaxed) <= now {
-            *work += map.len();
-            self.purge(shard, map, now);
-            return take();
-        }
-        false
+        })
     }
 
     /// A shard whose hint says it holds expired slots.
@@ -428,19 +419,31 @@ impl Table {
         work: &mut usize,
     ) -> bool {
         let max = self.config.max_keys;
-        let take = || {
+        self.take_or_purge(shard, map, now, work, || {
             self.len
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                     (n < max).then_some(n + 1)
                 })
                 .is_ok()
-        };
+        })
+    }
+
+    /// Takes a reservation with `take`; when the table is full, purges this shard's expired
+    /// slots and tries once more. Expired slots are indistinguishable from absent keys, so they
+    /// are reclaimed here. A shard holds about KEYS_PER_SHARD keys, so a purge costs
+    /// microseconds (added to `work`); it is skipped while the hint says nothing has expired
+    /// since the last purge.
+    fn take_or_purge(
+        &self,
+        shard: &Shard,
+        map: &mut HashTable<Entry>,
+        now: u64,
+        work: &mut usize,
+        take: impl Fn() -> bool,
+    ) -> bool {
         if take() {
             return true;
         }
-        // Full. Expired slots are indistinguishable from absent keys: reclaim this shard's.
-        // A shard holds about KEYS_PER_SHARD keys, so this costs microseconds; it is skipped
-        // while the hint says nothing has expired since the last purge.
         if shard.hint.load(Ordering::Relaxed) <= now {
             *work += map.len();
             self.purge(shard, map, now);
