@@ -193,29 +193,9 @@ defmodule Hotpath.Hostile.HistogramTest do
     )
   end
 
-  # The largest layout an encoding may name (12 sub-bucket bits, 2^20 buckets per sign, 1,024
-  # classic bounds) with `per_side` entries per sign, one per 64-counter block.
-  defp crafted_max_layout(per_side) do
-    key_min = Bitwise.bsr(0x0010_0000_0000_0000 - 1, 40)
-    bounds = for i <- 0..1023, into: <<>>, do: <<i / 1::float-little-64>>
-    total = 2 * per_side
-    entries = for i <- 0..(per_side - 1), into: <<>>, do: <<if(i == 0, do: 0, else: 63), 1>>
-
-    "HPH" <>
-      <<1, 12>> <>
-      varint(key_min) <>
-      varint(Bitwise.bsl(1, 20) - 1) <>
-      varint(1024) <>
-      bounds <>
-      <<0, 0, 0>> <>
-      <<total / 1::float-little-64, 0.0::float-little-64, 1.0::float-little-64,
-        1.0::float-little-64>> <>
-      varint(per_side) <>
-      entries <> varint(per_side) <> entries <> varint(total) <> :binary.copy(<<0>>, 1024)
-  end
-
-  defp varint(v) when v < 128, do: <<v>>
-  defp varint(v), do: <<Bitwise.bor(Bitwise.band(v, 0x7F), 0x80)>> <> varint(Bitwise.bsr(v, 7))
+  # The largest layout an encoding may name, with 1,024 classic bounds (test/support).
+  defp crafted_max_layout(per_side),
+    do: Hotpath.HistogramFixtures.max_layout(per_side, Enum.map(0..1023, &(&1 / 1)))
 
   defp reads_are_sane(h) do
     s = Histogram.snapshot(h)

@@ -48,32 +48,13 @@ defmodule Hotpath.SchedulerFairness.HistogramTest do
     h
   end
 
-  defp varint(v) when v < 128, do: <<v>>
-  defp varint(v), do: <<Bitwise.bor(Bitwise.band(v, 0x7F), 0x80)>> <> varint(Bitwise.bsr(v, 7))
-
   # The largest binary from_binary decodes on a normal scheduler (8 KiB): the maximum layout
   # (12 sub-bucket bits, 2^20 buckets per sign) with 512 classic bounds and as many sparse
   # entries as fit.
   defp crafted_8k do
     nbounds = 512
     per_side = div(8_192 - nbounds * 8 - nbounds - 80, 4)
-    key_min = Bitwise.bsr(0x0010_0000_0000_0000 - 1, 40)
-    bounds = for i <- 1..nbounds, into: <<>>, do: <<i / 1::float-little-64>>
-    entries = for i <- 0..(per_side - 1), into: <<>>, do: <<if(i == 0, do: 0, else: 63), 1>>
-    total = 2 * per_side
-
-    bin =
-      "HPH" <>
-        <<1, 12>> <>
-        varint(key_min) <>
-        varint(Bitwise.bsl(1, 20) - 1) <>
-        varint(nbounds) <>
-        bounds <>
-        <<0, 0, 0>> <>
-        <<total / 1::float-little-64, 0.0::float-little-64, 1.0::float-little-64,
-          1.0::float-little-64>> <>
-        varint(per_side) <>
-        entries <> varint(per_side) <> entries <> varint(total) <> :binary.copy(<<0>>, nbounds)
+    bin = Hotpath.HistogramFixtures.max_layout(per_side, Enum.map(1..nbounds, &(&1 / 1)))
 
     true = byte_size(bin) <= 8_192 and byte_size(bin) > 7_000
     bin
