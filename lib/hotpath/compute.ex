@@ -321,12 +321,14 @@ defmodule Hotpath.Compute do
   end
 
   @doc """
-  Progress of a native job: `%{state: :running | :done | :cancelled | :failed, steps: n,
-  bytes: n}` (`steps`: dirty calls made; `bytes`: input hashed, for digests). Reads
-  counters only; never waits for a running step.
+  Progress of a native job: `%{state: :running | :done | :cancelled | :failed, busy: boolean,
+  steps: n, bytes: n}` (`busy`: a step is running now; `steps`: dirty calls made; `bytes`:
+  input hashed, for digests). Reads counters only; never waits for a running step. Once a job
+  reads `state: :cancelled, busy: false`, its counters are final: every later step refuses.
   """
   @spec job_info(native_job()) :: %{
           state: atom(),
+          busy: boolean(),
           steps: non_neg_integer(),
           bytes: non_neg_integer()
         }

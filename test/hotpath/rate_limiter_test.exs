@@ -127,6 +127,93 @@ defmodule Hotpath.RateLimiterTest do
     end
   end
 
+  describe "hit/2 and hit/3, the one-call path" do
+    # A period no test outlives (100 days): nothing refills and no window ends while a
+    # sequence runs, so the limiter's own clock changes only the reported waits.
+    @long 8_640_000_000
+    # Costs for a limit of 5: fills it with 1 + 2 + 1 + 1, denies 1 and 3, never fits 6.
+    @costs [1, 2, 1, 3, 1, 1, 6, 2]
+
+    # Each sequence runs through hit/2,3 on one limiter and through hit/4 with `now:` on a
+    # twin, all at the instant the first limiter's clock read before the sequence. The
+    # answers agree exactly; the waits reported by the one-call path are shorter by at most
+    # the milliseconds the sequence took (plus one for the clock's sub-millisecond part).
+    defp both_paths(algorithm, telemetry_denies) do
+      opts = [algorithm: algorithm, limit: 5, period: @long, telemetry_denies: telemetry_denies]
+      {l, twin} = {start!(opts), start!(opts)}
+      t0 = RateLimiter.now(l)
+      fast = for cost <- @costs, do: one_call(l, "k", cost)
+      elapsed = RateLimiter.now(l) - t0
+      slow = for cost <- @costs, do: RateLimiter.hit(twin, "k", cost, now: t0)
+      {fast, slow, elapsed}
+    end
+
+    defp one_call(l, key, 1), do: RateLimiter.hit(l, key)
+    defp one_call(l, key, cost), do: RateLimiter.hit(l, key, cost)
+
+    test "answers what hit/4 answers at the same instant, for every algorithm" do
+      for algorithm <- @algorithms, telemetry_denies <- [false, true] do
+        {fast, slow, elapsed} = both_paths(algorithm, telemetry_denies)
+        context = "#{algorithm}, telemetry_denies: #{telemetry_denies}"
+
+        assert [
+                 {:allow, 4, _},
+                 {:allow, 2, _},
+                 {:allow, 1, _},
+                 {:deny, _, _},
+                 {:allow, 0, _},
+                 {:deny, _, _},
+                 {:deny, :infinity, _},
+                 {:deny, _, _}
+               ] = fast,
+               context
+
+        for {{tag, a1, b1} = f, {tag, a2, b2} = s} <- Enum.zip(fast, slow) do
+          assert close?(a1, a2, elapsed) and close?(b1, b2, elapsed),
+                 "#{context}: #{inspect(f)} on the one-call path, #{inspect(s)} with now:"
+        end
+      end
+    end
+
+    test "a denial is not charged and the key's state is the one hit/4 sees" do
+      for algorithm <- @algorithms do
+        l = start!(algorithm: algorithm, limit: 2, period: @long)
+        assert {:allow, 0, _} = RateLimiter.hit(l, {:user, 7}, 2)
+        for _ <- 1..20, do: assert({:deny, _, _} = RateLimiter.hit(l, {:user, 7}))
+        assert {:deny, _, _} = RateLimiter.hit(l, {:user, 7}, 1, now: RateLimiter.now(l))
+        assert {:allow, 1, _} = RateLimiter.hit(l, {:user, 8})
+        assert :ok = RateLimiter.reset(l, {:user, 7})
+        assert {:allow, 1, _} = RateLimiter.hit(l, {:user, 7})
+        assert RateLimiter.info(l).keys == 2
+      end
+    end
+
+    test "weighted hits from many processes fill the limit exactly" do
+      l = start!(algorithm: :gcra, limit: 1_000, period: @long)
+
+      admitted =
+        1..20
+        |> Task.async_stream(fn i ->
+          cost = rem(i, 4) + 1
+
+          Enum.reduce(1..200, 0, fn _, acc ->
+            case RateLimiter.hit(l, "hot", cost) do
+              {:allow, _, _} -> acc + cost
+              {:deny, _, _} -> acc
+            end
+          end)
+        end)
+        |> Enum.reduce(0, fn {:ok, n}, acc -> acc + n end)
+
+      # 20 processes x 200 attempts of cost 1..4 want 10,000: the limit is reached, never
+      # passed, and what is left over is less than the largest cost that was refused.
+      left = 1_000 - admitted
+      assert left in 0..3
+      if left > 0, do: assert({:allow, 0, _} = RateLimiter.hit(l, "hot", left))
+      assert {:deny, _, _} = RateLimiter.hit(l, "hot")
+    end
+  end
+
   describe "peek/4, reset/2, reset_all/1" do
     test "peek answers like hit and consumes nothing" do
       for algorithm <- @algorithms do
@@ -211,6 +298,10 @@ defmodule Hotpath.RateLimiterTest do
     end
   end
 
+  defp close?(wait, wait, _elapsed), do: true
+  defp close?(a, b, elapsed) when is_integer(a) and is_integer(b), do: (b - a) in 0..(elapsed + 1)
+  defp close?(_a, _b, _elapsed), do: false
+
   describe "max_keys and on_full" do
     test ":deny refuses new keys when full, with a retry-after, until keys expire" do
       l = start!(algorithm: :fixed_window, limit: 1, period: 1_000, max_keys: 16)
@@ -257,18 +348,19 @@ defmodule Hotpath.RateLimiterTest do
       end
     end
 
-    test "the owner sweeps periodically" do
+    test "the owner sweeps periodically, on its own timer" do
       l = start!(limit: 10, period: 1, sweep_every: 5)
       for i <- 1..100, do: RateLimiter.hit(l, i, 1, now: 0)
-      # The keys expire 0.1 ms after the limiter's epoch; the owner's own clock is past that
-      # by the time it sweeps.
       owner = Process.whereis(l)
+      :erlang.trace(owner, true, [:receive])
 
-      eventually(fn ->
-        send(owner, :sweep)
-        :sys.get_state(owner)
-        RateLimiter.info(l).keys == 0
-      end)
+      # Nothing but the owner's timer sends :sweep. The keys expire 1 ms after the limiter's
+      # epoch: every pass that starts from now on finds them expired, and a pass ends before
+      # the timer is armed for the next, so the second :sweep means one whole pass ran.
+      assert_receive {:trace, ^owner, :receive, :sweep}, 5_000
+      assert_receive {:trace, ^owner, :receive, :sweep}, 5_000
+      :erlang.trace(owner, false, [:receive])
+      assert RateLimiter.info(l).keys == 0
     end
 
     test "a large table is swept in chunks while other processes keep hitting it" do

@@ -2,18 +2,24 @@ defmodule Hotpath.RateLimiter.Cluster do
   @moduledoc false
   # Cluster mode of Hotpath.RateLimiter (see its "Cluster mode" docs).
   #
-  # A cluster limiter named `name` is a supervisor with four children, started in order
-  # (rest_for_one):
+  # A cluster limiter named `name` is a supervisor of two children (rest_for_one):
   #
   #   1. a `:pg` scope registered as `scope_name(name)`: one per limiter, so the library
   #      starts no global process and two limiters on a node never share one;
-  #   2. the owner of this node's table (`Hotpath.RateLimiter.Owner`), registered and
-  #      published natively under `local_name(name)`;
-  #   3. the member (`Hotpath.RateLimiter.Cluster.Member`), registered as `name`: it follows
-  #      the group `name` of the scope and keeps this struct, the view of the cluster, in
-  #      `:persistent_term` under `{Hotpath.RateLimiter, name}` as `{:cluster, struct}`;
-  #   4. the presence (`Hotpath.RateLimiter.Cluster.Presence`), which joins the group: the
-  #      other nodes see this node as a member from then on.
+  #   2. a supervisor of three independent processes (one_for_one), started in order:
+  #      a. the owner of this node's table (`Hotpath.RateLimiter.Owner`), registered and
+  #         published natively under `local_name(name)`;
+  #      b. the member (`Hotpath.RateLimiter.Cluster.Member`), registered as `name`: it
+  #         follows the group `name` of the scope and keeps this struct, the view of the
+  #         cluster, in `:persistent_term` under `{Hotpath.RateLimiter, name}` as
+  #         `{:cluster, struct}`;
+  #      c. the presence (`Hotpath.RateLimiter.Cluster.Presence`), which joins the group: the
+  #         other nodes see this node as a member from then on.
+  #
+  # Only the scope's loss takes the others down (their monitor and group entry live in it).
+  # A crashed owner or member loses nothing (the table and the view stay published and the
+  # restarted process takes them over), so it restarts alone: the presence stays in the group
+  # and no key moves between nodes. A crashed presence leaves the group and joins it again.
   #
   # Nothing is published natively under `name` itself, so the one-NIF hot path of
   # `Hotpath.RateLimiter.hit/2,3` answers `:unpublished` for a cluster limiter, and only then
@@ -76,11 +82,19 @@ defmodule Hotpath.RateLimiter.Cluster do
       deny_events: opts[:telemetry_denies]
     }
 
-    children = [
-      %{id: :pg, start: {:pg, :start_link, [scope]}},
+    processes = [
       %{id: Owner, start: {GenServer, :start_link, [Owner, local_opts, [name: local]]}},
       %{id: Member, start: {Member, :start_link, [cluster]}},
       %{id: Presence, start: {Presence, :start_link, [{scope, name}]}}
+    ]
+
+    children = [
+      %{id: :pg, start: {:pg, :start_link, [scope]}},
+      %{
+        id: :processes,
+        type: :supervisor,
+        start: {Supervisor, :start_link, [processes, [strategy: :one_for_one]]}
+      }
     ]
 
     # The same answer as for a non-cluster limiter whose name is taken, before any child

@@ -20,14 +20,14 @@ use rustler::{
     Atom, Binary, Encoder, Env, LocalPid, Monitor, NewBinary, OwnedEnv, Resource, ResourceArc, Term,
 };
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 mod atoms {
     rustler::atoms! {
         ok, error, more, cancelled, panic, nil, spin, digest, blake3, sha256,
-        running, done, failed, steps, bytes, state, step_limit, hotpath_native_idle
+        running, done, failed, busy, steps, bytes, state, step_limit, hotpath_native_idle
     }
 }
 
@@ -201,7 +201,32 @@ pub struct Job {
     steps: AtomicU64,
     bytes: AtomicU64,
     state: AtomicU8,
+    /// Steps in progress (normally 0 or 1): counted from before a step checks the cancel flag
+    /// until after it counts itself, so "cancelled and not busy" means the counters are final.
+    /// Why, with every access to this counter, the state and the cancel flag sequentially
+    /// consistent:
+    /// a reader that saw the flag set and then `in_step == 0` read the flag before the counter,
+    /// and the counter before any later step's increment (it did not see it); that step reads
+    /// the flag after its increment, so in the single order of these operations the flag's
+    /// store comes before the step's read, which therefore sees the job cancelled.
+    in_step: AtomicU32,
     kernel: Mutex<Kernel>,
+}
+
+/// Counts one step in [`Job::in_step`] for as long as it lives (also when unwinding).
+struct InStep<'a>(&'a AtomicU32);
+
+impl<'a> InStep<'a> {
+    fn enter(counter: &'a AtomicU32) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InStep(counter)
+    }
+}
+
+impl Drop for InStep<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[rustler::resource_impl]
@@ -219,6 +244,7 @@ impl Job {
             steps: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             state: AtomicU8::new(RUNNING),
+            in_step: AtomicU32::new(0),
             kernel: Mutex::new(kernel),
         }
     }
@@ -232,14 +258,15 @@ impl Job {
         on_more: impl FnOnce(Env<'a>, T) -> Term<'a>,
         on_done: impl FnOnce(Env<'a>, T) -> Term<'a>,
     ) -> Term<'a> {
-        match self.state.load(Ordering::Acquire) {
+        let _in_step = InStep::enter(&self.in_step);
+        match self.state.load(Ordering::SeqCst) {
             RUNNING => {}
             DONE => return on_done_again(env),
             CANCELLED => return cancelled(env),
             _ => return failed(env),
         }
         if self.cancel.is_cancelled() {
-            self.state.store(CANCELLED, Ordering::Release);
+            self.state.store(CANCELLED, Ordering::SeqCst);
             return cancelled(env);
         }
         let _active = ActiveGuard::enter(env);
@@ -253,11 +280,11 @@ impl Job {
             Ok((Step::More, t)) => on_more(env, t),
             Ok((Step::Done, t)) => on_done(env, t),
             Ok((Step::Cancelled, _)) => {
-                self.state.store(CANCELLED, Ordering::Release);
+                self.state.store(CANCELLED, Ordering::SeqCst);
                 cancelled(env)
             }
             Err(message) => {
-                self.state.store(FAILED, Ordering::Release);
+                self.state.store(FAILED, Ordering::SeqCst);
                 self.kernel.clear_poison();
                 (atoms::error(), (atoms::panic(), message)).encode(env)
             }
@@ -349,11 +376,13 @@ fn compute_job_cancel(env: Env<'_>, job: ResourceArc<Job>) -> bool {
     job.cancel.cancel()
 }
 
-/// `%{state: :running | :done | :cancelled | :failed, steps: n, bytes: n}` without locking.
+/// `%{state: :running | :done | :cancelled | :failed, busy: bool, steps: n, bytes: n}` without
+/// locking. `busy`: a step is running; it is read after the state, so a cancelled job that is
+/// not busy runs no more steps (a later step sees the cancellation before it counts).
 #[rustler::nif]
 fn compute_job_info(env: Env<'_>, job: ResourceArc<Job>) -> NifResult<Term<'_>> {
     account(env);
-    let state = match job.state.load(Ordering::Acquire) {
+    let state = match job.state.load(Ordering::SeqCst) {
         RUNNING if job.cancel.is_cancelled() => atoms::cancelled(),
         RUNNING => atoms::running(),
         DONE => atoms::done(),
@@ -362,6 +391,7 @@ fn compute_job_info(env: Env<'_>, job: ResourceArc<Job>) -> NifResult<Term<'_>> 
     };
     let map = rustler::types::map::map_new(env)
         .map_put(atoms::state(), state)?
+        .map_put(atoms::busy(), job.in_step.load(Ordering::SeqCst) > 0)?
         .map_put(atoms::steps(), job.steps.load(Ordering::Acquire))?
         .map_put(atoms::bytes(), job.bytes.load(Ordering::Acquire))?;
     Ok(map)
@@ -390,7 +420,7 @@ fn compute_spin_step(env: Env<'_>, job: ResourceArc<Job>) -> NifResult<Term<'_>>
         },
         |env, _| atoms::more().encode(env),
         |env, checksum| {
-            job_ref.state.store(DONE, Ordering::Release);
+            job_ref.state.store(DONE, Ordering::SeqCst);
             (atoms::ok(), checksum).encode(env)
         },
     ))
@@ -414,7 +444,7 @@ fn compute_digest_update<'a>(
     if !matches!(
         *job.kernel.lock().unwrap_or_else(PoisonError::into_inner),
         Kernel::Digest(Some(_))
-    ) && job.state.load(Ordering::Acquire) == RUNNING
+    ) && job.state.load(Ordering::SeqCst) == RUNNING
     {
         return Err(argument_error("not a digest job, or already finished"));
     }
@@ -440,9 +470,9 @@ fn compute_digest_update<'a>(
 #[rustler::nif]
 fn compute_digest_finish(env: Env<'_>, job: ResourceArc<Job>) -> NifResult<Term<'_>> {
     account(env);
-    match job.state.load(Ordering::Acquire) {
+    match job.state.load(Ordering::SeqCst) {
         RUNNING if job.cancel.is_cancelled() => {
-            job.state.store(CANCELLED, Ordering::Release);
+            job.state.store(CANCELLED, Ordering::SeqCst);
             return Ok(cancelled(env));
         }
         RUNNING => {}
@@ -458,7 +488,7 @@ fn compute_digest_finish(env: Env<'_>, job: ResourceArc<Job>) -> NifResult<Term<
     match &mut *kernel {
         Kernel::Digest(digester) => match digester.take() {
             Some(d) => {
-                job.state.store(DONE, Ordering::Release);
+                job.state.store(DONE, Ordering::SeqCst);
                 Ok((atoms::ok(), bytes_term(env, &d.finalize())).encode(env))
             }
             None => Ok(on_done_again(env)),

@@ -5,6 +5,7 @@ defmodule Hotpath.Cluster.RateLimiterPeersTest do
 
   import Hotpath.ClusterCase
   alias Hotpath.RateLimiter
+  alias Hotpath.RateLimiter.Cluster
 
   @moduletag :cluster
   # A period no test outlives by much: nothing refills while a test runs (100 days).
@@ -111,6 +112,37 @@ defmodule Hotpath.Cluster.RateLimiterPeersTest do
       assert {:allow, 2, _} = hit_on(b, l, key)
       assert :ok = RateLimiter.reset_all(l)
       assert :erpc.call(a, RateLimiter, :info, [l]).keys == 0
+    end
+
+    test "a crash of a node's table owner moves no key: its membership and counts stay", %{
+      nodes: [_, a, _] = nodes
+    } do
+      l = start_limiter!(nodes, limit: 3, cluster: :owner, cluster_timeout: 10_000)
+      [key] = keys_owned_by(l, a, 1)
+      assert {:allow, 2, _} = RateLimiter.hit(l, key)
+
+      scope = Cluster.scope_name(l)
+      local = Cluster.local_name(l)
+      # This node's view of the group: a restarted presence on `a` would leave and join again.
+      {monitor, _} = :pg.monitor(scope, l)
+      presence = :erpc.call(a, :pg, :get_local_members, [scope, l])
+      member = :erpc.call(a, Process, :whereis, [l])
+      owner = :erpc.call(a, Process, :whereis, [local])
+
+      :erpc.call(a, Process, :exit, [owner, :kill])
+
+      eventually(fn ->
+        new = :erpc.call(a, Process, :whereis, [local])
+        is_pid(new) and new != owner
+      end)
+
+      # The restarted owner took its table over: nothing was lost, the key is still `a`'s.
+      assert {:allow, 1, _} = RateLimiter.hit(l, key)
+      assert {:allow, 0, _} = hit_on(a, l, key)
+      assert :erpc.call(a, :pg, :get_local_members, [scope, l]) == presence
+      assert :erpc.call(a, Process, :whereis, [l]) == member
+      refute_receive {^monitor, _change, ^l, _pids}, 200
+      :pg.demonitor(scope, monitor)
     end
 
     test "a slow owner triggers the fallback", %{peers: [slow | _], nodes: nodes} do

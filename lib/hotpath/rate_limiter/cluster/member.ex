@@ -22,7 +22,8 @@ defmodule Hotpath.RateLimiter.Cluster.Member do
   @impl true
   def init(%Cluster{} = c) do
     Process.flag(:trap_exit, true)
-    # The table's owner started before this process (rest_for_one): its table is registered.
+    # The table's owner started before this process: its table is registered (and stays
+    # registered across the owner's restarts).
     {ref, _deny_events, _config} = RateLimiter.registration(c.local)
     {monitor, pids} = :pg.monitor(c.scope, c.name)
     state = %{cluster: %{c | ref: ref}, monitor: monitor, pids: MapSet.new(pids)}

@@ -62,13 +62,17 @@ impl CancelFlag {
     }
 
     /// Sets the flag. Returns true if this call set it (it was not set before).
+    ///
+    /// Sequentially consistent, like [`CancelFlag::is_cancelled`], so a caller can order the
+    /// flag against its own sequentially consistent counters (the NIF's "a cancelled job that
+    /// is not in a step runs no more steps").
     pub fn cancel(&self) -> bool {
-        !self.0.swap(true, Ordering::AcqRel)
+        !self.0.swap(true, Ordering::SeqCst)
     }
 
     /// True once the flag is set.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.load(Ordering::SeqCst)
     }
 }
 
