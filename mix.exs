@@ -1,7 +1,8 @@
 # The build logic lives in lib/mix/hotpath_native/*.exs (shipped in the package, never compiled
 # into the :hotpath application): target detection, the checksum file and tarballs, download
-# and cache, cargo. The compiler below decides between them and installs the library.
-for file <- ~w(target artifact fetch cargo package_task) do
+# and cache, cargo (whose JSON messages json.exs reads). The compiler below decides between
+# them and installs the library.
+for file <- ~w(json target artifact fetch cargo package_task) do
   Code.require_file("lib/mix/hotpath_native/#{file}.exs", __DIR__)
 end
 

@@ -5,7 +5,7 @@ defmodule Mix.HotpathNativeTest do
   # download, verify, cache and install run in scripts/package_check.exs.
   use ExUnit.Case, async: true
 
-  alias Mix.HotpathNative.{Artifact, Cargo, Fetch, Target}
+  alias Mix.HotpathNative.{Artifact, Cargo, Fetch, JSON, Target}
   alias Hotpath.Opaque
 
   @moduletag :tmp_dir
@@ -189,11 +189,11 @@ defmodule Mix.HotpathNativeTest do
     end
 
     test "the JSON decoder" do
-      assert Cargo.decode_json(~s( {"a": [1, -2.5e3, true, false, null, {}], "b": "\\n\\u0041"} )) ==
+      assert JSON.decode(~s( {"a": [1, -2.5e3, true, false, null, {}], "b": "\\n\\u0041"} )) ==
                {:ok, %{"a" => [1, -2500.0, true, false, nil, %{}], "b" => "\nA"}}
 
-      assert Cargo.decode_json("[]") == {:ok, []}
-      assert Cargo.decode_json("1e3") == {:ok, 1000.0}
+      assert JSON.decode("[]") == {:ok, []}
+      assert JSON.decode("1e3") == {:ok, 1000.0}
 
       for bad <- [
             ~s({"a" 1}),
@@ -205,7 +205,7 @@ defmodule Mix.HotpathNativeTest do
             "01",
             ~s("a\nb")
           ] do
-        assert Cargo.decode_json(bad) == :error, bad
+        assert JSON.decode(bad) == :error, bad
       end
     end
   end
