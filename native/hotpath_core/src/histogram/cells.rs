@@ -9,20 +9,96 @@
 //!
 //! Shards, the per-sign bucket tables and the 64-counter blocks are allocated on first use:
 //! memory follows the octaves actually seen and is bounded by the layout.
+//!
+//! Clearing is bounded work, whatever the layout: [`Cells::clear`] zeroes each shard's few
+//! scalars and classic buckets and starts a new **generation**; a block holds counts of the
+//! generation it is tagged with, and one of an older generation reads as zero and is zeroed by
+//! the next update that reaches it. So a record that rotates a window slot (which clears the
+//! slot) does not walk the slot's blocks.
 
 use super::layout::{Layout, Place};
 use super::snapshot::{saturate, saturating_add, two_sum, Snapshot, Sum};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::OnceLock;
 
 /// Counters per lazily allocated block.
 pub const BLOCK: usize = 64;
 
-struct Block([AtomicU64; BLOCK]);
+struct Block {
+    /// The generation these counts belong to; [`ZEROING`] while an updater of the shared
+    /// shard zeroes them for a newer one.
+    generation: AtomicU64,
+    counts: [AtomicU64; BLOCK],
+}
+
+/// A block's generation while it is being zeroed (generations count up from 0).
+const ZEROING: u64 = u64::MAX;
 
 impl Block {
-    fn new() -> Box<Self> {
-        Box::new(Block(std::array::from_fn(|_| AtomicU64::new(0))))
+    fn new(generation: u64) -> Box<Self> {
+        Box::new(Block {
+            generation: AtomicU64::new(generation),
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+        })
+    }
+
+    /// The block's counts if they belong to `generation`, for a reader.
+    #[inline]
+    fn counts_of(&self, generation: u64) -> Option<&[AtomicU64; BLOCK]> {
+        (self.generation.load(Acquire) == generation).then_some(&self.counts)
+    }
+
+    /// The block's counts, made to belong to `generation` first (zeroed if they belong to an
+    /// older one), for an updater. `OWNED`: the caller is the shard's single writer.
+    #[inline]
+    fn counts_for<const OWNED: bool>(&self, generation: u64) -> &[AtomicU64; BLOCK] {
+        let mut seen = self.generation.load(Acquire);
+        if seen == generation {
+            return &self.counts;
+        }
+        if OWNED {
+            // No one else writes this block: zero it, then tag it.
+            if seen < generation {
+                self.zero(generation);
+            }
+            return &self.counts;
+        }
+        // Updaters of the shared shard race: the one that moves the tag to ZEROING zeroes the
+        // counts and publishes the generation; the others wait for it. A tag newer than
+        // `generation` (the cells were cleared again meanwhile) is used as it is: the update
+        // lands in the newer generation, as one racing with a clear may.
+        let mut spins = 0u32;
+        loop {
+            if seen != ZEROING && seen >= generation {
+                return &self.counts;
+            }
+            if seen != ZEROING
+                && self
+                    .generation
+                    .compare_exchange(seen, ZEROING, Acquire, Relaxed)
+                    .is_ok()
+            {
+                self.zero(generation);
+                return &self.counts;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+            seen = self.generation.load(Acquire);
+        }
+    }
+
+    fn zero(&self, generation: u64) {
+        for c in &self.counts {
+            c.store(0, Relaxed);
+        }
+        // Release: a reader that sees the tag sees the zeroed counts.
+        self.generation.store(generation, Release);
     }
 }
 
@@ -204,8 +280,16 @@ impl Shard {
         })
     }
 
+    /// The counter of bucket `idx`, in `generation`. `OWNED`: the caller is this shard's
+    /// single writer.
     #[inline]
-    fn counter(&self, layout: &Layout, neg: bool, idx: usize) -> &AtomicU64 {
+    fn counter<const OWNED: bool>(
+        &self,
+        layout: &Layout,
+        neg: bool,
+        idx: usize,
+        generation: u64,
+    ) -> &AtomicU64 {
         let table = self.sides[neg as usize].get_or_init(|| {
             (0..blocks_per_side(layout))
                 .map(|_| OnceLock::new())
@@ -213,17 +297,19 @@ impl Shard {
         });
         let block = table[idx / BLOCK].get_or_init(|| {
             self.blocks.fetch_add(1, Relaxed);
-            Block::new()
+            Block::new(generation)
         });
-        &block.0[idx % BLOCK]
+        &block.counts_for::<OWNED>(generation)[idx % BLOCK]
     }
 
     /// Records `v` `n` times. `OWNED`: the caller is this shard's single writer.
     #[inline]
-    fn record<const OWNED: bool>(&self, layout: &Layout, v: f64, n: u64) {
+    fn record<const OWNED: bool>(&self, layout: &Layout, v: f64, n: u64, generation: u64) {
         match layout.place(v) {
             Place::Zero => add::<OWNED>(&self.zero, n),
-            Place::Bucket { neg, idx } => add::<OWNED>(self.counter(layout, neg, idx), n),
+            Place::Bucket { neg, idx } => {
+                add::<OWNED>(self.counter::<OWNED>(layout, neg, idx, generation), n)
+            }
             Place::Overflow { neg } => add::<OWNED>(&self.overflow[neg as usize], n),
         };
         if !self.classic.is_empty() {
@@ -244,7 +330,8 @@ impl Shard {
         set_max::<OWNED>(&self.max, v);
     }
 
-    fn clear(&self) {
+    /// Zeroes the scalars and classic buckets (the blocks follow the cells' generation).
+    fn clear_scalars(&self) {
         self.sum_hi.store(0f64.to_bits(), Relaxed);
         self.sum_lo.store(0f64.to_bits(), Relaxed);
         self.min.store(f64::INFINITY.to_bits(), Relaxed);
@@ -252,15 +339,6 @@ impl Shard {
         self.zero.store(0, Relaxed);
         for c in self.overflow.iter().chain(self.classic.iter()) {
             c.store(0, Relaxed);
-        }
-        for side in &self.sides {
-            if let Some(table) = side.get() {
-                for block in table.iter().filter_map(OnceLock::get) {
-                    for c in &block.0 {
-                        c.store(0, Relaxed);
-                    }
-                }
-            }
         }
     }
 
@@ -285,6 +363,8 @@ fn blocks_per_side(layout: &Layout) -> usize {
 /// plus the shared one at the end.
 pub(super) struct Cells {
     shards: Box<[OnceLock<Box<Shard>>]>,
+    /// Bumped by every [`Cells::clear`]: blocks of older generations count as zero.
+    generation: AtomicU64,
 }
 
 impl Cells {
@@ -292,6 +372,7 @@ impl Cells {
         debug_assert!(shards.is_power_of_two());
         Cells {
             shards: (0..shards + 1).map(|_| OnceLock::new()).collect(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -302,6 +383,7 @@ impl Cells {
     /// Records `v` `n` times (`v` finite, `n >= 1`).
     #[inline]
     pub(super) fn record(&self, layout: &Layout, v: f64, n: u64) {
+        let generation = self.generation.load(Acquire);
         let me = thread_slot() + 1;
         let owned = self.shards.len() - 1;
         let shard = self.shards[me & (owned - 1)].get_or_init(|| Shard::new(layout, 0));
@@ -314,19 +396,21 @@ impl Cells {
                     .is_ok())
         {
             // Only this thread ever writes this shard from now on.
-            shard.record::<true>(layout, v, n);
+            shard.record::<true>(layout, v, n, generation);
         } else {
-            self.shared(layout).record::<false>(layout, v, n);
+            self.shared(layout)
+                .record::<false>(layout, v, n, generation);
         }
     }
 
     /// Adds a whole snapshot (same layout) into the shared shard.
     pub(super) fn add_snapshot(&self, layout: &Layout, s: &Snapshot) {
+        let generation = self.generation.load(Acquire);
         let shard = self.shared(layout);
         for (neg, side) in [(false, &s.pos), (true, &s.neg)] {
             for &(idx, c) in side {
                 shard
-                    .counter(layout, neg, idx as usize)
+                    .counter::<false>(layout, neg, idx as usize, generation)
                     .fetch_add(c, Relaxed);
             }
         }
@@ -347,11 +431,13 @@ impl Cells {
         }
     }
 
-    /// Zeroes every counter (allocations are kept).
+    /// Zeroes every counter (allocations are kept). Bounded work: each allocated shard's
+    /// scalars and classic buckets, then a new generation, which retires every block at once.
     pub(super) fn clear(&self) {
         for shard in self.shards.iter().filter_map(OnceLock::get) {
-            shard.clear();
+            shard.clear_scalars();
         }
+        self.generation.fetch_add(1, Release);
     }
 
     /// The work a snapshot of these cells does now, in counters: every allocated block's 64
@@ -399,6 +485,7 @@ impl Cells {
     /// observations in flight may be half-visible), and `count` is always the sum of the
     /// bucket counts.
     pub(super) fn snapshot_into(&self, out: &mut Snapshot) {
+        let generation = self.generation.load(Acquire);
         let layout = out.layout.clone();
         let shards: Vec<&Shard> = self
             .shards
@@ -434,12 +521,12 @@ impl Cells {
             for b in 0..blocks {
                 let mut any = false;
                 for table in &tables {
-                    if let Some(block) = table[b].get() {
+                    if let Some(counts) = table[b].get().and_then(|b| b.counts_of(generation)) {
                         if !any {
                             acc = [0; BLOCK];
                             any = true;
                         }
-                        for (a, c) in acc.iter_mut().zip(block.0.iter()) {
+                        for (a, c) in acc.iter_mut().zip(counts.iter()) {
                             *a += c.load(Relaxed);
                         }
                     }

@@ -121,6 +121,88 @@ fn reset_zeroes_everything() {
     assert_eq!(h.snapshot().max(), Some(7.0));
 }
 
+/// `n` values one bucket apart in the default layout (2 % relative error): `n / 64` blocks.
+fn spread(n: usize) -> Vec<f64> {
+    (0..n).map(|i| 1.0e-6 * 1.02f64.powi(i as i32)).collect()
+}
+
+#[test]
+fn a_reused_window_slot_starts_empty() {
+    let h = windowed(2_000, 2);
+    let values = spread(2_000);
+    for &v in &values {
+        h.record(v, 0).unwrap();
+    }
+    assert_eq!(h.window_snapshot(0).unwrap().count(), 2_000);
+
+    // Epoch 2 reuses slot 0: its ~30 blocks of epoch 0 read as zero from now on.
+    h.record(3.0, 2_000).unwrap();
+    let w = h.window_snapshot(2_000).unwrap();
+    assert_eq!(
+        (w.count(), w.min(), w.max(), w.sum()),
+        (1, Some(3.0), Some(3.0), 3.0)
+    );
+    assert_eq!(h.snapshot().count(), 2_001);
+
+    // Blocks reached again are zeroed before they count.
+    for &v in &values[..100] {
+        h.record(v, 2_500).unwrap();
+    }
+    let w = h.window_snapshot(2_500).unwrap();
+    let mut fresh = Snapshot::new(h.layout().clone());
+    for &v in values[..100].iter().chain([3.0].iter()) {
+        fresh.record(v).unwrap();
+    }
+    assert_eq!(w.count(), 101);
+    assert_eq!(
+        w.quantiles(&[0.1, 0.5, 0.99]).unwrap(),
+        fresh.quantiles(&[0.1, 0.5, 0.99]).unwrap()
+    );
+}
+
+#[test]
+fn shared_shard_writers_across_window_generations_give_exact_totals() {
+    // One owned shard: all threads but one write the shared shard, and in every new
+    // generation they race to zero its stale blocks.
+    let h = Arc::new(
+        Histogram::new(&Options {
+            window: Some(WindowOptions::new(2_000, 2).unwrap()),
+            shards: Some(1),
+            ..Options::default()
+        })
+        .unwrap(),
+    );
+    let values = Arc::new(spread(640));
+    for now in [0u64, 2_000, 4_000, 6_000] {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (h, values) = (h.clone(), values.clone());
+                std::thread::spawn(move || {
+                    for &v in values.iter() {
+                        h.record(v, now).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let w = h.window_snapshot(now).unwrap();
+        assert_eq!(w.count(), 8 * 640, "at {now} ms");
+        let mut expected = Snapshot::new(h.layout().clone());
+        for _ in 0..8 {
+            for &v in values.iter() {
+                expected.record(v).unwrap();
+            }
+        }
+        assert_eq!(
+            w.quantiles(&[0.01, 0.5, 0.999]).unwrap(),
+            expected.quantiles(&[0.01, 0.5, 0.999]).unwrap()
+        );
+    }
+    assert_eq!(h.snapshot().count(), 4 * 8 * 640);
+}
+
 #[test]
 fn memory_is_bounded_and_follows_use() {
     let h = Histogram::new(&Options {
