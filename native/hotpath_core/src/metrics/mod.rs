@@ -21,7 +21,9 @@ use std::sync::{Arc, OnceLock};
 /// The hasher of Hotpath's maps (aHash), for the NIF layer's lookup tables.
 pub type FastState = RandomState;
 
-/// Label value of every label of the overflow series of a metric over its cap.
+/// Label value of every label of the overflow series of a metric over its cap. Tags that
+/// give every label this value record into the overflow series (never a second series with
+/// the same labels).
 pub const OVERFLOW_LABEL: &str = "_overflow_";
 /// Largest `max_series` accepted.
 pub const MAX_SERIES_CAP: usize = 10_000_000;
@@ -304,7 +306,8 @@ impl Metric {
         let labels = decode_key(key)
             .filter(|l| l.len() == self.spec.labels.len())
             .ok_or_else(|| Error::invalid("series key does not match the metric's labels"))?;
-        if self.len.load(Relaxed) >= self.spec.max_series {
+        let overflow_labels = !labels.is_empty() && labels.iter().all(|l| l == OVERFLOW_LABEL);
+        if overflow_labels || self.len.load(Relaxed) >= self.spec.max_series {
             return Ok(self.overflow_series());
         }
         let entry = self.series.entry(key.into()).or_insert_with(|| {

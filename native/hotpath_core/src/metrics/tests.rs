@@ -66,6 +66,33 @@ fn cardinality_cap_sends_new_series_to_overflow() {
 }
 
 #[test]
+fn tags_with_the_overflow_labels_record_into_the_overflow_series() {
+    let mut s = spec("c_total", Kind::Counter, &["a", "b"]);
+    s.max_series = 2;
+    let r = Registry::new(vec![s]).unwrap();
+    let m = r.metric(0).unwrap();
+    let series_of = |labels: &[&str]| labels.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    m.record(&key(&[OVERFLOW_LABEL, OVERFLOW_LABEL]), 0.0, 0)
+        .unwrap();
+    m.record(&key(&["x", "y"]), 0.0, 0).unwrap();
+    // One label at the overflow value is an ordinary series (the overflow series has both).
+    m.record(&key(&[OVERFLOW_LABEL, "y"]), 0.0, 0).unwrap();
+    m.record(&key(&["x", "z"]), 0.0, 0).unwrap();
+    let series = m.series();
+    let labels: Vec<_> = series.iter().map(|s| s.labels().to_vec()).collect();
+    assert_eq!(
+        labels,
+        vec![
+            series_of(&[OVERFLOW_LABEL, "y"]),
+            series_of(&["x", "y"]),
+            series_of(&[OVERFLOW_LABEL, OVERFLOW_LABEL]),
+        ]
+    );
+    assert_eq!(series[2].read(0), SeriesRead::Counter(2));
+    assert_eq!(m.series_count(), 2);
+}
+
+#[test]
 fn prune_removes_idle_series() {
     let r = registry();
     let m = r.metric(0).unwrap();
