@@ -69,6 +69,7 @@ defmodule Hotpath.Native do
   def limiter_hit(_name, _key, _cost), do: err()
   def limiter_call(_limiter, _op, _key, _cost, _now, _policy), do: err()
   def limiter_reset(_limiter, _key), do: err()
+  def limiter_check_key(_key), do: err()
   def limiter_clear(_limiter), do: err()
   def limiter_now(_limiter), do: err()
   def limiter_stats(_limiter), do: err()

@@ -190,7 +190,7 @@ defmodule Hotpath.RateLimiter do
   """
 
   alias Hotpath.Native
-  alias Hotpath.RateLimiter.{Cluster, Options, Owner}
+  alias Hotpath.RateLimiter.{Cluster, Key, Options, Owner}
 
   # The largest `now:` (ms), as in the NIF: about 34 years.
   @max_now_ms Bitwise.bsl(1, 40)
@@ -273,6 +273,7 @@ defmodule Hotpath.RateLimiter do
     case Native.limiter_hit(limiter, key, cost) do
       {:report, decision} -> report(decision, limiter, key, cost)
       :unpublished -> Cluster.hit(limiter, key, cost)
+      :measure -> hit_measured(limiter, key, cost)
       decision -> decision
     end
   end
@@ -281,11 +282,20 @@ defmodule Hotpath.RateLimiter do
     case lookup!(limiter) do
       {ref, deny_events, config} ->
         {now, policy} = call_opts!(opts, config)
-        decision = Native.limiter_call(ref, :hit, key, cost, now, policy)
+        decision = Key.native(key, &Native.limiter_call(ref, :hit, &1, cost, now, policy))
         if deny_events, do: report(decision, limiter, key, cost), else: decision
 
       {:cluster, cluster} ->
         Cluster.call(cluster, :hit, key, cost, opts)
+    end
+  end
+
+  # A key the NIF could not measure (see Hotpath.RateLimiter.Key): the same answers.
+  defp hit_measured(limiter, key, cost) do
+    case Native.limiter_hit(limiter, Key.measured!(key), cost) do
+      {:report, decision} -> report(decision, limiter, key, cost)
+      :unpublished -> Cluster.hit(limiter, key, cost)
+      decision -> decision
     end
   end
 
@@ -303,7 +313,7 @@ defmodule Hotpath.RateLimiter do
     case lookup!(limiter) do
       {ref, _deny_events, config} ->
         {now, policy} = call_opts!(opts, config)
-        Native.limiter_call(ref, :peek, key, cost, now, policy)
+        Key.native(key, &Native.limiter_call(ref, :peek, &1, cost, now, policy))
 
       {:cluster, cluster} ->
         Cluster.call(cluster, :peek, key, cost, opts)
@@ -321,7 +331,7 @@ defmodule Hotpath.RateLimiter do
   def reset(limiter, key) do
     case lookup!(limiter) do
       {ref, _, _} ->
-        Native.limiter_reset(ref, key)
+        Key.native(key, &Native.limiter_reset(ref, &1))
         :ok
 
       {:cluster, cluster} ->
@@ -470,13 +480,14 @@ defmodule Hotpath.RateLimiter do
 
   @doc false
   # A decision of a table published on this node, or :unpublished (for cluster mode).
-  def call_local(table, :hit, key, cost, []), do: Native.limiter_hit(table, key, cost)
+  def call_local(table, :hit, key, cost, []),
+    do: Key.native(key, &Native.limiter_hit(table, &1, cost))
 
   def call_local(table, op, key, cost, opts) do
     case :persistent_term.get({__MODULE__, table}, nil) do
       {ref, _deny_events, config} ->
         {now, policy} = call_opts!(opts, config)
-        Native.limiter_call(ref, op, key, cost, now, policy)
+        Key.native(key, &Native.limiter_call(ref, op, &1, cost, now, policy))
 
       _ ->
         :unpublished

@@ -117,6 +117,38 @@ defmodule Hotpath.RateLimiterTest do
       assert RateLimiter.info(l).keys == length(keys)
     end
 
+    test "keys whose size the NIF cannot tell are measured first, on every path" do
+      l = start!(algorithm: :fixed_window, limit: 2, period: 60_000)
+      # A bignum, a bitstring that is not a binary, a non-Latin-1 atom, and terms holding them.
+      keys = [2 ** 100, <<1::3>>, :"ĳ", {:user, 2 ** 64}, [<<5::7>>], %{a: :"ĳĳ"}]
+
+      for key <- keys do
+        assert {:allow, 1, _} = RateLimiter.hit(l, key)
+        assert {:allow, 0, _} = RateLimiter.hit(l, key, 1, now: RateLimiter.now(l))
+        assert {:deny, _, _} = RateLimiter.peek(l, key)
+        assert :ok = RateLimiter.reset(l, key)
+        assert {:allow, 1, _} = RateLimiter.hit(l, key)
+      end
+
+      # Each key is its own entry, distinct from the measured form a caller could write.
+      assert RateLimiter.info(l).keys == length(keys)
+      refute RateLimiter.hit(l, 2 ** 100) == RateLimiter.hit(l, 2 ** 101)
+
+      big = Bitwise.bsl(1, 8_000_000)
+
+      for key <- [big, {:user, big}, List.duplicate(<<1::7>>, 1_000)],
+          call <- [
+            &RateLimiter.hit(l, &1),
+            &RateLimiter.hit(l, &1, 1, now: 0),
+            &RateLimiter.peek(l, &1),
+            &RateLimiter.reset(l, &1)
+          ] do
+        assert_raise ArgumentError, ~r/at most 4096 bytes, got one of \d+ bytes/, fn ->
+          call.(key)
+        end
+      end
+    end
+
     test "uses the limiter's monotonic clock without now:" do
       l = start!(limit: 2, period: 60_000)
       assert {:allow, 1, _} = RateLimiter.hit(l, "k")

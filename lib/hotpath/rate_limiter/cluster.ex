@@ -28,7 +28,7 @@ defmodule Hotpath.RateLimiter.Cluster do
   alias Hotpath.Native
   alias Hotpath.RateLimiter
   alias Hotpath.RateLimiter.Cluster.{Member, Presence}
-  alias Hotpath.RateLimiter.Owner
+  alias Hotpath.RateLimiter.{Key, Owner}
 
   import Bitwise
 
@@ -185,7 +185,7 @@ defmodule Hotpath.RateLimiter.Cluster do
     case :persistent_term.get({RateLimiter, name}, nil) do
       {:cluster, %__MODULE__{mode: :owner, members: members, self: self} = c} ->
         case owner(members, key) do
-          owner when owner in [self, nil] -> Native.limiter_hit(c.local, key, cost)
+          owner when owner in [self, nil] -> RateLimiter.call_local(c.local, :hit, key, cost, [])
           owner -> remote(c, owner, :hit, key, cost, [])
         end
         |> report(c, key, cost)
@@ -200,7 +200,7 @@ defmodule Hotpath.RateLimiter.Cluster do
 
   @doc "A hit (`op` `:hit`) or peek (`:peek`) of a cluster limiter. `opts` as in `hit/4`."
   def call(%__MODULE__{} = c, op, key, cost, opts) do
-    check!(c, cost, opts)
+    check!(c, key, cost, opts)
     decision = decide(c, op, key, cost, opts)
     if op == :hit, do: report(decision, c, key, cost), else: decision
   end
@@ -213,18 +213,19 @@ defmodule Hotpath.RateLimiter.Cluster do
   defp report(:unpublished, c, _key, _cost), do: RateLimiter.unknown!(c.name)
   defp report(decision, _c, _key, _cost), do: decision
 
-  # Bad arguments raise here, in the caller, never on the owner (the native hot path has
-  # checked the cost and key already when `opts` is empty).
-  defp check!(_c, _cost, []), do: :ok
-
-  defp check!(c, cost, opts) do
-    unless is_integer(cost) and cost > 0 do
+  # Bad arguments raise here, in the caller, before anything is sent to an owner: the cost,
+  # the key (whatever the owner would refuse) and the whole policy.
+  defp check!(c, key, cost, opts) do
+    if not (is_integer(cost) and cost > 0) do
       raise ArgumentError, "cost must be a positive integer, got: #{inspect(cost)}"
     end
 
-    # The whole policy is checked here too, so a remote owner never sees a bad one.
-    {_now, policy} = RateLimiter.call_opts!(opts, c.config)
-    RateLimiter.validate_policy!(policy, c.config)
+    :ok = Key.check!(key)
+
+    if opts != [] do
+      {_now, policy} = RateLimiter.call_opts!(opts, c.config)
+      RateLimiter.validate_policy!(policy, c.config)
+    end
   end
 
   defp decide(%__MODULE__{mode: :local_share} = c, op, key, cost, opts),
@@ -285,7 +286,7 @@ defmodule Hotpath.RateLimiter.Cluster do
 
   # This node's table with this node's share of the policy (of the call's, if it sets one).
   defp local_share(%__MODULE__{share: share} = c, op, key, cost, []),
-    do: Native.limiter_call(c.ref, op, key, cost, nil, share)
+    do: Key.native(key, &Native.limiter_call(c.ref, op, &1, cost, nil, share))
 
   defp local_share(c, op, key, cost, opts) do
     limit = Keyword.get(opts, :limit, c.config[:limit])
@@ -302,8 +303,7 @@ defmodule Hotpath.RateLimiter.Cluster do
     end
   end
 
-  # This node's table: the one-NIF path by name without options.
-  defp local(c, :hit, key, cost, []), do: Native.limiter_hit(c.local, key, cost)
+  # This node's table (the one-NIF path by name for a hit without options).
   defp local(c, op, key, cost, opts), do: RateLimiter.call_local(c.local, op, key, cost, opts)
 
   # ---- maintenance ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ mod atoms {
     rustler::atoms! {
         allow, deny, infinity, nil, hit, peek, report,
         gcra, token_bucket, fixed_window, sliding_window,
+        measured_key = "$hotpath_measured_key",
     }
 }
 
@@ -200,6 +201,8 @@ fn decode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
         KeyRef::Int(int)
     } else if term.is_atom() {
         KeyRef::Atom(atom_identity(term))
+    } else if let Some(encoded) = measured_key(term) {
+        KeyRef::Bytes(ByteKind::Term, encoded.as_slice())
     } else {
         return encode_key(term);
     };
@@ -209,30 +212,65 @@ fn decode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
     }
 }
 
-/// Any other term as a key: its external format, after [`check_key_size`].
-/// Its time is reported to the scheduler (up to some tens of µs for a refused large term).
+/// Any other term as a key: its external format, after [`check_key_size`]. A key that holds
+/// a term whose size the walk cannot tell is refused with the atom `:measure`: Elixir measures
+/// it (`:erlang.external_size/1`, whose cost follows the number of terms, which the walk has
+/// bounded) and passes a key that fits as `{:"$hotpath_measured_key", term_to_binary(key)}`
+/// (see [`measured_key`]). Its time is reported to the scheduler (up to some tens of µs for a
+/// refused large term).
 #[inline(never)]
 fn encode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
     let started = Instant::now();
-    let result = check_key_size(term).and_then(|()| {
-        let encoded = term.to_binary();
-        if encoded.len() > MAX_KEY_BYTES {
-            return Err(key_too_large(encoded.len()));
+    let result = check_key_size(term).and_then(|size| match size {
+        KeySize::Unmeasured => Err(rustler::Error::Atom("measure")),
+        KeySize::Fits => {
+            let encoded = term.to_binary();
+            if encoded.len() > MAX_KEY_BYTES {
+                return Err(key_too_large(encoded.len()));
+            }
+            Ok(KeyBuf::Encoded(encoded))
         }
-        Ok(KeyBuf::Encoded(encoded))
     });
     charge_since(term.get_env(), started);
     result
 }
 
+/// The encoding inside `{:"$hotpath_measured_key", encoding}`, the form in which Elixir passes
+/// a key it measured. Its identity is that of the key it encodes (the bytes
+/// `enif_term_to_binary` would give: `term_to_binary/1` is the same encoder). A caller that
+/// builds such a tuple itself only gets a key equal to the one it encodes, of bounded size.
+fn measured_key(term: Term<'_>) -> Option<Binary<'_>> {
+    let mut elements = tuple_elements(term);
+    if elements.len() != 2 {
+        return None;
+    }
+    let (tag, encoded) = (elements.next()?, elements.next()?);
+    if tag != atoms::measured_key().to_term(term.get_env()) {
+        return None;
+    }
+    Binary::from_term(encoded).ok()
+}
+
+/// What [`check_key_size`] can tell of a key it does not refuse.
+enum KeySize {
+    /// Every part was measured or bounded: the key can be encoded here.
+    Fits,
+    /// It holds a bignum, a bitstring that is not a binary or an atom that is not Latin-1,
+    /// whose encoded size `erl_nif` cannot tell without encoding it (a megabyte bignum shared
+    /// a thousand times is a few words in memory and a gigabyte encoded).
+    Unmeasured,
+}
+
 /// Refuses, before encoding it, a key whose external format is certainly over
 /// [`MAX_KEY_BYTES`], in time bounded by that size whatever the term: every term takes at
-/// least one byte of the encoding (counted once, when it is found) and a binary its length
-/// too, so the walk stops as soon as that lower bound passes the limit (a million-element list
-/// costs no more than a small one). Functions are refused: their encoding holds their captured
-/// environment, which cannot be measured here.
-fn check_key_size(term: Term<'_>) -> NifResult<()> {
+/// least one byte of the encoding (counted once, when it is found), and a binary its length,
+/// an atom its length, a float 8 and a pid, port or reference 13 more (the least their
+/// encodings take), so the walk stops as soon as that lower bound passes the limit (a
+/// million-element list costs no more than a small one). Functions are refused: their encoding
+/// holds their captured environment, which cannot be measured here.
+fn check_key_size(term: Term<'_>) -> NifResult<KeySize> {
     let mut budget = MAX_KEY_BYTES;
+    let mut unmeasured = false;
     let mut spend = |n: usize| -> NifResult<()> {
         budget = budget
             .checked_sub(n)
@@ -243,11 +281,20 @@ fn check_key_size(term: Term<'_>) -> NifResult<()> {
     let mut stack = vec![term];
     while let Some(term) = stack.pop() {
         match term.get_type() {
-            TermType::Binary => {
-                // Bitstrings that are not binaries fail `Binary::from_term`; count them alike.
-                let len = Binary::from_term(term).map_or(0, |b| b.len());
-                spend(len)?;
+            TermType::Binary => match Binary::from_term(term) {
+                Ok(binary) => spend(binary.len())?,
+                // A bitstring that is not a binary: erl_nif cannot tell its size.
+                Err(_) => unmeasured = true,
+            },
+            TermType::Integer => {
+                unmeasured |= term.decode::<i64>().is_err() && term.decode::<u64>().is_err()
             }
+            TermType::Atom => match term.atom_to_string() {
+                Ok(name) => spend(name.len())?,
+                Err(_) => unmeasured = true,
+            },
+            TermType::Float => spend(8)?,
+            TermType::Pid | TermType::Port | TermType::Ref => spend(13)?,
             TermType::Tuple => {
                 let elements = tuple_elements(term);
                 spend(elements.len())?;
@@ -291,7 +338,11 @@ fn check_key_size(term: Term<'_>) -> NifResult<()> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(if unmeasured {
+        KeySize::Unmeasured
+    } else {
+        KeySize::Fits
+    })
 }
 
 /// The elements of a tuple term, borrowed from the VM without copying them (a huge tuple
@@ -564,6 +615,16 @@ fn policy_arg(limiter: &LimiterResource, policy: Term) -> NifResult<Option<Polic
     let period = positive(period, "period")?;
     let burst = optional_positive(burst, "burst")?;
     lift(Policy::new(algorithm, limit, period, burst)).map(Some)
+}
+
+/// `:ok` for a key every limiter accepts, `:measure` for one Elixir measures first (see
+/// [`encode_key`]); an `ArgumentError` otherwise. For callers that send a key elsewhere (a
+/// cluster limiter's remote owner), so a bad key is refused in the caller.
+#[rustler::nif]
+fn limiter_check_key(env: Env, key: Term) -> NifResult<Atom> {
+    decode_key(key)?;
+    charge_minimum(env);
+    Ok(rustler::types::atom::ok())
 }
 
 /// Forgets a key; returns whether it was stored.

@@ -168,6 +168,23 @@ defmodule Hotpath.Cluster.RateLimiterPeersTest do
         # :local_share decides here with this node's share: 9 / 3 nodes = 3.
         decisions = for _ <- 1..4, do: RateLimiter.hit(share, key)
         assert [{:allow, 2, _}, {:allow, 1, _}, {:allow, 0, _}, {:deny, _, _}] = decisions
+
+        # Bad arguments for a key the stopped node owns raise here at once, on every path:
+        # never sent to the owner, never answered by the fallback.
+        [large] =
+          1..1_000
+          |> Stream.map(&{&1, :binary.copy("k", 5_000)})
+          |> Stream.filter(&(RateLimiter.node_for(allow, &1) == slow.node))
+          |> Enum.take(1)
+
+        for call <- [
+              fn -> RateLimiter.peek(allow, large) end,
+              fn -> RateLimiter.hit(allow, large, 1, limit: 2) end,
+              fn -> RateLimiter.peek(allow, key, :bad_cost) end,
+              fn -> RateLimiter.peek(allow, key, 1, limit: :bad) end
+            ] do
+          assert_raise ArgumentError, call
+        end
       after
         resume(pid)
       end

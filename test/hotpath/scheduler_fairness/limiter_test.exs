@@ -56,14 +56,23 @@ defmodule Hotpath.SchedulerFairness.LimiterTest do
     end
 
     # The most costly refusals: a list walked to the 4096-byte bound, a deep nest, a huge
-    # tuple and map (walked no further than the bound).
+    # tuple and map (walked no further than the bound); and terms small in memory but huge
+    # once encoded, whose size erl_nif cannot tell (measured in Elixir with external_size,
+    # never encoded): a 1 MB bignum shared 1,000 times (1 GB encoded), a 10 MB bitstring
+    # that is not a binary, 4,000 copies of one 255-character non-Latin-1 atom (2 MB).
     inputs = fn ->
+      big = Bitwise.bsl(1, 8_000_000)
+      atom = String.to_atom(String.duplicate("é", 127) <> "ĳ")
+
       [
         Enum.to_list(1..100_000),
         Enum.reduce(1..100_000, [], &[&1 | &2]),
         Enum.reduce(1..5_000, :leaf, &{&1, &2}),
         List.to_tuple(Enum.to_list(1..100_000)),
-        Map.new(1..100_000, &{&1, &1})
+        Map.new(1..100_000, &{&1, &1}),
+        List.to_tuple(List.duplicate(big, 1_000)),
+        <<0::size(80_000_001)>>,
+        List.duplicate(atom, 4_000)
       ]
     end
 
