@@ -183,6 +183,18 @@ defmodule Hotpath.HistogramTest do
 
       assert_raise ArgumentError, fn -> Histogram.advance(Histogram.new(clock: :manual), -1) end
     end
+
+    test "advance stops at the end of time instead of wrapping to an earlier one" do
+      h = Histogram.new(window: {1000, 2}, clock: :manual)
+      max = 18_446_744_073_709_551_615
+      assert Histogram.advance(h, max - 5_000) == max - 5_000
+      Histogram.record(h, 5)
+      assert Histogram.advance(h, 10_000) == max
+      assert Histogram.advance(h, 0) == max
+      Histogram.record(h, 9)
+      assert Histogram.count(h, view: :window) == 1
+      assert Histogram.count(h) == 2
+    end
   end
 
   describe "merge, to_binary and from_binary" do

@@ -449,12 +449,19 @@ fn histogram_info(h: Term) -> NifResult<Info> {
     })
 }
 
-/// Moves a manual clock forward by `ms` milliseconds; returns the new time.
+/// Moves a manual clock forward by `ms` milliseconds, stopping at `u64::MAX` (never wrapping
+/// back to an earlier time); returns the new time.
 #[rustler::nif]
 fn histogram_advance(h: Term, ms: u64) -> NifResult<u64> {
     let h = handle(h)?;
     match &h.clock {
-        Clock::Manual(now) => Ok(now.fetch_add(ms, Ordering::Relaxed).saturating_add(ms)),
+        Clock::Manual(now) => {
+            let step = |t: u64| Some(t.saturating_add(ms));
+            let before = now
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, step)
+                .unwrap_or_else(|t| t);
+            Ok(before.saturating_add(ms))
+        }
         Clock::Monotonic => Err(argument_error(
             "advance/2 needs a histogram created with clock: :manual",
         )),
