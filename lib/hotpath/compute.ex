@@ -94,7 +94,46 @@ defmodule Hotpath.Compute do
   @typedoc "A native job resource (see `spin/2`)."
   @type native_job :: reference()
 
-  @start_keys [:name, :max_concurrency, :max_queue, :telemetry_module]
+  @name_type {:or,
+              [
+                :name,
+                {:custom, __MODULE__, :global_or_via, "{:global, term} or {:via, module, term}"}
+              ]}
+
+  @start_schema [
+    name: [
+      type: @name_type,
+      required: true,
+      doc: "The name to register the pool under"
+    ],
+    max_concurrency: [
+      type: {:integer, 1, :infinity},
+      doc_default: "`default_max_concurrency/0`",
+      doc: "Jobs running at once"
+    ],
+    max_queue: [
+      type: {:integer, 0, :infinity},
+      default: 100,
+      doc:
+        "Jobs waiting beyond those (0 refuses any job that cannot start at once). A queue " <>
+          "longer than `timeout / job time × max_concurrency` only turns overload into timeouts"
+    ],
+    telemetry_module: [type: :atom, hidden: true]
+  ]
+
+  @run_schema [
+    timeout: [
+      type: {:or, [{:integer, 0, :infinity}, {:value, :infinity}]},
+      default: 5_000,
+      doc: "Milliseconds, queue time included"
+    ]
+  ]
+
+  @spin_schema [
+    step_us: [type: {:integer, 1, 1_000_000}, default: 10_000],
+    notify: [type: {:or, [{:value, nil}, :pid]}, default: nil],
+    panic_at: [type: {:or, [{:value, nil}, {:integer, 0, :infinity}]}, default: nil]
+  ]
 
   @doc """
   The default `max_concurrency`: one less than the dirty CPU schedulers online, at least 1.
@@ -110,14 +149,9 @@ defmodule Hotpath.Compute do
   @doc """
   Starts a pool. Options:
 
-    * `:name` (required) - the name to register the pool under (an atom, or a
-      `{:global, _}` / `{:via, _, _}` tuple).
-    * `:max_concurrency` - jobs running at once (default `default_max_concurrency/0`).
-    * `:max_queue` - jobs waiting beyond those (default 100; 0 refuses any job that cannot
-      start at once). A queue longer than `timeout / job time × max_concurrency` only turns
-      overload into timeouts.
-    * `:telemetry_module` - the module events are emitted through (default `:telemetry` when
-      it is loaded, else none; tests pass a stand-in).
+  #{Hotpath.Options.docs(@start_schema)}
+
+  Invalid options raise `ArgumentError`.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts) do
@@ -125,10 +159,17 @@ defmodule Hotpath.Compute do
     GenServer.start_link(__MODULE__, config, name: config.name)
   end
 
-  @doc false
+  @doc """
+  A child specification: `{Hotpath.Compute, opts}` in a supervisor, with the options of
+  `start_link/1`, validated here (`ArgumentError`). The child id is
+  `{Hotpath.Compute, name}`.
+  """
+  @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
+    validate_start!(opts)
+
     %{
-      id: {__MODULE__, Keyword.get(opts, :name, __MODULE__)},
+      id: {__MODULE__, Keyword.fetch!(opts, :name)},
       start: {__MODULE__, :start_link, [opts]},
       type: :worker
     }
@@ -137,7 +178,9 @@ defmodule Hotpath.Compute do
   @doc """
   Runs `job` in `pool` and waits for its result.
 
-  Options: `:timeout` - milliseconds, queue time included, or `:infinity` (default 5000).
+  Options:
+
+  #{Hotpath.Options.docs(@run_schema)}
 
   Returns `{:error, :not_running}` when no pool runs under `pool`, and raises `ArgumentError`
   when `pool` is not a pool name or is a process that is no pool. See the module docs for
@@ -285,30 +328,17 @@ defmodule Hotpath.Compute do
   @spec spin(non_neg_integer(), keyword()) ::
           {:ok, non_neg_integer()} | {:error, :cancelled | {:panic, String.t()}}
   def spin(steps, opts \\ []) do
-    unless is_integer(steps) and steps >= 0 do
+    if not (is_integer(steps) and steps >= 0) do
       raise ArgumentError, "steps must be a non-negative integer, got: #{inspect(steps)}"
     end
 
-    opts = Hotpath.Options.validate_keys!(opts, [:step_us, :notify, :panic_at], "spin/2")
-    step_us = Keyword.get(opts, :step_us, 10_000)
-    panic_at = Keyword.get(opts, :panic_at)
-
-    unless is_integer(step_us) and step_us in 1..1_000_000 do
-      raise ArgumentError, ":step_us must be an integer in 1..1000000, got: #{inspect(step_us)}"
-    end
-
-    unless is_nil(panic_at) or (is_integer(panic_at) and panic_at >= 0) do
-      raise ArgumentError,
-            ":panic_at must be nil or a non-negative integer, got: #{inspect(panic_at)}"
-    end
+    opts = Hotpath.Options.validate!(opts, @spin_schema, "Hotpath.Compute.spin/2")
+    step_us = opts[:step_us]
+    panic_at = opts[:panic_at]
 
     job = Native.compute_job_new({:spin, steps, step_us, panic_at})
 
-    case Keyword.get(opts, :notify) do
-      nil -> :ok
-      pid when is_pid(pid) -> send(pid, {:hotpath_compute_job, job})
-      other -> raise ArgumentError, ":notify must be a pid, got: #{inspect(other)}"
-    end
+    if opts[:notify], do: send(opts[:notify], {:hotpath_compute_job, job})
 
     spin_loop(job)
   end
@@ -342,47 +372,21 @@ defmodule Hotpath.Compute do
   # ---- option validation --------------------------------------------------------------
 
   defp validate_start!(opts) do
-    opts = Hotpath.Options.validate_keys!(opts, @start_keys, "Hotpath.Compute.start_link/1")
+    opts = Hotpath.Options.validate!(opts, @start_schema, "Hotpath.Compute.start_link/1")
 
-    name =
-      case Keyword.fetch(opts, :name) do
-        {:ok, name} when is_atom(name) and name != nil ->
-          name
-
-        {:ok, {:global, _} = name} ->
-          name
-
-        {:ok, {:via, _, _} = name} ->
-          name
-
-        {:ok, other} ->
-          raise ArgumentError,
-                ":name must be an atom, {:global, term} or {:via, module, term}, got: #{inspect(other)}"
-
-        :error ->
-          raise ArgumentError, "Hotpath.Compute needs a :name option, e.g. name: MyApp.Compute"
-      end
-
-    max_concurrency = Keyword.get(opts, :max_concurrency, default_max_concurrency())
-    max_queue = Keyword.get(opts, :max_queue, 100)
-
-    unless is_integer(max_concurrency) and max_concurrency >= 1 do
-      raise ArgumentError,
-            ":max_concurrency must be a positive integer, got: #{inspect(max_concurrency)}"
-    end
-
-    unless is_integer(max_queue) and max_queue >= 0 do
-      raise ArgumentError, ":max_queue must be a non-negative integer, got: #{inspect(max_queue)}"
-    end
-
-    telemetry = Keyword.get_lazy(opts, :telemetry_module, &Telemetry.default_module/0)
-
-    unless is_atom(telemetry) do
-      raise ArgumentError, ":telemetry_module must be a module or nil, got: #{inspect(telemetry)}"
-    end
-
-    %{name: name, max_concurrency: max_concurrency, max_queue: max_queue, telemetry: telemetry}
+    %{
+      name: opts[:name],
+      max_concurrency: Keyword.get_lazy(opts, :max_concurrency, &default_max_concurrency/0),
+      max_queue: opts[:max_queue],
+      telemetry: Keyword.get_lazy(opts, :telemetry_module, &Telemetry.default_module/0)
+    }
   end
+
+  @doc false
+  # The `{:global, _}` and `{:via, _, _}` names of a pool (a type of the options schema).
+  def global_or_via({:global, _} = name), do: {:ok, name}
+  def global_or_via({:via, module, _} = name) when is_atom(module), do: {:ok, name}
+  def global_or_via(_other), do: :error
 
   defp validate_run!(job, opts) do
     case job do
@@ -397,19 +401,7 @@ defmodule Hotpath.Compute do
               "a job must be a 0-arity function or {module, function, args}, got: #{inspect(other)}"
     end
 
-    opts = Hotpath.Options.validate_keys!(opts, [:timeout], "Hotpath.Compute.run/3")
-
-    case Keyword.get(opts, :timeout, 5_000) do
-      :infinity ->
-        :infinity
-
-      t when is_integer(t) and t >= 0 ->
-        t
-
-      other ->
-        raise ArgumentError,
-              ":timeout must be a non-negative integer or :infinity, got: #{inspect(other)}"
-    end
+    Hotpath.Options.validate!(opts, @run_schema, "Hotpath.Compute.run/3")[:timeout]
   end
 
   # ---- the pool process ---------------------------------------------------------------

@@ -81,23 +81,48 @@ defmodule Hotpath.Histogram do
   @normal_quantiles 256
   # Larger binaries are decoded on a dirty scheduler (the NIF's NORMAL_SCHEDULER_DECODE_BYTES).
   @normal_decode_bytes 8_192
-  @option_keys [:relative_error, :floor, :ceiling, :buckets, :window, :shards, :clock]
+  @number {:custom, __MODULE__, :float_option, "a number"}
+  @new_schema [
+    relative_error: [
+      type: @number,
+      default: 0.01,
+      doc:
+        "Bound on the relative error of quantile estimates, in `(0, 1)` (the layout chosen " <>
+          "for the default guarantees 0.78 %)"
+    ],
+    floor: [type: @number, default: 1.0e-9, doc: "Magnitudes below count as zero"],
+    ceiling: [type: @number, default: 1.0e12, doc: "Magnitudes above count as overflow"],
+    buckets: [
+      type: {:custom, __MODULE__, :buckets_option, "a strictly increasing list of numbers"},
+      default: [],
+      doc: "Classic bucket upper bounds (inclusive), at most 1024"
+    ],
+    window: [
+      type: {:custom, __MODULE__, :window_option, "nil or {span_ms, slots}"},
+      default: nil,
+      doc: "A sliding window of `slots` slots over `span_ms` (a multiple of `slots`)"
+    ],
+    shards: [
+      type: {:or, [{:value, :auto}, {:integer, 1, 64}]},
+      default: :auto,
+      doc:
+        "Number of single-writer shards, rounded up to a power of two (`:auto`: twice the " <>
+          "number of CPUs, between 4 and 16). A shard is allocated when a thread first " <>
+          "writes to it; threads beyond the shards share one atomic shard"
+    ],
+    clock: [
+      type: {:in, [:monotonic, :manual]},
+      default: :monotonic,
+      doc: "`:manual`: time moves only with `advance/2`"
+    ]
+  ]
 
   @doc """
   Creates a histogram.
 
   Options:
 
-    * `:relative_error` - bound on the relative error of quantile estimates, in `(0, 1)`;
-      default `0.01` (the layout chosen guarantees 0.78 %)
-    * `:floor` - magnitudes below count as zero; default `1.0e-9`
-    * `:ceiling` - magnitudes above count as overflow; default `1.0e12`
-    * `:buckets` - classic bucket upper bounds (inclusive), strictly increasing; default `[]`
-    * `:window` - `{span_ms, slots}`, a sliding window of `slots` slots; default `nil`
-    * `:shards` - number of single-writer shards (rounded up to a power of two, at most 64);
-      default `:auto`, twice the number of CPUs, between 4 and 16. A shard is allocated when
-      a thread first writes to it; threads beyond the shards share one atomic shard
-    * `:clock` - `:monotonic` (default) or `:manual` (see `advance/2`)
+  #{Hotpath.Options.docs(@new_schema)}
 
       iex> h = Hotpath.Histogram.new(relative_error: 0.001, buckets: [1, 10], window: {60_000, 6})
       iex> Hotpath.Histogram.info(h).buckets
@@ -114,30 +139,33 @@ defmodule Hotpath.Histogram do
     end
   end
 
-  defp validate_options!(opts) when is_list(opts) do
-    Hotpath.Options.validate_keys!(opts, @option_keys, "Hotpath.Histogram.new/1")
+  defp validate_options!(opts) do
+    opts = Hotpath.Options.validate!(opts, @new_schema, "Hotpath.Histogram.new/1")
 
     %{
-      relative_error: number!(opts, :relative_error, 0.01),
-      floor: number!(opts, :floor, 1.0e-9),
-      ceiling: number!(opts, :ceiling, 1.0e12),
-      buckets: buckets!(Keyword.get(opts, :buckets, [])),
-      window: window!(Keyword.get(opts, :window)),
-      shards: shards!(Keyword.get(opts, :shards, :auto)),
-      manual_clock: clock!(Keyword.get(opts, :clock, :monotonic))
+      relative_error: opts[:relative_error],
+      floor: opts[:floor],
+      ceiling: opts[:ceiling],
+      buckets: opts[:buckets],
+      window: opts[:window],
+      shards: if(opts[:shards] == :auto, do: nil, else: opts[:shards]),
+      manual_clock: opts[:clock] == :manual
     }
   end
 
-  defp validate_options!(opts) do
-    raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
-  end
+  # Types of the `new/1` schema (they raise their own messages for the details).
+  @doc false
+  def float_option(n) when is_number(n),
+    do: {:ok, float_or(n, fn -> "a number is too large for a float, got: #{n}" end)}
 
-  defp number!(opts, key, default) do
-    case Keyword.get(opts, key, default) do
-      n when is_number(n) -> float_or(n, fn -> "#{key} is too large, got: #{n}" end)
-      other -> raise ArgumentError, "#{key} must be a number, got: #{inspect(other)}"
-    end
-  end
+  def float_option(_other), do: :error
+
+  @doc false
+  def buckets_option(list) when is_list(list), do: {:ok, buckets!(list)}
+  def buckets_option(_other), do: :error
+
+  @doc false
+  def window_option(window), do: {:ok, window!(window)}
 
   # An integer too large for a float raises ArgumentError with `message`, not ArithmeticError.
   defp float_or(n, _message) when is_float(n), do: n
@@ -199,19 +227,6 @@ defmodule Hotpath.Histogram do
           "window must be nil or {span_ms, slots} with positive integers, e.g. {60_000, 6}, " <>
             "got: #{inspect(other)}"
   end
-
-  defp shards!(:auto), do: nil
-  defp shards!(n) when is_integer(n) and n in 1..64, do: n
-
-  defp shards!(other),
-    do:
-      raise(ArgumentError, "shards must be :auto or an integer in 1..64, got: #{inspect(other)}")
-
-  defp clock!(:monotonic), do: false
-  defp clock!(:manual), do: true
-
-  defp clock!(other),
-    do: raise(ArgumentError, "clock must be :monotonic or :manual, got: #{inspect(other)}")
 
   @doc """
   Records one value (an integer or a float). Returns `:ok`.
@@ -383,17 +398,16 @@ defmodule Hotpath.Histogram do
   defp view!(opts) do
     keyword!(opts)
 
-    case Keyword.get(opts, :view, :cumulative) do
-      view when view in [:cumulative, :window] ->
-        view
-
-      other ->
-        raise ArgumentError, "view must be :cumulative or :window, got: #{inspect(other)}"
-    end
+    Hotpath.Options.check!(
+      :view,
+      Keyword.get(opts, :view, :cumulative),
+      {:in, [:cumulative, :window]},
+      "Hotpath.Histogram"
+    )
   end
 
   defp keyword!(opts) do
-    unless is_list(opts) and Keyword.keyword?(opts) do
+    if not (is_list(opts) and Keyword.keyword?(opts)) do
       raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
     end
 

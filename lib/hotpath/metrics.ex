@@ -81,16 +81,47 @@ defmodule Hotpath.Metrics do
   alias Hotpath.Metrics.{Cluster, Definition}
   alias Hotpath.Native
 
-  @start_keys [:name, :metrics, :max_series, :prune_every, :telemetry, :telemetry_module]
   # The longest timer `Process.send_after/3` accepts.
   @max_timer_ms 4_294_967_295
   # The core's cap on `max_series` (MAX_SERIES_CAP).
   @max_series 10_000_000
+
+  @start_schema [
+    name: [type: :name, required: true, doc: "The instance name"],
+    metrics: [
+      type: {:custom, __MODULE__, :definitions, "a list of metric definitions (a proper list)"},
+      default: [],
+      doc: "Definitions (`counter/2` and friends) or `Telemetry.Metrics` structs"
+    ],
+    max_series: [
+      type: {:integer, 1, @max_series},
+      default: 10_000,
+      doc: "Series per metric before the overflow series"
+    ],
+    prune_every: [
+      type: {:or, [{:value, nil}, {:integer, 1, @max_timer_ms}]},
+      default: nil,
+      doc: "Milliseconds between automatic `prune/1` calls (`nil`: none)"
+    ],
+    telemetry: [
+      type: :boolean,
+      default: true,
+      doc: "Attach `:telemetry` handlers when `:telemetry` is loaded"
+    ],
+    telemetry_module: [type: :name, default: :telemetry, hidden: true]
+  ]
   # The longest label value, in bytes (the core's MAX_LABEL_BYTES).
   @max_label_bytes 4096
   @max_label_int Integer.pow(10, @max_label_bytes)
   @default_quantiles [0.5, 0.9, 0.99]
-  @cluster_keys [:timeout, :nodes]
+  @cluster_schema Cluster.options()
+  @prometheus_schema [
+                       cluster: [
+                         type: :boolean,
+                         default: false,
+                         doc: "Render the cluster view of `cluster_snapshot/2`"
+                       ]
+                     ] ++ @cluster_schema
 
   @typedoc "The name of an instance (the `:name` given at start)."
   @type instance :: atom()
@@ -131,18 +162,17 @@ defmodule Hotpath.Metrics do
   # ---- process ------------------------------------------------------------------------
 
   @doc """
-  A child specification. Options:
+  A child specification: `{Hotpath.Metrics, opts}` in a supervisor. The child id is
+  `{Hotpath.Metrics, name}`. Options, validated here (`ArgumentError`):
 
-    * `:name` - the instance name (an atom), required
-    * `:metrics` - definitions or `Telemetry.Metrics` structs; default `[]`
-    * `:max_series` - series per metric before the overflow series; default `10_000`
-    * `:prune_every` - milliseconds between automatic `prune/1` calls, or `nil` (default)
-    * `:telemetry` - attach `:telemetry` handlers when `:telemetry` is loaded; default `true`
+  #{Hotpath.Options.docs(@start_schema)}
   """
   @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
+    opts = validate!(opts)
+
     %{
-      id: {__MODULE__, Keyword.get(opts, :name)},
+      id: {__MODULE__, opts[:name]},
       start: {__MODULE__, :start_link, [opts]},
       type: :worker,
       shutdown: 5_000
@@ -158,65 +188,24 @@ defmodule Hotpath.Metrics do
     opts |> build!() |> Hotpath.Metrics.Owner.start_link()
   end
 
+  defp validate!(opts), do: Hotpath.Options.validate!(opts, @start_schema, "Hotpath.Metrics")
+
+  @doc false
+  # The `:metrics` option: every definition normalised (a type of the options schema).
+  def definitions(list) when is_list(list) do
+    if Definition.proper_list?(list),
+      do: {:ok, Enum.map(list, &Definition.normalize!/1)},
+      else: :error
+  end
+
+  def definitions(_other), do: :error
+
   @doc false
   def build!(opts) do
-    Hotpath.Options.validate_keys!(
-      opts,
-      @start_keys,
-      "Hotpath.Metrics.start_link/1",
-      @start_keys -- [:telemetry_module]
-    )
-
-    name =
-      case Keyword.fetch(opts, :name) do
-        {:ok, name} when is_atom(name) and name not in [nil, true, false] ->
-          name
-
-        _ ->
-          raise ArgumentError, ":name is required and must be an atom, e.g. name: MyApp.Metrics"
-      end
-
-    max_series = max_series!(opts, 10_000)
-
-    prune_every =
-      case Keyword.get(opts, :prune_every) do
-        nil ->
-          nil
-
-        ms when is_integer(ms) and ms > 0 and ms <= @max_timer_ms ->
-          ms
-
-        other ->
-          raise ArgumentError,
-                "prune_every must be nil or an integer of milliseconds in 1..#{@max_timer_ms}, " <>
-                  "got: #{inspect(other)}"
-      end
-
-    attach? =
-      case Keyword.get(opts, :telemetry, true) do
-        bool when is_boolean(bool) -> bool
-        other -> raise ArgumentError, "telemetry must be a boolean, got: #{inspect(other)}"
-      end
-
-    telemetry_module =
-      case Keyword.get(opts, :telemetry_module, :telemetry) do
-        mod when is_atom(mod) and mod not in [nil, true, false] -> mod
-        other -> raise ArgumentError, "telemetry_module must be a module, got: #{inspect(other)}"
-      end
-
-    metrics =
-      case Keyword.get(opts, :metrics, []) do
-        list when is_list(list) ->
-          unless Definition.proper_list?(list) do
-            raise ArgumentError, "metrics must be a proper list, got: #{inspect(list)}"
-          end
-
-          Enum.map(list, &Definition.normalize!/1)
-
-        other ->
-          raise ArgumentError, "metrics must be a list, got: #{inspect(other)}"
-      end
-
+    opts = validate!(opts)
+    name = opts[:name]
+    max_series = opts[:max_series]
+    metrics = opts[:metrics]
     specs = Enum.map(metrics, &spec!(&1, max_series))
     registry = Native.metrics_new(specs)
 
@@ -240,21 +229,10 @@ defmodule Hotpath.Metrics do
       registry: registry,
       meta: meta,
       handlers: handlers,
-      prune_every: prune_every,
-      attach?: attach?,
-      telemetry_module: telemetry_module
+      prune_every: opts[:prune_every],
+      attach?: opts[:telemetry],
+      telemetry_module: opts[:telemetry_module]
     }
-  end
-
-  defp max_series!(opts, default) do
-    case Keyword.get(opts, :max_series, default) do
-      n when is_integer(n) and n > 0 and n <= @max_series ->
-        n
-
-      other ->
-        raise ArgumentError,
-              "max_series must be an integer in 1..#{@max_series}, got: #{inspect(other)}"
-    end
   end
 
   defp spec!(%Definition{} = m, max_series) do
@@ -323,7 +301,13 @@ defmodule Hotpath.Metrics do
       help: m.description || "#{m.kind} of #{Enum.join(m.name, ".")}#{unit_text(m.unit)}",
       labels: Enum.map(m.tags, &Definition.label_name/1),
       tag_keys: m.tags,
-      max_series: max_series!(ro, max_series),
+      max_series:
+        Hotpath.Options.check!(
+          :max_series,
+          Keyword.get(ro, :max_series, max_series),
+          {:integer, 1, @max_series},
+          "reporter_options of #{inspect(m.name)}"
+        ),
       buckets: buckets,
       quantiles: quantiles,
       relative_error: relative_error,
@@ -580,13 +564,9 @@ defmodule Hotpath.Metrics do
   def prometheus(instance, []), do: instance |> registry!() |> Native.metrics_prometheus()
 
   def prometheus(instance, opts) do
-    Hotpath.Options.validate_keys!(
-      opts,
-      [:cluster | @cluster_keys],
-      "Hotpath.Metrics.prometheus/2"
-    )
+    opts = Hotpath.Options.validate!(opts, @prometheus_schema, "Hotpath.Metrics.prometheus/2")
 
-    case Keyword.get(opts, :cluster, false) do
+    case opts[:cluster] do
       false ->
         prometheus(instance, [])
 
@@ -599,9 +579,6 @@ defmodule Hotpath.Metrics do
           end)
 
         Native.metrics_prometheus_cluster(view.registry, up)
-
-      other ->
-        raise ArgumentError, "cluster must be a boolean, got: #{inspect(other)}"
     end
   end
 
@@ -637,9 +614,7 @@ defmodule Hotpath.Metrics do
 
   Options:
 
-    * `:timeout` - milliseconds to wait for all nodes together; default `5_000`
-    * `:nodes` - the nodes to read; default this node and every connected node
-      (`[node() | Node.list()]`)
+  #{Hotpath.Options.docs(@cluster_schema)}
 
   Raises `ArgumentError` when no instance of that name runs on this node.
 
@@ -655,7 +630,7 @@ defmodule Hotpath.Metrics do
           failed: [{node(), cluster_failure()}]
         }
   def cluster_snapshot(instance, opts \\ []) do
-    Hotpath.Options.validate_keys!(opts, @cluster_keys, "Hotpath.Metrics.cluster_snapshot/2")
+    opts = Hotpath.Options.validate!(opts, @cluster_schema, "Hotpath.Metrics.cluster_snapshot/2")
     view = Cluster.collect(instance, opts)
     %{metrics: snapshot_of(view.registry, view.meta), nodes: view.nodes, failed: view.failed}
   end

@@ -426,7 +426,7 @@ defmodule Hotpath.RateLimiter do
           duration: integer()
         }
   def sweep(limiter, opts \\ []) do
-    Hotpath.Options.validate_keys!(opts, [:now], "Hotpath.RateLimiter.sweep/2")
+    Hotpath.Options.known!(opts, [now: []], "Hotpath.RateLimiter.sweep/2")
 
     now =
       case Keyword.get(opts, :now) do

@@ -34,8 +34,18 @@ defmodule Hotpath.ComputeTest do
 
   describe "start_link/1 options" do
     test "bad options raise ArgumentError naming the problem" do
-      assert_raise ArgumentError, ~r/needs a :name/, fn -> Compute.start_link([]) end
+      assert_raise ArgumentError, ~r/missing required option :name/, fn ->
+        Compute.start_link([])
+      end
+
       assert_raise ArgumentError, ~r/:name must be/, fn -> Compute.start_link(name: "x") end
+      assert_raise ArgumentError, ~r/:name must be/, fn -> Compute.child_spec(name: "x") end
+
+      assert_raise ArgumentError, ~r/:max_queue must be/, fn ->
+        Compute.child_spec(name: :x, max_queue: -1)
+      end
+
+      assert %{id: {Compute, :x}} = Compute.child_spec(name: :x)
 
       assert_raise ArgumentError, ~r/:max_concurrency must be a positive integer/, fn ->
         Compute.start_link(name: :x, max_concurrency: 0)

@@ -32,7 +32,7 @@ defmodule Hotpath.HistogramTest do
             {[window: {0, 6}], ~r/window must be/},
             {[window: {3_600_000 * 2, 7200}], ~r/window slots must be between 1 and 3600/},
             {[shards: 0], ~r/shards must be :auto or an integer in 1..64/},
-            {[clock: :wall], ~r/clock must be :monotonic or :manual/}
+            {[clock: :wall], ~r/clock must be one of :monotonic, :manual/}
           ] do
         assert_raise ArgumentError, message, fn -> Histogram.new(opts) end
       end

@@ -89,8 +89,8 @@ defmodule Hotpath.MetricsTest do
   describe "start_link/1" do
     test "bad options raise ArgumentError in the caller" do
       for {opts, message} <- [
-            {[], ~r/:name is required/},
-            {[name: "x"], ~r/:name is required/},
+            {[], ~r/missing required option :name/},
+            {[name: "x"], ~r/:name must be a non-nil, non-boolean atom/},
             {[name: :x, bogus: 1], ~r/unknown options \[:bogus\], valid options are/},
             {[name: :x, max_series: 0], ~r/max_series must be an integer in 1\.\.10000000/},
             {[name: :x, prune_every: -1], ~r/prune_every/},
@@ -117,6 +117,15 @@ defmodule Hotpath.MetricsTest do
 
       assert_raise ArgumentError, ~r/keyword list/, fn ->
         Metrics.start_link(Hotpath.Opaque.value(:x))
+      end
+
+      # child_spec/1 validates the same options, in the caller.
+      assert_raise ArgumentError, ~r/max_series must be/, fn ->
+        Metrics.child_spec(name: :x, max_series: 0)
+      end
+
+      assert_raise ArgumentError, ~r/expected a metric/, fn ->
+        Metrics.child_spec(name: :x, metrics: [:nope])
       end
     end
   end

@@ -78,9 +78,11 @@ defmodule Hotpath.RateLimiterClusterTest do
       base = [name: :opts_cluster, limit: 1, period: 1_000]
 
       for {opts, message} <- [
-            {[cluster: :everywhere], ~r/invalid :cluster: :everywhere; expected `nil`/},
-            {[cluster: :owner, cluster_timeout: 0], ~r/invalid :cluster_timeout: 0/},
-            {[cluster: :owner, cluster_fallback: :maybe], ~r/invalid :cluster_fallback/},
+            {[cluster: :everywhere],
+             ~r/:cluster must be one of nil, :owner, :local_share, got: :everywhere/},
+            {[cluster: :owner, cluster_timeout: 0],
+             ~r/:cluster_timeout must be nil or an integer in 1\.\.4294967295, got: 0/},
+            {[cluster: :owner, cluster_fallback: :maybe], ~r/:cluster_fallback must be/},
             {[cluster_timeout: 10], ~r/:cluster_timeout only apply with cluster: :owner/},
             {[cluster: :local_share, cluster_fallback: :deny, cluster_timeout: 5],
              ~r/:cluster_timeout and :cluster_fallback only apply with cluster: :owner, got cluster: :local_share/}

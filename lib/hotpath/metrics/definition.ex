@@ -33,8 +33,13 @@ defmodule Hotpath.Metrics.Definition do
     Telemetry.Metrics.Summary => :summary,
     Telemetry.Metrics.Distribution => :distribution
   }
-  @opts [:event_name, :measurement, :tags, :tag_values, :keep, :drop, :description, :unit] ++
-          [:reporter_options]
+  # The options of a definition, each checked by its own function below (their messages
+  # name the metric).
+  @schema Enum.map(
+            [:event_name, :measurement, :tags, :tag_values, :keep, :drop, :description, :unit] ++
+              [:reporter_options],
+            &{&1, []}
+          )
   @time_units [:native, :second, :millisecond, :microsecond, :nanosecond]
   @max_atom_chars 255
   @max_tags 32
@@ -80,7 +85,7 @@ defmodule Hotpath.Metrics.Definition do
   """
   @spec new(kind(), String.t() | [atom()], keyword()) :: t()
   def new(kind, name, opts \\ []) when kind in @kinds do
-    Hotpath.Options.validate_keys!(opts, @opts, "Hotpath.Metrics.#{kind}/2")
+    Hotpath.Options.known!(opts, @schema, "Hotpath.Metrics.#{kind}/2")
 
     name = name!(name)
     {event_name, default_measurement} = split(name, opts)

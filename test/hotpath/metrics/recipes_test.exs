@@ -133,7 +133,7 @@ defmodule Hotpath.Metrics.RecipesTest do
   end
 
   test "bad options" do
-    assert_raise ArgumentError, ~r/needs repo:/, fn -> Recipes.ecto([]) end
+    assert_raise ArgumentError, ~r/missing required option :repo/, fn -> Recipes.ecto([]) end
 
     assert_raise ArgumentError, ~r/:repo must be a non-empty list/, fn ->
       Recipes.ecto(repo: "repo")
