@@ -64,11 +64,11 @@ defmodule Hotpath.Compute do
   ## Telemetry
 
   With `:telemetry` in the host application, job start/stop/exception and overload events are
-  emitted; see `Hotpath.Compute.Telemetry`.
+  emitted; see `Hotpath.Telemetry`.
   """
   use GenServer
 
-  alias Hotpath.Compute.Telemetry
+  alias Hotpath.Compute.Events
   alias Hotpath.Native
 
   @typedoc "A pool: its registered name or pid."
@@ -117,8 +117,7 @@ defmodule Hotpath.Compute do
       doc:
         "Jobs waiting beyond those (0 refuses any job that cannot start at once). A queue " <>
           "longer than `timeout / job time × max_concurrency` only turns overload into timeouts"
-    ],
-    telemetry_module: [type: :atom, hidden: true]
+    ]
   ]
 
   @run_schema [
@@ -377,8 +376,7 @@ defmodule Hotpath.Compute do
     %{
       name: opts[:name],
       max_concurrency: Keyword.get_lazy(opts, :max_concurrency, &default_max_concurrency/0),
-      max_queue: opts[:max_queue],
-      telemetry: Keyword.get_lazy(opts, :telemetry_module, &Telemetry.default_module/0)
+      max_queue: opts[:max_queue]
     }
   end
 
@@ -476,7 +474,7 @@ defmodule Hotpath.Compute do
       true ->
         send(ref, {ref, :overloaded})
 
-        Telemetry.emit(state.telemetry, :overloaded, %{
+        Events.emit(:overloaded, %{
           pool: state.name,
           running: taken(state),
           queued: state.queued,
@@ -566,7 +564,6 @@ defmodule Hotpath.Compute do
     context = %{
       owner: self(),
       pool: state.name,
-      telemetry: state.telemetry,
       queue_time: queue_time,
       start: %{
         pool: state.name,
@@ -640,7 +637,7 @@ defmodule Hotpath.Compute do
         # has timed out (its alias is inactive, so a message would be dropped anyway).
         if kind == :exit, do: send(job.ref, {job.ref, {:result, {:error, {:exit, reason}}}})
 
-        Telemetry.emit(state.telemetry, :exception, %{
+        Events.emit(:exception, %{
           pool: state.name,
           monotonic_time: System.monotonic_time(),
           started_at: job.started_at,
@@ -656,7 +653,7 @@ defmodule Hotpath.Compute do
   # ---- the job process ----------------------------------------------------------------
 
   defp work(ref, job, context) do
-    Telemetry.emit(context.telemetry, :start, context.start)
+    Events.emit(:start, context.start)
     started = System.monotonic_time()
     result = execute(job)
     # Tell the pool first: a caller that gets its result and exits at once must not look like
@@ -673,28 +670,16 @@ defmodule Hotpath.Compute do
 
     case result do
       {:error, {:panic, message}} ->
-        Telemetry.emit(
-          context.telemetry,
-          :exception,
-          Map.merge(data, %{kind: :panic, reason: message})
-        )
+        Events.emit(:exception, Map.merge(data, %{kind: :panic, reason: message}))
 
       {:error, {kind, reason, _stack}} when kind == :exception ->
-        Telemetry.emit(
-          context.telemetry,
-          :exception,
-          Map.merge(data, %{kind: :error, reason: reason})
-        )
+        Events.emit(:exception, Map.merge(data, %{kind: :error, reason: reason}))
 
       {:error, {kind, reason}} when kind in [:throw, :exit] ->
-        Telemetry.emit(
-          context.telemetry,
-          :exception,
-          Map.merge(data, %{kind: kind, reason: reason})
-        )
+        Events.emit(:exception, Map.merge(data, %{kind: kind, reason: reason}))
 
       _ ->
-        Telemetry.emit(context.telemetry, :stop, Map.put(data, :result, result))
+        Events.emit(:stop, Map.put(data, :result, result))
     end
   end
 

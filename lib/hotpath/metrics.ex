@@ -107,8 +107,7 @@ defmodule Hotpath.Metrics do
       type: :boolean,
       default: true,
       doc: "Attach `:telemetry` handlers when `:telemetry` is loaded"
-    ],
-    telemetry_module: [type: :name, default: :telemetry, hidden: true]
+    ]
   ]
   # The longest label value, in bytes (the core's MAX_LABEL_BYTES).
   @max_label_bytes 4096
@@ -230,8 +229,7 @@ defmodule Hotpath.Metrics do
       meta: meta,
       handlers: handlers,
       prune_every: opts[:prune_every],
-      attach?: opts[:telemetry],
-      telemetry_module: opts[:telemetry_module]
+      attach?: opts[:telemetry]
     }
   end
 

@@ -175,18 +175,10 @@ defmodule Hotpath.RateLimiter do
 
   ## Telemetry
 
-  When the host application has `:telemetry` (Hotpath does not depend on it):
-
-    * `[:hotpath, :rate_limiter, :sweep]` after each sweep pass, measurements
-      `%{duration: native_time, removed: n, keys: n, full_events: n}`, metadata
-      `%{limiter: name}`;
-    * `[:hotpath, :rate_limiter, :deny]` for each denied `hit/4` when started with
-      `telemetry_denies: true`, measurements `%{cost: cost}`, metadata
-      `%{limiter: name, key: key, retry_after: ms | :infinity, reset_after: ms}`;
-    * `[:hotpath, :rate_limiter, :cluster_fallback]` for each decision of a cluster limiter
-      whose owner did not answer, measurements `%{count: 1}`, metadata
-      `%{limiter: name, key: key, owner: node, reason: :timeout | :noconnection |
-      :not_running | term, fallback: :local_share | :allow | :deny}`.
+  When the host application has `:telemetry`, a limiter emits `[:hotpath, :rate_limiter,
+  :sweep]` after each sweep pass, `[:hotpath, :rate_limiter, :deny]` for each denied hit
+  (with `telemetry_denies: true`) and, in cluster mode, `[:hotpath, :rate_limiter,
+  :cluster_fallback]`; see `Hotpath.Telemetry` for their measurements and metadata.
   """
 
   alias Hotpath.Native

@@ -4,19 +4,14 @@ defmodule Hotpath.ComputeTest do
 
   import Hotpath.ComputeHelpers
   alias Hotpath.Compute
-  alias Hotpath.ComputeHelpers.FakeTelemetry
 
   doctest Hotpath.Compute
 
   defp start_pool(opts \\ []) do
     name = :"compute_test_#{System.unique_integer([:positive])}"
-    :persistent_term.put({FakeTelemetry, name}, self())
-    on_exit(fn -> :persistent_term.erase({FakeTelemetry, name}) end)
-
-    start_supervised!(
-      {Compute, Keyword.merge([name: name, telemetry_module: FakeTelemetry], opts)},
-      id: name
-    )
+    handlers = forward_compute_events(name)
+    on_exit(fn -> Enum.each(handlers, &Hotpath.FakeTelemetry.detach/1) end)
+    start_supervised!({Compute, Keyword.put(opts, :name, name)}, id: name)
 
     name
   end

@@ -13,9 +13,7 @@ defmodule Hotpath.MetricsTest do
   defp start!(metrics, opts \\ []) do
     name = :"metrics_#{System.unique_integer([:positive])}"
 
-    start_supervised!(
-      {Metrics, [name: name, metrics: metrics, telemetry_module: FakeTelemetry] ++ opts}
-    )
+    start_supervised!({Metrics, [name: name, metrics: metrics] ++ opts})
 
     name
   end
@@ -364,10 +362,7 @@ defmodule Hotpath.MetricsTest do
       end
 
       # The same name again is a fresh instance.
-      start_supervised!(
-        {Metrics,
-         name: name, metrics: [Metrics.sum("db.query.rows")], telemetry_module: FakeTelemetry}
-      )
+      start_supervised!({Metrics, name: name, metrics: [Metrics.sum("db.query.rows")]})
 
       assert :ok = Metrics.record(name, "db.query.rows", 2)
       assert [%{series: [%{value: 2.0}]}] = Metrics.snapshot(name)

@@ -30,7 +30,7 @@ defmodule Hotpath.Hostile.MetricsTest do
     GenServer.stop(pid)
 
     {:ok, owner} =
-      Metrics.start_link(name: name, metrics: definitions(), telemetry_module: FakeTelemetry)
+      Metrics.start_link(name: name, metrics: definitions())
 
     Process.unlink(owner)
     on_exit(fn -> if Process.alive?(owner), do: GenServer.stop(owner) end)
@@ -368,8 +368,8 @@ defmodule Hotpath.Hostile.MetricsTest do
              ~r/prune_every must be nil or an integer in 1\.\.4294967295/},
             {[name: :x, prune_every: 2 ** 32], ~r/prune_every/},
             {[name: :x, max_series: 2 ** 64], ~r/max_series must be an integer in 1\.\.10000000/},
-            {[name: :x, telemetry_module: "t"],
-             ~r/telemetry_module must be a non-nil, non-boolean atom/},
+            {[name: :x, telemetry_module: FakeTelemetry],
+             ~r/unknown options \[:telemetry_module\]/},
             {[name: :x, metrics: [:a | :b]], ~r/metrics must be a list .*\(a proper list\)/},
             {[name: :x, metrics: [%{Metrics.sum("a.b") | tags: :route}]],
              ~r/tags must be a list/},

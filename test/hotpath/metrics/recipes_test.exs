@@ -11,7 +11,7 @@ defmodule Hotpath.Metrics.RecipesTest do
   defp start!(metrics) do
     name = :"recipes_#{System.unique_integer([:positive])}"
 
-    start_supervised!({Metrics, name: name, metrics: metrics, telemetry_module: FakeTelemetry})
+    start_supervised!({Metrics, name: name, metrics: metrics})
 
     name
   end
