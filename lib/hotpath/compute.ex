@@ -49,7 +49,7 @@ defmodule Hotpath.Compute do
 
   A job's slot is released when its process has exited **and** the native work it started
   has ended: a process killed inside a dirty NIF exits at once while the NIF runs on, so the
-  pool keeps that slot (counted in `stats/1` as `:draining`, and in `:running`) until the
+  pool keeps that slot (counted in `info/1` as `:draining`, and in `:running`) until the
   native side reports the work finished. So `max_concurrency` bounds the native work too,
   cancelled jobs included. (After a pool *crash* the restarted pool does not know the old
   pool's unfinished native work: at most the old pool's `max_concurrency` jobs overlap with
@@ -233,25 +233,29 @@ defmodule Hotpath.Compute do
   `:completed` (jobs that returned, whatever their result), `:rejected` (`:overloaded`),
   `:cancelled` (by a timeout or a caller's death, queued or running).
 
-  Raises `ArgumentError` when `pool` is not a pool name or is a process that is no pool, and
-  `Hotpath.Compute.Error` (reason `:not_running`, `{:pool_down, reason}` or `:timeout`) when
-  no pool runs under that name or it does not answer within 5 s.
+  Raises `ArgumentError` when `pool` is not a pool name or is a process that is no pool,
+  `Hotpath.NotRunningError` when no pool runs under that name, and `Hotpath.Compute.Error`
+  (reason `{:pool_down, reason}` or `:timeout`) when the pool stops or does not answer
+  within 5 s.
+
+      iex> {:ok, _} = Hotpath.Compute.start_link(name: :doc_info_pool, max_concurrency: 2)
+      iex> %{running: 0, queued: 0, max_concurrency: 2} = Hotpath.Compute.info(:doc_info_pool)
   """
-  @spec stats(pool()) :: %{atom() => non_neg_integer()}
-  def stats(pool) do
-    case resolve(pool, "stats/1") do
+  @spec info(pool()) :: %{atom() => non_neg_integer()}
+  def info(pool) do
+    case resolve(pool, "info/1") do
       :not_running ->
-        raise Hotpath.Compute.Error, reason: :not_running, pool: pool
+        raise Hotpath.NotRunningError, module: __MODULE__, name: pool
 
       target ->
         try do
-          GenServer.call(target, :stats)
+          GenServer.call(target, :info)
         catch
           :exit, {:timeout, _} ->
             raise Hotpath.Compute.Error, reason: :timeout, pool: pool
 
           :exit, {reason, _} when reason in [:noproc, :nodedown] ->
-            raise Hotpath.Compute.Error, reason: :not_running, pool: pool
+            raise Hotpath.NotRunningError, module: __MODULE__, name: pool
 
           :exit, {reason, _} ->
             raise Hotpath.Compute.Error, reason: {:pool_down, reason}, pool: pool
@@ -412,7 +416,7 @@ defmodule Hotpath.Compute do
 
     {:ok,
      Map.merge(config, %{
-       # registers this process as a pool (lets run/3 and stats/1 tell pools from others)
+       # registers this process as a pool (lets run/3 and info/1 tell pools from others)
        mark: Native.compute_pool_register(),
        # exited worker pid => job, whose native work still runs (the slot stays taken)
        draining: %{},
@@ -432,7 +436,7 @@ defmodule Hotpath.Compute do
   end
 
   @impl true
-  def handle_call(:stats, _from, state) do
+  def handle_call(:info, _from, state) do
     {:reply,
      %{
        running: map_size(state.running) + map_size(state.draining),

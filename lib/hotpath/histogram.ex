@@ -493,16 +493,21 @@ defmodule Hotpath.Histogram do
   """
   @spec memory(t()) :: %{bytes: non_neg_integer(), max_bytes: non_neg_integer()}
   def memory(h) do
-    info = Native.histogram_info(h)
-    %{bytes: info.memory, max_bytes: info.max_memory}
+    info = info(h)
+    %{bytes: info.memory_bytes, max_bytes: info.max_memory_bytes}
   end
 
   @doc """
   The effective options: `relative_error` (the guaranteed bound), `floor`, `ceiling`,
-  `buckets`, `window`, `shards`, `clock`, plus `memory`/`max_memory` in bytes.
+  `buckets`, `window`, `shards`, `clock`, plus `memory_bytes` (used now) and
+  `max_memory_bytes` (the most it can ever use).
   """
   @spec info(t()) :: map()
-  def info(h), do: Native.histogram_info(h)
+  def info(h) do
+    {memory, info} = Map.pop(Native.histogram_info(h), :memory)
+    {max_memory, info} = Map.pop(info, :max_memory)
+    Map.merge(info, %{memory_bytes: memory, max_memory_bytes: max_memory})
+  end
 
   @doc """
   Moves the clock of a histogram created with `clock: :manual` forward by `ms` milliseconds

@@ -324,9 +324,9 @@ defmodule Hotpath.Metrics do
   Records `value` with `tags` (a map holding every tag of the metric) into every metric named
   `name` (`"a.b.c"` or `[:a, :b, :c]`) of `instance`. Counters ignore `value`. Returns `:ok`.
 
-  Raises `ArgumentError` when the instance or the metric does not exist, the value is not a
-  number, or a tag is missing. Tag values that are not strings, atoms or numbers are converted
-  with `inspect/1`.
+  Raises `Hotpath.NotRunningError` when no instance of that name runs, and `ArgumentError`
+  when the metric does not exist, the value is not a number, or a tag is missing. Tag values
+  that are not strings, atoms or numbers are converted with `inspect/1`.
   """
   @spec record(instance(), String.t() | [atom()], number() | nil, map()) :: :ok
   def record(instance, name, value, tags \\ %{}) do
@@ -357,9 +357,7 @@ defmodule Hotpath.Metrics do
     ArgumentError -> reraise ArgumentError, "value #{int} is too large to record", __STACKTRACE__
   end
 
-  defp refuse!(:unknown_instance, instance, _name, _value, _tags) do
-    raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
-  end
+  defp refuse!(:unknown_instance, instance, _name, _value, _tags), do: not_running!(instance)
 
   defp refuse!(:bad_value, _instance, name, value, _tags),
     do: raise(ArgumentError, "#{inspect(name)}: value must be a number, got: #{inspect(value)}")
@@ -467,11 +465,19 @@ defmodule Hotpath.Metrics do
   defp too_long!,
     do: raise(ArgumentError, "a tag value is longer than #{@max_label_bytes} bytes as text")
 
+  defp not_running!(instance) when is_atom(instance),
+    do: raise(Hotpath.NotRunningError, module: __MODULE__, name: instance)
+
+  defp not_running!(other) do
+    raise ArgumentError,
+          "a Hotpath.Metrics instance is named by an atom, got: #{inspect(other, limit: 10)}"
+  end
+
   @doc false
   def registry!(instance) do
     case :persistent_term.get({__MODULE__, instance}, nil) do
       nil ->
-        raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
+        not_running!(instance)
 
       registry ->
         registry
@@ -482,7 +488,7 @@ defmodule Hotpath.Metrics do
   def meta!(instance) do
     case :persistent_term.get({__MODULE__, instance, :meta}, nil) do
       nil ->
-        raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
+        not_running!(instance)
 
       meta ->
         meta
@@ -614,7 +620,7 @@ defmodule Hotpath.Metrics do
 
   #{Hotpath.Options.docs(@cluster_schema)}
 
-  Raises `ArgumentError` when no instance of that name runs on this node.
+  Raises `Hotpath.NotRunningError` when no instance of that name runs on this node.
 
       iex> {:ok, _} = Hotpath.Metrics.start_link(name: :doc_cluster,
       ...>   metrics: [Hotpath.Metrics.counter("doc.cluster.jobs")])
@@ -651,7 +657,13 @@ defmodule Hotpath.Metrics do
   @spec prune(instance()) :: non_neg_integer()
   def prune(instance), do: instance |> registry!() |> Native.metrics_prune()
 
-  @doc "Number of series and approximate native memory in bytes."
-  @spec info(instance()) :: %{series: non_neg_integer(), memory: non_neg_integer()}
-  def info(instance), do: instance |> registry!() |> Native.metrics_info()
+  @doc """
+  Number of series and approximate native memory in bytes (`:memory_bytes`). Raises
+  `Hotpath.NotRunningError` when no instance of that name runs.
+  """
+  @spec info(instance()) :: %{series: non_neg_integer(), memory_bytes: non_neg_integer()}
+  def info(instance) do
+    %{series: series, memory: bytes} = instance |> registry!() |> Native.metrics_info()
+    %{series: series, memory_bytes: bytes}
+  end
 end

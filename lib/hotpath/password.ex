@@ -52,7 +52,8 @@ defmodule Hotpath.Password do
   `max_concurrency` at once, a bounded queue, and `:timeout` (default 5000 ms). A pool error
   (`:overloaded`, `:timeout`, `:not_running` when no pool runs under that name, ...) makes
   `hash/2` and `verify/3` return `{:error, reason}`, and the Phoenix-style functions
-  (`hash_pwd_salt/2`, `verify_pass/3`, `no_user_verify/1`) raise `Hotpath.Compute.Error`;
+  (`hash_pwd_salt/2`, `verify_pass/3`, `no_user_verify/1`) raise `Hotpath.NotRunningError`
+  (no pool) or `Hotpath.Compute.Error` (any other pool error);
   none of them exits the caller. `:compute` must be `nil`, a pool's name (an atom,
   `{:global, term}`, `{:via, module, term}`, `{atom, node}`) or pid, and `:timeout` a
   non-negative integer or `:infinity`: anything else raises `ArgumentError`, as does a local
@@ -138,8 +139,8 @@ defmodule Hotpath.Password do
 
   Options: `:m_cost` (8..262 144 KiB, at least `8 * parallelism`), `:t_cost` (1..8),
   `:parallelism` (1..64), `:hash_len` (16..64 bytes), `:salt_len` (8..48 bytes), `:compute`,
-  `:timeout`. Raises `ArgumentError` for bad arguments and `Hotpath.Compute.Error` when the
-  pool cannot run the job (or none is running).
+  `:timeout`. Raises `ArgumentError` for bad arguments, `Hotpath.NotRunningError` when no pool
+  runs under the `:compute` name and `Hotpath.Compute.Error` when the pool cannot run the job.
 
       iex> hash = Hotpath.Password.hash_pwd_salt("hunter2", m_cost: 64, t_cost: 1)
       iex> "$argon2id$v=19$m=64,t=1,p=1$" <> _ = hash
@@ -153,9 +154,7 @@ defmodule Hotpath.Password do
         phc
 
       {:error, reason} ->
-        raise Hotpath.Compute.Error,
-          reason: reason,
-          pool: options(opts, @hash_schema, "hash_pwd_salt/2")[:compute]
+        pool_error!(reason, options(opts, @hash_schema, "hash_pwd_salt/2")[:compute])
     end
   end
 
@@ -187,8 +186,8 @@ defmodule Hotpath.Password do
   Returns `false` for a wrong password and for a malformed or foreign hash. Options:
   `:max_m_cost` (default 262 144, at most 1 048 576), `:max_t_cost` (default 8, at most 16),
   `:max_parallelism` (default 64, at most 255), `:compute`, `:timeout`. Raises
-  `ArgumentError` for bad arguments and `Hotpath.Compute.Error` when the pool cannot run the
-  job (or none is running).
+  `ArgumentError` for bad arguments, `Hotpath.NotRunningError` when no pool runs under the
+  `:compute` name and `Hotpath.Compute.Error` when the pool cannot run the job.
 
       iex> Hotpath.Password.verify_pass("password",
       ...>   "$argon2i$v=19$m=256,t=2,p=1$c29tZXNhbHQ$iekCn0Y3spW+sCcFanM2xBT63UP2sghkUoHLIUpWRS8")
@@ -206,9 +205,7 @@ defmodule Hotpath.Password do
         false
 
       {:error, reason} ->
-        raise Hotpath.Compute.Error,
-          reason: reason,
-          pool: options(opts, @verify_schema, "verify_pass/3")[:compute]
+        pool_error!(reason, options(opts, @verify_schema, "verify_pass/3")[:compute])
     end
   end
 
@@ -347,6 +344,11 @@ defmodule Hotpath.Password do
   end
 
   # ---- helpers ------------------------------------------------------------------------
+
+  defp pool_error!(:not_running, pool),
+    do: raise(Hotpath.NotRunningError, module: Hotpath.Compute, name: pool)
+
+  defp pool_error!(reason, pool), do: raise(Hotpath.Compute.Error, reason: reason, pool: pool)
 
   defp run(opts, fun) do
     case opts[:compute] do

@@ -251,8 +251,8 @@ defmodule Hotpath.RateLimiter do
   Counts a request of `cost` (default 1) for `key` and answers whether it is admitted.
 
   See the module docs for the answers and `t:call_opt/0` for `opts`.
-  Raises `ArgumentError` for an unknown limiter, a cost that is not a positive integer, a key
-  over 4096 bytes or invalid options.
+  Raises `Hotpath.NotRunningError` when no limiter of that name runs, and `ArgumentError`
+  for a cost that is not a positive integer, a key over 4096 bytes or invalid options.
   """
   @spec hit(name(), term(), pos_integer(), [call_opt()]) :: decision()
   def hit(limiter, key, cost \\ 1, opts \\ [])
@@ -339,7 +339,7 @@ defmodule Hotpath.RateLimiter do
   key data stored out of line (`:key_bytes`, bounded by `:max_bytes`), full-table events and
   the configuration. It reads counters: its cost does not grow with the table.
 
-  Raises `ArgumentError` for an unknown limiter.
+  Raises `Hotpath.NotRunningError` when no limiter of that name runs.
 
   For a cluster limiter, those of this node's table, plus `:cluster`: the mode, the members
   in this node's view and this node's share of the policy (what `:local_share` enforces).
@@ -409,8 +409,8 @@ defmodule Hotpath.RateLimiter do
   non-negative integer up to 2^40 (about 34 years). The call never involves the owner
   process: it works while the owner restarts, and bad options cannot reach it.
 
-  Raises `ArgumentError` for an unknown limiter, options that are not a keyword list, an
-  unknown option or a bad `:now`.
+  Raises `Hotpath.NotRunningError` when no limiter of that name runs, and `ArgumentError` for
+  options that are not a keyword list, an unknown option or a bad `:now`.
   """
   @spec sweep(name(), now: non_neg_integer()) :: %{
           removed: non_neg_integer(),
@@ -444,7 +444,7 @@ defmodule Hotpath.RateLimiter do
   defp table!(table, limiter) do
     case :persistent_term.get({__MODULE__, table}, nil) do
       {ref, _, config} -> {ref, config}
-      _ -> unknown!(limiter)
+      _ -> not_running!(limiter)
     end
   end
 
@@ -455,7 +455,7 @@ defmodule Hotpath.RateLimiter do
 
   defp lookup!(limiter) do
     case :persistent_term.get({__MODULE__, limiter}, nil) do
-      nil -> unknown!(limiter)
+      nil -> not_running!(limiter)
       entry -> entry
     end
   end
@@ -476,10 +476,14 @@ defmodule Hotpath.RateLimiter do
   end
 
   @doc false
-  def unknown!(limiter) do
+  # What a name that finds no limiter raises: `Hotpath.NotRunningError`, or `ArgumentError`
+  # for what cannot name a limiter.
+  def not_running!(limiter) when is_atom(limiter),
+    do: raise(Hotpath.NotRunningError, module: __MODULE__, name: limiter)
+
+  def not_running!(other) do
     raise ArgumentError,
-          "unknown rate limiter #{inspect(limiter)}: start it with " <>
-            "{Hotpath.RateLimiter, name: #{inspect(limiter)}, ...} in your supervision tree"
+          "a rate limiter is named by an atom, got: #{inspect(other, limit: 10)}"
   end
 
   @doc false

@@ -88,12 +88,10 @@ defmodule Hotpath.MetricsClusterTest do
              ["1", "2", "_overflow_"]
   end
 
-  test "bad options and unknown instances raise ArgumentError" do
+  test "bad options raise ArgumentError, unknown instances Hotpath.NotRunningError" do
     name = start!([Metrics.counter("a.b.c")])
 
     for {fun, message} <- [
-          {fn -> Metrics.cluster_snapshot(:nope) end,
-           ~r/no Hotpath.Metrics instance named :nope/},
           {fn -> Metrics.cluster_snapshot(name, timeout: 0) end, ~r/timeout must be an integer/},
           {fn -> Metrics.cluster_snapshot(name, nodes: []) end, ~r/nodes must be a non-empty/},
           {fn -> Metrics.cluster_snapshot(name, nodes: ["a"]) end, ~r/nodes must be a non-empty/},
@@ -104,6 +102,10 @@ defmodule Hotpath.MetricsClusterTest do
           {fn -> Metrics.prometheus(name, colour: :red) end, ~r/unknown options \[:colour\]/}
         ] do
       assert_raise ArgumentError, message, fun
+    end
+
+    assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named :nope/, fn ->
+      Metrics.cluster_snapshot(:nope)
     end
   end
 

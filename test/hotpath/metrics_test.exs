@@ -208,7 +208,7 @@ defmodule Hotpath.MetricsTest do
     test "bad inputs raise ArgumentError" do
       name = start!([Metrics.sum("a.b", tags: [:t])])
 
-      assert_raise ArgumentError, ~r/no Hotpath.Metrics instance named :nope/, fn ->
+      assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named :nope/, fn ->
         Metrics.record(:nope, "a.b", 1)
       end
 
@@ -219,7 +219,7 @@ defmodule Hotpath.MetricsTest do
       assert_raise ArgumentError, ~r/no metric named 42/, fn -> Metrics.record(name, 42, 1) end
 
       for fun <- [&Metrics.snapshot/1, &Metrics.prometheus/1, &Metrics.prune/1, &Metrics.info/1] do
-        assert_raise ArgumentError, ~r/no Hotpath.Metrics instance named :nope/, fn ->
+        assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named :nope/, fn ->
           fun.(:nope)
         end
 
@@ -283,7 +283,7 @@ defmodule Hotpath.MetricsTest do
         Metrics.record_handle(make_ref(), 1)
       end
 
-      assert_raise ArgumentError, ~r/no Hotpath.Metrics instance/, fn ->
+      assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named/, fn ->
         Metrics.handle(:nope, "a.b")
       end
 
@@ -355,9 +355,9 @@ defmodule Hotpath.MetricsTest do
       stop_supervised!({Metrics, name})
       assert FakeTelemetry.handler_ids([:web, :stop]) == []
       assert FakeTelemetry.handler_ids([:db, :query]) == []
-      assert_raise ArgumentError, fn -> Metrics.snapshot(name) end
+      assert_raise Hotpath.NotRunningError, fn -> Metrics.snapshot(name) end
 
-      assert_raise ArgumentError, ~r/no Hotpath.Metrics instance/, fn ->
+      assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named/, fn ->
         Metrics.record(name, "db.query.rows", 1)
       end
 

@@ -185,7 +185,7 @@ defmodule Hotpath.RateLimiterClusterTest do
       assert {:allow, 2, _} = RateLimiter.hit(l, "k")
 
       :ok = stop_supervised({RateLimiter, l})
-      assert_raise ArgumentError, ~r/unknown rate limiter/, fn -> RateLimiter.hit(l, "k") end
+      assert_raise Hotpath.NotRunningError, fn -> RateLimiter.hit(l, "k") end
       assert Process.whereis(Cluster.scope_name(l)) == nil
       assert RateLimiter.registration(Cluster.local_name(l)) == nil
       assert Native.limiter_hit(Cluster.local_name(l), "k", 1) == :unpublished

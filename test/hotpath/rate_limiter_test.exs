@@ -326,7 +326,7 @@ defmodule Hotpath.RateLimiterTest do
       l = start!(limit: 1, period: 60_000)
       RateLimiter.hit(l, "k", 1, now: 0)
       assert :ok = stop_supervised({RateLimiter, l})
-      assert_raise ArgumentError, ~r/unknown rate limiter/, fn -> RateLimiter.hit(l, "k") end
+      assert_raise Hotpath.NotRunningError, fn -> RateLimiter.hit(l, "k") end
 
       start_supervised!({RateLimiter, name: l, limit: 1, period: 60_000, sweep_every: :infinity})
       assert {:allow, 0, _} = RateLimiter.hit(l, "k", 1, now: 0)
@@ -441,7 +441,9 @@ defmodule Hotpath.RateLimiterTest do
             fn -> RateLimiter.info(:nope) end,
             fn -> RateLimiter.now(:nope) end
           ] do
-        assert_raise ArgumentError, ~r/unknown rate limiter :nope/, fun
+        assert_raise Hotpath.NotRunningError,
+                     ~r/no Hotpath.RateLimiter named :nope is running/,
+                     fun
       end
     end
 
@@ -528,7 +530,8 @@ defmodule Hotpath.RateLimiterTest do
       for bad <- [nil, make_ref(), "ref", {:ok, 1}] do
         # Nothing is published under it: the hot path answers so, and hit/2 raises.
         assert Hotpath.Native.limiter_hit(bad, "k", 1) == :unpublished
-        assert_raise ArgumentError, ~r/unknown rate limiter/, fn -> RateLimiter.hit(bad, "k") end
+        error = if is_atom(bad), do: Hotpath.NotRunningError, else: ArgumentError
+        assert_raise error, fn -> RateLimiter.hit(bad, "k") end
         assert_raise ArgumentError, fn -> Hotpath.Native.limiter_stats(bad) end
         assert_raise ArgumentError, fn -> Hotpath.Native.limiter_sweep(bad, 0, nil, 100) end
       end

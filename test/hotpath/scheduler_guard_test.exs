@@ -45,7 +45,7 @@ defmodule Hotpath.SchedulerGuardTest do
       fn -> Compute.spin(20, step_us: 20_000) end,
       fn -> Compute.run(pool, fn -> Compute.spin(10, step_us: 20_000) end, timeout: 50) end,
       fn -> Compute.run(pool, fn -> Digest.blake3(big) end, timeout: :infinity) end,
-      fn -> for _ <- 1..100, do: Compute.stats(pool) end
+      fn -> for _ <- 1..100, do: Compute.info(pool) end
     ]
 
     # Each call measured alone in scheduler-thread CPU time (Hotpath.SchedulerTrace): the

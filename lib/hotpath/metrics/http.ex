@@ -82,7 +82,7 @@ defmodule Hotpath.Metrics.HTTP do
      if(method == "HEAD", do: "", else: body)}
   rescue
     # The instance is not running (yet, or any more).
-    ArgumentError ->
+    Hotpath.NotRunningError ->
       {503, [{"content-type", "text/plain; charset=utf-8"}, {"retry-after", "1"}],
        "metrics instance #{inspect(metrics)} is not running\n"}
   end

@@ -180,7 +180,7 @@ defmodule Hotpath.RateLimiter.Cluster do
         c |> local_share(:hit, key, cost, []) |> report(c, key, cost)
 
       _ ->
-        RateLimiter.unknown!(name)
+        RateLimiter.not_running!(name)
     end
   end
 
@@ -196,7 +196,7 @@ defmodule Hotpath.RateLimiter.Cluster do
     decision
   end
 
-  defp report(:unpublished, c, _key, _cost), do: RateLimiter.unknown!(c.name)
+  defp report(:unpublished, c, _key, _cost), do: RateLimiter.not_running!(c.name)
   defp report(decision, _c, _key, _cost), do: decision
 
   # Bad arguments raise here, in the caller, never on the owner (the native hot path has
@@ -283,7 +283,7 @@ defmodule Hotpath.RateLimiter.Cluster do
 
   defp local!(c, op, key, cost, opts) do
     case local(c, op, key, cost, opts) do
-      :unpublished -> RateLimiter.unknown!(c.name)
+      :unpublished -> RateLimiter.not_running!(c.name)
       decision -> decision
     end
   end

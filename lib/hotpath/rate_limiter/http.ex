@@ -157,15 +157,11 @@ defmodule Hotpath.RateLimiter.HTTP do
     end
   end
 
-  # The limiter raises ArgumentError when it is not running ("unknown rate limiter"); the
-  # same exception for a limiter that *is* registered is a real error and is re-raised.
+  # A limiter that is not running (not started yet, or stopped) is `on_unavailable`'s case.
   defp limiter_hit(limiter, key, cost) do
     Hotpath.RateLimiter.hit(limiter, key, cost)
   rescue
-    e in ArgumentError ->
-      if Hotpath.RateLimiter.registration(limiter) == nil,
-        do: :unavailable,
-        else: reraise(e, __STACKTRACE__)
+    Hotpath.NotRunningError -> :unavailable
   end
 
   defp unavailable(%Config{on_unavailable: :allow} = _config, key),

@@ -127,11 +127,13 @@ defmodule Hotpath.Hostile.MetricsTest do
     assert result == true, "counterexample: #{inspect(:proper.counterexample(), limit: 20)}"
   end
 
-  # The call answers or raises ArgumentError; anything else fails the property.
+  # The call answers or raises ArgumentError (Hotpath.NotRunningError for a stopped
+  # instance); anything else fails the property.
   defp answers?(fun, ok?) do
     ok?.(fun.())
   rescue
     ArgumentError -> true
+    Hotpath.NotRunningError -> true
   end
 
   @tags [

@@ -70,7 +70,7 @@ defmodule Hotpath.Metrics.CrashTest do
 
     stop_supervised!({:metrics_sup, name})
 
-    assert_raise ArgumentError, ~r/no Hotpath.Metrics instance/, fn ->
+    assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named/, fn ->
       Metrics.record(name, "crash.event.count", nil)
     end
 

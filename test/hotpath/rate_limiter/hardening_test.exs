@@ -48,8 +48,10 @@ defmodule Hotpath.RateLimiter.HardeningTest do
       :sys.resume(pid)
     end
 
-    test "unknown limiters raise ArgumentError" do
-      for name <- [:no_such_limiter, 1, "x", {:a}, self()] do
+    test "unknown limiters raise NotRunningError, what is no name ArgumentError" do
+      assert_raise Hotpath.NotRunningError, fn -> RateLimiter.sweep(:no_such_limiter) end
+
+      for name <- [1, "x", {:a}, self()] do
         assert_raise ArgumentError, fn -> RateLimiter.sweep(Opaque.value(name)) end
       end
     end
