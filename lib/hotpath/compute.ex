@@ -66,9 +66,7 @@ defmodule Hotpath.Compute do
   With `:telemetry` in the host application, job start/stop/exception and overload events are
   emitted; see `Hotpath.Telemetry`.
   """
-  use GenServer
-
-  alias Hotpath.Compute.Events
+  alias Hotpath.Compute.Options
   alias Hotpath.Native
 
   @typedoc "A pool: its registered name or pid."
@@ -94,46 +92,6 @@ defmodule Hotpath.Compute do
   @typedoc "A native job resource (see `spin/2`)."
   @type native_job :: reference()
 
-  @name_type {:or,
-              [
-                :name,
-                {:custom, __MODULE__, :global_or_via, "{:global, term} or {:via, module, term}"}
-              ]}
-
-  @start_schema [
-    name: [
-      type: @name_type,
-      required: true,
-      doc: "The name to register the pool under"
-    ],
-    max_concurrency: [
-      type: {:integer, 1, :infinity},
-      doc_default: "`default_max_concurrency/0`",
-      doc: "Jobs running at once"
-    ],
-    max_queue: [
-      type: {:integer, 0, :infinity},
-      default: 100,
-      doc:
-        "Jobs waiting beyond those (0 refuses any job that cannot start at once). A queue " <>
-          "longer than `timeout / job time × max_concurrency` only turns overload into timeouts"
-    ]
-  ]
-
-  @run_schema [
-    timeout: [
-      type: {:or, [{:integer, 0, :infinity}, {:value, :infinity}]},
-      default: 5_000,
-      doc: "Milliseconds, queue time included"
-    ]
-  ]
-
-  @spin_schema [
-    step_us: [type: {:integer, 1, 1_000_000}, default: 10_000],
-    notify: [type: {:or, [{:value, nil}, :pid]}, default: nil],
-    panic_at: [type: {:or, [{:value, nil}, {:integer, 0, :infinity}]}, default: nil]
-  ]
-
   @doc """
   The default `max_concurrency`: one less than the dirty CPU schedulers online, at least 1.
 
@@ -148,14 +106,14 @@ defmodule Hotpath.Compute do
   @doc """
   Starts a pool. Options:
 
-  #{Hotpath.Options.docs(@start_schema)}
+  #{Options.docs(:start)}
 
   Invalid options raise `ArgumentError`.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts) do
-    config = validate_start!(opts)
-    GenServer.start_link(__MODULE__, config, name: config.name)
+    config = Options.start!(opts)
+    GenServer.start_link(Hotpath.Compute.Pool, config, name: config.name)
   end
 
   @doc """
@@ -165,7 +123,7 @@ defmodule Hotpath.Compute do
   """
   @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
-    validate_start!(opts)
+    Options.start!(opts)
 
     %{
       id: {__MODULE__, Keyword.fetch!(opts, :name)},
@@ -179,7 +137,7 @@ defmodule Hotpath.Compute do
 
   Options:
 
-  #{Hotpath.Options.docs(@run_schema)}
+  #{Options.docs(:run)}
 
   Returns `{:error, :not_running}` when no pool runs under `pool`, and raises `ArgumentError`
   when `pool` is not a pool name or is a process that is no pool. See the module docs for
@@ -193,7 +151,7 @@ defmodule Hotpath.Compute do
   """
   @spec run(pool(), job(), keyword()) :: result()
   def run(pool, job, opts \\ []) do
-    timeout = validate_run!(job, opts)
+    timeout = Options.run!(job, opts)
 
     case resolve(pool, "run/3") do
       :not_running -> {:error, :not_running}
@@ -263,10 +221,9 @@ defmodule Hotpath.Compute do
     end
   end
 
-  @doc false
   # The process to talk to for `pool`, or `:not_running`; raises ArgumentError for what cannot
-  # name a pool and for a local process that is not one. Also used by Hotpath.Password.
-  def resolve(pool, where) do
+  # name a pool and for a local process that is not one.
+  defp resolve(pool, where) do
     target =
       case pool do
         pid when is_pid(pid) -> pid
@@ -335,7 +292,7 @@ defmodule Hotpath.Compute do
       raise ArgumentError, "steps must be a non-negative integer, got: #{inspect(steps)}"
     end
 
-    opts = Hotpath.Options.validate!(opts, @spin_schema, "Hotpath.Compute.spin/2")
+    opts = Options.spin!(opts)
     step_us = opts[:step_us]
     panic_at = opts[:panic_at]
 
@@ -371,344 +328,4 @@ defmodule Hotpath.Compute do
   """
   @spec cancel(native_job()) :: boolean()
   def cancel(job), do: Native.compute_job_cancel(job)
-
-  # ---- option validation --------------------------------------------------------------
-
-  defp validate_start!(opts) do
-    opts = Hotpath.Options.validate!(opts, @start_schema, "Hotpath.Compute.start_link/1")
-
-    %{
-      name: opts[:name],
-      max_concurrency: Keyword.get_lazy(opts, :max_concurrency, &default_max_concurrency/0),
-      max_queue: opts[:max_queue]
-    }
-  end
-
-  @doc false
-  # The `{:global, _}` and `{:via, _, _}` names of a pool (a type of the options schema).
-  def global_or_via({:global, _} = name), do: {:ok, name}
-  def global_or_via({:via, module, _} = name) when is_atom(module), do: {:ok, name}
-  def global_or_via(_other), do: :error
-
-  defp validate_run!(job, opts) do
-    case job do
-      fun when is_function(fun, 0) ->
-        :ok
-
-      {m, f, a} when is_atom(m) and is_atom(f) and is_list(a) ->
-        :ok
-
-      other ->
-        raise ArgumentError,
-              "a job must be a 0-arity function or {module, function, args}, got: #{inspect(other)}"
-    end
-
-    Hotpath.Options.validate!(opts, @run_schema, "Hotpath.Compute.run/3")[:timeout]
-  end
-
-  # ---- the pool process ---------------------------------------------------------------
-
-  @impl true
-  def init(config) do
-    # Jobs are linked: a crashing pool takes them (and their native work) down with it, and
-    # trapping exits turns their ends into messages instead of killing the pool.
-    Process.flag(:trap_exit, true)
-
-    {:ok,
-     Map.merge(config, %{
-       # registers this process as a pool (lets run/3 and info/1 tell pools from others)
-       mark: Native.compute_pool_register(),
-       # exited worker pid => job, whose native work still runs (the slot stays taken)
-       draining: %{},
-       # worker pid => job
-       running: %{},
-       # job ref => worker pid | :queued
-       refs: %{},
-       # caller monitor ref => job ref
-       callers: %{},
-       queue: :queue.new(),
-       queued: 0,
-       started: 0,
-       completed: 0,
-       rejected: 0,
-       cancelled: 0
-     })}
-  end
-
-  @impl true
-  def handle_call(:info, _from, state) do
-    {:reply,
-     %{
-       running: map_size(state.running) + map_size(state.draining),
-       draining: map_size(state.draining),
-       queued: state.queued,
-       max_concurrency: state.max_concurrency,
-       max_queue: state.max_queue,
-       started: state.started,
-       completed: state.completed,
-       rejected: state.rejected,
-       cancelled: state.cancelled
-     }, state}
-  end
-
-  # Nothing in this module sends other calls or casts: answer instead of crashing the pool.
-  def handle_call(_other, _from, state), do: {:reply, {:error, :unknown_call}, state}
-
-  @impl true
-  def handle_cast(_other, state), do: {:noreply, state}
-
-  @impl true
-  def handle_info({:"$hotpath_run", ref, caller, job, submitted_at}, state) do
-    cond do
-      taken(state) < state.max_concurrency ->
-        {:noreply, start_job(new_job(ref, caller, job, submitted_at), state)}
-
-      state.queued < state.max_queue ->
-        entry = new_job(ref, caller, job, submitted_at)
-
-        {:noreply,
-         %{
-           state
-           | queue: :queue.in(entry, state.queue),
-             queued: state.queued + 1,
-             refs: Map.put(state.refs, ref, {:queued, entry.mon}),
-             callers: Map.put(state.callers, entry.mon, ref)
-         }}
-
-      true ->
-        send(ref, {ref, :overloaded})
-
-        Events.emit(:overloaded, %{
-          pool: state.name,
-          running: taken(state),
-          queued: state.queued,
-          max_concurrency: state.max_concurrency,
-          max_queue: state.max_queue
-        })
-
-        {:noreply, %{state | rejected: state.rejected + 1}}
-    end
-  end
-
-  def handle_info({:"$hotpath_done", ref}, state) do
-    # The job has its result: from now on its caller's exit or timeout cancels nothing. The
-    # slot stays taken until the job process exits.
-    case Map.get(state.refs, ref) do
-      {:running, pid, _mon} -> {:noreply, forget(state, state.running[pid])}
-      _ -> {:noreply, state}
-    end
-  end
-
-  def handle_info({:"$hotpath_cancel", ref}, state) do
-    {:noreply, cancel_job(state, ref, :timeout)}
-  end
-
-  def handle_info({:DOWN, mon, :process, _pid, _reason}, state) do
-    case Map.fetch(state.callers, mon) do
-      {:ok, ref} -> {:noreply, cancel_job(state, ref, :caller_down)}
-      :error -> {:noreply, state}
-    end
-  end
-
-  def handle_info({:EXIT, pid, reason}, state) do
-    case Map.pop(state.running, pid) do
-      {nil, _} ->
-        {:noreply, state}
-
-      {job, running} ->
-        state = finish(forget(%{state | running: running}, job), job, reason)
-
-        # A process killed inside a dirty NIF has exited, but its native work runs on until
-        # the NIF returns: keep the slot until the native side says it has ended.
-        if Native.compute_native_watch(pid, self()) do
-          {:noreply, %{state | draining: Map.put(state.draining, pid, job)}}
-        else
-          {:noreply, dispatch(state)}
-        end
-    end
-  end
-
-  def handle_info({:hotpath_native_idle, pid}, state) do
-    case Map.pop(state.draining, pid) do
-      {nil, _} -> {:noreply, state}
-      {_job, draining} -> {:noreply, dispatch(%{state | draining: draining})}
-    end
-  end
-
-  def handle_info(_other, state), do: {:noreply, state}
-
-  @impl true
-  def terminate(_reason, state) do
-    # A :normal or :shutdown exit signal does not kill a linked process that is not trapping
-    # exits: kill the jobs so their native work is cancelled too.
-    Enum.each(Map.keys(state.running), &Process.exit(&1, :kill))
-  end
-
-  defp taken(state), do: map_size(state.running) + map_size(state.draining)
-
-  defp new_job(ref, caller, job, submitted_at) do
-    %{
-      ref: ref,
-      mon: Process.monitor(caller),
-      job: job,
-      submitted_at: submitted_at,
-      cancel_reason: nil
-    }
-  end
-
-  defp forget(state, job) do
-    Process.demonitor(job.mon, [:flush])
-    %{state | refs: Map.delete(state.refs, job.ref), callers: Map.delete(state.callers, job.mon)}
-  end
-
-  defp start_job(job, state) do
-    now = System.monotonic_time()
-    queue_time = now - job.submitted_at
-
-    context = %{
-      owner: self(),
-      pool: state.name,
-      queue_time: queue_time,
-      start: %{
-        pool: state.name,
-        monotonic_time: now,
-        queue_time: queue_time,
-        running: taken(state) + 1,
-        queued: state.queued,
-        max_concurrency: state.max_concurrency,
-        max_queue: state.max_queue
-      }
-    }
-
-    ref = job.ref
-    fun = job.job
-    pid = spawn_link(fn -> work(ref, fun, context) end)
-    job = Map.merge(job, %{started_at: now, queue_time: queue_time})
-
-    %{
-      state
-      | running: Map.put(state.running, pid, job),
-        refs: Map.put(state.refs, ref, {:running, pid, job.mon}),
-        callers: Map.put(state.callers, job.mon, ref),
-        started: state.started + 1
-    }
-  end
-
-  defp dispatch(state) do
-    with true <- taken(state) < state.max_concurrency,
-         {{:value, job}, queue} <- :queue.out(state.queue) do
-      dispatch(start_job(job, %{state | queue: queue, queued: state.queued - 1}))
-    else
-      _ -> state
-    end
-  end
-
-  defp cancel_job(state, ref, reason) do
-    case Map.get(state.refs, ref) do
-      nil ->
-        state
-
-      {:queued, _mon} ->
-        {[job], kept} = state.queue |> :queue.to_list() |> Enum.split_with(&(&1.ref == ref))
-        state = forget(state, job)
-
-        %{
-          state
-          | queue: :queue.from_list(kept),
-            queued: state.queued - 1,
-            cancelled: state.cancelled + 1
-        }
-
-      {:running, pid, _mon} ->
-        # The EXIT message frees the slot; the native resources' monitors of the killed
-        # process cancel its native work.
-        Process.exit(pid, :kill)
-        job = %{state.running[pid] | cancel_reason: reason}
-        state = forget(state, job)
-        %{state | running: Map.put(state.running, pid, job), cancelled: state.cancelled + 1}
-    end
-  end
-
-  defp finish(state, job, reason) do
-    case {reason, job.cancel_reason} do
-      {:normal, nil} ->
-        %{state | completed: state.completed + 1}
-
-      {_, cancel_reason} ->
-        {kind, why} = if cancel_reason, do: {:cancelled, cancel_reason}, else: {:exit, reason}
-
-        # A job killed by someone else: tell its caller. A cancelled job's caller is gone or
-        # has timed out (its alias is inactive, so a message would be dropped anyway).
-        if kind == :exit, do: send(job.ref, {job.ref, {:result, {:error, {:exit, reason}}}})
-
-        Events.emit(:exception, %{
-          pool: state.name,
-          monotonic_time: System.monotonic_time(),
-          started_at: job.started_at,
-          queue_time: job.queue_time,
-          kind: kind,
-          reason: why
-        })
-
-        state
-    end
-  end
-
-  # ---- the job process ----------------------------------------------------------------
-
-  defp work(ref, job, context) do
-    Events.emit(:start, context.start)
-    started = System.monotonic_time()
-    result = execute(job)
-    # Tell the pool first: a caller that gets its result and exits at once must not look like
-    # a caller that died while its job ran (which would cancel a finished job).
-    send(context.owner, {:"$hotpath_done", ref})
-    send(ref, {ref, {:result, result}})
-
-    data = %{
-      pool: context.pool,
-      monotonic_time: System.monotonic_time(),
-      started_at: started,
-      queue_time: context.queue_time
-    }
-
-    case result do
-      {:error, {:panic, message}} ->
-        Events.emit(:exception, Map.merge(data, %{kind: :panic, reason: message}))
-
-      {:error, {kind, reason, _stack}} when kind == :exception ->
-        Events.emit(:exception, Map.merge(data, %{kind: :error, reason: reason}))
-
-      {:error, {kind, reason}} when kind in [:throw, :exit] ->
-        Events.emit(:exception, Map.merge(data, %{kind: kind, reason: reason}))
-
-      _ ->
-        Events.emit(:stop, Map.put(data, :result, result))
-    end
-  end
-
-  @doc false
-  # Runs a job and normalises its outcome (public for the tests of the rules).
-  def execute(job) do
-    case call(job) do
-      {:ok, _} = ok -> ok
-      {:error, _} = error -> error
-      other -> {:ok, other}
-    end
-  rescue
-    e in Hotpath.PanicError -> {:error, {:panic, e.message}}
-    e in ErlangError -> erlang_error(e, __STACKTRACE__)
-    e -> {:error, {:exception, e, __STACKTRACE__}}
-  catch
-    :throw, value -> {:error, {:throw, value}}
-    :exit, reason -> {:error, {:exit, reason}}
-  end
-
-  defp call(fun) when is_function(fun, 0), do: fun.()
-  defp call({m, f, a}), do: apply(m, f, a)
-
-  defp erlang_error(%ErlangError{original: :nif_panicked}, _stack),
-    do: {:error, {:panic, "native code panicked (nif_panicked)"}}
-
-  defp erlang_error(e, stack), do: {:error, {:exception, e, stack}}
 end
