@@ -110,14 +110,14 @@ defmodule Hotpath.MetricsClusterTest do
   end
 
   test "the export of a node that does not run the instance" do
-    assert Metrics.cluster_export(:nope) == {:error, :not_running}
+    assert Metrics.Cluster.export(:nope) == {:error, :not_running}
   end
 
   test "imports check foreign terms completely and change nothing on error" do
     source = start!(all_kinds())
     record_some(source)
-    {:ok, exported} = Metrics.cluster_export(source)
-    target = Native.metrics_new(Enum.map(Metrics.meta!(source), & &1.spec))
+    {:ok, exported} = Metrics.Cluster.export(source)
+    target = Native.metrics_new(Enum.map(Metrics.Instance.meta!(source), & &1.spec))
 
     bad = [
       [{"web_req_count_total", :counter, ["route"], 0, [{["/a"], {:counter, -1}}]}],

@@ -16,11 +16,11 @@ defmodule Hotpath.Metrics.Cluster do
   and `:nodes` (already checked to be the only keys).
   """
   def collect(instance, opts) do
-    meta = Hotpath.Metrics.meta!(instance)
+    meta = Hotpath.Metrics.Instance.meta!(instance)
     timeout = Keyword.get(opts, :timeout, @default_timeout)
     nodes = Keyword.get_lazy(opts, :nodes, fn -> [node() | Node.list()] end)
 
-    answers = :erpc.multicall(nodes, Hotpath.Metrics, :cluster_export, [instance], timeout)
+    answers = :erpc.multicall(nodes, __MODULE__, :export, [instance], timeout)
 
     meta = Enum.map(meta, &view_meta(&1, length(nodes)))
     registry = Native.metrics_new(Enum.map(meta, & &1.spec))
@@ -81,6 +81,16 @@ defmodule Hotpath.Metrics.Cluster do
       %{m | tags: m.tags ++ [:node], spec: spec}
     else
       %{m | spec: spec}
+    end
+  end
+
+  @doc false
+  # What `collect/2` reads on each node (called there through :erpc).
+  @spec export(atom()) :: {:ok, list()} | {:error, :not_running}
+  def export(instance) do
+    case :persistent_term.get({Hotpath.Metrics, instance}, nil) do
+      nil -> {:error, :not_running}
+      registry -> {:ok, Native.metrics_export(registry)}
     end
   end
 

@@ -321,9 +321,9 @@ defmodule Hotpath.Hostile.MetricsTest do
 
   test "hostile cluster answers land under :failed, never raise", ctx do
     :ok = Metrics.record(ctx.name, "hostile.req.count", nil, %{route: "/a"})
-    {:ok, valid} = Metrics.cluster_export(ctx.name)
+    {:ok, valid} = Metrics.Cluster.export(ctx.name)
     valid = Enum.filter(valid, fn {_, _, _, _, series} -> series != [] end)
-    registry = Native.metrics_new(Enum.map(Metrics.meta!(ctx.name), & &1.spec))
+    registry = Native.metrics_new(Enum.map(Metrics.Instance.meta!(ctx.name), & &1.spec))
 
     check(
       :proper.forall({export_type(), hostile()}, fn {shape, other} ->
@@ -353,8 +353,8 @@ defmodule Hotpath.Hostile.MetricsTest do
         assert_raise ArgumentError, ~r/no metric named/, fn -> Metrics.handle(ctx.name, name) end
       end
 
-      registry = Native.metrics_new(Enum.map(Metrics.meta!(ctx.name), & &1.spec))
-      {:ok, [metric | _]} = Metrics.cluster_export(ctx.name)
+      registry = Native.metrics_new(Enum.map(Metrics.Instance.meta!(ctx.name), & &1.spec))
+      {:ok, [metric | _]} = Metrics.Cluster.export(ctx.name)
 
       for bad <- [[metric | :tail], [put_elem(metric, 4, [{["/a"], {:counter, 1}} | :t])]] do
         assert {:error, {:malformed, _}} = Native.metrics_import(registry, bad, "n")

@@ -83,7 +83,7 @@ defmodule Hotpath.Metrics.CrashTest do
     {:ok, pid} =
       GenServer.start(
         Hotpath.Metrics.Owner,
-        Metrics.build!(name: name, metrics: definitions())
+        Metrics.Spec.build!(name: name, metrics: definitions())
       )
 
     :ok = Metrics.record(name, "crash.event.count", nil)
@@ -92,7 +92,7 @@ defmodule Hotpath.Metrics.CrashTest do
     {:ok, pid} =
       GenServer.start(
         Hotpath.Metrics.Owner,
-        Metrics.build!(name: name, metrics: [Metrics.counter("crash.event.count")])
+        Metrics.Spec.build!(name: name, metrics: [Metrics.counter("crash.event.count")])
       )
 
     assert [%{series: []}] = Metrics.snapshot(name)
