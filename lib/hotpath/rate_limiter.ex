@@ -451,7 +451,9 @@ defmodule Hotpath.RateLimiter do
   # -- internals ---------------------------------------------------------------------
 
   @doc false
-  def registration(limiter), do: :persistent_term.get({__MODULE__, limiter}, nil)
+  # What the owner published under a limiter's name: `{table, deny_events?, config}`,
+  # `{:cluster, cluster}` for a cluster limiter, or `nil` when none runs under it.
+  def published_entry(limiter), do: :persistent_term.get({__MODULE__, limiter}, nil)
 
   defp lookup!(limiter) do
     case :persistent_term.get({__MODULE__, limiter}, nil) do

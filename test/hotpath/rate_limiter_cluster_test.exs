@@ -187,7 +187,7 @@ defmodule Hotpath.RateLimiterClusterTest do
       :ok = stop_supervised({RateLimiter, l})
       assert_raise Hotpath.NotRunningError, fn -> RateLimiter.hit(l, "k") end
       assert Process.whereis(Cluster.scope_name(l)) == nil
-      assert RateLimiter.registration(Cluster.local_name(l)) == nil
+      assert RateLimiter.published_entry(Cluster.local_name(l)) == nil
       assert Native.limiter_hit(Cluster.local_name(l), "k", 1) == :unpublished
     end
 

@@ -363,7 +363,7 @@ defmodule Hotpath.RateLimiterTest do
       # The hot path (found by name in native code) sees the new table too.
       assert {:allow, 0, _} = RateLimiter.hit(name, "k")
       GenServer.stop(pid)
-      assert RateLimiter.registration(name) == nil
+      assert RateLimiter.published_entry(name) == nil
     end
 
     test "several limiters are independent" do

@@ -224,7 +224,7 @@ defmodule Hotpath.RateLimiter.Cluster do
   end
 
   defp remote(c, owner, op, key, cost, opts) do
-    :erpc.call(owner, __MODULE__, :decide_here, [c.name, op, key, cost, opts], c.timeout)
+    :erpc.call(owner, __MODULE__, :decide_as_owner, [c.name, op, key, cost, opts], c.timeout)
   catch
     # A bad key is refused by the owner as it would be here: raise it in the caller.
     :error, {:exception, %ArgumentError{} = e, stack} ->
@@ -244,7 +244,7 @@ defmodule Hotpath.RateLimiter.Cluster do
   The owner's side of a remote decision (called through `:erpc`): `{:ok, decision}` from this
   node's table, or `{:error, :not_running}` when the limiter does not run here.
   """
-  def decide_here(name, op, key, cost, opts) do
+  def decide_as_owner(name, op, key, cost, opts) do
     with {:cluster, %__MODULE__{} = c} <- :persistent_term.get({RateLimiter, name}, nil),
          decision when is_tuple(decision) <- local(c, op, key, cost, opts) do
       {:ok, decision}

@@ -321,7 +321,7 @@ defmodule Hotpath.RateLimiter.HTTP do
       do: %{name: config.policy_name, quota: quota, window: window}
 
   def policy(%Config{} = config) do
-    case Hotpath.RateLimiter.registration(config.limiter) do
+    case Hotpath.RateLimiter.published_entry(config.limiter) do
       {_ref, _telemetry, limiter_opts} ->
         {quota, window} = quota_window(limiter_opts[:limit], limiter_opts[:period])
         %{name: config.policy_name, quota: config.quota || quota, window: config.window || window}

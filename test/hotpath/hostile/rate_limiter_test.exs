@@ -274,6 +274,6 @@ defmodule Hotpath.Hostile.RateLimiterTest do
     assert Process.alive?(owner)
     refute_received {:EXIT, _, _}
     assert {:allow, _, _} = RateLimiter.hit(@limiter, {:after, make_ref()})
-    assert RateLimiter.registration(@stopped) == nil
+    assert RateLimiter.published_entry(@stopped) == nil
   end
 end

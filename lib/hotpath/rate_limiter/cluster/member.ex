@@ -23,7 +23,7 @@ defmodule Hotpath.RateLimiter.Cluster.Member do
   def init(%Cluster{} = c) do
     Process.flag(:trap_exit, true)
     # The table's owner started before this process (rest_for_one): its table is registered.
-    {ref, _deny_events, _config} = RateLimiter.registration(c.local)
+    {ref, _deny_events, _config} = RateLimiter.published_entry(c.local)
     {monitor, pids} = :pg.monitor(c.scope, c.name)
     state = %{cluster: %{c | ref: ref}, monitor: monitor, pids: MapSet.new(pids)}
 
