@@ -180,7 +180,7 @@ defmodule Hotpath.Histogram do
   def buckets!(nil), do: []
 
   def buckets!(list) when is_list(list) do
-    unless proper_list?(list) do
+    if not proper_list?(list) do
       raise ArgumentError, "buckets must be a proper list of numbers, got: #{inspect(list)}"
     end
 
@@ -323,7 +323,7 @@ defmodule Hotpath.Histogram do
   end
 
   defp quantile_list!(qs) do
-    unless is_list(qs) and proper_list?(qs) do
+    if not (is_list(qs) and proper_list?(qs)) do
       raise ArgumentError,
             "quantiles must be a list of numbers in 0..1, got: #{inspect(qs)}"
     end

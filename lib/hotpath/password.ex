@@ -224,7 +224,7 @@ defmodule Hotpath.Password do
   def verify(password, stored_hash, opts \\ []) do
     check_password!(password)
 
-    unless is_binary(stored_hash) do
+    if not is_binary(stored_hash) do
       raise ArgumentError,
             "the stored hash must be a binary, got: #{inspect(stored_hash, limit: 10)}"
     end

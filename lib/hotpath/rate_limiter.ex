@@ -493,7 +493,7 @@ defmodule Hotpath.RateLimiter do
   # :period, :burst (positive integers; their ranges are checked by the NIF, in the caller
   # too, or by `validate_policy!/2` before a remote call).
   def call_opts!(opts, config) do
-    unless is_list(opts) and Keyword.keyword?(opts) do
+    if not (is_list(opts) and Keyword.keyword?(opts)) do
       raise ArgumentError, "call options must be a keyword list, got: #{inspect(opts)}"
     end
 

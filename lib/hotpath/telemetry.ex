@@ -60,8 +60,10 @@ defmodule Hotpath.Telemetry do
   @type event :: {[atom()], map(), map()}
 
   @doc false
-  # The one way Hotpath emits an event. `:telemetry` is looked for at run time only (never at
-  # compile time: see DESIGN.md), once; the answer lives in :persistent_term.
+  # The one way Hotpath emits an event. `:telemetry` is looked for at run time only, once (never
+  # at compile time: Elixir 1.15+ compiles a dependency with only the code paths of what it
+  # declares, so a compile-time check would find nothing); the answer lives in
+  # :persistent_term.
   @spec emit(event()) :: :ok
   def emit({name, measurements, metadata}) do
     case module() do

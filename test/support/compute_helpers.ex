@@ -16,7 +16,7 @@ defmodule Hotpath.ComputeHelpers do
     Process.sleep(gap_ms)
     second = Hotpath.Compute.job_info(job)
 
-    unless first.steps == second.steps and first.bytes == second.bytes do
+    if not (first.steps == second.steps and first.bytes == second.bytes) do
       raise ExUnit.AssertionError,
         message: "native job still moving: #{inspect(first)} then #{inspect(second)}"
     end

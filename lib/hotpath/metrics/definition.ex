@@ -209,7 +209,7 @@ defmodule Hotpath.Metrics.Definition do
   @doc false
   # Checks the tag keys of a metric: a proper list of at most 32 atoms (@max_tags).
   def tags!(tags, name) do
-    unless proper_list?(tags) and length(tags) <= @max_tags and Enum.all?(tags, &is_atom/1) do
+    if not (proper_list?(tags) and length(tags) <= @max_tags and Enum.all?(tags, &is_atom/1)) do
       raise ArgumentError,
             "#{inspect(name)}: tags must be a list of at most #{@max_tags} atoms (metadata " <>
               "keys), got: #{inspect(tags, limit: 10)}"
@@ -283,7 +283,7 @@ defmodule Hotpath.Metrics.Definition do
   def normalize!(%{__struct__: mod} = metric) when is_map_key(@struct_kinds, mod) do
     tags = Map.get(metric, :tags, [])
 
-    unless is_list(tags) do
+    if not is_list(tags) do
       raise ArgumentError,
             "#{inspect(metric.name)}: tags given as a function are not supported; list the tag keys"
     end

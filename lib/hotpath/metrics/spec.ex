@@ -91,7 +91,7 @@ defmodule Hotpath.Metrics.Spec do
   defp spec!(%Definition{} = m, max_series) do
     ro = m.reporter_options
 
-    unless Keyword.keyword?(ro) do
+    if not Keyword.keyword?(ro) do
       raise ArgumentError, "#{inspect(m.name)}: reporter_options must be a keyword list"
     end
 
@@ -101,7 +101,7 @@ defmodule Hotpath.Metrics.Spec do
       if m.kind == :distribution do
         buckets = Keyword.get(ro, :buckets, Definition.default_buckets(m.unit))
 
-        unless is_list(buckets) and Definition.proper_list?(buckets) do
+        if not (is_list(buckets) and Definition.proper_list?(buckets)) do
           raise ArgumentError,
                 "#{inspect(m.name)}: buckets must be a list of numbers, got: #{inspect(buckets)}"
         end
@@ -119,7 +119,7 @@ defmodule Hotpath.Metrics.Spec do
     quantiles =
       case Keyword.get(ro, :quantiles, @default_quantiles) do
         qs when is_list(qs) and qs != [] ->
-          unless Definition.proper_list?(qs) do
+          if not Definition.proper_list?(qs) do
             raise ArgumentError,
                   "#{inspect(m.name)}: quantiles must be a proper list, got: #{inspect(qs)}"
           end

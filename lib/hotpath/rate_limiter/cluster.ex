@@ -204,7 +204,7 @@ defmodule Hotpath.RateLimiter.Cluster do
   defp check!(_c, _cost, []), do: :ok
 
   defp check!(c, cost, opts) do
-    unless is_integer(cost) and cost > 0 do
+    if not (is_integer(cost) and cost > 0) do
       raise ArgumentError, "cost must be a positive integer, got: #{inspect(cost)}"
     end
 
