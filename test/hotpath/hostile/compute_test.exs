@@ -173,7 +173,7 @@ defmodule Hotpath.Hostile.ComputeTest do
   @calls [
     :run,
     :run_spin,
-    :info,
+    :compute_info,
     :spin_direct,
     :job_info,
     :cancel,
@@ -221,7 +221,7 @@ defmodule Hotpath.Hostile.ComputeTest do
      end}
   end
 
-  defp call(:info, a, _b, _o, _t), do: {&is_map/1, fn -> Compute.info(a) end}
+  defp call(:compute_info, a, _b, _o, _t), do: {&is_map/1, fn -> Compute.info(a) end}
 
   defp call(:spin_direct, a, _b, o, _t) do
     # Outside a pool only steps the caller bounds: 0..3.
