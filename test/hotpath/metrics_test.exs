@@ -100,7 +100,7 @@ defmodule Hotpath.MetricsTest do
                metrics: [Metrics.distribution("a.b", reporter_options: [buckets: [2, 1]])]
              ], ~r/strictly increasing/},
             {[name: :x, metrics: [Metrics.summary("a.b", reporter_options: [quantiles: [2]])]],
-             ~r/quantiles must be numbers/},
+             ~r/quantiles must be a non-empty list of numbers in 0\.\.1/},
             {[name: :x, metrics: [Metrics.summary("a.b", reporter_options: [window: 5])]],
              ~r/window must be/},
             {[name: :x, metrics: [Metrics.sum("a.b"), Metrics.sum("a.b")]],

@@ -12,17 +12,9 @@ defmodule Hotpath.Metrics.Definition do
   `tags` (metadata keys), `tag_values` (function of the metadata), `keep` (predicate on the
   metadata, or on metadata and measurements), `description`, `unit` and `reporter_options`.
 
-  Reporter options Hotpath reads:
+  Reporter options Hotpath reads (others are left alone, for other reporters):
 
-    * `:buckets` - distribution bucket upper bounds (inclusive); default: the Prometheus
-      client defaults (0.005 s to 10 s) expressed in the metric's time unit
-    * `:quantiles` - quantiles in snapshots and, for summaries, in the exposition;
-      default `[0.5, 0.9, 0.99]`
-    * `:window` - summaries: `{span_ms, slots}` for the quantiles in the exposition, or
-      `nil` for cumulative quantiles; default `{60_000, 6}`
-    * `:relative_error` - histogram relative error; default `0.01`
-    * `:max_series` - cardinality cap; default the instance's `:max_series`
-    * `:prometheus_name` - exposition name instead of the one derived from `name`
+  #{Hotpath.Metrics.ReporterOptions.docs()}
   """
 
   @kinds [:counter, :sum, :last_value, :summary, :distribution]

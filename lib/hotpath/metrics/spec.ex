@@ -4,10 +4,9 @@ defmodule Hotpath.Metrics.Spec do
   # turned into the native registry's specs, the handlers to attach, the metadata kept for
   # snapshots and cluster views.
 
-  alias Hotpath.Metrics.Definition
+  alias Hotpath.Metrics.{Definition, ReporterOptions}
   alias Hotpath.Native
 
-  @default_quantiles [0.5, 0.9, 0.99]
   # The longest timer `Process.send_after/3` accepts.
   @max_timer_ms 4_294_967_295
   # The core's cap on `max_series` (MAX_SERIES_CAP).
@@ -89,64 +88,19 @@ defmodule Hotpath.Metrics.Spec do
   end
 
   defp spec!(%Definition{} = m, max_series) do
-    ro = m.reporter_options
-
-    if not Keyword.keyword?(ro) do
+    if not Keyword.keyword?(m.reporter_options) do
       raise ArgumentError, "#{inspect(m.name)}: reporter_options must be a keyword list"
     end
 
     Definition.tags!(m.tags, m.name)
 
     buckets =
-      if m.kind == :distribution do
-        buckets = Keyword.get(ro, :buckets, Definition.default_buckets(m.unit))
+      if m.kind == :distribution,
+        do: ReporterOptions.fetch!(m, :buckets, Definition.default_buckets(m.unit)),
+        else: []
 
-        if not (is_list(buckets) and Definition.proper_list?(buckets)) do
-          raise ArgumentError,
-                "#{inspect(m.name)}: buckets must be a list of numbers, got: #{inspect(buckets)}"
-        end
-
-        Hotpath.Histogram.buckets!(buckets)
-      else
-        []
-      end
-
-    window =
-      if m.kind == :summary,
-        do: Hotpath.Histogram.window!(Keyword.get(ro, :window, {60_000, 6})),
-        else: nil
-
-    quantiles =
-      case Keyword.get(ro, :quantiles, @default_quantiles) do
-        qs when is_list(qs) and qs != [] ->
-          if not Definition.proper_list?(qs) do
-            raise ArgumentError,
-                  "#{inspect(m.name)}: quantiles must be a proper list, got: #{inspect(qs)}"
-          end
-
-          Enum.map(qs, fn
-            q when is_number(q) and q >= 0 and q <= 1 ->
-              q / 1
-
-            q ->
-              raise ArgumentError,
-                    "#{inspect(m.name)}: quantiles must be numbers in 0..1, got: #{inspect(q)}"
-          end)
-
-        other ->
-          raise ArgumentError,
-                "#{inspect(m.name)}: quantiles must be a non-empty list, got: #{inspect(other)}"
-      end
-
-    relative_error =
-      case Keyword.get(ro, :relative_error, 0.01) do
-        r when is_number(r) ->
-          r / 1
-
-        other ->
-          raise ArgumentError,
-                "#{inspect(m.name)}: relative_error must be a number, got: #{inspect(other)}"
-      end
+    window = if m.kind == :summary, do: ReporterOptions.fetch!(m, :window, nil), else: nil
+    ReporterOptions.fetch!(m, :prometheus_name, nil)
 
     %{
       kind: m.kind,
@@ -154,16 +108,10 @@ defmodule Hotpath.Metrics.Spec do
       help: m.description || "#{m.kind} of #{Enum.join(m.name, ".")}#{unit_text(m.unit)}",
       labels: Enum.map(m.tags, &Definition.label_name/1),
       tag_keys: m.tags,
-      max_series:
-        Hotpath.Options.check!(
-          :max_series,
-          Keyword.get(ro, :max_series, max_series),
-          {:integer, 1, @max_series},
-          "reporter_options of #{inspect(m.name)}"
-        ),
+      max_series: ReporterOptions.fetch!(m, :max_series, max_series),
       buckets: buckets,
-      quantiles: quantiles,
-      relative_error: relative_error,
+      quantiles: ReporterOptions.fetch!(m, :quantiles, nil),
+      relative_error: ReporterOptions.fetch!(m, :relative_error, nil),
       window: window,
       binary_name: Enum.join(m.name, "."),
       atom_name: m.name
