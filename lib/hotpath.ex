@@ -23,7 +23,7 @@ defmodule Hotpath do
 
   `Hotpath.Telemetry` lists every `:telemetry` event Hotpath emits (when the host application
   has `:telemetry`). `info/1` of a limiter, a metrics instance, a compute pool or a histogram
-  answers a map of counters; native memory is `:memory_bytes` in each.
+  answers a map of counters; native memory, where there is some, is `:memory_bytes`.
 
   ## Building
 

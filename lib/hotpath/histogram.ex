@@ -117,6 +117,23 @@ defmodule Hotpath.Histogram do
     ]
   ]
 
+  @read_schema [
+    view: [
+      type: {:in, [:cumulative, :window]},
+      default: :cumulative,
+      doc: "The cumulative view or the window's (a histogram created with `:window`)"
+    ]
+  ]
+  @snapshot_schema @read_schema ++
+                     [
+                       quantiles: [
+                         type:
+                           {:custom, __MODULE__, :quantiles_option, "a list of numbers in 0..1"},
+                         default: @default_quantiles,
+                         doc: "The quantiles to estimate"
+                       ]
+                     ]
+
   @doc """
   Creates a histogram.
 
@@ -357,8 +374,9 @@ defmodule Hotpath.Histogram do
         }
 
   @doc """
-  Everything about one view in one read. Options: `view: :cumulative | :window`,
-  `quantiles: [q]` (default `#{inspect(@default_quantiles)}`).
+  Everything about one view in one read. Options:
+
+  #{Hotpath.Options.docs(@snapshot_schema)}
 
       iex> h = Hotpath.Histogram.new(buckets: [1, 2])
       iex> Enum.each([0.5, 1, 2, 3], &Hotpath.Histogram.record(h, &1))
@@ -368,9 +386,9 @@ defmodule Hotpath.Histogram do
   """
   @spec snapshot(t(), keyword()) :: snapshot()
   def snapshot(h, opts \\ []) do
-    keyword!(opts)
-    qs = quantile_list!(Keyword.get(opts, :quantiles, @default_quantiles))
-    stats = read(h, opts, qs)
+    opts = Hotpath.Options.validate!(opts, @snapshot_schema, "Hotpath.Histogram.snapshot/2")
+    qs = opts[:quantiles]
+    stats = read_view(h, opts[:view], qs)
 
     buckets =
       stats.buckets &&
@@ -383,8 +401,11 @@ defmodule Hotpath.Histogram do
   end
 
   defp read(h, opts, qs) do
-    view = view!(opts)
+    view = Hotpath.Options.validate!(opts, @read_schema, "Hotpath.Histogram")[:view]
+    read_view(h, view, qs)
+  end
 
+  defp read_view(h, view, qs) do
     if length(qs) > @normal_quantiles do
       Native.histogram_read_dirty(h, view, qs)
     else
@@ -395,24 +416,9 @@ defmodule Hotpath.Histogram do
     end
   end
 
-  defp view!(opts) do
-    keyword!(opts)
-
-    Hotpath.Options.check!(
-      :view,
-      Keyword.get(opts, :view, :cumulative),
-      {:in, [:cumulative, :window]},
-      "Hotpath.Histogram"
-    )
-  end
-
-  defp keyword!(opts) do
-    if not (is_list(opts) and Keyword.keyword?(opts)) do
-      raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
-    end
-
-    opts
-  end
+  @doc false
+  # The `:quantiles` option of `snapshot/2` (a type of its schema), as floats.
+  def quantiles_option(qs), do: {:ok, quantile_list!(qs)}
 
   @doc """
   Zeroes the histogram (cumulative view and window). Values recorded while a reset runs may

@@ -132,6 +132,16 @@ defmodule Hotpath.HistogramTest do
 
       assert_raise ArgumentError, ~r/view must be/, fn -> Histogram.count(h, view: :last) end
 
+      assert_raise ArgumentError,
+                   ~r/unknown options \[:quantiles\], valid options are: \[:view\]/,
+                   fn ->
+                     Histogram.count(h, quantiles: [0.5])
+                   end
+
+      assert_raise ArgumentError, ~r/unknown options \[:bogus\]/, fn ->
+        Histogram.snapshot(h, bogus: 1)
+      end
+
       assert_raise ArgumentError, ~r/needs a histogram created with window/, fn ->
         Histogram.count(h, view: :window)
       end
