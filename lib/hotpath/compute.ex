@@ -276,10 +276,7 @@ defmodule Hotpath.Compute do
   It exists to test and benchmark cancellation, concurrency bounds and scheduler
   responsiveness. Options:
 
-    * `:step_us` - length of one step (one dirty NIF call), 1 to 1 000 000 µs.
-    * `:notify` - a pid sent `{:hotpath_compute_job, job}` when the job starts, so another
-      process can watch it with `job_info/1` or stop it with `cancel/1`.
-    * `:panic_at` - panic during that step (0-based): `{:error, {:panic, message}}`.
+  #{Options.docs(:spin)}
 
   Returns `{:error, :cancelled}` if the job was cancelled.
 

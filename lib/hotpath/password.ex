@@ -77,19 +77,50 @@ defmodule Hotpath.Password do
               "nil or a Hotpath.Compute pool: its name (an atom, {:global, term}, " <>
                 "{:via, module, term} or {atom, node}) or pid"}
 
-  # Every option a function or the application config takes (defaults in @defaults).
+  # Every option a function or the application config takes.
   @schema [
-    m_cost: [type: {:integer, 8, @max_m_cost}],
-    t_cost: [type: {:integer, 1, @max_t_cost}],
-    parallelism: [type: {:integer, 1, @max_p_cost}],
-    hash_len: [type: {:integer, 16, 64}],
-    salt_len: [type: {:integer, 8, 48}],
-    max_m_cost: [type: {:integer, 8, 1_048_576}],
-    max_t_cost: [type: {:integer, 1, 16}],
-    max_parallelism: [type: {:integer, 1, 255}],
-    compute: [type: @pool_type],
-    timeout: [type: {:or, [{:integer, 0, :infinity}, {:value, :infinity}]}]
+    m_cost: [
+      type: {:integer, 8, @max_m_cost},
+      default: 19_456,
+      doc_default: "19 456 (19 MiB)",
+      doc: "Memory in KiB, at least `8 * parallelism`"
+    ],
+    t_cost: [type: {:integer, 1, @max_t_cost}, default: 2, doc: "Iterations"],
+    parallelism: [type: {:integer, 1, @max_p_cost}, default: 1, doc: "Lanes"],
+    hash_len: [type: {:integer, 16, 64}, default: 32, doc: "Hash length in bytes"],
+    salt_len: [type: {:integer, 8, 48}, default: 16, doc: "Salt length in bytes"],
+    max_m_cost: [
+      type: {:integer, 8, 1_048_576},
+      default: 262_144,
+      doc: "The largest `m` of a stored hash that is verified (KiB)"
+    ],
+    max_t_cost: [
+      type: {:integer, 1, 16},
+      default: 8,
+      doc: "The largest `t` of a stored hash that is verified"
+    ],
+    max_parallelism: [
+      type: {:integer, 1, 255},
+      default: 64,
+      doc: "The largest `p` of a stored hash that is verified"
+    ],
+    compute: [
+      type: @pool_type,
+      default: nil,
+      doc_default: "`nil`: in the caller",
+      doc: "The `Hotpath.Compute` pool to run in"
+    ],
+    timeout: [
+      type: {:or, [{:integer, 0, :infinity}, {:value, :infinity}]},
+      default: 5_000,
+      doc: "With `:compute`, milliseconds to wait, queue time included"
+    ]
   ]
+  # The defaults, under the application config and the options given (so they are not
+  # filled in by the validation of the options given).
+  @defaults Enum.map(@schema, fn {key, spec} -> {key, spec[:default]} end)
+  @given Enum.map(@schema, fn {key, spec} -> {key, Keyword.delete(spec, :default)} end)
+
   @hash_schema Keyword.take(@schema, [
                  :m_cost,
                  :t_cost,
@@ -117,19 +148,6 @@ defmodule Hotpath.Password do
     hash_len: [type: {:integer, 4, 1024}, default: 32]
   ]
 
-  @defaults [
-    m_cost: 19_456,
-    t_cost: 2,
-    parallelism: 1,
-    hash_len: 32,
-    salt_len: 16,
-    max_m_cost: 262_144,
-    max_t_cost: 8,
-    max_parallelism: 64,
-    compute: nil,
-    timeout: 5_000
-  ]
-
   @typedoc "Errors of `hash/2` and `verify/3`."
   @type error ::
           {:malformed, String.t()} | {:incompatible, String.t()} | Hotpath.Compute.result()
@@ -137,10 +155,12 @@ defmodule Hotpath.Password do
   @doc """
   Hashes `password` with a fresh random salt and returns the PHC string.
 
-  Options: `:m_cost` (8..262 144 KiB, at least `8 * parallelism`), `:t_cost` (1..8),
-  `:parallelism` (1..64), `:hash_len` (16..64 bytes), `:salt_len` (8..48 bytes), `:compute`,
-  `:timeout`. Raises `ArgumentError` for bad arguments, `Hotpath.NotRunningError` when no pool
-  runs under the `:compute` name and `Hotpath.Compute.Error` when the pool cannot run the job.
+  Options (defaults from `config :hotpath, Hotpath.Password` first):
+
+  #{Hotpath.Options.docs(@hash_schema)}
+
+  Raises `ArgumentError` for bad arguments, `Hotpath.NotRunningError` when no pool runs under
+  the `:compute` name and `Hotpath.Compute.Error` when the pool cannot run the job.
 
       iex> hash = Hotpath.Password.hash_pwd_salt("hunter2", m_cost: 64, t_cost: 1)
       iex> "$argon2id$v=19$m=64,t=1,p=1$" <> _ = hash
@@ -183,11 +203,13 @@ defmodule Hotpath.Password do
   @doc """
   Checks `password` against a stored PHC string in constant time.
 
-  Returns `false` for a wrong password and for a malformed or foreign hash. Options:
-  `:max_m_cost` (default 262 144, at most 1 048 576), `:max_t_cost` (default 8, at most 16),
-  `:max_parallelism` (default 64, at most 255), `:compute`, `:timeout`. Raises
-  `ArgumentError` for bad arguments, `Hotpath.NotRunningError` when no pool runs under the
-  `:compute` name and `Hotpath.Compute.Error` when the pool cannot run the job.
+  Returns `false` for a wrong password and for a malformed or foreign hash. Options
+  (defaults from `config :hotpath, Hotpath.Password` first):
+
+  #{Hotpath.Options.docs(@verify_schema)}
+
+  Raises `ArgumentError` for bad arguments, `Hotpath.NotRunningError` when no pool runs under
+  the `:compute` name and `Hotpath.Compute.Error` when the pool cannot run the job.
 
       iex> Hotpath.Password.verify_pass("password",
       ...>   "$argon2i$v=19$m=256,t=2,p=1$c29tZXNhbHQ$iekCn0Y3spW+sCcFanM2xBT63UP2sghkUoHLIUpWRS8")
@@ -359,12 +381,12 @@ defmodule Hotpath.Password do
   end
 
   defp options(opts, schema, where) do
-    opts = Hotpath.Options.validate!(opts, schema, where)
+    opts = Hotpath.Options.validate!(opts, Keyword.take(@given, Keyword.keys(schema)), where)
 
     config =
       Hotpath.Options.validate!(
         Application.get_env(:hotpath, __MODULE__, []),
-        @schema,
+        @given,
         "config :hotpath, Hotpath.Password"
       )
 

@@ -38,14 +38,29 @@ defmodule Hotpath.Compute.Options do
   ]
 
   @spin_schema [
-    step_us: [type: {:integer, 1, 1_000_000}, default: 10_000],
-    notify: [type: {:or, [{:value, nil}, :pid]}, default: nil],
-    panic_at: [type: {:or, [{:value, nil}, {:integer, 0, :infinity}]}, default: nil]
+    step_us: [
+      type: {:integer, 1, 1_000_000},
+      default: 10_000,
+      doc: "The length of one step (one dirty NIF call) in microseconds"
+    ],
+    notify: [
+      type: {:or, [{:value, nil}, :pid]},
+      default: nil,
+      doc:
+        "Sent `{:hotpath_compute_job, job}` when the job starts, so another process can " <>
+          "watch it with `job_info/1` or stop it with `cancel/1`"
+    ],
+    panic_at: [
+      type: {:or, [{:value, nil}, {:integer, 0, :infinity}]},
+      default: nil,
+      doc: "Panic during that step (0-based): `{:error, {:panic, message}}`"
+    ]
   ]
 
   @doc false
   def docs(:start), do: Hotpath.Options.docs(@start_schema)
   def docs(:run), do: Hotpath.Options.docs(@run_schema)
+  def docs(:spin), do: Hotpath.Options.docs(@spin_schema)
 
   @doc false
   # The configuration of a pool (`Hotpath.Compute.Pool.init/1`).
