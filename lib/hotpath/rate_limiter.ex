@@ -187,6 +187,14 @@ defmodule Hotpath.RateLimiter do
   # The largest `now:` (ms), as in the NIF: about 34 years.
   @max_now_ms Bitwise.bsl(1, 40)
   @now_doc "now must be a non-negative integer of milliseconds up to 2^40"
+  @sweep_schema [
+    now: [
+      type:
+        {:custom, __MODULE__, :now_option, "a non-negative integer of milliseconds up to 2^40"},
+      default: nil,
+      doc: "Sweep as of that time on the limiter's clock (`nil`: now)"
+    ]
+  ]
 
   @typedoc "A limiter's name, as given in `:name`."
   @type name :: atom()
@@ -418,14 +426,7 @@ defmodule Hotpath.RateLimiter do
           duration: integer()
         }
   def sweep(limiter, opts \\ []) do
-    Hotpath.Options.known!(opts, [now: []], "Hotpath.RateLimiter.sweep/2")
-
-    now =
-      case Keyword.get(opts, :now) do
-        nil -> nil
-        ms when is_integer(ms) and ms >= 0 and ms <= @max_now_ms -> ms
-        other -> raise ArgumentError, "#{@now_doc}, got: #{inspect(other)}"
-      end
+    now = Hotpath.Options.validate!(opts, @sweep_schema, "Hotpath.RateLimiter.sweep/2")[:now]
 
     {ref, config} =
       case lookup!(limiter) do
@@ -449,6 +450,12 @@ defmodule Hotpath.RateLimiter do
   end
 
   # -- internals ---------------------------------------------------------------------
+
+  @doc false
+  # A `now:` option (a type of the options schemas).
+  def now_option(nil), do: {:ok, nil}
+  def now_option(ms) when is_integer(ms) and ms >= 0 and ms <= @max_now_ms, do: {:ok, ms}
+  def now_option(_other), do: :error
 
   @doc false
   # What the owner published under a limiter's name: `{table, deny_events?, config}`,
