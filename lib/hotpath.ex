@@ -10,10 +10,20 @@ defmodule Hotpath do
 
   Every public function follows the same conventions:
 
-    * an invalid argument raises `ArgumentError` with a message naming the problem;
+    * an invalid argument raises `ArgumentError` with a message naming the problem (options
+      are checked against one schema per function, whose docs are generated from it: the
+      message names the option, what it accepts and what it got);
+    * a limiter, metrics instance or compute pool that is not running raises
+      `Hotpath.NotRunningError`;
     * an expected failure returns `{:error, reason}` with a documented `reason`
       (bang variants raise instead);
     * a panic in native code raises `Hotpath.PanicError`; the VM is never taken down.
+
+  ## Telemetry and introspection
+
+  `Hotpath.Telemetry` lists every `:telemetry` event Hotpath emits (when the host application
+  has `:telemetry`). `info/1` of a limiter, a metrics instance, a compute pool or a histogram
+  answers a map of counters; native memory, where there is some, is `:memory_bytes`.
 
   ## Building
 

@@ -136,7 +136,7 @@ defmodule PackageCheck do
     if out =~ "Compiling hotpath_nif", do: fail!("a second `mix compile` rebuilt the NIF")
     IO.puts("package_check: second compile is a no-op")
 
-    unless File.dir?(Path.join(vendor, "target")) do
+    if not File.dir?(Path.join(vendor, "target")) do
       fail!("the NIF was not built inside the package copy")
     end
 
@@ -146,7 +146,7 @@ defmodule PackageCheck do
     File.rm_rf!(Path.join(consumer, "_build/dev/lib/hotpath/priv"))
     env = List.keystore(env, "HOTPATH_NIF_PATH", 0, {"HOTPATH_NIF_PATH", prebuilt})
     {out, 0} = mix(consumer, ["run", "-e", "Consumer.check!()"], env)
-    unless out =~ "Installing prebuilt", do: fail!("HOTPATH_NIF_PATH was not used:\n#{out}")
+    if not (out =~ "Installing prebuilt"), do: fail!("HOTPATH_NIF_PATH was not used:\n#{out}")
     IO.puts("package_check: HOTPATH_NIF_PATH installs the prebuilt library")
   end
 
@@ -179,8 +179,8 @@ defmodule PackageCheck do
     [{name, sum}] = Map.to_list(checksums)
     artifact = Path.join(dist, name)
 
-    unless name =~ ~r/^hotpath_nif-v[^-]+-nif-2\.\d+-[a-z0-9_]+-.+\.so\.tar\.gz$/ and
-             File.regular?(artifact) do
+    if not (name =~ ~r/^hotpath_nif-v[^-]+-nif-2\.\d+-[a-z0-9_]+-.+\.so\.tar\.gz$/ and
+              File.regular?(artifact)) do
       fail!("unexpected artifact #{name} (#{inspect(File.ls(dist))})")
     end
 
@@ -301,7 +301,7 @@ defmodule PackageCheck do
   end
 
   defp expect_output!(out, expected) do
-    unless out =~ expected, do: fail!("expected #{inspect(expected)} in:\n#{out}")
+    if not (out =~ expected), do: fail!("expected #{inspect(expected)} in:\n#{out}")
   end
 
   # Runs a compiling mix command; fails if it prints any warning.
@@ -389,7 +389,7 @@ defmodule PackageCheck do
   defp expect_failure!(consumer, args, env, expected) do
     case mix(consumer, args, env) do
       {out, status} when status != 0 ->
-        unless out =~ expected, do: fail!("expected #{inspect(expected)} in:\n#{out}")
+        if not (out =~ expected), do: fail!("expected #{inspect(expected)} in:\n#{out}")
         [line] = Regex.run(~r/\*\* \(Mix\) .*/, out)
         IO.puts("package_check: readable failure as expected: #{line}")
         out

@@ -62,7 +62,7 @@ defmodule Hotpath.Demo do
   """
   @spec start(keyword()) :: {:ok, map()} | {:error, term()}
   def start(opts \\ []) do
-    Hotpath.Options.validate_keys!(opts, [:port, :ip], "Hotpath.Demo.start/1")
+    Hotpath.Options.known!(opts, [port: [], ip: []], "Hotpath.Demo.start/1")
     port = Keyword.get(opts, :port, 4040)
     ip = Keyword.get(opts, :ip, {127, 0, 0, 1})
 

@@ -49,7 +49,7 @@ defmodule Hotpath.Compute do
 
   A job's slot is released when its process has exited **and** the native work it started
   has ended: a process killed inside a dirty NIF exits at once while the NIF runs on, so the
-  pool keeps that slot (counted in `stats/1` as `:draining`, and in `:running`) until the
+  pool keeps that slot (counted in `info/1` as `:draining`, and in `:running`) until the
   native side reports the work finished. So `max_concurrency` bounds the native work too,
   cancelled jobs included. (After a pool *crash* the restarted pool does not know the old
   pool's unfinished native work: at most the old pool's `max_concurrency` jobs overlap with
@@ -64,11 +64,9 @@ defmodule Hotpath.Compute do
   ## Telemetry
 
   With `:telemetry` in the host application, job start/stop/exception and overload events are
-  emitted; see `Hotpath.Compute.Telemetry`.
+  emitted; see `Hotpath.Telemetry`.
   """
-  use GenServer
-
-  alias Hotpath.Compute.Telemetry
+  alias Hotpath.Compute.Options
   alias Hotpath.Native
 
   @typedoc "A pool: its registered name or pid."
@@ -94,8 +92,6 @@ defmodule Hotpath.Compute do
   @typedoc "A native job resource (see `spin/2`)."
   @type native_job :: reference()
 
-  @start_keys [:name, :max_concurrency, :max_queue, :telemetry_module]
-
   @doc """
   The default `max_concurrency`: one less than the dirty CPU schedulers online, at least 1.
 
@@ -110,25 +106,27 @@ defmodule Hotpath.Compute do
   @doc """
   Starts a pool. Options:
 
-    * `:name` (required) - the name to register the pool under (an atom, or a
-      `{:global, _}` / `{:via, _, _}` tuple).
-    * `:max_concurrency` - jobs running at once (default `default_max_concurrency/0`).
-    * `:max_queue` - jobs waiting beyond those (default 100; 0 refuses any job that cannot
-      start at once). A queue longer than `timeout / job time × max_concurrency` only turns
-      overload into timeouts.
-    * `:telemetry_module` - the module events are emitted through (default `:telemetry` when
-      it is loaded, else none; tests pass a stand-in).
+  #{Options.docs(:start)}
+
+  Invalid options raise `ArgumentError`.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts) do
-    config = validate_start!(opts)
-    GenServer.start_link(__MODULE__, config, name: config.name)
+    config = Options.start!(opts)
+    GenServer.start_link(Hotpath.Compute.Pool, config, name: config.name)
   end
 
-  @doc false
+  @doc """
+  A child specification: `{Hotpath.Compute, opts}` in a supervisor, with the options of
+  `start_link/1`, validated here (`ArgumentError`). The child id is
+  `{Hotpath.Compute, name}`.
+  """
+  @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
+    Options.start!(opts)
+
     %{
-      id: {__MODULE__, Keyword.get(opts, :name, __MODULE__)},
+      id: {__MODULE__, Keyword.fetch!(opts, :name)},
       start: {__MODULE__, :start_link, [opts]},
       type: :worker
     }
@@ -137,7 +135,9 @@ defmodule Hotpath.Compute do
   @doc """
   Runs `job` in `pool` and waits for its result.
 
-  Options: `:timeout` - milliseconds, queue time included, or `:infinity` (default 5000).
+  Options:
+
+  #{Options.docs(:run)}
 
   Returns `{:error, :not_running}` when no pool runs under `pool`, and raises `ArgumentError`
   when `pool` is not a pool name or is a process that is no pool. See the module docs for
@@ -151,7 +151,7 @@ defmodule Hotpath.Compute do
   """
   @spec run(pool(), job(), keyword()) :: result()
   def run(pool, job, opts \\ []) do
-    timeout = validate_run!(job, opts)
+    timeout = Options.run!(job, opts)
 
     case resolve(pool, "run/3") do
       :not_running -> {:error, :not_running}
@@ -191,25 +191,29 @@ defmodule Hotpath.Compute do
   `:completed` (jobs that returned, whatever their result), `:rejected` (`:overloaded`),
   `:cancelled` (by a timeout or a caller's death, queued or running).
 
-  Raises `ArgumentError` when `pool` is not a pool name or is a process that is no pool, and
-  `Hotpath.Compute.Error` (reason `:not_running`, `{:pool_down, reason}` or `:timeout`) when
-  no pool runs under that name or it does not answer within 5 s.
+  Raises `ArgumentError` when `pool` is not a pool name or is a process that is no pool,
+  `Hotpath.NotRunningError` when no pool runs under that name, and `Hotpath.Compute.Error`
+  (reason `{:pool_down, reason}` or `:timeout`) when the pool stops or does not answer
+  within 5 s.
+
+      iex> {:ok, _} = Hotpath.Compute.start_link(name: :doc_info_pool, max_concurrency: 2)
+      iex> %{running: 0, queued: 0, max_concurrency: 2} = Hotpath.Compute.info(:doc_info_pool)
   """
-  @spec stats(pool()) :: %{atom() => non_neg_integer()}
-  def stats(pool) do
-    case resolve(pool, "stats/1") do
+  @spec info(pool()) :: %{atom() => non_neg_integer()}
+  def info(pool) do
+    case resolve(pool, "info/1") do
       :not_running ->
-        raise Hotpath.Compute.Error, reason: :not_running, pool: pool
+        raise Hotpath.NotRunningError, module: __MODULE__, name: pool
 
       target ->
         try do
-          GenServer.call(target, :stats)
+          GenServer.call(target, :info)
         catch
           :exit, {:timeout, _} ->
             raise Hotpath.Compute.Error, reason: :timeout, pool: pool
 
           :exit, {reason, _} when reason in [:noproc, :nodedown] ->
-            raise Hotpath.Compute.Error, reason: :not_running, pool: pool
+            raise Hotpath.NotRunningError, module: __MODULE__, name: pool
 
           :exit, {reason, _} ->
             raise Hotpath.Compute.Error, reason: {:pool_down, reason}, pool: pool
@@ -217,10 +221,9 @@ defmodule Hotpath.Compute do
     end
   end
 
-  @doc false
   # The process to talk to for `pool`, or `:not_running`; raises ArgumentError for what cannot
-  # name a pool and for a local process that is not one. Also used by Hotpath.Password.
-  def resolve(pool, where) do
+  # name a pool and for a local process that is not one.
+  defp resolve(pool, where) do
     target =
       case pool do
         pid when is_pid(pid) -> pid
@@ -273,10 +276,7 @@ defmodule Hotpath.Compute do
   It exists to test and benchmark cancellation, concurrency bounds and scheduler
   responsiveness. Options:
 
-    * `:step_us` - length of one step (one dirty NIF call), 1 to 1 000 000 µs.
-    * `:notify` - a pid sent `{:hotpath_compute_job, job}` when the job starts, so another
-      process can watch it with `job_info/1` or stop it with `cancel/1`.
-    * `:panic_at` - panic during that step (0-based): `{:error, {:panic, message}}`.
+  #{Options.docs(:spin)}
 
   Returns `{:error, :cancelled}` if the job was cancelled.
 
@@ -285,30 +285,17 @@ defmodule Hotpath.Compute do
   @spec spin(non_neg_integer(), keyword()) ::
           {:ok, non_neg_integer()} | {:error, :cancelled | {:panic, String.t()}}
   def spin(steps, opts \\ []) do
-    unless is_integer(steps) and steps >= 0 do
+    if not (is_integer(steps) and steps >= 0) do
       raise ArgumentError, "steps must be a non-negative integer, got: #{inspect(steps)}"
     end
 
-    opts = Hotpath.Options.validate_keys!(opts, [:step_us, :notify, :panic_at], "spin/2")
-    step_us = Keyword.get(opts, :step_us, 10_000)
-    panic_at = Keyword.get(opts, :panic_at)
-
-    unless is_integer(step_us) and step_us in 1..1_000_000 do
-      raise ArgumentError, ":step_us must be an integer in 1..1000000, got: #{inspect(step_us)}"
-    end
-
-    unless is_nil(panic_at) or (is_integer(panic_at) and panic_at >= 0) do
-      raise ArgumentError,
-            ":panic_at must be nil or a non-negative integer, got: #{inspect(panic_at)}"
-    end
+    opts = Options.spin!(opts)
+    step_us = opts[:step_us]
+    panic_at = opts[:panic_at]
 
     job = Native.compute_job_new({:spin, steps, step_us, panic_at})
 
-    case Keyword.get(opts, :notify) do
-      nil -> :ok
-      pid when is_pid(pid) -> send(pid, {:hotpath_compute_job, job})
-      other -> raise ArgumentError, ":notify must be a pid, got: #{inspect(other)}"
-    end
+    if opts[:notify], do: send(opts[:notify], {:hotpath_compute_job, job})
 
     spin_loop(job)
   end
@@ -340,396 +327,4 @@ defmodule Hotpath.Compute do
   """
   @spec cancel(native_job()) :: boolean()
   def cancel(job), do: Native.compute_job_cancel(job)
-
-  # ---- option validation --------------------------------------------------------------
-
-  defp validate_start!(opts) do
-    opts = Hotpath.Options.validate_keys!(opts, @start_keys, "Hotpath.Compute.start_link/1")
-
-    name =
-      case Keyword.fetch(opts, :name) do
-        {:ok, name} when is_atom(name) and name != nil ->
-          name
-
-        {:ok, {:global, _} = name} ->
-          name
-
-        {:ok, {:via, _, _} = name} ->
-          name
-
-        {:ok, other} ->
-          raise ArgumentError,
-                ":name must be an atom, {:global, term} or {:via, module, term}, got: #{inspect(other)}"
-
-        :error ->
-          raise ArgumentError, "Hotpath.Compute needs a :name option, e.g. name: MyApp.Compute"
-      end
-
-    max_concurrency = Keyword.get(opts, :max_concurrency, default_max_concurrency())
-    max_queue = Keyword.get(opts, :max_queue, 100)
-
-    unless is_integer(max_concurrency) and max_concurrency >= 1 do
-      raise ArgumentError,
-            ":max_concurrency must be a positive integer, got: #{inspect(max_concurrency)}"
-    end
-
-    unless is_integer(max_queue) and max_queue >= 0 do
-      raise ArgumentError, ":max_queue must be a non-negative integer, got: #{inspect(max_queue)}"
-    end
-
-    telemetry = Keyword.get_lazy(opts, :telemetry_module, &Telemetry.default_module/0)
-
-    unless is_atom(telemetry) do
-      raise ArgumentError, ":telemetry_module must be a module or nil, got: #{inspect(telemetry)}"
-    end
-
-    %{name: name, max_concurrency: max_concurrency, max_queue: max_queue, telemetry: telemetry}
-  end
-
-  defp validate_run!(job, opts) do
-    case job do
-      fun when is_function(fun, 0) ->
-        :ok
-
-      {m, f, a} when is_atom(m) and is_atom(f) and is_list(a) ->
-        :ok
-
-      other ->
-        raise ArgumentError,
-              "a job must be a 0-arity function or {module, function, args}, got: #{inspect(other)}"
-    end
-
-    opts = Hotpath.Options.validate_keys!(opts, [:timeout], "Hotpath.Compute.run/3")
-
-    case Keyword.get(opts, :timeout, 5_000) do
-      :infinity ->
-        :infinity
-
-      t when is_integer(t) and t >= 0 ->
-        t
-
-      other ->
-        raise ArgumentError,
-              ":timeout must be a non-negative integer or :infinity, got: #{inspect(other)}"
-    end
-  end
-
-  # ---- the pool process ---------------------------------------------------------------
-
-  @impl true
-  def init(config) do
-    # Jobs are linked: a crashing pool takes them (and their native work) down with it, and
-    # trapping exits turns their ends into messages instead of killing the pool.
-    Process.flag(:trap_exit, true)
-
-    {:ok,
-     Map.merge(config, %{
-       # registers this process as a pool (lets run/3 and stats/1 tell pools from others)
-       mark: Native.compute_pool_register(),
-       # exited worker pid => job, whose native work still runs (the slot stays taken)
-       draining: %{},
-       # worker pid => job
-       running: %{},
-       # job ref => worker pid | :queued
-       refs: %{},
-       # caller monitor ref => job ref
-       callers: %{},
-       queue: :queue.new(),
-       queued: 0,
-       started: 0,
-       completed: 0,
-       rejected: 0,
-       cancelled: 0
-     })}
-  end
-
-  @impl true
-  def handle_call(:stats, _from, state) do
-    {:reply,
-     %{
-       running: map_size(state.running) + map_size(state.draining),
-       draining: map_size(state.draining),
-       queued: state.queued,
-       max_concurrency: state.max_concurrency,
-       max_queue: state.max_queue,
-       started: state.started,
-       completed: state.completed,
-       rejected: state.rejected,
-       cancelled: state.cancelled
-     }, state}
-  end
-
-  # Nothing in this module sends other calls or casts: answer instead of crashing the pool.
-  def handle_call(_other, _from, state), do: {:reply, {:error, :unknown_call}, state}
-
-  @impl true
-  def handle_cast(_other, state), do: {:noreply, state}
-
-  @impl true
-  def handle_info({:"$hotpath_run", ref, caller, job, submitted_at}, state) do
-    cond do
-      taken(state) < state.max_concurrency ->
-        {:noreply, start_job(new_job(ref, caller, job, submitted_at), state)}
-
-      state.queued < state.max_queue ->
-        entry = new_job(ref, caller, job, submitted_at)
-
-        {:noreply,
-         %{
-           state
-           | queue: :queue.in(entry, state.queue),
-             queued: state.queued + 1,
-             refs: Map.put(state.refs, ref, {:queued, entry.mon}),
-             callers: Map.put(state.callers, entry.mon, ref)
-         }}
-
-      true ->
-        send(ref, {ref, :overloaded})
-
-        Telemetry.emit(state.telemetry, :overloaded, %{
-          pool: state.name,
-          running: taken(state),
-          queued: state.queued,
-          max_concurrency: state.max_concurrency,
-          max_queue: state.max_queue
-        })
-
-        {:noreply, %{state | rejected: state.rejected + 1}}
-    end
-  end
-
-  def handle_info({:"$hotpath_done", ref}, state) do
-    # The job has its result: from now on its caller's exit or timeout cancels nothing. The
-    # slot stays taken until the job process exits.
-    case Map.get(state.refs, ref) do
-      {:running, pid, _mon} -> {:noreply, forget(state, state.running[pid])}
-      _ -> {:noreply, state}
-    end
-  end
-
-  def handle_info({:"$hotpath_cancel", ref}, state) do
-    {:noreply, cancel_job(state, ref, :timeout)}
-  end
-
-  def handle_info({:DOWN, mon, :process, _pid, _reason}, state) do
-    case Map.fetch(state.callers, mon) do
-      {:ok, ref} -> {:noreply, cancel_job(state, ref, :caller_down)}
-      :error -> {:noreply, state}
-    end
-  end
-
-  def handle_info({:EXIT, pid, reason}, state) do
-    case Map.pop(state.running, pid) do
-      {nil, _} ->
-        {:noreply, state}
-
-      {job, running} ->
-        state = finish(forget(%{state | running: running}, job), job, reason)
-
-        # A process killed inside a dirty NIF has exited, but its native work runs on until
-        # the NIF returns: keep the slot until the native side says it has ended.
-        if Native.compute_native_watch(pid, self()) do
-          {:noreply, %{state | draining: Map.put(state.draining, pid, job)}}
-        else
-          {:noreply, dispatch(state)}
-        end
-    end
-  end
-
-  def handle_info({:hotpath_native_idle, pid}, state) do
-    case Map.pop(state.draining, pid) do
-      {nil, _} -> {:noreply, state}
-      {_job, draining} -> {:noreply, dispatch(%{state | draining: draining})}
-    end
-  end
-
-  def handle_info(_other, state), do: {:noreply, state}
-
-  @impl true
-  def terminate(_reason, state) do
-    # A :normal or :shutdown exit signal does not kill a linked process that is not trapping
-    # exits: kill the jobs so their native work is cancelled too.
-    Enum.each(Map.keys(state.running), &Process.exit(&1, :kill))
-  end
-
-  defp taken(state), do: map_size(state.running) + map_size(state.draining)
-
-  defp new_job(ref, caller, job, submitted_at) do
-    %{
-      ref: ref,
-      mon: Process.monitor(caller),
-      job: job,
-      submitted_at: submitted_at,
-      cancel_reason: nil
-    }
-  end
-
-  defp forget(state, job) do
-    Process.demonitor(job.mon, [:flush])
-    %{state | refs: Map.delete(state.refs, job.ref), callers: Map.delete(state.callers, job.mon)}
-  end
-
-  defp start_job(job, state) do
-    now = System.monotonic_time()
-    queue_time = now - job.submitted_at
-
-    context = %{
-      owner: self(),
-      pool: state.name,
-      telemetry: state.telemetry,
-      queue_time: queue_time,
-      start: %{
-        pool: state.name,
-        monotonic_time: now,
-        queue_time: queue_time,
-        running: taken(state) + 1,
-        queued: state.queued,
-        max_concurrency: state.max_concurrency,
-        max_queue: state.max_queue
-      }
-    }
-
-    ref = job.ref
-    fun = job.job
-    pid = spawn_link(fn -> work(ref, fun, context) end)
-    job = Map.merge(job, %{started_at: now, queue_time: queue_time})
-
-    %{
-      state
-      | running: Map.put(state.running, pid, job),
-        refs: Map.put(state.refs, ref, {:running, pid, job.mon}),
-        callers: Map.put(state.callers, job.mon, ref),
-        started: state.started + 1
-    }
-  end
-
-  defp dispatch(state) do
-    with true <- taken(state) < state.max_concurrency,
-         {{:value, job}, queue} <- :queue.out(state.queue) do
-      dispatch(start_job(job, %{state | queue: queue, queued: state.queued - 1}))
-    else
-      _ -> state
-    end
-  end
-
-  defp cancel_job(state, ref, reason) do
-    case Map.get(state.refs, ref) do
-      nil ->
-        state
-
-      {:queued, _mon} ->
-        {[job], kept} = state.queue |> :queue.to_list() |> Enum.split_with(&(&1.ref == ref))
-        state = forget(state, job)
-
-        %{
-          state
-          | queue: :queue.from_list(kept),
-            queued: state.queued - 1,
-            cancelled: state.cancelled + 1
-        }
-
-      {:running, pid, _mon} ->
-        # The EXIT message frees the slot; the native resources' monitors of the killed
-        # process cancel its native work.
-        Process.exit(pid, :kill)
-        job = %{state.running[pid] | cancel_reason: reason}
-        state = forget(state, job)
-        %{state | running: Map.put(state.running, pid, job), cancelled: state.cancelled + 1}
-    end
-  end
-
-  defp finish(state, job, reason) do
-    case {reason, job.cancel_reason} do
-      {:normal, nil} ->
-        %{state | completed: state.completed + 1}
-
-      {_, cancel_reason} ->
-        {kind, why} = if cancel_reason, do: {:cancelled, cancel_reason}, else: {:exit, reason}
-
-        # A job killed by someone else: tell its caller. A cancelled job's caller is gone or
-        # has timed out (its alias is inactive, so a message would be dropped anyway).
-        if kind == :exit, do: send(job.ref, {job.ref, {:result, {:error, {:exit, reason}}}})
-
-        Telemetry.emit(state.telemetry, :exception, %{
-          pool: state.name,
-          monotonic_time: System.monotonic_time(),
-          started_at: job.started_at,
-          queue_time: job.queue_time,
-          kind: kind,
-          reason: why
-        })
-
-        state
-    end
-  end
-
-  # ---- the job process ----------------------------------------------------------------
-
-  defp work(ref, job, context) do
-    Telemetry.emit(context.telemetry, :start, context.start)
-    started = System.monotonic_time()
-    result = execute(job)
-    # Tell the pool first: a caller that gets its result and exits at once must not look like
-    # a caller that died while its job ran (which would cancel a finished job).
-    send(context.owner, {:"$hotpath_done", ref})
-    send(ref, {ref, {:result, result}})
-
-    data = %{
-      pool: context.pool,
-      monotonic_time: System.monotonic_time(),
-      started_at: started,
-      queue_time: context.queue_time
-    }
-
-    case result do
-      {:error, {:panic, message}} ->
-        Telemetry.emit(
-          context.telemetry,
-          :exception,
-          Map.merge(data, %{kind: :panic, reason: message})
-        )
-
-      {:error, {kind, reason, _stack}} when kind == :exception ->
-        Telemetry.emit(
-          context.telemetry,
-          :exception,
-          Map.merge(data, %{kind: :error, reason: reason})
-        )
-
-      {:error, {kind, reason}} when kind in [:throw, :exit] ->
-        Telemetry.emit(
-          context.telemetry,
-          :exception,
-          Map.merge(data, %{kind: kind, reason: reason})
-        )
-
-      _ ->
-        Telemetry.emit(context.telemetry, :stop, Map.put(data, :result, result))
-    end
-  end
-
-  @doc false
-  # Runs a job and normalises its outcome (public for the tests of the rules).
-  def execute(job) do
-    case call(job) do
-      {:ok, _} = ok -> ok
-      {:error, _} = error -> error
-      other -> {:ok, other}
-    end
-  rescue
-    e in Hotpath.PanicError -> {:error, {:panic, e.message}}
-    e in ErlangError -> erlang_error(e, __STACKTRACE__)
-    e -> {:error, {:exception, e, __STACKTRACE__}}
-  catch
-    :throw, value -> {:error, {:throw, value}}
-    :exit, reason -> {:error, {:exit, reason}}
-  end
-
-  defp call(fun) when is_function(fun, 0), do: fun.()
-  defp call({m, f, a}), do: apply(m, f, a)
-
-  defp erlang_error(%ErlangError{original: :nif_panicked}, _stack),
-    do: {:error, {:panic, "native code panicked (nif_panicked)"}}
-
-  defp erlang_error(e, stack), do: {:error, {:exception, e, stack}}
 end

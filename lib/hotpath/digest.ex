@@ -25,7 +25,32 @@ defmodule Hotpath.Digest do
   # 0.3-0.5 ms for SHA-256 without SHA extensions, far less with them or for BLAKE3.
   @max_threshold 128 * 1024
   @piece 64 * 1024
-  @keys [:progress, :dirty_threshold, :step_us, :notify]
+  @schema [
+    progress: [
+      type: {:custom, __MODULE__, :progress_option, "nil, a pid or {pid, tag}"},
+      default: nil,
+      doc: "Sent `{tag, bytes_hashed, total_bytes}` after each dirty step"
+    ],
+    dirty_threshold: [
+      type: {:integer, 0, @max_threshold},
+      default: @default_threshold,
+      doc:
+        "Largest input in bytes hashed on the calling scheduler: at most a fraction of a " <>
+          "millisecond on a normal scheduler"
+    ],
+    step_us: [
+      type: {:integer, 1, 1_000_000},
+      default: 10_000,
+      doc: "Target length of one dirty step in microseconds"
+    ],
+    notify: [
+      type: {:or, [{:value, nil}, :pid]},
+      default: nil,
+      doc:
+        "Sent `{:hotpath_compute_job, job}` when a dirty job starts, to watch it with " <>
+          "`Hotpath.Compute.job_info/1` or stop it with `Hotpath.Compute.cancel/1`"
+    ]
+  ]
 
   @typedoc "A digest algorithm."
   @type algorithm :: :blake3 | :sha256
@@ -53,13 +78,7 @@ defmodule Hotpath.Digest do
 
   Options:
 
-    * `:progress` - a pid, or `{pid, tag}`, sent `{tag, bytes_hashed, total_bytes}` after
-      each dirty step.
-    * `:dirty_threshold` - largest input hashed on the calling scheduler, 0 to 131 072 bytes
-      (default 65 536): at most a fraction of a millisecond on a normal scheduler.
-    * `:step_us` - target length of one dirty step in microseconds (default 10 000).
-    * `:notify` - a pid sent `{:hotpath_compute_job, job}` when a dirty job starts, to watch
-      it with `Hotpath.Compute.job_info/1` or stop it with `Hotpath.Compute.cancel/1`.
+  #{Hotpath.Options.docs(@schema)}
 
   Raises `ArgumentError` for an unknown algorithm or data that is not iodata, and
   `Hotpath.PanicError` if native code panicked. Exits with `{:hotpath_digest, :cancelled}`
@@ -71,29 +90,16 @@ defmodule Hotpath.Digest do
   """
   @spec hash(algorithm(), iodata(), keyword()) :: binary()
   def hash(algorithm, data, opts \\ []) do
-    unless algorithm in [:blake3, :sha256] do
+    if algorithm not in [:blake3, :sha256] do
       raise ArgumentError,
             "unknown digest algorithm #{inspect(algorithm)}; valid algorithms: :blake3, :sha256"
     end
 
-    opts = Hotpath.Options.validate_keys!(opts, @keys, "Hotpath.Digest.hash/3")
-    threshold = Keyword.get(opts, :dirty_threshold, @default_threshold)
-    step_us = Keyword.get(opts, :step_us, 10_000)
-    progress = progress_target(Keyword.get(opts, :progress))
-    notify = Keyword.get(opts, :notify)
-
-    unless is_nil(notify) or is_pid(notify) do
-      raise ArgumentError, ":notify must be a pid, got: #{inspect(notify)}"
-    end
-
-    unless is_integer(threshold) and threshold in 0..@max_threshold do
-      raise ArgumentError,
-            ":dirty_threshold must be an integer in 0..#{@max_threshold}, got: #{inspect(threshold)}"
-    end
-
-    unless is_integer(step_us) and step_us in 1..1_000_000 do
-      raise ArgumentError, ":step_us must be an integer in 1..1000000, got: #{inspect(step_us)}"
-    end
+    opts = Hotpath.Options.validate!(opts, @schema, "Hotpath.Digest.hash/3")
+    threshold = opts[:dirty_threshold]
+    step_us = opts[:step_us]
+    progress = opts[:progress]
+    notify = opts[:notify]
 
     size = data_size!(data)
 
@@ -139,12 +145,12 @@ defmodule Hotpath.Digest do
   defp notify(nil, _done, _total), do: :ok
   defp notify({pid, tag}, done, total), do: send(pid, {tag, done, total})
 
-  defp progress_target(nil), do: nil
-  defp progress_target(pid) when is_pid(pid), do: {pid, :hotpath_digest_progress}
-  defp progress_target({pid, tag}) when is_pid(pid), do: {pid, tag}
-
-  defp progress_target(other),
-    do: raise(ArgumentError, ":progress must be a pid or {pid, tag}, got: #{inspect(other)}")
+  @doc false
+  # The `:progress` option, as the `{pid, tag}` to send to (a type of the options schema).
+  def progress_option(nil), do: {:ok, nil}
+  def progress_option(pid) when is_pid(pid), do: {:ok, {pid, :hotpath_digest_progress}}
+  def progress_option({pid, _tag} = target) when is_pid(pid), do: {:ok, target}
+  def progress_option(_other), do: :error
 
   defp data_size!(data) when is_binary(data), do: byte_size(data)
 

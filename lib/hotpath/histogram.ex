@@ -81,23 +81,65 @@ defmodule Hotpath.Histogram do
   @normal_quantiles 256
   # Larger binaries are decoded on a dirty scheduler (the NIF's NORMAL_SCHEDULER_DECODE_BYTES).
   @normal_decode_bytes 8_192
-  @option_keys [:relative_error, :floor, :ceiling, :buckets, :window, :shards, :clock]
+  @number {:custom, __MODULE__, :float_option, "a number"}
+  @new_schema [
+    relative_error: [
+      type: @number,
+      default: 0.01,
+      doc:
+        "Bound on the relative error of quantile estimates, in `(0, 1)` (the layout chosen " <>
+          "for the default guarantees 0.78 %)"
+    ],
+    floor: [type: @number, default: 1.0e-9, doc: "Magnitudes below count as zero"],
+    ceiling: [type: @number, default: 1.0e12, doc: "Magnitudes above count as overflow"],
+    buckets: [
+      type: {:custom, __MODULE__, :buckets_option, "a strictly increasing list of numbers"},
+      default: [],
+      doc: "Classic bucket upper bounds (inclusive), at most 1024"
+    ],
+    window: [
+      type: {:custom, __MODULE__, :window_option, "nil or {span_ms, slots}"},
+      default: nil,
+      doc: "A sliding window of `slots` slots over `span_ms` (a multiple of `slots`)"
+    ],
+    shards: [
+      type: {:or, [{:value, :auto}, {:integer, 1, 64}]},
+      default: :auto,
+      doc:
+        "Number of single-writer shards, rounded up to a power of two (`:auto`: twice the " <>
+          "number of CPUs, between 4 and 16). A shard is allocated when a thread first " <>
+          "writes to it; threads beyond the shards share one atomic shard"
+    ],
+    clock: [
+      type: {:in, [:monotonic, :manual]},
+      default: :monotonic,
+      doc: "`:manual`: time moves only with `advance/2`"
+    ]
+  ]
+
+  @read_schema [
+    view: [
+      type: {:in, [:cumulative, :window]},
+      default: :cumulative,
+      doc: "The cumulative view or the window's (a histogram created with `:window`)"
+    ]
+  ]
+  @snapshot_schema @read_schema ++
+                     [
+                       quantiles: [
+                         type:
+                           {:custom, __MODULE__, :quantiles_option, "a list of numbers in 0..1"},
+                         default: @default_quantiles,
+                         doc: "The quantiles to estimate"
+                       ]
+                     ]
 
   @doc """
   Creates a histogram.
 
   Options:
 
-    * `:relative_error` - bound on the relative error of quantile estimates, in `(0, 1)`;
-      default `0.01` (the layout chosen guarantees 0.78 %)
-    * `:floor` - magnitudes below count as zero; default `1.0e-9`
-    * `:ceiling` - magnitudes above count as overflow; default `1.0e12`
-    * `:buckets` - classic bucket upper bounds (inclusive), strictly increasing; default `[]`
-    * `:window` - `{span_ms, slots}`, a sliding window of `slots` slots; default `nil`
-    * `:shards` - number of single-writer shards (rounded up to a power of two, at most 64);
-      default `:auto`, twice the number of CPUs, between 4 and 16. A shard is allocated when
-      a thread first writes to it; threads beyond the shards share one atomic shard
-    * `:clock` - `:monotonic` (default) or `:manual` (see `advance/2`)
+  #{Hotpath.Options.docs(@new_schema)}
 
       iex> h = Hotpath.Histogram.new(relative_error: 0.001, buckets: [1, 10], window: {60_000, 6})
       iex> Hotpath.Histogram.info(h).buckets
@@ -114,30 +156,33 @@ defmodule Hotpath.Histogram do
     end
   end
 
-  defp validate_options!(opts) when is_list(opts) do
-    Hotpath.Options.validate_keys!(opts, @option_keys, "Hotpath.Histogram.new/1")
+  defp validate_options!(opts) do
+    opts = Hotpath.Options.validate!(opts, @new_schema, "Hotpath.Histogram.new/1")
 
     %{
-      relative_error: number!(opts, :relative_error, 0.01),
-      floor: number!(opts, :floor, 1.0e-9),
-      ceiling: number!(opts, :ceiling, 1.0e12),
-      buckets: buckets!(Keyword.get(opts, :buckets, [])),
-      window: window!(Keyword.get(opts, :window)),
-      shards: shards!(Keyword.get(opts, :shards, :auto)),
-      manual_clock: clock!(Keyword.get(opts, :clock, :monotonic))
+      relative_error: opts[:relative_error],
+      floor: opts[:floor],
+      ceiling: opts[:ceiling],
+      buckets: opts[:buckets],
+      window: opts[:window],
+      shards: if(opts[:shards] == :auto, do: nil, else: opts[:shards]),
+      manual_clock: opts[:clock] == :manual
     }
   end
 
-  defp validate_options!(opts) do
-    raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
-  end
+  # Types of the `new/1` schema (they raise their own messages for the details).
+  @doc false
+  def float_option(n) when is_number(n),
+    do: {:ok, float_or(n, fn -> "a number is too large for a float, got: #{n}" end)}
 
-  defp number!(opts, key, default) do
-    case Keyword.get(opts, key, default) do
-      n when is_number(n) -> float_or(n, fn -> "#{key} is too large, got: #{n}" end)
-      other -> raise ArgumentError, "#{key} must be a number, got: #{inspect(other)}"
-    end
-  end
+  def float_option(_other), do: :error
+
+  @doc false
+  def buckets_option(list) when is_list(list), do: {:ok, buckets!(list)}
+  def buckets_option(_other), do: :error
+
+  @doc false
+  def window_option(window), do: {:ok, window!(window)}
 
   # An integer too large for a float raises ArgumentError with `message`, not ArithmeticError.
   defp float_or(n, _message) when is_float(n), do: n
@@ -152,7 +197,7 @@ defmodule Hotpath.Histogram do
   def buckets!(nil), do: []
 
   def buckets!(list) when is_list(list) do
-    unless proper_list?(list) do
+    if not proper_list?(list) do
       raise ArgumentError, "buckets must be a proper list of numbers, got: #{inspect(list)}"
     end
 
@@ -199,19 +244,6 @@ defmodule Hotpath.Histogram do
           "window must be nil or {span_ms, slots} with positive integers, e.g. {60_000, 6}, " <>
             "got: #{inspect(other)}"
   end
-
-  defp shards!(:auto), do: nil
-  defp shards!(n) when is_integer(n) and n in 1..64, do: n
-
-  defp shards!(other),
-    do:
-      raise(ArgumentError, "shards must be :auto or an integer in 1..64, got: #{inspect(other)}")
-
-  defp clock!(:monotonic), do: false
-  defp clock!(:manual), do: true
-
-  defp clock!(other),
-    do: raise(ArgumentError, "clock must be :monotonic or :manual, got: #{inspect(other)}")
 
   @doc """
   Records one value (an integer or a float). Returns `:ok`.
@@ -308,7 +340,7 @@ defmodule Hotpath.Histogram do
   end
 
   defp quantile_list!(qs) do
-    unless is_list(qs) and proper_list?(qs) do
+    if not (is_list(qs) and proper_list?(qs)) do
       raise ArgumentError,
             "quantiles must be a list of numbers in 0..1, got: #{inspect(qs)}"
     end
@@ -342,8 +374,9 @@ defmodule Hotpath.Histogram do
         }
 
   @doc """
-  Everything about one view in one read. Options: `view: :cumulative | :window`,
-  `quantiles: [q]` (default `#{inspect(@default_quantiles)}`).
+  Everything about one view in one read. Options:
+
+  #{Hotpath.Options.docs(@snapshot_schema)}
 
       iex> h = Hotpath.Histogram.new(buckets: [1, 2])
       iex> Enum.each([0.5, 1, 2, 3], &Hotpath.Histogram.record(h, &1))
@@ -353,9 +386,9 @@ defmodule Hotpath.Histogram do
   """
   @spec snapshot(t(), keyword()) :: snapshot()
   def snapshot(h, opts \\ []) do
-    keyword!(opts)
-    qs = quantile_list!(Keyword.get(opts, :quantiles, @default_quantiles))
-    stats = read(h, opts, qs)
+    opts = Hotpath.Options.validate!(opts, @snapshot_schema, "Hotpath.Histogram.snapshot/2")
+    qs = opts[:quantiles]
+    stats = read_view(h, opts[:view], qs)
 
     buckets =
       stats.buckets &&
@@ -368,8 +401,11 @@ defmodule Hotpath.Histogram do
   end
 
   defp read(h, opts, qs) do
-    view = view!(opts)
+    view = Hotpath.Options.validate!(opts, @read_schema, "Hotpath.Histogram")[:view]
+    read_view(h, view, qs)
+  end
 
+  defp read_view(h, view, qs) do
     if length(qs) > @normal_quantiles do
       Native.histogram_read_dirty(h, view, qs)
     else
@@ -380,25 +416,9 @@ defmodule Hotpath.Histogram do
     end
   end
 
-  defp view!(opts) do
-    keyword!(opts)
-
-    case Keyword.get(opts, :view, :cumulative) do
-      view when view in [:cumulative, :window] ->
-        view
-
-      other ->
-        raise ArgumentError, "view must be :cumulative or :window, got: #{inspect(other)}"
-    end
-  end
-
-  defp keyword!(opts) do
-    unless is_list(opts) and Keyword.keyword?(opts) do
-      raise ArgumentError, "expected a keyword list of options, got: #{inspect(opts)}"
-    end
-
-    opts
-  end
+  @doc false
+  # The `:quantiles` option of `snapshot/2` (a type of its schema), as floats.
+  def quantiles_option(qs), do: {:ok, quantile_list!(qs)}
 
   @doc """
   Zeroes the histogram (cumulative view and window). Values recorded while a reset runs may
@@ -479,16 +499,21 @@ defmodule Hotpath.Histogram do
   """
   @spec memory(t()) :: %{bytes: non_neg_integer(), max_bytes: non_neg_integer()}
   def memory(h) do
-    info = Native.histogram_info(h)
-    %{bytes: info.memory, max_bytes: info.max_memory}
+    info = info(h)
+    %{bytes: info.memory_bytes, max_bytes: info.max_memory_bytes}
   end
 
   @doc """
   The effective options: `relative_error` (the guaranteed bound), `floor`, `ceiling`,
-  `buckets`, `window`, `shards`, `clock`, plus `memory`/`max_memory` in bytes.
+  `buckets`, `window`, `shards`, `clock`, plus `memory_bytes` (used now) and
+  `max_memory_bytes` (the most it can ever use).
   """
   @spec info(t()) :: map()
-  def info(h), do: Native.histogram_info(h)
+  def info(h) do
+    {memory, info} = Map.pop(Native.histogram_info(h), :memory)
+    {max_memory, info} = Map.pop(info, :max_memory)
+    Map.merge(info, %{memory_bytes: memory, max_memory_bytes: max_memory})
+  end
 
   @doc """
   Moves the clock of a histogram created with `clock: :manual` forward by `ms` milliseconds

@@ -49,7 +49,7 @@ defmodule Hotpath.JSON do
   defp join([first | rest]), do: [first | Enum.map(rest, &[?, | &1])]
 
   defp string(binary) do
-    unless String.valid?(binary) do
+    if not String.valid?(binary) do
       raise ArgumentError, "cannot encode invalid UTF-8 as JSON: #{inspect(binary)}"
     end
 

@@ -78,19 +78,17 @@ defmodule Hotpath.Metrics do
   the cluster `:timeout` are at most `4_294_967_295` ms; `:max_series` at most `10_000_000`.
   """
 
-  alias Hotpath.Metrics.{Cluster, Definition}
+  alias Hotpath.Metrics.{Cluster, Definition, Instance, Recording, Snapshot, Spec}
   alias Hotpath.Native
 
-  @start_keys [:name, :metrics, :max_series, :prune_every, :telemetry, :telemetry_module]
-  # The longest timer `Process.send_after/3` accepts.
-  @max_timer_ms 4_294_967_295
-  # The core's cap on `max_series` (MAX_SERIES_CAP).
-  @max_series 10_000_000
-  # The longest label value, in bytes (the core's MAX_LABEL_BYTES).
-  @max_label_bytes 4096
-  @max_label_int Integer.pow(10, @max_label_bytes)
-  @default_quantiles [0.5, 0.9, 0.99]
-  @cluster_keys [:timeout, :nodes]
+  @cluster_schema Cluster.options()
+  @prometheus_schema [
+                       cluster: [
+                         type: :boolean,
+                         default: false,
+                         doc: "Render the cluster view of `cluster_snapshot/2`"
+                       ]
+                     ] ++ @cluster_schema
 
   @typedoc "The name of an instance (the `:name` given at start)."
   @type instance :: atom()
@@ -131,18 +129,17 @@ defmodule Hotpath.Metrics do
   # ---- process ------------------------------------------------------------------------
 
   @doc """
-  A child specification. Options:
+  A child specification: `{Hotpath.Metrics, opts}` in a supervisor. The child id is
+  `{Hotpath.Metrics, name}`. Options, validated here (`ArgumentError`):
 
-    * `:name` - the instance name (an atom), required
-    * `:metrics` - definitions or `Telemetry.Metrics` structs; default `[]`
-    * `:max_series` - series per metric before the overflow series; default `10_000`
-    * `:prune_every` - milliseconds between automatic `prune/1` calls, or `nil` (default)
-    * `:telemetry` - attach `:telemetry` handlers when `:telemetry` is loaded; default `true`
+  #{Spec.docs()}
   """
   @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
+    opts = Spec.validate!(opts)
+
     %{
-      id: {__MODULE__, Keyword.get(opts, :name)},
+      id: {__MODULE__, opts[:name]},
       start: {__MODULE__, :start_link, [opts]},
       type: :worker,
       shutdown: 5_000
@@ -155,186 +152,8 @@ defmodule Hotpath.Metrics do
   """
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts) do
-    opts |> build!() |> Hotpath.Metrics.Owner.start_link()
+    opts |> Spec.build!() |> Hotpath.Metrics.Owner.start_link()
   end
-
-  @doc false
-  def build!(opts) do
-    Hotpath.Options.validate_keys!(
-      opts,
-      @start_keys,
-      "Hotpath.Metrics.start_link/1",
-      @start_keys -- [:telemetry_module]
-    )
-
-    name =
-      case Keyword.fetch(opts, :name) do
-        {:ok, name} when is_atom(name) and name not in [nil, true, false] ->
-          name
-
-        _ ->
-          raise ArgumentError, ":name is required and must be an atom, e.g. name: MyApp.Metrics"
-      end
-
-    max_series = max_series!(opts, 10_000)
-
-    prune_every =
-      case Keyword.get(opts, :prune_every) do
-        nil ->
-          nil
-
-        ms when is_integer(ms) and ms > 0 and ms <= @max_timer_ms ->
-          ms
-
-        other ->
-          raise ArgumentError,
-                "prune_every must be nil or an integer of milliseconds in 1..#{@max_timer_ms}, " <>
-                  "got: #{inspect(other)}"
-      end
-
-    attach? =
-      case Keyword.get(opts, :telemetry, true) do
-        bool when is_boolean(bool) -> bool
-        other -> raise ArgumentError, "telemetry must be a boolean, got: #{inspect(other)}"
-      end
-
-    telemetry_module =
-      case Keyword.get(opts, :telemetry_module, :telemetry) do
-        mod when is_atom(mod) and mod not in [nil, true, false] -> mod
-        other -> raise ArgumentError, "telemetry_module must be a module, got: #{inspect(other)}"
-      end
-
-    metrics =
-      case Keyword.get(opts, :metrics, []) do
-        list when is_list(list) ->
-          unless Definition.proper_list?(list) do
-            raise ArgumentError, "metrics must be a proper list, got: #{inspect(list)}"
-          end
-
-          Enum.map(list, &Definition.normalize!/1)
-
-        other ->
-          raise ArgumentError, "metrics must be a list, got: #{inspect(other)}"
-      end
-
-    specs = Enum.map(metrics, &spec!(&1, max_series))
-    registry = Native.metrics_new(specs)
-
-    handlers =
-      metrics
-      |> Enum.with_index()
-      |> Enum.group_by(fn {m, _} -> m.event_name end, fn {m, i} ->
-        {i, m.kind, m.measurement, m.keep, m.tag_values}
-      end)
-
-    # The spec is kept for cluster views, which build a registry of the same definitions.
-    meta =
-      metrics
-      |> Enum.zip(specs)
-      |> Enum.map(fn {m, s} ->
-        %{name: m.name, kind: m.kind, tags: m.tags, quantiles: s.quantiles, spec: s}
-      end)
-
-    %{
-      name: name,
-      registry: registry,
-      meta: meta,
-      handlers: handlers,
-      prune_every: prune_every,
-      attach?: attach?,
-      telemetry_module: telemetry_module
-    }
-  end
-
-  defp max_series!(opts, default) do
-    case Keyword.get(opts, :max_series, default) do
-      n when is_integer(n) and n > 0 and n <= @max_series ->
-        n
-
-      other ->
-        raise ArgumentError,
-              "max_series must be an integer in 1..#{@max_series}, got: #{inspect(other)}"
-    end
-  end
-
-  defp spec!(%Definition{} = m, max_series) do
-    ro = m.reporter_options
-
-    unless Keyword.keyword?(ro) do
-      raise ArgumentError, "#{inspect(m.name)}: reporter_options must be a keyword list"
-    end
-
-    Definition.tags!(m.tags, m.name)
-
-    buckets =
-      if m.kind == :distribution do
-        buckets = Keyword.get(ro, :buckets, Definition.default_buckets(m.unit))
-
-        unless is_list(buckets) and Definition.proper_list?(buckets) do
-          raise ArgumentError,
-                "#{inspect(m.name)}: buckets must be a list of numbers, got: #{inspect(buckets)}"
-        end
-
-        Hotpath.Histogram.buckets!(buckets)
-      else
-        []
-      end
-
-    window =
-      if m.kind == :summary,
-        do: Hotpath.Histogram.window!(Keyword.get(ro, :window, {60_000, 6})),
-        else: nil
-
-    quantiles =
-      case Keyword.get(ro, :quantiles, @default_quantiles) do
-        qs when is_list(qs) and qs != [] ->
-          unless Definition.proper_list?(qs) do
-            raise ArgumentError,
-                  "#{inspect(m.name)}: quantiles must be a proper list, got: #{inspect(qs)}"
-          end
-
-          Enum.map(qs, fn
-            q when is_number(q) and q >= 0 and q <= 1 ->
-              q / 1
-
-            q ->
-              raise ArgumentError,
-                    "#{inspect(m.name)}: quantiles must be numbers in 0..1, got: #{inspect(q)}"
-          end)
-
-        other ->
-          raise ArgumentError,
-                "#{inspect(m.name)}: quantiles must be a non-empty list, got: #{inspect(other)}"
-      end
-
-    relative_error =
-      case Keyword.get(ro, :relative_error, 0.01) do
-        r when is_number(r) ->
-          r / 1
-
-        other ->
-          raise ArgumentError,
-                "#{inspect(m.name)}: relative_error must be a number, got: #{inspect(other)}"
-      end
-
-    %{
-      kind: m.kind,
-      name: Definition.prometheus_name(m),
-      help: m.description || "#{m.kind} of #{Enum.join(m.name, ".")}#{unit_text(m.unit)}",
-      labels: Enum.map(m.tags, &Definition.label_name/1),
-      tag_keys: m.tags,
-      max_series: max_series!(ro, max_series),
-      buckets: buckets,
-      quantiles: quantiles,
-      relative_error: relative_error,
-      window: window,
-      binary_name: Enum.join(m.name, "."),
-      atom_name: m.name
-    }
-  end
-
-  defp unit_text(:unit), do: ""
-  defp unit_text(unit), do: " (#{unit})"
 
   # ---- hot path -----------------------------------------------------------------------
 
@@ -342,72 +161,16 @@ defmodule Hotpath.Metrics do
   Records `value` with `tags` (a map holding every tag of the metric) into every metric named
   `name` (`"a.b.c"` or `[:a, :b, :c]`) of `instance`. Counters ignore `value`. Returns `:ok`.
 
-  Raises `ArgumentError` when the instance or the metric does not exist, the value is not a
-  number, or a tag is missing. Tag values that are not strings, atoms or numbers are converted
-  with `inspect/1`.
+  Raises `Hotpath.NotRunningError` when no instance of that name runs, and `ArgumentError`
+  when the metric does not exist, the value is not a number, or a tag is missing. Tag values
+  that are not strings, atoms or numbers are converted with `inspect/1`.
   """
   @spec record(instance(), String.t() | [atom()], number() | nil, map()) :: :ok
   def record(instance, name, value, tags \\ %{}) do
     case Native.metrics_record_named(instance, name, value, tags) do
       :ok -> :ok
-      refused -> retry(refused, registry!(instance), instance, name, value, tags)
+      refused -> Recording.retry(refused, instance, name, value, tags)
     end
-  end
-
-  defp retry(:convert_tags, registry, instance, name, value, tags) do
-    case Native.metrics_record(registry, name, value, stringify_tags(tags)) do
-      :ok -> :ok
-      refused -> retry(refused, registry, instance, name, value, tags)
-    end
-  end
-
-  defp retry(:bad_value, _registry, instance, name, value, tags) when is_integer(value) do
-    # Integers beyond 64 bits: record them as floats.
-    record(instance, name, to_float!(value), tags)
-  end
-
-  defp retry(refused, _registry, instance, name, value, tags),
-    do: refuse!(refused, instance, name, value, tags)
-
-  defp to_float!(int) do
-    :erlang.float(int)
-  rescue
-    ArgumentError -> reraise ArgumentError, "value #{int} is too large to record", __STACKTRACE__
-  end
-
-  defp refuse!(:unknown_instance, instance, _name, _value, _tags) do
-    raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
-  end
-
-  defp refuse!(:bad_value, _instance, name, value, _tags),
-    do: raise(ArgumentError, "#{inspect(name)}: value must be a number, got: #{inspect(value)}")
-
-  defp refuse!(:label_too_long, _instance, name, _value, _tags) do
-    raise ArgumentError,
-          "#{inspect(name, limit: 10)}: a tag value is longer than #{@max_label_bytes} bytes " <>
-            "(label values are at most #{@max_label_bytes} bytes of text)"
-  end
-
-  defp refuse!(:convert_tags, _instance, _name, _value, tags),
-    do: raise(ArgumentError, "tag values could not be converted: #{inspect(tags)}")
-
-  defp refuse!(:missing_tag, instance, name, _value, tags) do
-    needed =
-      for m <- meta!(instance),
-          m.name == Definition.name!(name),
-          tag <- m.tags,
-          uniq: true,
-          do: tag
-
-    raise ArgumentError,
-          "#{inspect(name)} needs the tags #{inspect(needed)}, got: #{inspect(tags)}"
-  end
-
-  defp refuse!(:unknown_metric, instance, name, _value, _tags) do
-    known = instance |> meta!() |> Enum.map(&Enum.join(&1.name, ".")) |> Enum.uniq()
-
-    raise ArgumentError,
-          "no metric named #{inspect(name)} in #{inspect(instance)}; known metrics: #{inspect(known)}"
   end
 
   @typedoc "A pre-resolved series, from `handle/3`."
@@ -426,13 +189,13 @@ defmodule Hotpath.Metrics do
         handle
 
       :convert_tags ->
-        case Native.metrics_handle(instance, name, stringify_tags(tags)) do
+        case Native.metrics_handle(instance, name, Recording.stringify_tags(tags)) do
           {:ok, handle} -> handle
-          refused -> refuse!(refused, instance, name, nil, tags)
+          refused -> Recording.refuse!(refused, instance, name, nil, tags)
         end
 
       refused ->
-        refuse!(refused, instance, name, nil, tags)
+        Recording.refuse!(refused, instance, name, nil, tags)
     end
   end
 
@@ -453,57 +216,10 @@ defmodule Hotpath.Metrics do
         :ok
 
       :bad_value when is_integer(value) ->
-        record_handle(handle, to_float!(value))
+        record_handle(handle, Recording.to_float!(value))
 
       :bad_value ->
         raise ArgumentError, "value must be a number, got: #{inspect(value)}"
-    end
-  end
-
-  @doc false
-  # The tags with every value as label text (the NIF's slow path asked for it). Raises
-  # ArgumentError for a value whose text is longer than the label limit; nothing long is
-  # converted (a long binary is refused by its size, a large term by `inspect/1`'s limits).
-  def stringify_tags(tags) when is_map(tags) do
-    Map.new(tags, fn {k, v} -> {k, label_text(v)} end)
-  end
-
-  def stringify_tags(tags), do: raise(ArgumentError, "tags must be a map, got: #{inspect(tags)}")
-
-  defp label_text(v) when is_binary(v) and byte_size(v) > @max_label_bytes, do: too_long!()
-  defp label_text(v) when is_binary(v), do: if(String.valid?(v), do: v, else: checked(inspect(v)))
-  defp label_text(v) when is_atom(v), do: Atom.to_string(v)
-  # Integers beyond 64 bits: longer than the limit when they have more digits than it allows
-  # (compared before any conversion, which costs time in the number's size).
-  defp label_text(v) when is_integer(v) and abs(v) >= @max_label_int, do: too_long!()
-  defp label_text(v) when is_integer(v), do: checked(Integer.to_string(v))
-  defp label_text(v), do: checked(inspect(v))
-
-  defp checked(text) when byte_size(text) > @max_label_bytes, do: too_long!()
-  defp checked(text), do: text
-
-  defp too_long!,
-    do: raise(ArgumentError, "a tag value is longer than #{@max_label_bytes} bytes as text")
-
-  @doc false
-  def registry!(instance) do
-    case :persistent_term.get({__MODULE__, instance}, nil) do
-      nil ->
-        raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
-
-      registry ->
-        registry
-    end
-  end
-
-  @doc false
-  def meta!(instance) do
-    case :persistent_term.get({__MODULE__, instance, :meta}, nil) do
-      nil ->
-        raise ArgumentError, "no Hotpath.Metrics instance named #{inspect(instance)} is running"
-
-      meta ->
-        meta
     end
   end
 
@@ -524,44 +240,7 @@ defmodule Hotpath.Metrics do
   `nil`). Runs on a dirty scheduler.
   """
   @spec snapshot(instance()) :: [metric_snapshot()]
-  def snapshot(instance), do: snapshot_of(registry!(instance), meta!(instance))
-
-  @doc false
-  def snapshot_of(registry, meta) do
-    registry
-    |> Native.metrics_snapshot()
-    |> Enum.zip(meta)
-    |> Enum.map(fn {{dropped, series}, m} ->
-      %{
-        name: m.name,
-        kind: m.kind,
-        dropped: dropped,
-        series: Enum.map(series, &series_snapshot(&1, m))
-      }
-    end)
-  end
-
-  defp series_snapshot({labels, read}, m) do
-    tags = m.tags |> Enum.zip(labels) |> Map.new()
-
-    case read do
-      {:counter, n} -> %{tags: tags, value: n}
-      {:sum, s} -> %{tags: tags, value: s}
-      {:last_value, v} -> %{tags: tags, value: v}
-      {:histogram, c, w} -> Map.merge(stats(c, m), %{tags: tags, window: w && stats(w, m)})
-    end
-  end
-
-  defp stats(s, m) do
-    buckets =
-      s.buckets &&
-        Enum.map(s.buckets, fn
-          {nil, c} -> {:infinity, c}
-          bucket -> bucket
-        end)
-
-    %{s | quantiles: m.quantiles |> Enum.zip(s.quantiles) |> Map.new(), buckets: buckets}
-  end
+  def snapshot(instance), do: Snapshot.of(Instance.registry!(instance), Instance.meta!(instance))
 
   @doc """
   The registry in the Prometheus text format 0.0.4 (serve it with `content_type/0`). Renders
@@ -577,16 +256,13 @@ defmodule Hotpath.Metrics do
   @spec prometheus(instance(), keyword()) :: iodata()
   def prometheus(instance, opts \\ [])
 
-  def prometheus(instance, []), do: instance |> registry!() |> Native.metrics_prometheus()
+  def prometheus(instance, []),
+    do: instance |> Instance.registry!() |> Native.metrics_prometheus()
 
   def prometheus(instance, opts) do
-    Hotpath.Options.validate_keys!(
-      opts,
-      [:cluster | @cluster_keys],
-      "Hotpath.Metrics.prometheus/2"
-    )
+    opts = Hotpath.Options.validate!(opts, @prometheus_schema, "Hotpath.Metrics.prometheus/2")
 
-    case Keyword.get(opts, :cluster, false) do
+    case opts[:cluster] do
       false ->
         prometheus(instance, [])
 
@@ -599,9 +275,6 @@ defmodule Hotpath.Metrics do
           end)
 
         Native.metrics_prometheus_cluster(view.registry, up)
-
-      other ->
-        raise ArgumentError, "cluster must be a boolean, got: #{inspect(other)}"
     end
   end
 
@@ -637,11 +310,9 @@ defmodule Hotpath.Metrics do
 
   Options:
 
-    * `:timeout` - milliseconds to wait for all nodes together; default `5_000`
-    * `:nodes` - the nodes to read; default this node and every connected node
-      (`[node() | Node.list()]`)
+  #{Hotpath.Options.docs(@cluster_schema)}
 
-  Raises `ArgumentError` when no instance of that name runs on this node.
+  Raises `Hotpath.NotRunningError` when no instance of that name runs on this node.
 
       iex> {:ok, _} = Hotpath.Metrics.start_link(name: :doc_cluster,
       ...>   metrics: [Hotpath.Metrics.counter("doc.cluster.jobs")])
@@ -655,19 +326,9 @@ defmodule Hotpath.Metrics do
           failed: [{node(), cluster_failure()}]
         }
   def cluster_snapshot(instance, opts \\ []) do
-    Hotpath.Options.validate_keys!(opts, @cluster_keys, "Hotpath.Metrics.cluster_snapshot/2")
+    opts = Hotpath.Options.validate!(opts, @cluster_schema, "Hotpath.Metrics.cluster_snapshot/2")
     view = Cluster.collect(instance, opts)
-    %{metrics: snapshot_of(view.registry, view.meta), nodes: view.nodes, failed: view.failed}
-  end
-
-  @doc false
-  # What `cluster_snapshot/2` reads on each node (called there through :erpc).
-  @spec cluster_export(instance()) :: {:ok, list()} | {:error, :not_running}
-  def cluster_export(instance) do
-    case :persistent_term.get({__MODULE__, instance}, nil) do
-      nil -> {:error, :not_running}
-      registry -> {:ok, Native.metrics_export(registry)}
-    end
+    %{metrics: Snapshot.of(view.registry, view.meta), nodes: view.nodes, failed: view.failed}
   end
 
   @doc "The `Content-Type` of `prometheus/1`."
@@ -676,9 +337,15 @@ defmodule Hotpath.Metrics do
 
   @doc "Removes every series not recorded since the previous prune; returns how many."
   @spec prune(instance()) :: non_neg_integer()
-  def prune(instance), do: instance |> registry!() |> Native.metrics_prune()
+  def prune(instance), do: instance |> Instance.registry!() |> Native.metrics_prune()
 
-  @doc "Number of series and approximate native memory in bytes."
-  @spec info(instance()) :: %{series: non_neg_integer(), memory: non_neg_integer()}
-  def info(instance), do: instance |> registry!() |> Native.metrics_info()
+  @doc """
+  Number of series and approximate native memory in bytes (`:memory_bytes`). Raises
+  `Hotpath.NotRunningError` when no instance of that name runs.
+  """
+  @spec info(instance()) :: %{series: non_neg_integer(), memory_bytes: non_neg_integer()}
+  def info(instance) do
+    %{series: series, memory: bytes} = instance |> Instance.registry!() |> Native.metrics_info()
+    %{series: series, memory_bytes: bytes}
+  end
 end

@@ -52,7 +52,8 @@ defmodule Hotpath.Password do
   `max_concurrency` at once, a bounded queue, and `:timeout` (default 5000 ms). A pool error
   (`:overloaded`, `:timeout`, `:not_running` when no pool runs under that name, ...) makes
   `hash/2` and `verify/3` return `{:error, reason}`, and the Phoenix-style functions
-  (`hash_pwd_salt/2`, `verify_pass/3`, `no_user_verify/1`) raise `Hotpath.Compute.Error`;
+  (`hash_pwd_salt/2`, `verify_pass/3`, `no_user_verify/1`) raise `Hotpath.NotRunningError`
+  (no pool) or `Hotpath.Compute.Error` (any other pool error);
   none of them exits the caller. `:compute` must be `nil`, a pool's name (an atom,
   `{:global, term}`, `{:via, module, term}`, `{atom, node}`) or pid, and `:timeout` a
   non-negative integer or `:infinity`: anything else raises `ArgumentError`, as does a local
@@ -68,24 +69,83 @@ defmodule Hotpath.Password do
 
   alias Hotpath.Native
 
-  @hash_keys [:m_cost, :t_cost, :parallelism, :hash_len, :salt_len, :compute, :timeout]
-  @verify_keys [:max_m_cost, :max_t_cost, :max_parallelism, :compute, :timeout]
-  @config_keys Enum.uniq(@hash_keys ++ @verify_keys)
   @max_m_cost 262_144
   @max_t_cost 8
   @max_p_cost 64
 
-  @defaults [
-    m_cost: 19_456,
-    t_cost: 2,
-    parallelism: 1,
-    hash_len: 32,
-    salt_len: 16,
-    max_m_cost: 262_144,
-    max_t_cost: 8,
-    max_parallelism: 64,
-    compute: nil,
-    timeout: 5_000
+  @pool_type {:custom, __MODULE__, :pool_option,
+              "nil or a Hotpath.Compute pool: its name (an atom, {:global, term}, " <>
+                "{:via, module, term} or {atom, node}) or pid"}
+
+  # Every option a function or the application config takes.
+  @schema [
+    m_cost: [
+      type: {:integer, 8, @max_m_cost},
+      default: 19_456,
+      doc_default: "19 456 (19 MiB)",
+      doc: "Memory in KiB, at least `8 * parallelism`"
+    ],
+    t_cost: [type: {:integer, 1, @max_t_cost}, default: 2, doc: "Iterations"],
+    parallelism: [type: {:integer, 1, @max_p_cost}, default: 1, doc: "Lanes"],
+    hash_len: [type: {:integer, 16, 64}, default: 32, doc: "Hash length in bytes"],
+    salt_len: [type: {:integer, 8, 48}, default: 16, doc: "Salt length in bytes"],
+    max_m_cost: [
+      type: {:integer, 8, 1_048_576},
+      default: 262_144,
+      doc: "The largest `m` of a stored hash that is verified (KiB)"
+    ],
+    max_t_cost: [
+      type: {:integer, 1, 16},
+      default: 8,
+      doc: "The largest `t` of a stored hash that is verified"
+    ],
+    max_parallelism: [
+      type: {:integer, 1, 255},
+      default: 64,
+      doc: "The largest `p` of a stored hash that is verified"
+    ],
+    compute: [
+      type: @pool_type,
+      default: nil,
+      doc_default: "`nil`: in the caller",
+      doc: "The `Hotpath.Compute` pool to run in"
+    ],
+    timeout: [
+      type: {:or, [{:integer, 0, :infinity}, {:value, :infinity}]},
+      default: 5_000,
+      doc: "With `:compute`, milliseconds to wait, queue time included"
+    ]
+  ]
+  # The defaults, under the application config and the options given (so they are not
+  # filled in by the validation of the options given).
+  @defaults Enum.map(@schema, fn {key, spec} -> {key, spec[:default]} end)
+  @given Enum.map(@schema, fn {key, spec} -> {key, Keyword.delete(spec, :default)} end)
+
+  @hash_schema Keyword.take(@schema, [
+                 :m_cost,
+                 :t_cost,
+                 :parallelism,
+                 :hash_len,
+                 :salt_len,
+                 :compute,
+                 :timeout
+               ])
+  @verify_schema Keyword.take(@schema, [
+                   :max_m_cost,
+                   :max_t_cost,
+                   :max_parallelism,
+                   :compute,
+                   :timeout
+                 ])
+  @raw_schema [
+    variant: [type: {:in, [:argon2id, :argon2i, :argon2d]}, default: :argon2id],
+    version: [type: {:in, [19, 16]}, default: 19],
+    secret: [type: {:custom, __MODULE__, :binary_option, "a binary"}, default: ""],
+    associated_data: [type: {:custom, __MODULE__, :binary_option, "a binary"}, default: ""],
+    m_cost: [type: {:integer, 8, @max_m_cost}, default: 19_456],
+    t_cost: [type: {:integer, 1, @max_t_cost}, default: 2],
+    parallelism: [type: {:integer, 1, @max_p_cost}, default: 1],
+    hash_len: [type: {:integer, 4, 1024}, default: 32]
   ]
 
   @typedoc "Errors of `hash/2` and `verify/3`."
@@ -95,10 +155,12 @@ defmodule Hotpath.Password do
   @doc """
   Hashes `password` with a fresh random salt and returns the PHC string.
 
-  Options: `:m_cost` (8..262 144 KiB, at least `8 * parallelism`), `:t_cost` (1..8),
-  `:parallelism` (1..64), `:hash_len` (16..64 bytes), `:salt_len` (8..48 bytes), `:compute`,
-  `:timeout`. Raises `ArgumentError` for bad arguments and `Hotpath.Compute.Error` when the
-  pool cannot run the job (or none is running).
+  Options (defaults from `config :hotpath, Hotpath.Password` first):
+
+  #{Hotpath.Options.docs(@hash_schema)}
+
+  Raises `ArgumentError` for bad arguments, `Hotpath.NotRunningError` when no pool runs under
+  the `:compute` name and `Hotpath.Compute.Error` when the pool cannot run the job.
 
       iex> hash = Hotpath.Password.hash_pwd_salt("hunter2", m_cost: 64, t_cost: 1)
       iex> "$argon2id$v=19$m=64,t=1,p=1$" <> _ = hash
@@ -112,9 +174,7 @@ defmodule Hotpath.Password do
         phc
 
       {:error, reason} ->
-        raise Hotpath.Compute.Error,
-          reason: reason,
-          pool: options(opts, @hash_keys, "hash_pwd_salt/2")[:compute]
+        pool_error!(reason, options(opts, @hash_schema, "hash_pwd_salt/2")[:compute])
     end
   end
 
@@ -124,12 +184,12 @@ defmodule Hotpath.Password do
   @spec hash(binary(), keyword()) :: {:ok, String.t()} | {:error, error()}
   def hash(password, opts \\ []) do
     check_password!(password)
-    opts = options(opts, @hash_keys, "Hotpath.Password.hash/2")
-    m = int!(opts, :m_cost, 8, @max_m_cost)
-    t = int!(opts, :t_cost, 1, @max_t_cost)
-    p = int!(opts, :parallelism, 1, @max_p_cost)
-    hash_len = int!(opts, :hash_len, 16, 64)
-    salt_len = int!(opts, :salt_len, 8, 48)
+    opts = options(opts, @hash_schema, "Hotpath.Password.hash/2")
+    m = opts[:m_cost]
+    t = opts[:t_cost]
+    p = opts[:parallelism]
+    hash_len = opts[:hash_len]
+    salt_len = opts[:salt_len]
 
     if m < 8 * p do
       raise ArgumentError,
@@ -143,11 +203,13 @@ defmodule Hotpath.Password do
   @doc """
   Checks `password` against a stored PHC string in constant time.
 
-  Returns `false` for a wrong password and for a malformed or foreign hash. Options:
-  `:max_m_cost` (default 262 144, at most 1 048 576), `:max_t_cost` (default 8, at most 16),
-  `:max_parallelism` (default 64, at most 255), `:compute`, `:timeout`. Raises
-  `ArgumentError` for bad arguments and `Hotpath.Compute.Error` when the pool cannot run the
-  job (or none is running).
+  Returns `false` for a wrong password and for a malformed or foreign hash. Options
+  (defaults from `config :hotpath, Hotpath.Password` first):
+
+  #{Hotpath.Options.docs(@verify_schema)}
+
+  Raises `ArgumentError` for bad arguments, `Hotpath.NotRunningError` when no pool runs under
+  the `:compute` name and `Hotpath.Compute.Error` when the pool cannot run the job.
 
       iex> Hotpath.Password.verify_pass("password",
       ...>   "$argon2i$v=19$m=256,t=2,p=1$c29tZXNhbHQ$iekCn0Y3spW+sCcFanM2xBT63UP2sghkUoHLIUpWRS8")
@@ -165,9 +227,7 @@ defmodule Hotpath.Password do
         false
 
       {:error, reason} ->
-        raise Hotpath.Compute.Error,
-          reason: reason,
-          pool: options(opts, @verify_keys, "verify_pass/3")[:compute]
+        pool_error!(reason, options(opts, @verify_schema, "verify_pass/3")[:compute])
     end
   end
 
@@ -186,15 +246,15 @@ defmodule Hotpath.Password do
   def verify(password, stored_hash, opts \\ []) do
     check_password!(password)
 
-    unless is_binary(stored_hash) do
+    if not is_binary(stored_hash) do
       raise ArgumentError,
             "the stored hash must be a binary, got: #{inspect(stored_hash, limit: 10)}"
     end
 
-    opts = options(opts, @verify_keys, "Hotpath.Password.verify/3")
-    max_m = int!(opts, :max_m_cost, 8, 1_048_576)
-    max_t = int!(opts, :max_t_cost, 1, 16)
-    max_p = int!(opts, :max_parallelism, 1, 255)
+    opts = options(opts, @verify_schema, "Hotpath.Password.verify/3")
+    max_m = opts[:max_m_cost]
+    max_t = opts[:max_t_cost]
+    max_p = opts[:max_parallelism]
 
     run(opts, fn ->
       case Native.password_verify(password, stored_hash, max_m, max_t, max_p) do
@@ -230,7 +290,7 @@ defmodule Hotpath.Password do
   """
   @spec needs_rehash?(binary(), keyword()) :: boolean()
   def needs_rehash?(stored_hash, opts \\ []) do
-    opts = options(opts, @hash_keys, "Hotpath.Password.needs_rehash?/2")
+    opts = options(opts, @hash_schema, "Hotpath.Password.needs_rehash?/2")
 
     case info(stored_hash) do
       {:ok, info} ->
@@ -292,61 +352,25 @@ defmodule Hotpath.Password do
   def raw_hash(password, salt, opts \\ []) do
     check_password!(password)
 
-    unless is_binary(salt) do
+    if not is_binary(salt) do
       raise ArgumentError, "the salt must be a binary, got: #{inspect(salt, limit: 10)}"
     end
 
-    opts =
-      Hotpath.Options.validate_keys!(
-        opts,
-        [
-          :variant,
-          :version,
-          :secret,
-          :associated_data,
-          :m_cost,
-          :t_cost,
-          :parallelism,
-          :hash_len
-        ],
-        "Hotpath.Password.raw_hash/3"
-      )
-
-    variant = Keyword.get(opts, :variant, :argon2id)
-
-    unless variant in [:argon2id, :argon2i, :argon2d] do
-      raise ArgumentError,
-            ":variant must be :argon2id, :argon2i or :argon2d, got: #{inspect(variant, limit: 10)}"
-    end
-
-    version = Keyword.get(opts, :version, 19)
-
-    unless version in [16, 19] do
-      raise ArgumentError, ":version must be 19 or 16, got: #{inspect(version, limit: 10)}"
-    end
-
-    [secret, data] =
-      for key <- [:secret, :associated_data] do
-        case Keyword.get(opts, key, "") do
-          bin when is_binary(bin) ->
-            bin
-
-          other ->
-            raise ArgumentError,
-                  "#{inspect(key)} must be a binary, got: #{inspect(other, limit: 10)}"
-        end
-      end
-
-    opts = Keyword.merge([m_cost: 19_456, t_cost: 2, parallelism: 1, hash_len: 32], opts)
+    opts = Hotpath.Options.validate!(opts, @raw_schema, "Hotpath.Password.raw_hash/3")
 
     costs =
-      {variant, version, int!(opts, :m_cost, 8, @max_m_cost), int!(opts, :t_cost, 1, @max_t_cost),
-       int!(opts, :parallelism, 1, @max_p_cost), int!(opts, :hash_len, 4, 1024)}
+      {opts[:variant], opts[:version], opts[:m_cost], opts[:t_cost], opts[:parallelism],
+       opts[:hash_len]}
 
-    Native.password_raw(password, salt, secret, data, costs)
+    Native.password_raw(password, salt, opts[:secret], opts[:associated_data], costs)
   end
 
   # ---- helpers ------------------------------------------------------------------------
+
+  defp pool_error!(:not_running, pool),
+    do: raise(Hotpath.NotRunningError, module: Hotpath.Compute, name: pool)
+
+  defp pool_error!(reason, pool), do: raise(Hotpath.Compute.Error, reason: reason, pool: pool)
 
   defp run(opts, fun) do
     case opts[:compute] do
@@ -356,56 +380,35 @@ defmodule Hotpath.Password do
     end
   end
 
-  defp options(opts, keys, where) do
-    opts = Hotpath.Options.validate_keys!(opts, keys, where)
+  defp options(opts, schema, where) do
+    opts = Hotpath.Options.validate!(opts, Keyword.take(@given, Keyword.keys(schema)), where)
 
     config =
-      Hotpath.Options.validate_keys!(
+      Hotpath.Options.validate!(
         Application.get_env(:hotpath, __MODULE__, []),
-        @config_keys,
+        @given,
         "config :hotpath, Hotpath.Password"
       )
 
-    opts = @defaults |> Keyword.merge(config) |> Keyword.merge(opts)
-    check_compute!(opts[:compute])
-    check_timeout!(opts[:timeout])
-    opts
+    @defaults |> Keyword.merge(config) |> Keyword.merge(opts)
   end
 
-  defp check_compute!(nil), do: :ok
-  defp check_compute!(pid) when is_pid(pid), do: :ok
-  defp check_compute!(name) when is_atom(name) and name not in [true, false], do: :ok
-  defp check_compute!({:global, _}), do: :ok
-  defp check_compute!({:via, module, _}) when is_atom(module), do: :ok
-  defp check_compute!({name, node}) when is_atom(name) and is_atom(node), do: :ok
+  # Types of the options schemas.
+  @doc false
+  def pool_option(nil), do: {:ok, nil}
+  def pool_option(pid) when is_pid(pid), do: {:ok, pid}
+  def pool_option(name) when is_atom(name) and name not in [true, false], do: {:ok, name}
+  def pool_option({:global, _} = pool), do: {:ok, pool}
+  def pool_option({:via, module, _} = pool) when is_atom(module), do: {:ok, pool}
+  def pool_option({name, node} = pool) when is_atom(name) and is_atom(node), do: {:ok, pool}
+  def pool_option(_other), do: :error
 
-  defp check_compute!(other) do
-    raise ArgumentError,
-          ":compute must be nil or a Hotpath.Compute pool: its name (an atom, {:global, term}, " <>
-            "{:via, module, term} or {atom, node}) or pid, got: #{inspect(other, limit: 10)}"
-  end
-
-  defp check_timeout!(:infinity), do: :ok
-  defp check_timeout!(t) when is_integer(t) and t >= 0, do: :ok
-
-  defp check_timeout!(other) do
-    raise ArgumentError,
-          ":timeout must be a non-negative integer or :infinity, got: #{inspect(other, limit: 10)}"
-  end
+  @doc false
+  def binary_option(bin) when is_binary(bin), do: {:ok, bin}
+  def binary_option(_other), do: :error
 
   defp check_password!(password) when is_binary(password), do: :ok
 
   defp check_password!(other),
     do: raise(ArgumentError, "the password must be a binary, got: #{inspect(other, limit: 10)}")
-
-  defp int!(opts, key, min, max) do
-    case opts[key] do
-      n when is_integer(n) and n >= min and n <= max ->
-        n
-
-      other ->
-        raise ArgumentError,
-              "#{inspect(key)} must be an integer in #{min}..#{max}, got: #{inspect(other, limit: 10)}"
-    end
-  end
 end

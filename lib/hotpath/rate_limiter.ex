@@ -175,18 +175,10 @@ defmodule Hotpath.RateLimiter do
 
   ## Telemetry
 
-  When the host application has `:telemetry` (Hotpath does not depend on it):
-
-    * `[:hotpath, :rate_limiter, :sweep]` after each sweep pass, measurements
-      `%{duration: native_time, removed: n, keys: n, full_events: n}`, metadata
-      `%{limiter: name}`;
-    * `[:hotpath, :rate_limiter, :deny]` for each denied `hit/4` when started with
-      `telemetry_denies: true`, measurements `%{cost: cost}`, metadata
-      `%{limiter: name, key: key, retry_after: ms | :infinity, reset_after: ms}`;
-    * `[:hotpath, :rate_limiter, :cluster_fallback]` for each decision of a cluster limiter
-      whose owner did not answer, measurements `%{count: 1}`, metadata
-      `%{limiter: name, key: key, owner: node, reason: :timeout | :noconnection |
-      :not_running | term, fallback: :local_share | :allow | :deny}`.
+  When the host application has `:telemetry`, a limiter emits `[:hotpath, :rate_limiter,
+  :sweep]` after each sweep pass, `[:hotpath, :rate_limiter, :deny]` for each denied hit
+  (with `telemetry_denies: true`) and, in cluster mode, `[:hotpath, :rate_limiter,
+  :cluster_fallback]`; see `Hotpath.Telemetry` for their measurements and metadata.
   """
 
   alias Hotpath.Native
@@ -195,6 +187,14 @@ defmodule Hotpath.RateLimiter do
   # The largest `now:` (ms), as in the NIF: about 34 years.
   @max_now_ms Bitwise.bsl(1, 40)
   @now_doc "now must be a non-negative integer of milliseconds up to 2^40"
+  @sweep_schema [
+    now: [
+      type:
+        {:custom, __MODULE__, :now_option, "a non-negative integer of milliseconds up to 2^40"},
+      default: nil,
+      doc: "Sweep as of that time on the limiter's clock (`nil`: now)"
+    ]
+  ]
 
   @typedoc "A limiter's name, as given in `:name`."
   @type name :: atom()
@@ -259,8 +259,8 @@ defmodule Hotpath.RateLimiter do
   Counts a request of `cost` (default 1) for `key` and answers whether it is admitted.
 
   See the module docs for the answers and `t:call_opt/0` for `opts`.
-  Raises `ArgumentError` for an unknown limiter, a cost that is not a positive integer, a key
-  over 4096 bytes or invalid options.
+  Raises `Hotpath.NotRunningError` when no limiter of that name runs, and `ArgumentError`
+  for a cost that is not a positive integer, a key over 4096 bytes or invalid options.
   """
   @spec hit(name(), term(), pos_integer(), [call_opt()]) :: decision()
   def hit(limiter, key, cost \\ 1, opts \\ [])
@@ -357,7 +357,7 @@ defmodule Hotpath.RateLimiter do
   key data stored out of line (`:key_bytes`, bounded by `:max_bytes`), full-table events and
   the configuration. It reads counters: its cost does not grow with the table.
 
-  Raises `ArgumentError` for an unknown limiter.
+  Raises `Hotpath.NotRunningError` when no limiter of that name runs.
 
   For a cluster limiter, those of this node's table, plus `:cluster`: the mode, the members
   in this node's view and this node's share of the policy (what `:local_share` enforces).
@@ -427,8 +427,8 @@ defmodule Hotpath.RateLimiter do
   non-negative integer up to 2^40 (about 34 years). The call never involves the owner
   process: it works while the owner restarts, and bad options cannot reach it.
 
-  Raises `ArgumentError` for an unknown limiter, options that are not a keyword list, an
-  unknown option or a bad `:now`.
+  Raises `Hotpath.NotRunningError` when no limiter of that name runs, and `ArgumentError` for
+  options that are not a keyword list, an unknown option or a bad `:now`.
   """
   @spec sweep(name(), now: non_neg_integer()) :: %{
           removed: non_neg_integer(),
@@ -436,14 +436,7 @@ defmodule Hotpath.RateLimiter do
           duration: integer()
         }
   def sweep(limiter, opts \\ []) do
-    Hotpath.Options.validate_keys!(opts, [:now], "Hotpath.RateLimiter.sweep/2")
-
-    now =
-      case Keyword.get(opts, :now) do
-        nil -> nil
-        ms when is_integer(ms) and ms >= 0 and ms <= @max_now_ms -> ms
-        other -> raise ArgumentError, "#{@now_doc}, got: #{inspect(other)}"
-      end
+    now = Hotpath.Options.validate!(opts, @sweep_schema, "Hotpath.RateLimiter.sweep/2")[:now]
 
     {ref, config} =
       case lookup!(limiter) do
@@ -462,18 +455,26 @@ defmodule Hotpath.RateLimiter do
   defp table!(table, limiter) do
     case :persistent_term.get({__MODULE__, table}, nil) do
       {ref, _, config} -> {ref, config}
-      _ -> unknown!(limiter)
+      _ -> not_running!(limiter)
     end
   end
 
   # -- internals ---------------------------------------------------------------------
 
   @doc false
-  def registration(limiter), do: :persistent_term.get({__MODULE__, limiter}, nil)
+  # A `now:` option (a type of the options schemas).
+  def now_option(nil), do: {:ok, nil}
+  def now_option(ms) when is_integer(ms) and ms >= 0 and ms <= @max_now_ms, do: {:ok, ms}
+  def now_option(_other), do: :error
+
+  @doc false
+  # What the owner published under a limiter's name: `{table, deny_events?, config}`,
+  # `{:cluster, cluster}` for a cluster limiter, or `nil` when none runs under it.
+  def published_entry(limiter), do: :persistent_term.get({__MODULE__, limiter}, nil)
 
   defp lookup!(limiter) do
     case :persistent_term.get({__MODULE__, limiter}, nil) do
-      nil -> unknown!(limiter)
+      nil -> not_running!(limiter)
       entry -> entry
     end
   end
@@ -495,10 +496,14 @@ defmodule Hotpath.RateLimiter do
   end
 
   @doc false
-  def unknown!(limiter) do
+  # What a name that finds no limiter raises: `Hotpath.NotRunningError`, or `ArgumentError`
+  # for what cannot name a limiter.
+  def not_running!(limiter) when is_atom(limiter),
+    do: raise(Hotpath.NotRunningError, module: __MODULE__, name: limiter)
+
+  def not_running!(other) do
     raise ArgumentError,
-          "unknown rate limiter #{inspect(limiter)}: start it with " <>
-            "{Hotpath.RateLimiter, name: #{inspect(limiter)}, ...} in your supervision tree"
+          "a rate limiter is named by an atom, got: #{inspect(other, limit: 10)}"
   end
 
   @doc false
@@ -506,7 +511,7 @@ defmodule Hotpath.RateLimiter do
   # :period, :burst (positive integers; their ranges are checked by the NIF, in the caller
   # too, or by `validate_policy!/2` before a remote call).
   def call_opts!(opts, config) do
-    unless is_list(opts) and Keyword.keyword?(opts) do
+    if not (is_list(opts) and Keyword.keyword?(opts)) do
       raise ArgumentError, "call options must be a keyword list, got: #{inspect(opts)}"
     end
 

@@ -4,19 +4,14 @@ defmodule Hotpath.ComputeTest do
 
   import Hotpath.ComputeHelpers
   alias Hotpath.Compute
-  alias Hotpath.ComputeHelpers.FakeTelemetry
 
   doctest Hotpath.Compute
 
   defp start_pool(opts \\ []) do
     name = :"compute_test_#{System.unique_integer([:positive])}"
-    :persistent_term.put({FakeTelemetry, name}, self())
-    on_exit(fn -> :persistent_term.erase({FakeTelemetry, name}) end)
-
-    start_supervised!(
-      {Compute, Keyword.merge([name: name, telemetry_module: FakeTelemetry], opts)},
-      id: name
-    )
+    handlers = forward_compute_events(name)
+    on_exit(fn -> Enum.each(handlers, &Hotpath.FakeTelemetry.detach/1) end)
+    start_supervised!({Compute, Keyword.put(opts, :name, name)}, id: name)
 
     name
   end
@@ -34,8 +29,18 @@ defmodule Hotpath.ComputeTest do
 
   describe "start_link/1 options" do
     test "bad options raise ArgumentError naming the problem" do
-      assert_raise ArgumentError, ~r/needs a :name/, fn -> Compute.start_link([]) end
+      assert_raise ArgumentError, ~r/missing required option :name/, fn ->
+        Compute.start_link([])
+      end
+
       assert_raise ArgumentError, ~r/:name must be/, fn -> Compute.start_link(name: "x") end
+      assert_raise ArgumentError, ~r/:name must be/, fn -> Compute.child_spec(name: "x") end
+
+      assert_raise ArgumentError, ~r/:max_queue must be/, fn ->
+        Compute.child_spec(name: :x, max_queue: -1)
+      end
+
+      assert %{id: {Compute, :x}} = Compute.child_spec(name: :x)
 
       assert_raise ArgumentError, ~r/:max_concurrency must be a positive integer/, fn ->
         Compute.start_link(name: :x, max_concurrency: 0)
@@ -54,7 +59,7 @@ defmodule Hotpath.ComputeTest do
 
     test "defaults: max_concurrency leaves one dirty scheduler free, queue of 100" do
       pool = start_pool()
-      stats = Compute.stats(pool)
+      stats = Compute.info(pool)
       dirty = :erlang.system_info(:dirty_cpu_schedulers_online)
       assert stats.max_concurrency == max(1, dirty - 1)
       assert stats.max_queue == 100
@@ -75,7 +80,7 @@ defmodule Hotpath.ComputeTest do
 
       assert Compute.run(pool, fn -> throw(:ball) end) == {:error, {:throw, :ball}}
       assert Compute.run(pool, fn -> exit(:bye) end) == {:error, {:exit, :bye}}
-      assert %{completed: 7, started: 7} = Compute.stats(pool)
+      assert %{completed: 7, started: 7} = Compute.info(pool)
     end
 
     test "bad arguments raise ArgumentError; a missing pool is {:error, :not_running}" do
@@ -116,29 +121,29 @@ defmodule Hotpath.ComputeTest do
       end
 
       refute_received _
-      assert Compute.stats(pool).started == 0
+      assert Compute.info(pool).started == 0
     end
 
-    test "stats/1: ArgumentError for what is not a pool, Compute.Error when none runs" do
+    test "info/1: ArgumentError for what is not a pool, NotRunningError when none runs" do
       pool = start_pool()
-      assert %{running: 0, draining: 0, queued: 0} = Compute.stats(pool)
+      assert %{running: 0, draining: 0, queued: 0} = Compute.info(pool)
 
       for bad <- ["pool", 1, nil, {:a, :b, :c}, [:pool], make_ref()] do
-        assert_raise ArgumentError, ~r/stats\/1 needs a pool/, fn ->
-          Compute.stats(Hotpath.Opaque.value(bad))
+        assert_raise ArgumentError, ~r/info\/1 needs a pool/, fn ->
+          Compute.info(Hotpath.Opaque.value(bad))
         end
       end
 
-      assert_raise ArgumentError, ~r/not a Hotpath.Compute pool/, fn -> Compute.stats(self()) end
+      assert_raise ArgumentError, ~r/not a Hotpath.Compute pool/, fn -> Compute.info(self()) end
 
-      error = assert_raise Hotpath.Compute.Error, fn -> Compute.stats(:no_such_pool) end
-      assert error.reason == :not_running
+      error = assert_raise Hotpath.NotRunningError, fn -> Compute.info(:no_such_pool) end
+      assert error.module == Compute and error.name == :no_such_pool
 
       # Unknown calls and casts do not crash a pool.
       pid = Process.whereis(pool)
       assert GenServer.call(pool, :bogus) == {:error, :unknown_call}
       GenServer.cast(pool, :bogus)
-      assert Compute.stats(pool).running == 0
+      assert Compute.info(pool).running == 0
       assert Process.whereis(pool) == pid
     end
 
@@ -148,7 +153,7 @@ defmodule Hotpath.ComputeTest do
       running = Task.async(fn -> Compute.run(pool, blocker(test), timeout: :infinity) end)
       assert_receive {:blocked, worker}
       queued = Task.async(fn -> Compute.run(pool, fn -> :queued_ran end, timeout: :infinity) end)
-      eventually(fn -> Compute.stats(pool).queued == 1 end)
+      eventually(fn -> Compute.info(pool).queued == 1 end)
 
       assert Compute.run(pool, fn -> send(test, :must_not_run) end) == {:error, :overloaded}
 
@@ -159,7 +164,7 @@ defmodule Hotpath.ComputeTest do
       assert Task.await(running) == {:ok, :released}
       assert Task.await(queued) == {:ok, :queued_ran}
       refute_received :must_not_run
-      assert %{rejected: 1, completed: 2, running: 0, queued: 0} = Compute.stats(pool)
+      assert %{rejected: 1, completed: 2, running: 0, queued: 0} = Compute.info(pool)
     end
 
     test "max_queue: 0 refuses whatever cannot start at once" do
@@ -191,7 +196,7 @@ defmodule Hotpath.ComputeTest do
       # The slot is free again and no late result reaches the caller.
       assert Compute.run(pool, fn -> :next end) == {:ok, :next}
       refute_received {_, {:result, _}}
-      assert %{cancelled: 1, running: 0} = Compute.stats(pool)
+      assert %{cancelled: 1, running: 0} = Compute.info(pool)
     end
 
     test "a timeout drops a queued job before it starts" do
@@ -203,11 +208,11 @@ defmodule Hotpath.ComputeTest do
       assert Compute.run(pool, fn -> send(test, :must_not_run) end, timeout: 50) ==
                {:error, :timeout}
 
-      eventually(fn -> Compute.stats(pool).queued == 0 end)
+      eventually(fn -> Compute.info(pool).queued == 0 end)
       send(worker, :release)
       assert Task.await(task) == {:ok, :released}
       refute_received :must_not_run
-      assert %{cancelled: 1, started: 1} = Compute.stats(pool)
+      assert %{cancelled: 1, started: 1} = Compute.info(pool)
     end
 
     test "the caller's death cancels its running native work" do
@@ -227,7 +232,7 @@ defmodule Hotpath.ComputeTest do
 
       eventually(fn -> Compute.job_info(native).state == :cancelled end)
       assert_stopped(native)
-      eventually(fn -> Compute.stats(pool).running == 0 end)
+      eventually(fn -> Compute.info(pool).running == 0 end)
 
       assert_receive {:telemetry, [:hotpath, :compute, :job, :exception], _,
                       %{kind: :cancelled, reason: :caller_down}}
@@ -286,7 +291,7 @@ defmodule Hotpath.ComputeTest do
 
       assert Enum.count(results, &match?({:ok, _}, &1)) == 20
       assert Enum.count(results, &match?({:error, {:panic, _}}, &1)) == 20
-      assert %{running: 0, queued: 0} = Compute.stats(pool)
+      assert %{running: 0, queued: 0} = Compute.info(pool)
     end
 
     test "a failed native job refuses further steps" do
@@ -315,7 +320,7 @@ defmodule Hotpath.ComputeTest do
         native
       end
 
-    eventually(fn -> Compute.stats(name).queued == 2 end)
+    eventually(fn -> Compute.info(name).queued == 2 end)
 
     Process.exit(old, :kill)
     assert Enum.map(callers, &Task.await/1) == List.duplicate({:error, {:pool_down, :killed}}, 4)
@@ -326,7 +331,7 @@ defmodule Hotpath.ComputeTest do
     end
 
     new = eventually(fn -> (pid = Process.whereis(name)) && pid != old && pid end)
-    assert %{running: 0, queued: 0, max_concurrency: 2} = Compute.stats(new)
+    assert %{running: 0, queued: 0, max_concurrency: 2} = Compute.info(new)
 
     # Both slots are usable at once in the restarted pool.
     blockers = for _ <- 1..2, do: Task.async(fn -> Compute.run(name, blocker(test)) end)
@@ -337,7 +342,7 @@ defmodule Hotpath.ComputeTest do
         w
       end
 
-    assert Compute.stats(name).running == 2
+    assert Compute.info(name).running == 2
     Enum.each(workers, &send(&1, :release))
     assert Enum.map(blockers, &Task.await/1) == [{:ok, :released}, {:ok, :released}]
   end
@@ -383,7 +388,7 @@ defmodule Hotpath.ComputeTest do
     assert :atomics.get(counter, 2) >= 1
     {_active, native_peak} = Hotpath.Native.compute_native_load(false)
     assert native_peak <= max
-    assert %{completed: 30, started: 30, running: 0} = Compute.stats(pool)
+    assert %{completed: 30, started: 30, running: 0} = Compute.info(pool)
   end
 
   test "cancelled argon2 hashes keep their slot until the native hash has ended" do
@@ -402,12 +407,12 @@ defmodule Hotpath.ComputeTest do
                Compute.run(pool, fn -> Hotpath.Password.hash("pw", t_cost: 6) end, timeout: 15)
     end
 
-    eventually(fn -> match?(%{running: 0, queued: 0}, Compute.stats(pool)) end)
+    eventually(fn -> match?(%{running: 0, queued: 0}, Compute.info(pool)) end)
     eventually(fn -> Hotpath.Native.compute_native_load(false) |> elem(0) == 0 end)
     assert {0, 1} = Hotpath.Native.compute_native_load(false)
-    assert %{draining: 0} = Compute.stats(pool)
+    assert %{draining: 0} = Compute.info(pool)
     # (A job whose hash ended just as its caller timed out counts as completed.)
-    stats = Compute.stats(pool)
+    stats = Compute.info(pool)
     assert %{cancelled: c, completed: d, running: 0, queued: 0} = stats
     assert c + d == 10 and c >= 1, inspect(stats)
     assert Compute.run(pool, fn -> :after end) == {:ok, :after}
@@ -435,16 +440,16 @@ defmodule Hotpath.ComputeTest do
     queued = Task.async(fn -> Compute.run(pool, fn -> :next end, timeout: :infinity) end)
     # Either the hash is still running (its slot drains, the next job waits) or it ended.
     eventually(fn ->
-      stats = Compute.stats(pool)
+      stats = Compute.info(pool)
       (stats.draining == 1 and stats.queued == 1) or stats.draining == 0
     end)
 
-    stats = Compute.stats(pool)
+    stats = Compute.info(pool)
     assert stats.draining == 0 or stats.running == 1
 
     assert Task.await(queued, 30_000) == {:ok, :next}
     assert {_, 1} = Hotpath.Native.compute_native_load(false)
-    eventually(fn -> match?(%{running: 0, draining: 0, queued: 0}, Compute.stats(pool)) end)
+    eventually(fn -> match?(%{running: 0, draining: 0, queued: 0}, Compute.info(pool)) end)
   end
 
   defp bump_max(counter, now) do

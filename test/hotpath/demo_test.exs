@@ -151,7 +151,7 @@ defmodule Hotpath.DemoTest do
              "violated-policies" => ["login"]
            } = JSONDecoder.decode!(body)
 
-    assert Hotpath.Compute.stats(Hotpath.Demo.names().compute).completed >= 3
+    assert Hotpath.Compute.info(Hotpath.Demo.names().compute).completed >= 3
   end
 
   test "unknown paths and methods", %{url: url} do

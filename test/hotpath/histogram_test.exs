@@ -32,7 +32,7 @@ defmodule Hotpath.HistogramTest do
             {[window: {0, 6}], ~r/window must be/},
             {[window: {3_600_000 * 2, 7200}], ~r/window slots must be between 1 and 3600/},
             {[shards: 0], ~r/shards must be :auto or an integer in 1..64/},
-            {[clock: :wall], ~r/clock must be :monotonic or :manual/}
+            {[clock: :wall], ~r/clock must be one of :monotonic, :manual/}
           ] do
         assert_raise ArgumentError, message, fn -> Histogram.new(opts) end
       end
@@ -131,6 +131,16 @@ defmodule Hotpath.HistogramTest do
       end
 
       assert_raise ArgumentError, ~r/view must be/, fn -> Histogram.count(h, view: :last) end
+
+      assert_raise ArgumentError,
+                   ~r/unknown options \[:quantiles\], valid options are: \[:view\]/,
+                   fn ->
+                     Histogram.count(h, quantiles: [0.5])
+                   end
+
+      assert_raise ArgumentError, ~r/unknown options \[:bogus\]/, fn ->
+        Histogram.snapshot(h, bogus: 1)
+      end
 
       assert_raise ArgumentError, ~r/needs a histogram created with window/, fn ->
         Histogram.count(h, view: :window)

@@ -88,12 +88,10 @@ defmodule Hotpath.MetricsClusterTest do
              ["1", "2", "_overflow_"]
   end
 
-  test "bad options and unknown instances raise ArgumentError" do
+  test "bad options raise ArgumentError, unknown instances Hotpath.NotRunningError" do
     name = start!([Metrics.counter("a.b.c")])
 
     for {fun, message} <- [
-          {fn -> Metrics.cluster_snapshot(:nope) end,
-           ~r/no Hotpath.Metrics instance named :nope/},
           {fn -> Metrics.cluster_snapshot(name, timeout: 0) end, ~r/timeout must be an integer/},
           {fn -> Metrics.cluster_snapshot(name, nodes: []) end, ~r/nodes must be a non-empty/},
           {fn -> Metrics.cluster_snapshot(name, nodes: ["a"]) end, ~r/nodes must be a non-empty/},
@@ -105,17 +103,21 @@ defmodule Hotpath.MetricsClusterTest do
         ] do
       assert_raise ArgumentError, message, fun
     end
+
+    assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named :nope/, fn ->
+      Metrics.cluster_snapshot(:nope)
+    end
   end
 
   test "the export of a node that does not run the instance" do
-    assert Metrics.cluster_export(:nope) == {:error, :not_running}
+    assert Metrics.Cluster.export(:nope) == {:error, :not_running}
   end
 
   test "imports check foreign terms completely and change nothing on error" do
     source = start!(all_kinds())
     record_some(source)
-    {:ok, exported} = Metrics.cluster_export(source)
-    target = Native.metrics_new(Enum.map(Metrics.meta!(source), & &1.spec))
+    {:ok, exported} = Metrics.Cluster.export(source)
+    target = Native.metrics_new(Enum.map(Metrics.Instance.meta!(source), & &1.spec))
 
     bad = [
       [{"web_req_count_total", :counter, ["route"], 0, [{["/a"], {:counter, -1}}]}],

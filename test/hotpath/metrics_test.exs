@@ -13,9 +13,7 @@ defmodule Hotpath.MetricsTest do
   defp start!(metrics, opts \\ []) do
     name = :"metrics_#{System.unique_integer([:positive])}"
 
-    start_supervised!(
-      {Metrics, [name: name, metrics: metrics, telemetry_module: FakeTelemetry] ++ opts}
-    )
+    start_supervised!({Metrics, [name: name, metrics: metrics] ++ opts})
 
     name
   end
@@ -89,8 +87,8 @@ defmodule Hotpath.MetricsTest do
   describe "start_link/1" do
     test "bad options raise ArgumentError in the caller" do
       for {opts, message} <- [
-            {[], ~r/:name is required/},
-            {[name: "x"], ~r/:name is required/},
+            {[], ~r/missing required option :name/},
+            {[name: "x"], ~r/:name must be a non-nil, non-boolean atom/},
             {[name: :x, bogus: 1], ~r/unknown options \[:bogus\], valid options are/},
             {[name: :x, max_series: 0], ~r/max_series must be an integer in 1\.\.10000000/},
             {[name: :x, prune_every: -1], ~r/prune_every/},
@@ -102,7 +100,7 @@ defmodule Hotpath.MetricsTest do
                metrics: [Metrics.distribution("a.b", reporter_options: [buckets: [2, 1]])]
              ], ~r/strictly increasing/},
             {[name: :x, metrics: [Metrics.summary("a.b", reporter_options: [quantiles: [2]])]],
-             ~r/quantiles must be numbers/},
+             ~r/quantiles must be a non-empty list of numbers in 0\.\.1/},
             {[name: :x, metrics: [Metrics.summary("a.b", reporter_options: [window: 5])]],
              ~r/window must be/},
             {[name: :x, metrics: [Metrics.sum("a.b"), Metrics.sum("a.b")]],
@@ -117,6 +115,15 @@ defmodule Hotpath.MetricsTest do
 
       assert_raise ArgumentError, ~r/keyword list/, fn ->
         Metrics.start_link(Hotpath.Opaque.value(:x))
+      end
+
+      # child_spec/1 validates the same options, in the caller.
+      assert_raise ArgumentError, ~r/max_series must be/, fn ->
+        Metrics.child_spec(name: :x, max_series: 0)
+      end
+
+      assert_raise ArgumentError, ~r/expected a metric/, fn ->
+        Metrics.child_spec(name: :x, metrics: [:nope])
       end
     end
   end
@@ -201,7 +208,7 @@ defmodule Hotpath.MetricsTest do
     test "bad inputs raise ArgumentError" do
       name = start!([Metrics.sum("a.b", tags: [:t])])
 
-      assert_raise ArgumentError, ~r/no Hotpath.Metrics instance named :nope/, fn ->
+      assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named :nope/, fn ->
         Metrics.record(:nope, "a.b", 1)
       end
 
@@ -212,7 +219,7 @@ defmodule Hotpath.MetricsTest do
       assert_raise ArgumentError, ~r/no metric named 42/, fn -> Metrics.record(name, 42, 1) end
 
       for fun <- [&Metrics.snapshot/1, &Metrics.prometheus/1, &Metrics.prune/1, &Metrics.info/1] do
-        assert_raise ArgumentError, ~r/no Hotpath.Metrics instance named :nope/, fn ->
+        assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named :nope/, fn ->
           fun.(:nope)
         end
 
@@ -276,7 +283,7 @@ defmodule Hotpath.MetricsTest do
         Metrics.record_handle(make_ref(), 1)
       end
 
-      assert_raise ArgumentError, ~r/no Hotpath.Metrics instance/, fn ->
+      assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named/, fn ->
         Metrics.handle(:nope, "a.b")
       end
 
@@ -348,17 +355,14 @@ defmodule Hotpath.MetricsTest do
       stop_supervised!({Metrics, name})
       assert FakeTelemetry.handler_ids([:web, :stop]) == []
       assert FakeTelemetry.handler_ids([:db, :query]) == []
-      assert_raise ArgumentError, fn -> Metrics.snapshot(name) end
+      assert_raise Hotpath.NotRunningError, fn -> Metrics.snapshot(name) end
 
-      assert_raise ArgumentError, ~r/no Hotpath.Metrics instance/, fn ->
+      assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named/, fn ->
         Metrics.record(name, "db.query.rows", 1)
       end
 
       # The same name again is a fresh instance.
-      start_supervised!(
-        {Metrics,
-         name: name, metrics: [Metrics.sum("db.query.rows")], telemetry_module: FakeTelemetry}
-      )
+      start_supervised!({Metrics, name: name, metrics: [Metrics.sum("db.query.rows")]})
 
       assert :ok = Metrics.record(name, "db.query.rows", 2)
       assert [%{series: [%{value: 2.0}]}] = Metrics.snapshot(name)

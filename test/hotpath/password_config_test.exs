@@ -24,7 +24,7 @@ defmodule Hotpath.PasswordConfigTest do
     hash = Password.hash_pwd_salt("pw")
     assert Password.verify_pass("pw", hash)
     refute Password.no_user_verify()
-    assert %{completed: 3} = Hotpath.Compute.stats(name)
+    assert %{completed: 3} = Hotpath.Compute.info(name)
   end
 
   test "bad configuration raises ArgumentError naming it" do

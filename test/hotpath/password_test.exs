@@ -236,7 +236,7 @@ defmodule Hotpath.PasswordTest do
       refute Password.verify_pass("nope", hash, compute: pool)
       refute Password.verify_pass("pw", "garbage", compute: pool)
       refute Password.no_user_verify(opts)
-      assert %{completed: 5} = Hotpath.Compute.stats(pool)
+      assert %{completed: 5} = Hotpath.Compute.info(pool)
     end
 
     test "a pool error is {:error, reason}, and raises from the Phoenix-style functions", %{
@@ -276,7 +276,7 @@ defmodule Hotpath.PasswordTest do
       assert {:ok, :ok} = Task.await(busy)
     end
 
-    test "a pool that is not running: {:error, :not_running} or Hotpath.Compute.Error, no exit" do
+    test "a pool that is not running: {:error, :not_running} or Hotpath.NotRunningError, no exit" do
       hash = elem(hd(@foreign), 1)
       opts = [compute: :hotpath_no_such_pool]
       assert Password.hash("pw", opts ++ @small) == {:error, :not_running}
@@ -287,8 +287,8 @@ defmodule Hotpath.PasswordTest do
             fn -> Password.verify_pass("password", hash, opts) end,
             fn -> Password.no_user_verify(opts ++ @small) end
           ] do
-        error = assert_raise Hotpath.Compute.Error, fun
-        assert error.reason == :not_running and error.pool == :hotpath_no_such_pool
+        error = assert_raise Hotpath.NotRunningError, fun
+        assert error.module == Hotpath.Compute and error.name == :hotpath_no_such_pool
       end
     end
 
@@ -298,7 +298,7 @@ defmodule Hotpath.PasswordTest do
       assert Password.verify("password", elem(hd(@foreign), 1), compute: pool) ==
                {:error, :not_running}
 
-      assert_raise Hotpath.Compute.Error, ~r/:not_running/, fn ->
+      assert_raise Hotpath.NotRunningError, fn ->
         Password.verify_pass("password", elem(hd(@foreign), 1), compute: pool)
       end
     end

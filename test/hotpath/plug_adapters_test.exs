@@ -57,7 +57,7 @@ defmodule Hotpath.PlugAdaptersTest do
   end
 
   test "RateLimiter.Plug options are validated at init" do
-    assert_raise ArgumentError, ~r/invalid :headers/, fn ->
+    assert_raise ArgumentError, ~r/:headers must be one of/, fn ->
       Hotpath.RateLimiter.Plug.init(limiter: :l, headers: :fancy)
     end
   end

@@ -450,7 +450,7 @@ defmodule Hotpath.RateLimiterTest do
       l = start!(limit: 1, period: 60_000)
       RateLimiter.hit(l, "k", 1, now: 0)
       assert :ok = stop_supervised({RateLimiter, l})
-      assert_raise ArgumentError, ~r/unknown rate limiter/, fn -> RateLimiter.hit(l, "k") end
+      assert_raise Hotpath.NotRunningError, fn -> RateLimiter.hit(l, "k") end
 
       start_supervised!({RateLimiter, name: l, limit: 1, period: 60_000, sweep_every: :infinity})
       assert {:allow, 0, _} = RateLimiter.hit(l, "k", 1, now: 0)
@@ -487,7 +487,7 @@ defmodule Hotpath.RateLimiterTest do
       # The hot path (found by name in native code) sees the new table too.
       assert {:allow, 0, _} = RateLimiter.hit(name, "k")
       GenServer.stop(pid)
-      assert RateLimiter.registration(name) == nil
+      assert RateLimiter.published_entry(name) == nil
     end
 
     test "several limiters are independent" do
@@ -530,21 +530,21 @@ defmodule Hotpath.RateLimiterTest do
         {[limit: 1, period: 1], ~r/missing required option :name/},
         {[name: :bad, period: 1], ~r/missing required option :limit/},
         {[name: :bad, limit: 1], ~r/missing required option :period/},
-        {Keyword.put(base, :name, "str"), ~r/invalid :name/},
+        {Keyword.put(base, :name, "str"), ~r/:name must be/},
         {Keyword.put(base, :algorithm, :leaky),
-         ~r/invalid :algorithm: :leaky; expected one of :gcra/},
-        {Keyword.put(base, :limit, 0), ~r/invalid :limit: 0/},
-        {Keyword.put(base, :limit, 1.5), ~r/invalid :limit/},
+         ~r/:algorithm must be one of :gcra.*, got: :leaky/},
+        {Keyword.put(base, :limit, 0), ~r/:limit must be a positive integer, got: 0/},
+        {Keyword.put(base, :limit, 1.5), ~r/:limit must be/},
         {Keyword.put(base, :limit, 2 ** 32), ~r/limit must be an integer in 1..4294967295/},
-        {Keyword.put(base, :period, -1), ~r/invalid :period/},
+        {Keyword.put(base, :period, -1), ~r/:period must be/},
         {Keyword.put(base, :period, 101 * 86_400_000), ~r/period must be/},
-        {Keyword.put(base, :burst, 0), ~r/invalid :burst/},
+        {Keyword.put(base, :burst, 0), ~r/:burst must be/},
         {base ++ [algorithm: :fixed_window, burst: 2],
          ~r/burst applies only to :gcra and :token_bucket/},
-        {Keyword.put(base, :max_keys, 0), ~r/invalid :max_keys/},
-        {Keyword.put(base, :on_full, :maybe), ~r/invalid :on_full/},
-        {Keyword.put(base, :sweep_every, 0), ~r/invalid :sweep_every/},
-        {Keyword.put(base, :telemetry_denies, :yes), ~r/invalid :telemetry_denies/},
+        {Keyword.put(base, :max_keys, 0), ~r/:max_keys must be/},
+        {Keyword.put(base, :on_full, :maybe), ~r/:on_full must be/},
+        {Keyword.put(base, :sweep_every, 0), ~r/:sweep_every must be/},
+        {Keyword.put(base, :telemetry_denies, :yes), ~r/:telemetry_denies must be/},
         {Keyword.put(base, :colour, :red), ~r/unknown options \[:colour\], valid options are/},
         {:not_a_list, ~r/must be a keyword list/},
         {[:name], ~r/must be a keyword list/}
@@ -565,7 +565,9 @@ defmodule Hotpath.RateLimiterTest do
             fn -> RateLimiter.info(:nope) end,
             fn -> RateLimiter.now(:nope) end
           ] do
-        assert_raise ArgumentError, ~r/unknown rate limiter :nope/, fun
+        assert_raise Hotpath.NotRunningError,
+                     ~r/no Hotpath.RateLimiter named :nope is running/,
+                     fun
       end
     end
 
@@ -652,7 +654,8 @@ defmodule Hotpath.RateLimiterTest do
       for bad <- [nil, make_ref(), "ref", {:ok, 1}] do
         # Nothing is published under it: the hot path answers so, and hit/2 raises.
         assert Hotpath.Native.limiter_hit(bad, "k", 1) == :unpublished
-        assert_raise ArgumentError, ~r/unknown rate limiter/, fn -> RateLimiter.hit(bad, "k") end
+        error = if is_atom(bad), do: Hotpath.NotRunningError, else: ArgumentError
+        assert_raise error, fn -> RateLimiter.hit(bad, "k") end
         assert_raise ArgumentError, fn -> Hotpath.Native.limiter_stats(bad) end
         assert_raise ArgumentError, fn -> Hotpath.Native.limiter_sweep(bad, 0, nil, 100) end
       end

@@ -6,7 +6,8 @@ defmodule Hotpath.SchedulerGuardTest do
 
   # "A few ms": our normal-scheduler NIFs take microseconds; the margin absorbs a noisy,
   # shared machine. A dirty NIF never triggers long_schedule (it does not hold a normal
-  # scheduler); a 50 ms normal-scheduler NIF does (notes/build-and-nif.md).
+  # scheduler); a 50 ms normal-scheduler NIF does (measured; `long_schedule` in the docs of
+  # erlang:system_monitor/2; the same guard is suggested in dukesoferl/re2#9).
   @limit_ms 10
 
   setup do
@@ -45,7 +46,7 @@ defmodule Hotpath.SchedulerGuardTest do
       fn -> Compute.spin(20, step_us: 20_000) end,
       fn -> Compute.run(pool, fn -> Compute.spin(10, step_us: 20_000) end, timeout: 50) end,
       fn -> Compute.run(pool, fn -> Digest.blake3(big) end, timeout: :infinity) end,
-      fn -> for _ <- 1..100, do: Compute.stats(pool) end
+      fn -> for _ <- 1..100, do: Compute.info(pool) end
     ]
 
     # Each call measured alone in scheduler-thread CPU time (Hotpath.SchedulerTrace): the

@@ -33,14 +33,30 @@ defmodule Hotpath.ComputeHelpers do
     ArgumentError -> Hotpath.Native.compute_spin_step(job)
   end
 
-  # A stand-in for :telemetry that forwards events to the registered test process.
-  defmodule FakeTelemetry do
-    @moduledoc false
-    def execute(name, measurements, metadata) do
-      case :persistent_term.get({__MODULE__, metadata[:pool]}, nil) do
-        nil -> :ok
-        pid -> send(pid, {:telemetry, name, measurements, metadata})
-      end
+  @compute_events [
+    [:hotpath, :compute, :job, :start],
+    [:hotpath, :compute, :job, :stop],
+    [:hotpath, :compute, :job, :exception],
+    [:hotpath, :compute, :pool, :overloaded]
+  ]
+
+  # Sends the compute events of `pool` to `test` as `{:telemetry, name, measurements,
+  # metadata}`, through the stand-in for :telemetry every test emits through
+  # (Hotpath.FakeTelemetry, set in test_helper.exs). Returns the handler ids.
+  def forward_compute_events(pool, test \\ self()) do
+    for event <- @compute_events do
+      id = {__MODULE__, pool, event}
+
+      :ok =
+        Hotpath.FakeTelemetry.attach(id, event, &__MODULE__.forward/4, %{pool: pool, to: test})
+
+      id
     end
   end
+
+  @doc false
+  def forward(name, measurements, %{pool: pool} = metadata, %{pool: pool, to: test}),
+    do: send(test, {:telemetry, name, measurements, metadata})
+
+  def forward(_name, _measurements, _metadata, _config), do: :ok
 end

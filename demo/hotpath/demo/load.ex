@@ -35,7 +35,11 @@ defmodule Hotpath.Demo.Load do
     opts =
       Keyword.merge(
         @defaults,
-        Hotpath.Options.validate_keys!(opts, Keyword.keys(@defaults), "Hotpath.Demo.Load.run/2")
+        Hotpath.Options.known!(
+          opts,
+          Enum.map(@defaults, fn {key, _} -> {key, []} end),
+          "Hotpath.Demo.Load.run/2"
+        )
       )
 
     {:ok, _} = Application.ensure_all_started(:inets)

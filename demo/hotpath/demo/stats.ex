@@ -90,7 +90,7 @@ defmodule Hotpath.Demo.Stats do
     snapshot = Hotpath.Metrics.snapshot(Demo.Metrics)
     outcomes = outcomes(snapshot)
     delta = Map.new(outcomes, fn {k, v} -> {k, v - Map.get(state.last_outcomes, k, 0)} end)
-    compute = Hotpath.Compute.stats(Demo.names().compute)
+    compute = Hotpath.Compute.info(Demo.names().compute)
     gap_us = :atomics.exchange(state.gaps, 1, 0)
     worst_us = :atomics.get(state.gaps, 2)
     {p50, p99} = window_quantiles(snapshot)

@@ -129,7 +129,7 @@ defmodule Mix.Tasks.Hotpath.Demo do
       Demo.Report.summary(
         result,
         Hotpath.Metrics.snapshot(names.metrics),
-        Hotpath.Compute.stats(names.compute),
+        Hotpath.Compute.info(names.compute),
         totals
       )
     )

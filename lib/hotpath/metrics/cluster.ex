@@ -16,11 +16,11 @@ defmodule Hotpath.Metrics.Cluster do
   and `:nodes` (already checked to be the only keys).
   """
   def collect(instance, opts) do
-    meta = Hotpath.Metrics.meta!(instance)
-    timeout = timeout!(Keyword.get(opts, :timeout, @default_timeout))
-    nodes = nodes!(Keyword.get(opts, :nodes, [node() | Node.list()]))
+    meta = Hotpath.Metrics.Instance.meta!(instance)
+    timeout = Keyword.get(opts, :timeout, @default_timeout)
+    nodes = Keyword.get_lazy(opts, :nodes, fn -> [node() | Node.list()] end)
 
-    answers = :erpc.multicall(nodes, Hotpath.Metrics, :cluster_export, [instance], timeout)
+    answers = :erpc.multicall(nodes, __MODULE__, :export, [instance], timeout)
 
     meta = Enum.map(meta, &view_meta(&1, length(nodes)))
     registry = Native.metrics_new(Enum.map(meta, & &1.spec))
@@ -84,24 +84,42 @@ defmodule Hotpath.Metrics.Cluster do
     end
   end
 
+  @doc false
+  # What `collect/2` reads on each node (called there through :erpc).
+  @spec export(atom()) :: {:ok, list()} | {:error, :not_running}
+  def export(instance) do
+    case :persistent_term.get({Hotpath.Metrics, instance}, nil) do
+      nil -> {:error, :not_running}
+      registry -> {:ok, Native.metrics_export(registry)}
+    end
+  end
+
   # :erpc accepts timeouts up to 2^32 - 1 ms.
   @max_timeout 4_294_967_295
 
-  defp timeout!(ms) when is_integer(ms) and ms > 0 and ms <= @max_timeout, do: ms
-
-  defp timeout!(other) do
-    raise ArgumentError,
-          "timeout must be an integer of milliseconds in 1..#{@max_timeout}, " <>
-            "got: #{inspect(other)}"
+  @doc false
+  # The options of a cluster view, for the schemas of `Hotpath.Metrics`.
+  def options do
+    [
+      timeout: [
+        type: {:integer, 1, @max_timeout},
+        default: @default_timeout,
+        doc: "Milliseconds to wait for all nodes together"
+      ],
+      nodes: [
+        type: {:custom, __MODULE__, :nodes_option, "a non-empty list of node names"},
+        doc_default: "this node and every connected node (`[node() | Node.list()]`)",
+        doc: "The nodes to read"
+      ]
+    ]
   end
 
-  defp nodes!(nodes) do
-    unless is_list(nodes) and nodes != [] and Hotpath.Metrics.Definition.proper_list?(nodes) and
-             Enum.all?(nodes, &is_atom/1) do
-      raise ArgumentError,
-            "nodes must be a non-empty list of node names, got: #{inspect(nodes)}"
-    end
-
-    Enum.uniq(nodes)
+  @doc false
+  def nodes_option([_ | _] = nodes) do
+    if Hotpath.Options.proper_list?(nodes) and Enum.all?(nodes, &is_atom/1),
+      do: {:ok, Enum.uniq(nodes)},
+      else: :error
   end
+
+  def nodes_option(_other), do: :error
 end

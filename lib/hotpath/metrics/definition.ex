@@ -12,17 +12,9 @@ defmodule Hotpath.Metrics.Definition do
   `tags` (metadata keys), `tag_values` (function of the metadata), `keep` (predicate on the
   metadata, or on metadata and measurements), `description`, `unit` and `reporter_options`.
 
-  Reporter options Hotpath reads:
+  Reporter options Hotpath reads (others are left alone, for other reporters):
 
-    * `:buckets` - distribution bucket upper bounds (inclusive); default: the Prometheus
-      client defaults (0.005 s to 10 s) expressed in the metric's time unit
-    * `:quantiles` - quantiles in snapshots and, for summaries, in the exposition;
-      default `[0.5, 0.9, 0.99]`
-    * `:window` - summaries: `{span_ms, slots}` for the quantiles in the exposition, or
-      `nil` for cumulative quantiles; default `{60_000, 6}`
-    * `:relative_error` - histogram relative error; default `0.01`
-    * `:max_series` - cardinality cap; default the instance's `:max_series`
-    * `:prometheus_name` - exposition name instead of the one derived from `name`
+  #{Hotpath.Metrics.ReporterOptions.docs()}
   """
 
   @kinds [:counter, :sum, :last_value, :summary, :distribution]
@@ -33,8 +25,13 @@ defmodule Hotpath.Metrics.Definition do
     Telemetry.Metrics.Summary => :summary,
     Telemetry.Metrics.Distribution => :distribution
   }
-  @opts [:event_name, :measurement, :tags, :tag_values, :keep, :drop, :description, :unit] ++
-          [:reporter_options]
+  # The options of a definition, each checked by its own function below (their messages
+  # name the metric).
+  @schema Enum.map(
+            [:event_name, :measurement, :tags, :tag_values, :keep, :drop, :description, :unit] ++
+              [:reporter_options],
+            &{&1, []}
+          )
   @time_units [:native, :second, :millisecond, :microsecond, :nanosecond]
   @max_atom_chars 255
   @max_tags 32
@@ -80,7 +77,7 @@ defmodule Hotpath.Metrics.Definition do
   """
   @spec new(kind(), String.t() | [atom()], keyword()) :: t()
   def new(kind, name, opts \\ []) when kind in @kinds do
-    Hotpath.Options.validate_keys!(opts, @opts, "Hotpath.Metrics.#{kind}/2")
+    Hotpath.Options.known!(opts, @schema, "Hotpath.Metrics.#{kind}/2")
 
     name = name!(name)
     {event_name, default_measurement} = split(name, opts)
@@ -204,7 +201,7 @@ defmodule Hotpath.Metrics.Definition do
   @doc false
   # Checks the tag keys of a metric: a proper list of at most 32 atoms (@max_tags).
   def tags!(tags, name) do
-    unless proper_list?(tags) and length(tags) <= @max_tags and Enum.all?(tags, &is_atom/1) do
+    if not (proper_list?(tags) and length(tags) <= @max_tags and Enum.all?(tags, &is_atom/1)) do
       raise ArgumentError,
             "#{inspect(name)}: tags must be a list of at most #{@max_tags} atoms (metadata " <>
               "keys), got: #{inspect(tags, limit: 10)}"
@@ -278,7 +275,7 @@ defmodule Hotpath.Metrics.Definition do
   def normalize!(%{__struct__: mod} = metric) when is_map_key(@struct_kinds, mod) do
     tags = Map.get(metric, :tags, [])
 
-    unless is_list(tags) do
+    if not is_list(tags) do
       raise ArgumentError,
             "#{inspect(metric.name)}: tags given as a function are not supported; list the tag keys"
     end

@@ -44,7 +44,7 @@ defmodule Hotpath.Metrics.Handler do
                  registry,
                  index,
                  value,
-                 Hotpath.Metrics.stringify_tags(tags)
+                 Hotpath.Metrics.Recording.stringify_tags(tags)
                ) do
             :ok -> :ok
             _ -> drop(registry, index)

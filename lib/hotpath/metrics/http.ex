@@ -1,4 +1,15 @@
 defmodule Hotpath.Metrics.HTTP do
+  @schema [
+    metrics: [type: :name, required: true, doc: "The `Hotpath.Metrics` instance"],
+    path: [
+      type: {:custom, __MODULE__, :path, ~s(nil or a string starting with "/")},
+      default: "/metrics",
+      doc:
+        "The path served, or `nil` to answer every request that reaches it (for example " <>
+          "behind a router's `forward`)"
+    ]
+  ]
+
   @moduledoc """
   Serving a `Hotpath.Metrics` instance to a Prometheus scraper over HTTP, without Plug: which
   requests are scrapes and what they get. `Hotpath.Metrics.Plug` is a few lines over it, and
@@ -18,9 +29,7 @@ defmodule Hotpath.Metrics.HTTP do
 
   Options:
 
-    * `:metrics` - the `Hotpath.Metrics` instance (required)
-    * `:path` - the path served (default `"/metrics"`), or `nil` to answer every request that
-      reaches it (for example behind a router's `forward`)
+  #{Hotpath.Options.docs(@schema)}
   """
 
   @enforce_keys [:metrics]
@@ -34,40 +43,17 @@ defmodule Hotpath.Metrics.HTTP do
       iex> Hotpath.Metrics.HTTP.init(metrics: MyApp.Metrics)
       %Hotpath.Metrics.HTTP{metrics: MyApp.Metrics, path: "/metrics"}
       iex> Hotpath.Metrics.HTTP.init(metrics: MyApp.Metrics, path: "metrics")
-      ** (ArgumentError) :path must be nil or a string starting with "/", got: "metrics"
+      ** (ArgumentError) :path must be nil or a string starting with "/", got: "metrics" (Hotpath.Metrics.HTTP)
   """
   @spec init(keyword()) :: t()
-  def init(opts) do
-    Hotpath.Options.validate_keys!(opts, [:metrics, :path], "Hotpath.Metrics.HTTP")
+  def init(opts),
+    do: struct!(__MODULE__, Hotpath.Options.validate!(opts, @schema, inspect(__MODULE__)))
 
-    metrics =
-      case Keyword.fetch(opts, :metrics) do
-        {:ok, name} when is_atom(name) and name not in [nil, true, false] ->
-          name
-
-        {:ok, other} ->
-          raise ArgumentError,
-                ":metrics must name a Hotpath.Metrics instance (an atom), got: #{inspect(other)}"
-
-        :error ->
-          raise ArgumentError, "missing required option :metrics (a Hotpath.Metrics instance)"
-      end
-
-    path =
-      case Keyword.get(opts, :path, "/metrics") do
-        nil ->
-          nil
-
-        "/" <> _ = path ->
-          path
-
-        other ->
-          raise ArgumentError,
-                ~s(:path must be nil or a string starting with "/", got: #{inspect(other)})
-      end
-
-    %__MODULE__{metrics: metrics, path: path}
-  end
+  @doc false
+  # The `:path` option (a type of the options schema).
+  def path(nil), do: {:ok, nil}
+  def path("/" <> _ = path), do: {:ok, path}
+  def path(_other), do: :error
 
   @doc """
   `:pass` when `request` is not a scrape (another path or method), else
@@ -96,7 +82,7 @@ defmodule Hotpath.Metrics.HTTP do
      if(method == "HEAD", do: "", else: body)}
   rescue
     # The instance is not running (yet, or any more).
-    ArgumentError ->
+    Hotpath.NotRunningError ->
       {503, [{"content-type", "text/plain; charset=utf-8"}, {"retry-after", "1"}],
        "metrics instance #{inspect(metrics)} is not running\n"}
   end

@@ -40,7 +40,8 @@ defmodule Hotpath.Metrics.Owner do
       do: :persistent_term.put(registry_key, registry)
 
     :ok = Hotpath.Native.metrics_publish(registry, state.name)
-    state = %{state | registry: registry}
+    # The module the handlers are attached with (and detached with at a clean stop).
+    state = Map.merge(state, %{registry: registry, telemetry: Hotpath.Telemetry.module()})
     state = Map.put(state, :attached, attach(state))
     schedule_prune(state)
     {:ok, state}
@@ -60,8 +61,7 @@ defmodule Hotpath.Metrics.Owner do
     # A clean stop removes the instance; after a crash everything stays in place for the
     # restarted owner (and for every caller meanwhile).
     if Hotpath.RateLimiter.Owner.clean_exit?(reason) do
-      telemetry = state.telemetry_module
-      for id <- state.attached, do: telemetry.detach(id)
+      for id <- state.attached, do: state.telemetry.detach(id)
       Hotpath.Native.metrics_unpublish(state.registry, state.name)
 
       if :persistent_term.get({Hotpath.Metrics, state.name}, nil) === state.registry do
@@ -76,8 +76,8 @@ defmodule Hotpath.Metrics.Owner do
   defp schedule_prune(%{prune_every: nil}), do: :ok
   defp schedule_prune(%{prune_every: ms}), do: Process.send_after(self(), :prune, ms)
 
-  defp attach(%{telemetry_module: telemetry} = state) do
-    if state.attach? and Code.ensure_loaded?(telemetry) do
+  defp attach(%{telemetry: telemetry} = state) do
+    if state.attach? and telemetry != nil do
       ids =
         for {event, metrics} <- state.handlers do
           id = {Hotpath.Metrics, state.name, event}
@@ -93,7 +93,7 @@ defmodule Hotpath.Metrics.Owner do
             {:error, :already_exists} ->
               # Left behind by an owner that crashed: kept when it is the same handler (so no
               # event is missed while this owner restarts), replaced otherwise.
-              unless attached?(telemetry, event, id, handler, config) do
+              if not attached?(telemetry, event, id, handler, config) do
                 telemetry.detach(id)
                 :ok = telemetry.attach(id, event, handler, config)
               end

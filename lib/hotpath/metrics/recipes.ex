@@ -32,6 +32,17 @@ defmodule Hotpath.Metrics.Recipes do
   # Prometheus client defaults, 5 ms to 10 s.
   @buckets [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
   @query_buckets [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+  @prefix {:custom, __MODULE__, :event_prefix, "a non-empty list of atoms (an event prefix)"}
+  # Buckets are checked where the histogram is built (`Hotpath.Histogram.buckets!/1`).
+  @phoenix_schema [
+    endpoint_prefix: [type: @prefix, default: [:phoenix, :endpoint]],
+    buckets: [type: :any, default: @buckets]
+  ]
+  @ecto_schema [
+    repo: [type: @prefix, required: true],
+    name: [type: :any],
+    buckets: [type: :any, default: @query_buckets]
+  ]
 
   @doc """
   Phoenix request metrics:
@@ -53,9 +64,9 @@ defmodule Hotpath.Metrics.Recipes do
   """
   @spec phoenix(keyword()) :: [Metrics.Definition.t()]
   def phoenix(opts \\ []) do
-    Hotpath.Options.validate_keys!(opts, [:endpoint_prefix, :buckets], "Recipes.phoenix/1")
-    prefix = event_prefix!(opts, :endpoint_prefix, [:phoenix, :endpoint])
-    buckets = Keyword.get(opts, :buckets, @buckets)
+    opts = Hotpath.Options.validate!(opts, @phoenix_schema, "Hotpath.Metrics.Recipes.phoenix/1")
+    prefix = opts[:endpoint_prefix]
+    buckets = opts[:buckets]
 
     [
       Metrics.distribution(prefix ++ [:stop, :duration],
@@ -104,20 +115,10 @@ defmodule Hotpath.Metrics.Recipes do
   """
   @spec ecto(keyword()) :: [Metrics.Definition.t()]
   def ecto(opts) do
-    Hotpath.Options.validate_keys!(opts, [:repo, :name, :buckets], "Recipes.ecto/1")
-
-    repo =
-      case Keyword.fetch(opts, :repo) do
-        {:ok, _} ->
-          event_prefix!(opts, :repo, nil)
-
-        :error ->
-          raise ArgumentError,
-                "Recipes.ecto/1 needs repo: the repo's telemetry_prefix, e.g. [:my_app, :repo]"
-      end
-
+    opts = Hotpath.Options.validate!(opts, @ecto_schema, "Hotpath.Metrics.Recipes.ecto/1")
+    repo = opts[:repo]
     name = Keyword.get_lazy(opts, :name, fn -> Enum.join(repo, "_") end)
-    buckets = Keyword.get(opts, :buckets, @query_buckets)
+    buckets = opts[:buckets]
     event = repo ++ [:query]
 
     total =
@@ -165,7 +166,7 @@ defmodule Hotpath.Metrics.Recipes do
   """
   @spec vm(keyword()) :: [Metrics.Definition.t()]
   def vm(opts \\ []) do
-    Hotpath.Options.validate_keys!(opts, [], "Recipes.vm/1")
+    Hotpath.Options.validate!(opts, [], "Hotpath.Metrics.Recipes.vm/1")
 
     memory =
       for kind <- [:total, :processes, :system, :atom, :binary, :code, :ets] do
@@ -195,20 +196,13 @@ defmodule Hotpath.Metrics.Recipes do
     memory ++ run_queues ++ counts
   end
 
-  defp event_prefix!(opts, key, default) do
-    case Keyword.get(opts, key, default) do
-      [_ | _] = prefix ->
-        if Enum.all?(prefix, &is_atom/1), do: prefix, else: bad_prefix!(key, prefix)
-
-      other ->
-        bad_prefix!(key, other)
-    end
+  @doc false
+  # An event prefix: a non-empty list of atoms (a type of the options schemas).
+  def event_prefix([_ | _] = prefix) do
+    if Enum.all?(prefix, &is_atom/1), do: {:ok, prefix}, else: :error
   end
 
-  defp bad_prefix!(key, value) do
-    raise ArgumentError,
-          "#{inspect(key)} must be a non-empty list of atoms (an event prefix), got: #{inspect(value)}"
-  end
+  def event_prefix(_other), do: :error
 
   # Tag functions are public named functions so definitions can be stored and compared, and
   # they never raise on unexpected metadata: a missing field becomes "unknown".

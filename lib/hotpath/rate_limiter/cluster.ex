@@ -194,7 +194,7 @@ defmodule Hotpath.RateLimiter.Cluster do
         c |> local_share(:hit, key, cost, []) |> report(c, key, cost)
 
       _ ->
-        RateLimiter.unknown!(name)
+        RateLimiter.not_running!(name)
     end
   end
 
@@ -210,7 +210,7 @@ defmodule Hotpath.RateLimiter.Cluster do
     decision
   end
 
-  defp report(:unpublished, c, _key, _cost), do: RateLimiter.unknown!(c.name)
+  defp report(:unpublished, c, _key, _cost), do: RateLimiter.not_running!(c.name)
   defp report(decision, _c, _key, _cost), do: decision
 
   # Bad arguments raise here, in the caller, before anything is sent to an owner: the cost,
@@ -239,7 +239,7 @@ defmodule Hotpath.RateLimiter.Cluster do
   end
 
   defp remote(c, owner, op, key, cost, opts) do
-    :erpc.call(owner, __MODULE__, :decide_here, [c.name, op, key, cost, opts], c.timeout)
+    :erpc.call(owner, __MODULE__, :decide_as_owner, [c.name, op, key, cost, opts], c.timeout)
   catch
     # A bad key is refused by the owner as it would be here: raise it in the caller.
     :error, {:exception, %ArgumentError{} = e, stack} ->
@@ -259,7 +259,7 @@ defmodule Hotpath.RateLimiter.Cluster do
   The owner's side of a remote decision (called through `:erpc`): `{:ok, decision}` from this
   node's table, or `{:error, :not_running}` when the limiter does not run here.
   """
-  def decide_here(name, op, key, cost, opts) do
+  def decide_as_owner(name, op, key, cost, opts) do
     with {:cluster, %__MODULE__{} = c} <- :persistent_term.get({RateLimiter, name}, nil),
          decision when is_tuple(decision) <- local(c, op, key, cost, opts) do
       {:ok, decision}
@@ -298,7 +298,7 @@ defmodule Hotpath.RateLimiter.Cluster do
 
   defp local!(c, op, key, cost, opts) do
     case local(c, op, key, cost, opts) do
-      :unpublished -> RateLimiter.unknown!(c.name)
+      :unpublished -> RateLimiter.not_running!(c.name)
       decision -> decision
     end
   end

@@ -157,15 +157,11 @@ defmodule Hotpath.RateLimiter.HTTP do
     end
   end
 
-  # The limiter raises ArgumentError when it is not running ("unknown rate limiter"); the
-  # same exception for a limiter that *is* registered is a real error and is re-raised.
+  # A limiter that is not running (not started yet, or stopped) is `on_unavailable`'s case.
   defp limiter_hit(limiter, key, cost) do
     Hotpath.RateLimiter.hit(limiter, key, cost)
   rescue
-    e in ArgumentError ->
-      if Hotpath.RateLimiter.registration(limiter) == nil,
-        do: :unavailable,
-        else: reraise(e, __STACKTRACE__)
+    Hotpath.NotRunningError -> :unavailable
   end
 
   defp unavailable(%Config{on_unavailable: :allow} = _config, key),
@@ -325,7 +321,7 @@ defmodule Hotpath.RateLimiter.HTTP do
       do: %{name: config.policy_name, quota: quota, window: window}
 
   def policy(%Config{} = config) do
-    case Hotpath.RateLimiter.registration(config.limiter) do
+    case Hotpath.RateLimiter.published_entry(config.limiter) do
       {_ref, _telemetry, limiter_opts} ->
         {quota, window} = quota_window(limiter_opts[:limit], limiter_opts[:period])
         %{name: config.policy_name, quota: config.quota || quota, window: config.window || window}

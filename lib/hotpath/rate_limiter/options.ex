@@ -4,51 +4,8 @@ defmodule Hotpath.RateLimiter.Options do
   # checked by the native core (one source of truth), types and choices here.
 
   @algorithms [:gcra, :token_bucket, :fixed_window, :sliding_window]
-
-  @specs [
-    name: {"an atom naming the limiter (required)", :required},
-    algorithm: {"one of #{Enum.map_join(@algorithms, ", ", &inspect/1)} (default :gcra)", :gcra},
-    limit: {"requests per period, a positive integer up to 2^32 - 1 (required)", :required},
-    period:
-      {"the period in milliseconds, a positive integer up to 100 days (required)", :required},
-    burst:
-      {"requests admitted at once for :gcra and :token_bucket, a positive integer " <>
-         "(default: limit)", nil},
-    max_keys:
-      {"the most keys stored at once, a positive integer up to 2^32 (default 1_000_000)",
-       1_000_000},
-    max_bytes:
-      {"the most bytes of key data stored outside the table's slots (the bytes of keys " <>
-         "longer than 14 bytes: binaries, or other terms' external format), a non-negative " <>
-         "integer up to 2^48 or `:infinity` (default: 256 per key of `:max_keys`, 256 MiB " <>
-         "for the default). A new key that does not fit is answered as by a full table " <>
-         "(see `:on_full`); see \"Memory\"", nil},
-    on_full: {":deny or :allow: what a full table answers for a new key (default :deny)", :deny},
-    sweep_every:
-      {"milliseconds between sweeps of expired keys, a positive integer up to " <>
-         "4_294_967_295 (about 49 days) or :infinity (default 30_000)", 30_000},
-    telemetry_denies:
-      {"emit [:hotpath, :rate_limiter, :deny] for every denied hit (default false)", false},
-    cluster:
-      {"`nil` (default: this node only), `:owner` (every key decided on one owning node of " <>
-         "the cluster) or `:local_share` (each node enforces its share of the limit); see " <>
-         "\"Cluster mode\"", nil},
-    cluster_timeout:
-      {"with `cluster: :owner`, milliseconds to wait for the owner's answer, a positive " <>
-         "integer up to 4_294_967_295 (default 100)", nil},
-    cluster_fallback:
-      {"with `cluster: :owner`, the answer when the owner does not answer in time: " <>
-         "`:local_share` (decide here with this node's share of the limit, the default), " <>
-         "`:allow` or `:deny`", nil}
-  ]
-
-  @cluster_defaults [cluster_timeout: 100, cluster_fallback: :local_share]
-  @cluster_defaults_map Map.new(@cluster_defaults)
-
   @cluster_modes [nil, :owner, :local_share]
   @fallbacks [:local_share, :allow, :deny]
-
-  @keys Keyword.keys(@specs)
 
   # Process.send_after/3 and :erpc take at most 2^32 - 1 ms.
   @max_timer_ms 4_294_967_295
@@ -58,28 +15,88 @@ defmodule Hotpath.RateLimiter.Options do
   # A cluster limiter's internal names (`hotpath_cluster:` + name) must be atoms too.
   @max_cluster_name 255 - byte_size("hotpath_cluster:")
 
+  @schema [
+    name: [type: :name, required: true, doc: "The name of the limiter"],
+    algorithm: [type: {:in, @algorithms}, default: :gcra, doc: "The algorithm"],
+    limit: [
+      type: {:integer, 1, :infinity},
+      required: true,
+      doc: "Requests per period, up to 2^32 - 1"
+    ],
+    period: [
+      type: {:integer, 1, :infinity},
+      required: true,
+      doc: "The period in milliseconds (at most 100 days)"
+    ],
+    burst: [
+      type: {:or, [{:value, nil}, {:integer, 1, :infinity}]},
+      default: nil,
+      doc_default: "`nil`: the limit",
+      doc: "Requests admitted at once for `:gcra` and `:token_bucket`, up to 2^32 - 1"
+    ],
+    max_keys: [
+      type: {:integer, 1, @max_max_keys},
+      default: 1_000_000,
+      doc: "The most keys stored at once (up to 2^32)"
+    ],
+    max_bytes: [
+      type: {:or, [{:value, nil}, {:value, :infinity}, {:integer, 0, @max_max_bytes}]},
+      default: nil,
+      doc_default: "`nil`: 256 per key of `:max_keys`, 256 MiB for the default",
+      doc:
+        "The most bytes of key data stored outside the table's slots (the bytes of keys " <>
+          "longer than 14 bytes: binaries, or other terms' external format), up to 2^48. A " <>
+          "new key that does not fit is answered as by a full table (see `:on_full`); see " <>
+          "\"Memory\""
+    ],
+    on_full: [
+      type: {:in, [:deny, :allow]},
+      default: :deny,
+      doc: "What a full table answers for a new key"
+    ],
+    sweep_every: [
+      type: {:or, [{:integer, 1, @max_timer_ms}, {:value, :infinity}]},
+      default: 30_000,
+      doc: "Milliseconds between sweeps of expired keys (at most about 49 days)"
+    ],
+    telemetry_denies: [
+      type: :boolean,
+      default: false,
+      doc: "Emit `[:hotpath, :rate_limiter, :deny]` for every denied hit"
+    ],
+    cluster: [
+      type: {:in, @cluster_modes},
+      default: nil,
+      doc:
+        "`nil`: this node only; `:owner`: every key decided on one owning node of the " <>
+          "cluster; `:local_share`: each node enforces its share of the limit. See " <>
+          "\"Cluster mode\""
+    ],
+    cluster_timeout: [
+      type: {:or, [{:value, nil}, {:integer, 1, @max_timer_ms}]},
+      default: nil,
+      doc_default: "100 with `cluster: :owner`",
+      doc: "With `cluster: :owner`, milliseconds to wait for the owner's answer"
+    ],
+    cluster_fallback: [
+      type: {:or, [{:value, nil}, {:in, @fallbacks}]},
+      default: nil,
+      doc_default: "`:local_share` with `cluster: :owner`",
+      doc:
+        "With `cluster: :owner`, the answer when the owner does not answer in time: " <>
+          "`:local_share` decides here with this node's share of the limit"
+    ]
+  ]
+
+  @cluster_defaults [cluster_timeout: 100, cluster_fallback: :local_share]
+  @cluster_defaults_map Map.new(@cluster_defaults)
+
   @doc false
-  def docs do
-    Enum.map_join(@specs, "\n", fn {key, {doc, _}} -> "  * `#{inspect(key)}` - #{doc}" end)
-  end
+  def docs, do: Hotpath.Options.docs(@schema)
 
   @doc false
   def validate!(opts) do
-    Hotpath.Options.validate_keys!(opts, @keys, "Hotpath.RateLimiter")
-
-    opts =
-      Enum.map(@specs, fn {key, {_doc, default}} ->
-        case Keyword.fetch(opts, key) do
-          {:ok, value} ->
-            {key, check!(key, value)}
-
-          :error when default == :required ->
-            raise ArgumentError, "missing required option #{inspect(key)}"
-
-          :error ->
-            {key, default}
-        end
-      end)
+    opts = Hotpath.Options.validate!(opts, @schema, "Hotpath.RateLimiter")
 
     :ok =
       Hotpath.Native.limiter_validate(opts[:algorithm], opts[:limit], opts[:period], opts[:burst])
@@ -125,33 +142,6 @@ defmodule Hotpath.RateLimiter.Options do
   end
 
   defp pg_monitor?, do: Code.ensure_loaded?(:pg) and function_exported?(:pg, :monitor, 2)
-
-  defp check!(:name, name) when is_atom(name) and name not in [nil, true, false], do: name
-  defp check!(:algorithm, algorithm) when algorithm in @algorithms, do: algorithm
-  defp check!(key, n) when key in [:limit, :period] and is_integer(n) and n > 0, do: n
-
-  defp check!(:max_keys, n) when is_integer(n) and n > 0 and n <= @max_max_keys, do: n
-  defp check!(:max_bytes, nil), do: nil
-  defp check!(:max_bytes, :infinity), do: :infinity
-  defp check!(:max_bytes, n) when is_integer(n) and n >= 0 and n <= @max_max_bytes, do: n
-  defp check!(:burst, nil), do: nil
-  defp check!(:burst, n) when is_integer(n) and n > 0, do: n
-  defp check!(:on_full, on_full) when on_full in [:deny, :allow], do: on_full
-  defp check!(:sweep_every, :infinity), do: :infinity
-  defp check!(:sweep_every, n) when is_integer(n) and n > 0 and n <= @max_timer_ms, do: n
-  defp check!(:telemetry_denies, flag) when is_boolean(flag), do: flag
-  defp check!(:cluster, mode) when mode in @cluster_modes, do: mode
-  defp check!(key, nil) when key in [:cluster_timeout, :cluster_fallback], do: nil
-
-  defp check!(:cluster_timeout, ms) when is_integer(ms) and ms > 0 and ms <= @max_timer_ms,
-    do: ms
-
-  defp check!(:cluster_fallback, fallback) when fallback in @fallbacks, do: fallback
-
-  defp check!(key, value) do
-    {doc, _} = Keyword.fetch!(@specs, key)
-    raise ArgumentError, "invalid #{inspect(key)}: #{inspect(value)}; expected #{doc}"
-  end
 
   @doc "The options that shape the native table: equal ones let a restarted owner reuse it."
   def table_options(opts),

@@ -1,7 +1,7 @@
 defmodule Hotpath.Hostile.ComputeTest do
   # Hostile terms (PropEr) fed to every public function of Hotpath.Compute, Hotpath.Password
   # and Hotpath.Digest: each answers a documented value, or raises ArgumentError or
-  # Hotpath.Compute.Error in the caller. Never an exit of the caller, never a crashed pool,
+  # Hotpath.NotRunningError or Hotpath.Compute.Error in the caller. Never an exit of the caller, never a crashed pool,
   # never a leaked slot.
   use ExUnit.Case, async: false
 
@@ -173,7 +173,7 @@ defmodule Hotpath.Hostile.ComputeTest do
   @calls [
     :run,
     :run_spin,
-    :stats,
+    :compute_info,
     :spin_direct,
     :job_info,
     :cancel,
@@ -221,7 +221,7 @@ defmodule Hotpath.Hostile.ComputeTest do
      end}
   end
 
-  defp call(:stats, a, _b, _o, _t), do: {&is_map/1, fn -> Compute.stats(a) end}
+  defp call(:compute_info, a, _b, _o, _t), do: {&is_map/1, fn -> Compute.info(a) end}
 
   defp call(:spin_direct, a, _b, o, _t) do
     # Outside a pool only steps the caller bounds: 0..3.
@@ -300,7 +300,7 @@ defmodule Hotpath.Hostile.ComputeTest do
       Process.put(:last_kind, :value)
       if valid?.(value), do: :ok, else: {:bad_value, name, value}
     rescue
-      e in [ArgumentError, Hotpath.Compute.Error] ->
+      e in [ArgumentError, Hotpath.NotRunningError, Hotpath.Compute.Error] ->
         Process.put(:last_kind, e.__struct__)
         if Exception.message(e) != "", do: :ok, else: {:no_message, e}
 
@@ -313,7 +313,7 @@ defmodule Hotpath.Hostile.ComputeTest do
 
   defp pool_intact?(t) do
     Process.whereis(t.pool) == t.pool_pid and
-      eventually(fn -> match?(%{running: 0, queued: 0}, Compute.stats(t.pool)) end)
+      eventually(fn -> match?(%{running: 0, queued: 0}, Compute.info(t.pool)) end)
   end
 
   test "every public function answers hostile terms as documented", %{terms: t} do
@@ -352,8 +352,8 @@ defmodule Hotpath.Hostile.ComputeTest do
 
   test "known hostile cases, each with its documented answer", %{terms: t} do
     assert Compute.run(:hostile_stopped_pool, fn -> 1 end) == {:error, :not_running}
-    assert_raise Hotpath.Compute.Error, fn -> Compute.stats(:hostile_stopped_pool) end
-    assert_raise ArgumentError, fn -> Compute.stats(t.other) end
+    assert_raise Hotpath.NotRunningError, fn -> Compute.info(:hostile_stopped_pool) end
+    assert_raise ArgumentError, fn -> Compute.info(t.other) end
     assert_raise ArgumentError, fn -> Compute.run(t.other, fn -> 1 end) end
 
     assert_raise ArgumentError, fn ->

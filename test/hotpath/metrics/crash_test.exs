@@ -30,7 +30,7 @@ defmodule Hotpath.Metrics.CrashTest do
       start:
         {Supervisor, :start_link,
          [
-           [{Metrics, name: name, metrics: metrics, telemetry_module: FakeTelemetry}],
+           [{Metrics, name: name, metrics: metrics}],
            [strategy: :one_for_one, max_restarts: 1_000, max_seconds: 1]
          ]}
     })
@@ -70,7 +70,7 @@ defmodule Hotpath.Metrics.CrashTest do
 
     stop_supervised!({:metrics_sup, name})
 
-    assert_raise ArgumentError, ~r/no Hotpath.Metrics instance/, fn ->
+    assert_raise Hotpath.NotRunningError, ~r/no Hotpath.Metrics named/, fn ->
       Metrics.record(name, "crash.event.count", nil)
     end
 
@@ -83,7 +83,7 @@ defmodule Hotpath.Metrics.CrashTest do
     {:ok, pid} =
       GenServer.start(
         Hotpath.Metrics.Owner,
-        Metrics.build!(name: name, metrics: definitions(), telemetry_module: FakeTelemetry)
+        Metrics.Spec.build!(name: name, metrics: definitions())
       )
 
     :ok = Metrics.record(name, "crash.event.count", nil)
@@ -92,11 +92,7 @@ defmodule Hotpath.Metrics.CrashTest do
     {:ok, pid} =
       GenServer.start(
         Hotpath.Metrics.Owner,
-        Metrics.build!(
-          name: name,
-          metrics: [Metrics.counter("crash.event.count")],
-          telemetry_module: FakeTelemetry
-        )
+        Metrics.Spec.build!(name: name, metrics: [Metrics.counter("crash.event.count")])
       )
 
     assert [%{series: []}] = Metrics.snapshot(name)

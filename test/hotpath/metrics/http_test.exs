@@ -51,7 +51,11 @@ defmodule Hotpath.Metrics.HTTPTest do
 
   test "bad options" do
     assert_raise ArgumentError, ~r/missing required option :metrics/, fn -> HTTP.init([]) end
-    assert_raise ArgumentError, ~r/:metrics must name/, fn -> HTTP.init(metrics: "m") end
+
+    assert_raise ArgumentError, ~r/:metrics must be a non-nil, non-boolean atom/, fn ->
+      HTTP.init(metrics: "m")
+    end
+
     assert_raise ArgumentError, ~r/:path must be nil/, fn -> HTTP.init(metrics: :m, path: 1) end
     assert_raise ArgumentError, ~r/unknown options/, fn -> HTTP.init(metrics: :m, port: 1) end
   end

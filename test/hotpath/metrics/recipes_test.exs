@@ -11,7 +11,7 @@ defmodule Hotpath.Metrics.RecipesTest do
   defp start!(metrics) do
     name = :"recipes_#{System.unique_integer([:positive])}"
 
-    start_supervised!({Metrics, name: name, metrics: metrics, telemetry_module: FakeTelemetry})
+    start_supervised!({Metrics, name: name, metrics: metrics})
 
     name
   end
@@ -133,7 +133,7 @@ defmodule Hotpath.Metrics.RecipesTest do
   end
 
   test "bad options" do
-    assert_raise ArgumentError, ~r/needs repo:/, fn -> Recipes.ecto([]) end
+    assert_raise ArgumentError, ~r/missing required option :repo/, fn -> Recipes.ecto([]) end
 
     assert_raise ArgumentError, ~r/:repo must be a non-empty list/, fn ->
       Recipes.ecto(repo: "repo")

@@ -133,7 +133,7 @@ defmodule Hotpath.SchedulerFairness.LimiterTest do
       Native.limiter_validate(:gcra, 4_294_967_295, 8_640_000_000, nil)
     end)
 
-    {ref, _, _} = RateLimiter.registration(ctx.big)
+    {ref, _, _} = RateLimiter.published_entry(ctx.big)
     assert_fair("publish", fn _ -> Native.limiter_publish(ref, ctx.big, false) end)
   end
 

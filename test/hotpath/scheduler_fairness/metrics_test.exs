@@ -97,7 +97,10 @@ defmodule Hotpath.SchedulerFairness.MetricsTest do
       no_setup
     )
 
-    assert_fair(fn _ -> [_ | _] = Native.metrics_snapshot(Metrics.registry!(name)) end, no_setup)
+    assert_fair(
+      fn _ -> [_ | _] = Native.metrics_snapshot(Metrics.Instance.registry!(name)) end,
+      no_setup
+    )
 
     assert Enum.any?(Metrics.snapshot(name), &(length(&1.series) == 2_000))
   end

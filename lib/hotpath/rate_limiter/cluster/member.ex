@@ -24,7 +24,7 @@ defmodule Hotpath.RateLimiter.Cluster.Member do
     Process.flag(:trap_exit, true)
     # The table's owner started before this process: its table is registered (and stays
     # registered across the owner's restarts).
-    {ref, _deny_events, _config} = RateLimiter.registration(c.local)
+    {ref, _deny_events, _config} = RateLimiter.published_entry(c.local)
     {monitor, pids} = :pg.monitor(c.scope, c.name)
     state = %{cluster: %{c | ref: ref}, monitor: monitor, pids: MapSet.new(pids)}
 

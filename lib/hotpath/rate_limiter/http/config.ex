@@ -8,41 +8,90 @@ defmodule Hotpath.RateLimiter.HTTP.Config do
 
   alias Hotpath.RateLimiter.HTTP.ClientIP
 
-  @specs [
-    limiter: "the name of a `Hotpath.RateLimiter` (required)",
-    key:
-      "`:ip` (default: the client address, see `:trusted_proxies`), a function of the " <>
-        "request returning the key, `{module, function, args}` (called with the request " <>
-        "first), or `{:fixed, key}` (one key for every request)",
-    cost: "a positive integer (default 1) or a function of the request returning one",
-    trusted_proxies:
-      "CIDR blocks of your reverse proxies and load balancers (default `[]`: the peer " <>
-        "address is the client and forwarding headers are ignored), e.g. " <>
-        ~s(`["10.0.0.0/8", "fd00::/8"]`),
-    ip_header:
-      ~s(the forwarding header your trusted proxies append to: `"x-forwarded-for"` ) <>
-        ~s[(default), `"forwarded"` (RFC 7239) or another lowercase name],
-    ipv6_prefix:
-      "IPv6 clients are keyed by this many leading bits of their address, 1..128 (default " <>
-        "64: a client usually holds a whole /64)",
-    on_nil_key:
-      "what a request whose key is `nil` gets: `:allow` (default; not counted), `:deny`, " <>
-        "or `{:key, key}` (counted against that one shared key)",
-    on_unavailable:
-      "when the limiter is not running: `:allow` (default, fail open: no rate-limit " <>
-        "headers) or `:deny` (fail closed: `503` with `retry-after: 1`)",
-    headers: "`:draft` (default), `:legacy`, `:both` or `:none`",
-    problem_details:
-      "`true` for an `application/problem+json` deny body, `false` (default) for text",
-    deny_status: "the status of a denial, 400..599 (default 429)",
-    policy_name:
-      "the policy's name in the headers, printable ASCII (default: the limiter's name, " <>
-        "without `Elixir.`)",
-    quota: "the quota `q` the headers announce (default: the limiter's `limit`)",
-    window: "the window `w` in seconds (default: the limiter's `period`, rounded up)"
+  @schema [
+    limiter: [type: :name, required: true, doc: "The name of a `Hotpath.RateLimiter`"],
+    key: [
+      type:
+        {:or,
+         [
+           {:value, :ip},
+           {:fun, 1},
+           {:custom, __MODULE__, :fixed_or_mfa, "{:fixed, key}, {module, function, args}"}
+         ]},
+      default: :ip,
+      doc:
+        "`:ip`: the client address (see `:trusted_proxies`); a function of the request " <>
+          "returning the key; `{module, function, args}` (called with the request first); or " <>
+          "`{:fixed, key}` (one key for every request)"
+    ],
+    cost: [
+      type: {:or, [{:integer, 1, :infinity}, {:fun, 1}]},
+      default: 1,
+      doc: "The cost of a request, or a function of the request returning it"
+    ],
+    trusted_proxies: [
+      type: {:custom, __MODULE__, :cidrs, "a list of CIDR strings"},
+      default: [],
+      doc:
+        "CIDR blocks of your reverse proxies and load balancers (`[]`: the peer address is " <>
+          "the client and forwarding headers are ignored), e.g. " <>
+          ~s(`["10.0.0.0/8", "fd00::/8"]`)
+    ],
+    ip_header: [
+      type: {:custom, __MODULE__, :lowercase, "a non-empty lowercase string"},
+      default: "x-forwarded-for",
+      doc:
+        ~s(The forwarding header your trusted proxies append to: `"x-forwarded-for"`, ) <>
+          ~s[`"forwarded"` (RFC 7239) or another name]
+    ],
+    ipv6_prefix: [
+      type: {:integer, 1, 128},
+      default: 64,
+      doc:
+        "IPv6 clients are keyed by this many leading bits of their address (a client " <>
+          "usually holds a whole /64)"
+    ],
+    on_nil_key: [
+      type: {:or, [{:in, [:allow, :deny]}, {:custom, __MODULE__, :key_choice, "{:key, key}"}]},
+      default: :allow,
+      doc:
+        "What a request whose key is `nil` gets: `:allow` (not counted), `:deny`, or " <>
+          "`{:key, key}` (counted against that one shared key)"
+    ],
+    on_unavailable: [
+      type: {:in, [:allow, :deny]},
+      default: :allow,
+      doc:
+        "When the limiter is not running: `:allow` (fail open: no rate-limit headers) or " <>
+          "`:deny` (fail closed: `503` with `retry-after: 1`)"
+    ],
+    headers: [
+      type: {:in, [:draft, :legacy, :both, :none]},
+      default: :draft,
+      doc: "The rate-limit headers of a response"
+    ],
+    problem_details: [
+      type: :boolean,
+      default: false,
+      doc: "`true` for an `application/problem+json` deny body, `false` for text"
+    ],
+    deny_status: [type: {:integer, 400, 599}, default: 429, doc: "The status of a denial"],
+    policy_name: [
+      type: {:custom, __MODULE__, :printable, "a non-empty string of printable ASCII"},
+      doc_default: "the limiter's name, without `Elixir.`",
+      doc: "The policy's name in the headers"
+    ],
+    quota: [
+      type: {:integer, 1, :infinity},
+      doc_default: "the limiter's `limit`",
+      doc: "The quota `q` the headers announce"
+    ],
+    window: [
+      type: {:integer, 1, :infinity},
+      doc_default: "the limiter's `period`, rounded up",
+      doc: "The window `w` in seconds"
+    ]
   ]
-
-  @keys Keyword.keys(@specs)
 
   @enforce_keys [:limiter, :policy_name]
   defstruct limiter: nil,
@@ -78,7 +127,7 @@ defmodule Hotpath.RateLimiter.HTTP.Config do
         }
 
   @doc false
-  def docs, do: Enum.map_join(@specs, "\n", fn {key, doc} -> "  * `#{inspect(key)}` - #{doc}" end)
+  def docs, do: Hotpath.Options.docs(@schema)
 
   @doc """
   Validates `opts` and builds the config. Raises `ArgumentError` naming the bad option.
@@ -86,25 +135,12 @@ defmodule Hotpath.RateLimiter.HTTP.Config do
       iex> Hotpath.RateLimiter.HTTP.Config.new!(limiter: MyApp.Limiter).policy_name
       "MyApp.Limiter"
       iex> Hotpath.RateLimiter.HTTP.Config.new!(limiter: MyApp.Limiter, headers: :fancy)
-      ** (ArgumentError) invalid :headers: :fancy; expected `:draft` (default), `:legacy`, `:both` or `:none`
+      ** (ArgumentError) :headers must be one of :draft, :legacy, :both, :none, got: :fancy (Hotpath.RateLimiter.HTTP)
   """
   @spec new!(keyword()) :: t()
   def new!(opts) do
-    Hotpath.Options.validate_keys!(opts, @keys, "Hotpath.RateLimiter.HTTP")
-
-    limiter =
-      case Keyword.fetch(opts, :limiter) do
-        {:ok, name} when is_atom(name) and name not in [nil, true, false] -> name
-        {:ok, other} -> invalid!(:limiter, other)
-        :error -> raise ArgumentError, "missing required option :limiter (a rate limiter name)"
-      end
-
-    fields =
-      opts
-      |> Keyword.delete(:limiter)
-      |> Enum.map(fn {key, value} -> {key, check!(key, value)} end)
-
-    config = struct!(__MODULE__, [limiter: limiter, policy_name: default_name(limiter)] ++ fields)
+    fields = Hotpath.Options.validate!(opts, @schema, "Hotpath.RateLimiter.HTTP")
+    config = struct!(__MODULE__, [policy_name: default_name(fields[:limiter])] ++ fields)
 
     if config.key != :ip and
          (Keyword.has_key?(opts, :trusted_proxies) or Keyword.has_key?(opts, :ip_header)) do
@@ -124,39 +160,34 @@ defmodule Hotpath.RateLimiter.HTTP.Config do
     |> String.replace(~r/[^\x20-\x7E]/u, "_")
   end
 
-  defp check!(:key, :ip), do: :ip
-  defp check!(:key, {:fixed, _} = fixed), do: fixed
-  defp check!(:key, fun) when is_function(fun, 1), do: fun
+  # Types of the schema (public for `Hotpath.Options`).
 
-  # Not checked for existence: a router's plug options are validated while the module may
-  # still be compiling.
-  defp check!(:key, {m, f, a} = mfa) when is_atom(m) and is_atom(f) and is_list(a), do: mfa
+  # A function's module is not checked for existence: a router's plug options are validated
+  # while the module may still be compiling.
+  @doc false
+  def fixed_or_mfa({:fixed, _} = fixed), do: {:ok, fixed}
+  def fixed_or_mfa({m, f, a} = mfa) when is_atom(m) and is_atom(f) and is_list(a), do: {:ok, mfa}
+  def fixed_or_mfa(_other), do: :error
 
-  defp check!(:cost, n) when is_integer(n) and n > 0, do: n
-  defp check!(:cost, fun) when is_function(fun, 1), do: fun
-  defp check!(:trusted_proxies, list), do: ClientIP.parse_cidrs!(list)
+  @doc false
+  def cidrs(list) when is_list(list), do: {:ok, ClientIP.parse_cidrs!(list)}
+  def cidrs(_other), do: :error
 
-  defp check!(:ip_header, name) when is_binary(name) and name != "" do
-    if String.downcase(name) == name, do: name, else: invalid!(:ip_header, name)
+  @doc false
+  def lowercase(name) when is_binary(name) and name != "" do
+    if String.downcase(name) == name, do: {:ok, name}, else: :error
   end
 
-  defp check!(:ipv6_prefix, n) when is_integer(n) and n in 1..128, do: n
-  defp check!(:on_nil_key, choice) when choice in [:allow, :deny], do: choice
-  defp check!(:on_nil_key, {:key, key}) when key != nil, do: {:key, key}
-  defp check!(:on_unavailable, choice) when choice in [:allow, :deny], do: choice
-  defp check!(:headers, style) when style in [:draft, :legacy, :both, :none], do: style
-  defp check!(:problem_details, flag) when is_boolean(flag), do: flag
-  defp check!(:deny_status, status) when is_integer(status) and status in 400..599, do: status
+  def lowercase(_other), do: :error
 
-  defp check!(:policy_name, name) when is_binary(name) and name != "" do
-    if name =~ ~r/\A[\x20-\x7E]+\z/, do: name, else: invalid!(:policy_name, name)
+  @doc false
+  def key_choice({:key, key}) when key != nil, do: {:ok, {:key, key}}
+  def key_choice(_other), do: :error
+
+  @doc false
+  def printable(name) when is_binary(name) and name != "" do
+    if name =~ ~r/\A[\x20-\x7E]+\z/, do: {:ok, name}, else: :error
   end
 
-  defp check!(key, n) when key in [:quota, :window] and is_integer(n) and n > 0, do: n
-  defp check!(key, value), do: invalid!(key, value)
-
-  defp invalid!(key, value) do
-    raise ArgumentError,
-          "invalid #{inspect(key)}: #{inspect(value)}; expected #{Keyword.fetch!(@specs, key)}"
-  end
+  def printable(_other), do: :error
 end
