@@ -3,6 +3,8 @@
 //! One module per area; all logic lives in `hotpath_core`. NIFs register themselves through
 //! `#[rustler::nif]`, so `init!` lists none of them.
 
+#[cfg(feature = "bench")]
+mod bench;
 mod compute;
 mod error;
 mod fast_nif;
