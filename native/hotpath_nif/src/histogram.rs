@@ -7,11 +7,11 @@
 use crate::error::{argument_error, guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
 use crate::raw_resource::RawResourceType;
+use hotpath_core::clock;
 use hotpath_core::histogram::{check_quantile, Histogram, Options, Snapshot, WindowOptions};
 use rustler::types::binary::NewBinary;
 use rustler::{Atom, Binary, Encoder, Env, NifMap, Term};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 mod atoms {
@@ -52,16 +52,11 @@ pub enum Clock {
     Manual(AtomicU64),
 }
 
-pub fn monotonic_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
 impl Clock {
     #[inline]
     pub fn now_ms(&self) -> u64 {
         match self {
-            Clock::Monotonic => monotonic_ms(),
+            Clock::Monotonic => clock::now_ms(),
             Clock::Manual(ms) => ms.load(Ordering::Relaxed),
         }
     }

@@ -12,7 +12,7 @@
 use crate::error::{argument_error, guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
 use crate::published::{LocalTable, Published};
-use hotpath_core::clock::{self, Anchor};
+use hotpath_core::clock;
 use hotpath_core::limiter::{
     Algorithm, ByteKind, Config, Decision, KeyRef, OnFull, Policy, Table, NS_PER_MS,
 };
@@ -75,17 +75,9 @@ impl std::ops::Deref for LimiterResource {
 
 static PUBLISHED: Published<Limiter> = Published::new();
 
-/// What the hot path keeps per scheduler thread: its copy of the published limiters and its
-/// clock anchor, together so that a hit makes one thread-local access.
-struct HotLocal {
-    limiters: LocalTable<Limiter>,
-    clock: Anchor,
-}
-
 thread_local! {
-    static HOT: RefCell<HotLocal> = const {
-        RefCell::new(HotLocal { limiters: LocalTable::new(), clock: Anchor::new() })
-    };
+    /// This scheduler thread's copy of the published limiters (see `published.rs`).
+    static PUBLISHED_COPY: RefCell<LocalTable<Limiter>> = const { RefCell::new(LocalTable::new()) };
 }
 
 fn algorithm_of(atom: Atom) -> NifResult<Algorithm> {
@@ -492,11 +484,10 @@ fn limiter_unpublish(env: Env, limiter: ResourceArc<LimiterResource>, name: Atom
 fn limiter_hit<'a>(env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
-    let (answer, work) = HOT
+    let (answer, work) = PUBLISHED_COPY
         .with(|cell| {
-            let HotLocal { limiters, clock } = &mut *cell.borrow_mut();
-            PUBLISHED.find(limiters, name.as_c_arg(), |limiter| {
-                let now = clock.now_ns().saturating_sub(limiter.epoch_ns);
+            PUBLISHED.find(&mut cell.borrow_mut(), name.as_c_arg(), |limiter| {
+                let now = limiter.now_ns();
                 let (decision, work) = limiter.table.hit_counted(key.as_key(), now, cost, None);
                 let report = limiter.report_denies.load(Ordering::Relaxed);
                 (Answer { decision, report }, work)

@@ -9,7 +9,8 @@
 
 use crate::error::{argument_error, guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
-use crate::histogram::{monotonic_ms, stats};
+use crate::histogram::stats;
+use hotpath_core::clock;
 use crate::published::{LocalTable, Published};
 use crate::raw_resource::RawResourceType;
 use hotpath_core::fasthash::{BytesMap, FastBuild};
@@ -456,7 +457,7 @@ fn record_group(
         memoized = memoized && push_call_key(&mut key, v);
     }
     // Reading the clock costs about an empty NIF call: only windows need it.
-    let now = if group.needs_time { monotonic_ms() } else { 0 };
+    let now = if group.needs_time { clock::now_ms() } else { 0 };
     let mut probe = None;
     if memoized {
         let hit = memo.with_hit(r.uid, selector, generation, &key, |series| {
@@ -695,7 +696,7 @@ fn metrics_record_handle<'a>(_env: Env<'a>, [handle, value]: [Term<'a>; 2]) -> N
     if number.is_none() && h.series.iter().any(|(k, _)| *k != Kind::Counter) {
         return Ok(atoms::bad_value());
     }
-    let now = if h.needs_time { monotonic_ms() } else { 0 };
+    let now = if h.needs_time { clock::now_ms() } else { 0 };
     for (_, s) in &h.series {
         lift(s.record(number.unwrap_or(0.0), now))?;
     }
@@ -722,7 +723,7 @@ fn metrics_drop(target: Term, index: usize) -> NifResult<Atom> {
 fn metrics_prometheus<'a>(env: Env<'a>, reg: Term<'a>) -> NifResult<Term<'a>> {
     let r = registry(reg)?;
     guard(|| {
-        let text = r.registry.render_prometheus(monotonic_ms());
+        let text = r.registry.render_prometheus(clock::now_ms());
         let mut bin = NewBinary::new(env, text.len());
         bin.as_mut_slice().copy_from_slice(text.as_bytes());
         Ok(Binary::from(bin).encode(env))
@@ -734,7 +735,7 @@ fn metrics_prometheus<'a>(env: Env<'a>, reg: Term<'a>) -> NifResult<Term<'a>> {
 fn metrics_snapshot<'a>(env: Env<'a>, reg: Term<'a>) -> NifResult<Term<'a>> {
     let r = registry(reg)?;
     guard(|| {
-        let now = monotonic_ms();
+        let now = clock::now_ms();
         let mut out = Vec::new();
         for metric in r.registry.metrics() {
             let spec = metric.spec();
