@@ -46,7 +46,11 @@ mod tests {
                 })
             })
             .collect();
-        let latest = handles.into_iter().map(|h| h.join().unwrap()).max().unwrap();
+        let latest = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap();
         assert!(now_ns() >= latest);
     }
 

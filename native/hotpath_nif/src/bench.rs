@@ -5,7 +5,6 @@
 
 use crate::compute::{bytes_term, decode_algorithm};
 use crate::error::{guard, lift, NifResult};
-use crate::fast_nif::fast_nif;
 use hotpath_core::digest;
 use hotpath_core::password::{self, HashParams};
 use hotpath_core::Error as CoreError;
@@ -17,47 +16,42 @@ mod atoms {
 
 /// The floor of a limiter hit: takes `hit`'s arguments (an atom, a binary, an integer), reads
 /// them as `limiter_hit` does and answers a tuple of `hit`'s shape, without a table or a
-/// clock. Registered like `limiter_hit` (see [`fast_nif!`]).
+/// clock. Registered like `limiter_hit`.
+#[rustler::nif]
 fn noop_hit_shape<'a>(
-    env: Env<'a>,
-    [name, key, cost]: [Term<'a>; 3],
+    name: Term<'a>,
+    key: Term<'a>,
+    cost: Term<'a>,
 ) -> NifResult<(Atom, u64, u64)> {
     if !name.is_atom() {
         return Err(rustler::Error::BadArg);
     }
     let key: Binary = key.decode()?;
     let cost: u64 = cost.decode()?;
-    let _ = env;
     Ok((atoms::allow(), key.len() as u64, cost))
 }
 
-fast_nif!("noop_hit_shape", 3, noop_hit_shape);
-
 /// The floor of `Hotpath.Histogram.record/2`: takes `histogram_record`'s arguments (a histogram
 /// resource, a float), reads them as `histogram_record` does and answers `:ok`, without
-/// touching the histogram. Registered like `histogram_record` (see [`fast_nif!`]).
-fn noop_histogram_record_shape<'a>(_env: Env<'a>, [h, value]: [Term<'a>; 2]) -> NifResult<Atom> {
-    if crate::histogram::HISTOGRAM.get(h).is_none() {
-        return Err(rustler::Error::BadArg);
-    }
-    let _: f64 = value.decode()?;
+/// touching the histogram. Registered like `histogram_record`.
+#[rustler::nif]
+fn noop_histogram_record_shape(h: Term, value: f64) -> NifResult<Atom> {
+    crate::histogram::handle(h).map_err(|_| rustler::Error::BadArg)?;
+    let _ = value;
     Ok(atoms::ok())
 }
-
-fast_nif!(
-    "noop_histogram_record_shape",
-    2,
-    noop_histogram_record_shape
-);
 
 /// The floor of `Hotpath.Metrics.record/4` as the benchmark calls it: takes
 /// `metrics_record_named`'s arguments (an instance atom, a binary name, a float, a tags map),
 /// reads the name, the value and the binary values of the bench's two tags (`:route`,
 /// `:method`) as `metrics_record_named` does, and answers `:ok`, without a registry, a name
 /// lookup or a series.
+#[rustler::nif]
 fn noop_metrics_record_shape<'a>(
-    _env: Env<'a>,
-    [instance, name, value, tags]: [Term<'a>; 4],
+    instance: Term<'a>,
+    name: Term<'a>,
+    value: Term<'a>,
+    tags: Term<'a>,
 ) -> NifResult<Atom> {
     if !instance.is_atom() {
         return Err(rustler::Error::BadArg);
@@ -69,8 +63,6 @@ fn noop_metrics_record_shape<'a>(
     }
     Ok(atoms::ok())
 }
-
-fast_nif!("noop_metrics_record_shape", 4, noop_metrics_record_shape);
 
 /// Exercises one error path, for the tests of the error conventions.
 ///

@@ -7,21 +7,17 @@
 mod bench;
 mod compute;
 mod error;
-mod fast_nif;
 mod histogram;
 mod limiter;
 mod metrics;
 mod metrics_cluster;
 mod password;
 mod published;
-mod raw_resource;
 mod system;
 
-fn load(env: rustler::Env, _info: rustler::Term) -> bool {
+fn load(_env: rustler::Env, _info: rustler::Term) -> bool {
     error::install_panic_hook();
-    histogram::HISTOGRAM.open(env, c"Hotpath.Histogram")
-        && metrics::METRICS.open(env, c"Hotpath.Metrics")
-        && metrics::HANDLES.open(env, c"Hotpath.Metrics.Handle")
+    true
 }
 
 rustler::init!("Elixir.Hotpath.Native", load = load);

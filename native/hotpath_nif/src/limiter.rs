@@ -10,7 +10,6 @@
 //! calling them in a loop is preempted like any other.
 
 use crate::error::{argument_error, guard, lift, NifResult};
-use crate::fast_nif::fast_nif;
 use crate::published::{LocalTable, Published};
 use hotpath_core::clock;
 use hotpath_core::limiter::{
@@ -474,14 +473,19 @@ fn limiter_unpublish(env: Env, limiter: ResourceArc<LimiterResource>, name: Atom
 
 /// The hot path, `limiter_hit(name, key, cost)`: a hit of `cost` with the table's policy at
 /// the current time, on the limiter published under the atom `name`. A denial comes back as
-/// `{:report, decision}` when the limiter reports denials. Registered without rustler's
-/// per-call argument vector (see `fast_nif.rs`).
+/// `{:report, decision}` when the limiter reports denials.
 ///
 /// When nothing is published under `name` it returns the atom `:unpublished` (rustler's
 /// `Error::Atom` is a plain return value, not a raise): that is a cluster limiter, whose table
 /// is published under an internal name, or no limiter at all. Elixir tells the two apart off
 /// the hot path and raises for an unknown name.
-fn limiter_hit<'a>(env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
+#[rustler::nif]
+fn limiter_hit<'a>(
+    env: Env<'a>,
+    name: Term<'a>,
+    key: Term<'a>,
+    cost: Term<'a>,
+) -> NifResult<Answer> {
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
     let (answer, work) = PUBLISHED_COPY
@@ -497,8 +501,6 @@ fn limiter_hit<'a>(env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<
     charge_work(env, work);
     Ok(answer)
 }
-
-fast_nif!("limiter_hit", 3, limiter_hit);
 
 /// The general path: `op` (`:hit` or `:peek`) with an optional injected `now` (ms on the
 /// limiter's clock) and an optional per-call policy `{limit, period_ms, burst | nil}`.

@@ -8,11 +8,9 @@
 //! CPU schedulers.
 
 use crate::error::{argument_error, guard, lift, NifResult};
-use crate::fast_nif::fast_nif;
 use crate::histogram::stats;
-use hotpath_core::clock;
 use crate::published::{LocalTable, Published};
-use crate::raw_resource::RawResourceType;
+use hotpath_core::clock;
 use hotpath_core::fasthash::{BytesMap, FastBuild};
 use hotpath_core::histogram::{Options, WindowOptions};
 use hotpath_core::metrics::memo::{CallKey, Memo};
@@ -21,7 +19,7 @@ use hotpath_core::metrics::{
 };
 use rustler::sys::{enif_get_atom, ErlNifCharEncoding, ErlNifTerm};
 use rustler::types::binary::NewBinary;
-use rustler::{Atom, Binary, Decoder, Encoder, Env, NifMap, Term};
+use rustler::{Atom, Binary, Decoder, Encoder, Env, NifMap, Resource, ResourceArc, Term};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,13 +133,12 @@ fn number_groups<K, M: Default + Extend<(K, u32)>>(
 /// The resource behind a `Hotpath.Metrics` registry term.
 pub struct MetricsResource(Arc<Instance>);
 
-/// The resource type, opened in `load`.
-pub static METRICS: RawResourceType<MetricsResource> = RawResourceType::new();
+#[rustler::resource_impl(name = "Hotpath.Metrics")]
+impl Resource for MetricsResource {}
 
 #[inline]
 pub(crate) fn registry<'a>(term: Term<'a>) -> NifResult<&'a Instance> {
-    METRICS
-        .get(term)
+    term.try_get_resource::<MetricsResource>()
         .map(|r| &*r.0)
         .ok_or_else(|| argument_error("expected a Hotpath.Metrics registry"))
 }
@@ -182,8 +179,8 @@ fn with_published<T>(name: Term, f: impl FnOnce(&Instance, &mut Memo) -> T) -> O
 /// Publishes `reg` under the atom `name` (replacing what was there).
 #[rustler::nif]
 fn metrics_publish(reg: Term, name: Atom) -> NifResult<Atom> {
-    let instance = METRICS
-        .get(reg)
+    let instance = reg
+        .try_get_resource::<MetricsResource>()
         .ok_or_else(|| argument_error("expected a Hotpath.Metrics registry"))?
         .0
         .clone();
@@ -281,18 +278,16 @@ fn metrics_new(env: Env, specs: ProperVec<SpecIn>) -> NifResult<Term> {
             .collect();
         let registry = lift(Registry::new(core))?;
         static NEXT_UID: AtomicU64 = AtomicU64::new(0);
-        Ok(METRICS.make(
-            env,
-            MetricsResource(Arc::new(Instance {
-                uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
-                registry,
-                tag_keys,
-                groups,
-                singles,
-                by_binary,
-                by_atoms,
-            })),
-        ))
+        Ok(ResourceArc::new(MetricsResource(Arc::new(Instance {
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            registry,
+            tag_keys,
+            groups,
+            singles,
+            by_binary,
+            by_atoms,
+        })))
+        .encode(env))
     })
 }
 
@@ -569,24 +564,29 @@ fn record_named(
 /// Records `value` with `tags` into the metrics named `name`. Returns `:ok`, or an atom saying
 /// why nothing was recorded: `:unknown_metric`, `:bad_value`, `:missing_tag`, `:convert_tags`
 /// (a tag value is not a string, atom or number: the caller converts and retries).
-fn metrics_record<'a>(_env: Env<'a>, [reg, name, value, tags]: [Term<'a>; 4]) -> NifResult<Atom> {
+#[rustler::nif]
+fn metrics_record<'a>(
+    reg: Term<'a>,
+    name: Term<'a>,
+    value: Term<'a>,
+    tags: Term<'a>,
+) -> NifResult<Atom> {
     let r = registry(reg)?;
     with_hot(|hot| record_named(r, &mut hot.memo, name, value, tags))
 }
 
-fast_nif!("metrics_record", 4, metrics_record);
-
 /// `metrics_record` with the instance given by its published name; `:unknown_instance` when
 /// nothing is published under it.
+#[rustler::nif]
 fn metrics_record_named<'a>(
-    _env: Env<'a>,
-    [instance, name, value, tags]: [Term<'a>; 4],
+    instance: Term<'a>,
+    name: Term<'a>,
+    value: Term<'a>,
+    tags: Term<'a>,
 ) -> NifResult<Atom> {
     with_published(instance, |r, memo| record_named(r, memo, name, value, tags))
         .unwrap_or_else(|| Ok(atoms::unknown_instance()))
 }
-
-fast_nif!("metrics_record_named", 4, metrics_record_named);
 
 /// Runs `f` with the instance `target` names: a registry term, or the atom it is published
 /// under (`:unknown_instance` when nothing is).
@@ -605,11 +605,13 @@ fn with_instance(
 
 /// Like `metrics_record` for one metric by index (the telemetry handler's path). `target` is
 /// the instance name (what the handler config holds) or a registry term.
+#[rustler::nif]
 fn metrics_record_index<'a>(
-    _env: Env<'a>,
-    [target, index, value, tags]: [Term<'a>; 4],
+    target: Term<'a>,
+    index: usize,
+    value: Term<'a>,
+    tags: Term<'a>,
 ) -> NifResult<Atom> {
-    let index: usize = index.decode()?;
     with_instance(target, |r, memo| {
         let group = r
             .singles
@@ -618,8 +620,6 @@ fn metrics_record_index<'a>(
         record_group(r, memo, SINGLE | index as u32, group, value, tags)
     })
 }
-
-fast_nif!("metrics_record_index", 4, metrics_record_index);
 
 // ---- pre-resolved series handles ------------------------------------------------------
 
@@ -638,8 +638,8 @@ impl Drop for SeriesHandle {
     }
 }
 
-/// The resource type of handles, opened in `load`.
-pub static HANDLES: RawResourceType<SeriesHandle> = RawResourceType::new();
+#[rustler::resource_impl(name = "Hotpath.Metrics.Handle")]
+impl Resource for SeriesHandle {}
 
 /// Resolves `(name, tags)` of instance `target` to a handle: `{:ok, handle}` or one of the
 /// refusal atoms of `metrics_record` (`:unknown_instance`, `:unknown_metric`, `:missing_tag`,
@@ -674,7 +674,7 @@ fn metrics_handle<'a>(
         let needs_time = series.iter().any(|(_, s)| s.needs_time());
         Ok((
             atoms::ok(),
-            HANDLES.make(env, SeriesHandle { series, needs_time }),
+            ResourceArc::new(SeriesHandle { series, needs_time }),
         )
             .encode(env))
     };
@@ -688,9 +688,10 @@ fn metrics_handle<'a>(
 
 /// Records through a handle: `:ok`, or `:bad_value` when a non-counter metric gets a
 /// non-number.
-fn metrics_record_handle<'a>(_env: Env<'a>, [handle, value]: [Term<'a>; 2]) -> NifResult<Atom> {
-    let h = HANDLES
-        .get(handle)
+#[rustler::nif]
+fn metrics_record_handle(handle: Term, value: Term) -> NifResult<Atom> {
+    let h = handle
+        .try_get_resource::<SeriesHandle>()
         .ok_or_else(|| argument_error("expected a handle from Hotpath.Metrics.handle/3"))?;
     let number = value_of(value);
     if number.is_none() && h.series.iter().any(|(k, _)| *k != Kind::Counter) {
@@ -702,8 +703,6 @@ fn metrics_record_handle<'a>(_env: Env<'a>, [handle, value]: [Term<'a>; 2]) -> N
     }
     Ok(atoms::ok())
 }
-
-fast_nif!("metrics_record_handle", 2, metrics_record_handle);
 
 /// Counts one dropped event for the metric at `index` (`target` as in `metrics_record_index`).
 #[rustler::nif]

@@ -8,8 +8,8 @@
 //! is merged.
 
 use crate::error::{guard, lift, NifResult};
-use hotpath_core::clock;
 use crate::metrics::{registry, ProperVec};
+use hotpath_core::clock;
 use hotpath_core::histogram::{Snapshot, Sum};
 use hotpath_core::metrics::merge::{Exported, ExportedMetric, ExportedSeries};
 use hotpath_core::metrics::prometheus::render_cluster_up;
