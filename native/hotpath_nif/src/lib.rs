@@ -14,10 +14,11 @@ mod metrics_cluster;
 mod password;
 mod published;
 mod system;
+mod term;
 
-fn load(_env: rustler::Env, _info: rustler::Term) -> bool {
+fn load(env: rustler::Env, _info: rustler::Term) -> bool {
     error::install_panic_hook();
-    true
+    term::check_words(env)
 }
 
 rustler::init!("Elixir.Hotpath.Native", load = load);

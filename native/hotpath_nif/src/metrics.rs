@@ -382,30 +382,6 @@ fn value_of(term: Term) -> Option<f64> {
         .or_else(|| term.decode::<i64>().ok().map(|i| i as f64))
 }
 
-/// The machine word of a term, without `unsafe`: `ErlNifTerm` hides its word but derives
-/// `Hash`, which hands exactly that word to the hasher.
-#[inline]
-fn term_word(term: Term) -> u64 {
-    #[derive(Default)]
-    struct Word(u64);
-    impl std::hash::Hasher for Word {
-        fn write(&mut self, bytes: &[u8]) {
-            for &b in bytes {
-                self.0 = (self.0 << 8) | b as u64;
-            }
-        }
-        fn write_usize(&mut self, i: usize) {
-            self.0 = i as u64;
-        }
-        fn finish(&self) -> u64 {
-            self.0
-        }
-    }
-    let mut word = Word::default();
-    std::hash::Hash::hash(&term.as_c_arg(), &mut word);
-    std::hash::Hasher::finish(&word)
-}
-
 /// Appends a tag value to a call key: binaries, atoms and 64-bit integers; false for other
 /// terms and when the key is full (then the call is not memoized).
 #[inline]
@@ -413,7 +389,7 @@ fn push_call_key(key: &mut CallKey, value: Term) -> bool {
     if let Ok(bin) = value.decode::<Binary>() {
         key.push_binary(bin.as_slice())
     } else if value.is_atom() {
-        key.push_atom(term_word(value))
+        key.push_atom(crate::term::word(value))
     } else {
         value.decode::<i64>().is_ok_and(|i| key.push_int(i))
     }
