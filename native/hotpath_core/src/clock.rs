@@ -1,29 +1,41 @@
-//! Hotpath's one clock: `std::time::Instant` (the OS monotonic clock), as nanoseconds or
-//! milliseconds since the process first read it.
+//! Hotpath's one clock, the maintained [`quanta`] crate, as nanoseconds or milliseconds since
+//! the process first read it.
 //!
 //! Every native timestamp (limiter decisions, histogram windows, metrics reads) comes from
-//! here. `Instant` is monotonic across threads, so a reading never goes backwards whichever
-//! scheduler thread takes it. Tests never need it: every time-based path also takes an
-//! injected time.
+//! here. `quanta::Clock` reads the CPU's time-stamp counter only where the CPU reports an
+//! invariant one (calibrated once against the OS monotonic clock) and the OS monotonic clock
+//! otherwise; `std::time::Instant` costs about a whole rate-limiter decision more per read
+//! (the A/B row `hit/2, clock: Instant` in `benches/rate_limiter.exs`). Tests never need it:
+//! every time-based path also takes an injected time.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+struct Epoch {
+    clock: quanta::Clock,
+    start: quanta::Instant,
+}
+
+#[inline]
+fn epoch() -> &'static Epoch {
+    static EPOCH: OnceLock<Epoch> = OnceLock::new();
+    EPOCH.get_or_init(|| {
+        let clock = quanta::Clock::new();
+        let start = clock.now();
+        Epoch { clock, start }
+    })
 }
 
 /// Nanoseconds since this process first used the clock.
 #[inline]
 pub fn now_ns() -> u64 {
-    epoch().elapsed().as_nanos() as u64
+    let e = epoch();
+    e.clock.now().saturating_duration_since(e.start).as_nanos() as u64
 }
 
 /// Milliseconds since this process first used the clock.
 #[inline]
 pub fn now_ms() -> u64 {
-    epoch().elapsed().as_millis() as u64
+    now_ns() / 1_000_000
 }
 
 #[cfg(test)]

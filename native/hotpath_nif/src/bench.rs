@@ -119,3 +119,26 @@ fn bench_normal_password_hash(
     };
     guard(|| lift(password::hash_phc(&password, &salt, &params)))
 }
+
+/// The plain clock of the A/B row `hit/2, clock: Instant` (`benches/rate_limiter.exs`):
+/// nanoseconds since this library first read `std::time::Instant`.
+fn instant_now_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
+
+/// `limiter_hit` reading `std::time::Instant` instead of `hotpath_core::clock` (quanta): the
+/// plain side of the clock's A/B row. Use it on a limiter of its own (its times are not on
+/// the limiter's clock).
+#[rustler::nif]
+fn bench_limiter_hit_instant<'a>(
+    env: Env<'a>,
+    name: Term<'a>,
+    key: Term<'a>,
+    cost: Term<'a>,
+) -> NifResult<crate::limiter::Answer> {
+    crate::limiter::hit_published(env, name, key, cost, |_| instant_now_ns())
+}

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 mod atoms {
     rustler::atoms! {
-        allow, deny, infinity, nil, hit, peek, report,
+        allow, deny, infinity, nil, hit, peek, report, unpublished,
         gcra, token_bucket, fixed_window, sliding_window,
     }
 }
@@ -190,7 +190,7 @@ fn decode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
     } else if let Ok(int) = term.decode::<i64>() {
         KeyRef::Int(int)
     } else if term.is_atom() {
-        KeyRef::Atom(atom_identity(term))
+        KeyRef::Atom(crate::term::word(term))
     } else {
         return encode_key(term);
     };
@@ -318,33 +318,28 @@ fn key_too_large(size: usize) -> rustler::Error {
     ))
 }
 
-/// The raw term word of an atom: it encodes the atom's index in the VM's atom table, which
-/// never changes while the VM runs (atoms are never garbage collected), so equal atoms always
-/// have equal words and different atoms different ones.
-fn atom_identity(term: Term) -> u64 {
-    let raw = term.as_c_arg();
-    // SAFETY: `ErlNifTerm` is `#[repr(transparent)]` over `size_t` (rustler `sys/types.rs`),
-    // so it has exactly the size, alignment and validity of `usize`, and every bit pattern of
-    // a `usize` is valid: the transmute only reinterprets the same word.
-    let word: usize = unsafe { std::mem::transmute::<rustler::sys::ErlNifTerm, usize>(raw) };
-    word as u64
-}
-
-/// A decision to encode as the NIF's result; `report`: wrapped as `{:report, decision}` for a
-/// denial the caller reports to telemetry.
-struct Answer {
-    decision: Decision,
-    report: bool,
+/// What `limiter_hit` answers (see the return conventions in `Hotpath.Native`).
+pub(crate) enum Answer {
+    /// A decision; `report`: wrapped as `{:report, decision}` for a denial the caller reports
+    /// to telemetry.
+    Decided { decision: Decision, report: bool },
+    /// `:unpublished`: nothing is published under the name.
+    Unpublished,
 }
 
 impl Encoder for Answer {
     #[inline]
     fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
-        let term = encode_decision(env, self.decision);
-        if self.report && !self.decision.allowed() {
-            (atoms::report(), term).encode(env)
-        } else {
-            term
+        match *self {
+            Answer::Decided { decision, report } => {
+                let term = encode_decision(env, decision);
+                if report && !decision.allowed() {
+                    (atoms::report(), term).encode(env)
+                } else {
+                    term
+                }
+            }
+            Answer::Unpublished => atoms::unpublished().encode(env),
         }
     }
 }
@@ -475,8 +470,8 @@ fn limiter_unpublish(env: Env, limiter: ResourceArc<LimiterResource>, name: Atom
 /// the current time, on the limiter published under the atom `name`. A denial comes back as
 /// `{:report, decision}` when the limiter reports denials.
 ///
-/// When nothing is published under `name` it returns the atom `:unpublished` (rustler's
-/// `Error::Atom` is a plain return value, not a raise): that is a cluster limiter, whose table
+/// When nothing is published under `name` it returns the atom `:unpublished`: that is a
+/// cluster limiter, whose table
 /// is published under an internal name, or no limiter at all. Elixir tells the two apart off
 /// the hot path and raises for an unknown name.
 #[rustler::nif]
@@ -486,18 +481,30 @@ fn limiter_hit<'a>(
     key: Term<'a>,
     cost: Term<'a>,
 ) -> NifResult<Answer> {
+    hit_published(env, name, key, cost, Limiter::now_ns)
+}
+
+/// `limiter_hit` with the time on the limiter's clock given by `now` (the benchmark's
+/// plain-clock variant passes another clock).
+pub(crate) fn hit_published(
+    env: Env,
+    name: Term,
+    key: Term,
+    cost: Term,
+    now: impl FnOnce(&Limiter) -> u64,
+) -> NifResult<Answer> {
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
     let (answer, work) = PUBLISHED_COPY
         .with(|cell| {
             PUBLISHED.find(&mut cell.borrow_mut(), name.as_c_arg(), |limiter| {
-                let now = limiter.now_ns();
+                let now = now(limiter);
                 let (decision, work) = limiter.table.hit_counted(key.as_key(), now, cost, None);
                 let report = limiter.report_denies.load(Ordering::Relaxed);
-                (Answer { decision, report }, work)
+                (Answer::Decided { decision, report }, work)
             })
         })
-        .ok_or(rustler::Error::Atom("unpublished"))?;
+        .unwrap_or((Answer::Unpublished, 0));
     charge_work(env, work);
     Ok(answer)
 }
