@@ -10,7 +10,6 @@ mod error;
 mod histogram;
 mod limiter;
 mod metrics;
-mod metrics_cluster;
 mod password;
 mod published;
 mod system;

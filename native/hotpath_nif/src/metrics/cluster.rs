@@ -7,8 +7,8 @@
 //! they are checked completely (a defect is `{:error, {:malformed, message}}`) before anything
 //! is merged.
 
+use super::{registry, ProperVec};
 use crate::error::{guard, lift, NifResult};
-use crate::metrics::{registry, ProperVec};
 use hotpath_core::clock;
 use hotpath_core::histogram::{Snapshot, Sum};
 use hotpath_core::metrics::merge::{Exported, ExportedMetric, ExportedSeries};
