@@ -142,3 +142,27 @@ fn bench_limiter_hit_instant<'a>(
 ) -> NifResult<crate::limiter::Answer> {
     crate::limiter::hit_published(env, name, key, cost, |_| instant_now_ns())
 }
+
+/// `limiter_hit` registered with `#[rustler::nif]`: the plain side of the entry-point A/B row
+/// (`hit/2, #[rustler::nif] entry` in benches/rate_limiter.exs; see `fast_nif.rs`).
+#[rustler::nif]
+fn bench_limiter_hit_rustler_nif<'a>(
+    env: Env<'a>,
+    name: Term<'a>,
+    key: Term<'a>,
+    cost: Term<'a>,
+) -> NifResult<crate::limiter::Answer> {
+    crate::limiter::hit_published(env, name, key, cost, crate::limiter::Limiter::now_ns)
+}
+
+/// `metrics_record_index` registered with `#[rustler::nif]`: the plain side of the
+/// entry-point A/B row (`handler, #[rustler::nif] entry` in benches/metrics.exs).
+#[rustler::nif]
+fn bench_metrics_record_index_rustler_nif<'a>(
+    target: Term<'a>,
+    index: usize,
+    value: Term<'a>,
+    tags: Term<'a>,
+) -> NifResult<Atom> {
+    crate::metrics::record::record_index(target, index, value, tags)
+}

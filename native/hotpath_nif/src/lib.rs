@@ -1,12 +1,14 @@
 //! rustler glue for Hotpath: term decoding, resources, error encoding and scheduling flags.
 //!
 //! One module per area; all logic lives in `hotpath_core`. NIFs register themselves through
-//! `#[rustler::nif]`, so `init!` lists none of them.
+//! `#[rustler::nif]` (two hot entry points through `fast_nif!`, see `fast_nif.rs`), so
+//! `init!` lists none of them. Resources are `#[rustler::resource_impl]` types.
 
 #[cfg(feature = "bench")]
 mod bench;
 mod compute;
 mod error;
+mod fast_nif;
 mod histogram;
 mod limiter;
 mod metrics;

@@ -10,14 +10,14 @@
 //! calling them in a loop is preempted like any other.
 
 use crate::error::{argument_error, guard, lift, NifResult};
-use crate::published::{LocalTable, Published};
+use crate::fast_nif::fast_nif;
+use crate::published::Published;
 use hotpath_core::clock;
 use hotpath_core::limiter::{
     Algorithm, ByteKind, Config, Decision, KeyRef, OnFull, Policy, Table, NS_PER_MS,
 };
 use rustler::types::binary::{Binary, OwnedBinary};
 use rustler::{Atom, Encoder, Env, NifMap, Resource, ResourceArc, Term, TermType};
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ pub struct Limiter {
 
 impl Limiter {
     /// Nanoseconds since the table was created, from `hotpath_core::clock` (monotonic).
-    fn now_ns(&self) -> u64 {
+    pub(crate) fn now_ns(&self) -> u64 {
         clock::now_ns().saturating_sub(self.epoch_ns)
     }
 }
@@ -73,11 +73,6 @@ impl std::ops::Deref for LimiterResource {
 }
 
 static PUBLISHED: Published<Limiter> = Published::new();
-
-thread_local! {
-    /// This scheduler thread's copy of the published limiters (see `published.rs`).
-    static PUBLISHED_COPY: RefCell<LocalTable<Limiter>> = const { RefCell::new(LocalTable::new()) };
-}
 
 fn algorithm_of(atom: Atom) -> NifResult<Algorithm> {
     let pairs = [
@@ -447,7 +442,7 @@ fn limiter_publish(
     name: Atom,
     report_denies: bool,
 ) -> Atom {
-    // Publishing copies the published set (a few µs): charged by its time.
+    // Publishing takes the table's write lock (it waits for readers): charged by its time.
     let started = Instant::now();
     limiter
         .report_denies
@@ -474,15 +469,14 @@ fn limiter_unpublish(env: Env, limiter: ResourceArc<LimiterResource>, name: Atom
 /// cluster limiter, whose table
 /// is published under an internal name, or no limiter at all. Elixir tells the two apart off
 /// the hot path and raises for an unknown name.
-#[rustler::nif]
-fn limiter_hit<'a>(
-    env: Env<'a>,
-    name: Term<'a>,
-    key: Term<'a>,
-    cost: Term<'a>,
-) -> NifResult<Answer> {
+///
+/// Registered with [`fast_nif!`] (see `fast_nif.rs`); `bench.rs` has its `#[rustler::nif]`
+/// twin for the A/B row.
+fn limiter_hit<'a>(env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
     hit_published(env, name, key, cost, Limiter::now_ns)
 }
+
+fast_nif!("limiter_hit", 3, limiter_hit);
 
 /// `limiter_hit` with the time on the limiter's clock given by `now` (the benchmark's
 /// plain-clock variant passes another clock).
@@ -495,14 +489,12 @@ pub(crate) fn hit_published(
 ) -> NifResult<Answer> {
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
-    let (answer, work) = PUBLISHED_COPY
-        .with(|cell| {
-            PUBLISHED.find(&mut cell.borrow_mut(), name.as_c_arg(), |limiter| {
-                let now = now(limiter);
-                let (decision, work) = limiter.table.hit_counted(key.as_key(), now, cost, None);
-                let report = limiter.report_denies.load(Ordering::Relaxed);
-                (Answer::Decided { decision, report }, work)
-            })
+    let (answer, work) = PUBLISHED
+        .find(name.as_c_arg(), |limiter| {
+            let now = now(limiter);
+            let (decision, work) = limiter.table.hit_counted(key.as_key(), now, cost, None);
+            let report = limiter.report_denies.load(Ordering::Relaxed);
+            (Answer::Decided { decision, report }, work)
         })
         .unwrap_or((Answer::Unpublished, 0));
     charge_work(env, work);

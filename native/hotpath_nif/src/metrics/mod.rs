@@ -1,7 +1,7 @@
 //! `Hotpath.Metrics`: the registry as a resource, and the NIFs on it, by concern:
 //!
 //! * this module: the registry resource ([`Instance`]: metrics, tag keys, name lookup tables),
-//!   instances published by name and the record path's per-thread state;
+//!   instances published by name and the record path's per-thread series memo;
 //! * [`new`]: building a registry from the Elixir definitions (`metrics_new`);
 //! * [`record`]: the record path (`metrics_record*`, `metrics_drop`): a metric name (a binary
 //!   or a list of atoms) resolves to its group of metrics in a hash map, the tag values are
@@ -18,10 +18,10 @@ mod cluster;
 mod handle;
 mod new;
 mod read;
-mod record;
+pub(crate) mod record;
 
 use crate::error::{argument_error, NifResult};
-use crate::published::{LocalTable, Published};
+use crate::published::Published;
 use hotpath_core::fasthash::{BytesMap, FastBuild};
 use hotpath_core::metrics::memo::Memo;
 use hotpath_core::metrics::{Kind, MetricSpec, Registry};
@@ -153,16 +153,14 @@ pub(crate) fn registry<'a>(term: Term<'a>) -> NifResult<&'a Instance> {
 
 static PUBLISHED: Published<Instance> = Published::new();
 
-/// What a scheduler thread keeps for the record path: its copy of the published instances
-/// and its series memo, behind one thread-local access.
+/// What a scheduler thread keeps for the record path: its series memo.
 pub(super) struct ThreadState {
-    pub(super) published: LocalTable<Instance>,
     pub(super) memo: Memo,
 }
 
 thread_local! {
     static THREAD_STATE: RefCell<ThreadState> = const {
-        RefCell::new(ThreadState { published: LocalTable::new(), memo: Memo::new() })
+        RefCell::new(ThreadState { memo: Memo::new() })
     };
 }
 
@@ -179,9 +177,8 @@ pub(super) fn with_published<T>(
     name: Term,
     f: impl FnOnce(&Instance, &mut Memo) -> T,
 ) -> Option<T> {
-    with_thread_state(|state| {
-        let ThreadState { published, memo } = state;
-        PUBLISHED.find(published, name.as_c_arg(), |r| f(r, memo))
+    PUBLISHED.find(name.as_c_arg(), |r| {
+        with_thread_state(|state| f(r, &mut state.memo))
     })
 }
 
