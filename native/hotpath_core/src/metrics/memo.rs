@@ -39,7 +39,7 @@ pub struct CallKey {
     len: usize,
     hash: u64,
     /// `words[..len]` are written; the rest is never read. Zeroed at `new` (192 bytes, a few
-    /// stores: a few ns on a call of hundreds; it replaced an `unsafe` read of uninitialized
+    /// stores: a few ns on a call of hundreds; it replaced reading the array as uninitialized
     /// memory, issue #15).
     words: [u64; KEY_WORDS],
 }

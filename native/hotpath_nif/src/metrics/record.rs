@@ -7,7 +7,7 @@ use crate::fast_nif::fast_nif;
 use hotpath_core::clock;
 use hotpath_core::metrics::memo::{CallKey, Memo};
 use hotpath_core::metrics::{push_label, Series, MAX_LABEL_BYTES};
-use rustler::sys::{enif_get_atom, ErlNifCharEncoding, ErlNifTerm};
+use rustler::sys::ErlNifTerm;
 use rustler::{Atom, Binary, Env, Term};
 use std::sync::Arc;
 
@@ -43,29 +43,13 @@ fn push_tag(key: &mut Vec<u8>, value: Term) -> Result<(), Refusal> {
             push_label(key, b"");
             return Ok(());
         }
-        let mut buf = [0u8; 260];
-        // SAFETY: `buf` is writable for its full length, which is passed; atoms have at most
-        // 255 characters, so a Latin-1 name and its NUL fit. Returns 0 when the atom cannot
-        // be written in Latin-1 (then the caller converts the tags).
-        let n = unsafe {
-            enif_get_atom(
-                value.get_env().as_c_arg(),
-                value.as_c_arg(),
-                buf.as_mut_ptr() as *mut rustler::sys::c_char,
-                buf.len() as u32,
-                ErlNifCharEncoding::ERL_NIF_LATIN1,
-            )
-        };
-        if n <= 0 {
+        // The atom's text (Latin-1 converted to UTF-8 by rustler; an atom with characters
+        // beyond Latin-1 fails, and the caller converts the tags). Only on the slow path: a
+        // memoized call never reads a tag's text.
+        let Ok(text) = value.atom_to_string() else {
             return Err(Refusal::ConvertTags);
-        }
-        let latin1 = &buf[..(n as usize - 1)];
-        if latin1.is_ascii() {
-            push_label(key, latin1);
-        } else {
-            let utf8: String = latin1.iter().map(|&b| b as char).collect();
-            push_label(key, utf8.as_bytes());
-        }
+        };
+        push_label(key, text.as_bytes());
     } else if let Ok(i) = value.decode::<i64>() {
         let mut buf = [0u8; 24];
         push_label(key, format_int(i, &mut buf));
