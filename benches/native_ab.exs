@@ -167,7 +167,9 @@ defmodule Bench.NativeAB do
   end
 
   defp record(:fast, r, i, v, t), do: Native.metrics_record_index(r, i, v, t)
-  defp record(:rustler_nif, r, i, v, t), do: Native.bench_metrics_record_index_rustler_nif(r, i, v, t)
+
+  defp record(:rustler_nif, r, i, v, t),
+    do: Native.bench_metrics_record_index_rustler_nif(r, i, v, t)
 
   # -- targets -------------------------------------------------------------------------------
 

@@ -122,7 +122,6 @@ defmodule Hotpath.Native do
   def password_info(_phc), do: err()
   def password_raw(_password, _salt, _secret, _data, _costs), do: err()
 
-
   # histogram.rs
   def histogram_new(_options), do: err()
   def histogram_new_dirty(_options), do: err()
