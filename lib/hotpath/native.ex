@@ -4,9 +4,9 @@ defmodule Hotpath.Native do
   # mix.exs: precompiled or built with cargo) into `priv/native/hotpath_nif.so` of the app's
   # build path.
   #
-  # Every NIF is a `#[rustler::nif]` but `limiter_hit` and `metrics_record_index` (registered
-  # without rustler's per-call argument vector, see native/hotpath_nif/src/fast_nif.rs); every
-  # resource a `#[rustler::resource_impl]` type passed as a `ResourceArc` term. The stubs below the `bench` heading exist only in a library built
+  # Every NIF is a `#[rustler::nif]` but `limiter_hit` (registered without rustler's per-call
+  # argument vector, see native/hotpath_nif/src/fast_nif.rs); every resource a
+  # `#[rustler::resource_impl]` type passed as a `ResourceArc` term. The stubs below the `bench` heading exist only in a library built
   # with the crate's `bench` feature (Hotpath's MIX_ENV=test build, `make nif`, `make bench`);
   # in the package they stay stubs and raise.
   #
@@ -169,5 +169,4 @@ defmodule Hotpath.Native do
   def bench_normal_password_hash(_password, _salt, _m_cost, _t_cost, _p_cost), do: err()
   def bench_limiter_hit_instant(_name, _key, _cost), do: err()
   def bench_limiter_hit_rustler_nif(_name, _key, _cost), do: err()
-  def bench_metrics_record_index_rustler_nif(_target, _index, _value, _tags), do: err()
 end

@@ -154,15 +154,3 @@ fn bench_limiter_hit_rustler_nif<'a>(
 ) -> NifResult<crate::limiter::Answer> {
     crate::limiter::hit_published(env, name, key, cost, crate::limiter::Limiter::now_ns)
 }
-
-/// `metrics_record_index` registered with `#[rustler::nif]`: the plain side of the
-/// entry-point A/B row (`handler, #[rustler::nif] entry` in benches/metrics.exs).
-#[rustler::nif]
-fn bench_metrics_record_index_rustler_nif<'a>(
-    target: Term<'a>,
-    index: usize,
-    value: Term<'a>,
-    tags: Term<'a>,
-) -> NifResult<Atom> {
-    crate::metrics::record::record_index(target, index, value, tags)
-}

@@ -1,7 +1,7 @@
 //! rustler glue for Hotpath: term decoding, resources, error encoding and scheduling flags.
 //!
 //! One module per area; all logic lives in `hotpath_core`. NIFs register themselves through
-//! `#[rustler::nif]` (two hot entry points through `fast_nif!`, see `fast_nif.rs`), so
+//! `#[rustler::nif]` (`limiter_hit` through `fast_nif!`, see `fast_nif.rs`), so
 //! `init!` lists none of them. Resources are `#[rustler::resource_impl]` types.
 
 #[cfg(feature = "bench")]

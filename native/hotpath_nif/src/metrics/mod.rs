@@ -18,7 +18,7 @@ mod cluster;
 mod handle;
 mod new;
 mod read;
-pub(crate) mod record;
+mod record;
 
 use crate::error::{argument_error, NifResult};
 use crate::published::Published;

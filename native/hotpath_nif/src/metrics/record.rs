@@ -3,12 +3,11 @@
 
 use super::{atoms, registry, with_published, with_thread_state, Group, Instance, SINGLE};
 use crate::error::{argument_error, lift, NifResult};
-use crate::fast_nif::fast_nif;
 use hotpath_core::clock;
 use hotpath_core::metrics::memo::{CallKey, Memo};
 use hotpath_core::metrics::{push_label, Series, MAX_LABEL_BYTES};
 use rustler::sys::ErlNifTerm;
-use rustler::{Atom, Binary, Env, Term};
+use rustler::{Atom, Binary, Term};
 use std::sync::Arc;
 
 pub(super) enum Refusal {
@@ -284,20 +283,14 @@ pub(super) fn with_instance(
 }
 
 /// Like `metrics_record` for one metric by index (the telemetry handler's path). `target` is
-/// the instance name (what the handler config holds) or a registry term. Registered with
-/// [`fast_nif!`] (see `fast_nif.rs`); `bench.rs` has its `#[rustler::nif]` twin for the A/B row.
+/// the instance name (what the handler config holds) or a registry term.
+#[rustler::nif]
 fn metrics_record_index<'a>(
-    _env: Env<'a>,
-    [target, index, value, tags]: [Term<'a>; 4],
+    target: Term<'a>,
+    index: usize,
+    value: Term<'a>,
+    tags: Term<'a>,
 ) -> NifResult<Atom> {
-    record_index(target, index.decode()?, value, tags)
-}
-
-fast_nif!("metrics_record_index", 4, metrics_record_index);
-
-/// The body of `metrics_record_index`.
-#[inline]
-pub(crate) fn record_index(target: Term, index: usize, value: Term, tags: Term) -> NifResult<Atom> {
     with_instance(target, |r, memo| {
         let group = r
             .singles
