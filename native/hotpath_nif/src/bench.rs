@@ -5,6 +5,7 @@
 
 use crate::compute::{bytes_term, decode_algorithm};
 use crate::error::{guard, lift, NifResult};
+use crate::fast_nif::fast_nif;
 use hotpath_core::digest;
 use hotpath_core::password::{self, HashParams};
 use hotpath_core::Error as CoreError;
@@ -16,12 +17,10 @@ mod atoms {
 
 /// The floor of a limiter hit: takes `hit`'s arguments (an atom, a binary, an integer), reads
 /// them as `limiter_hit` does and answers a tuple of `hit`'s shape, without a table or a
-/// clock. Registered like `limiter_hit`.
-#[rustler::nif]
+/// clock. Registered like `limiter_hit` (with [`fast_nif!`]).
 fn noop_hit_shape<'a>(
-    name: Term<'a>,
-    key: Term<'a>,
-    cost: Term<'a>,
+    _env: Env<'a>,
+    [name, key, cost]: [Term<'a>; 3],
 ) -> NifResult<(Atom, u64, u64)> {
     if !name.is_atom() {
         return Err(rustler::Error::BadArg);
@@ -30,6 +29,8 @@ fn noop_hit_shape<'a>(
     let cost: u64 = cost.decode()?;
     Ok((atoms::allow(), key.len() as u64, cost))
 }
+
+fast_nif!("noop_hit_shape", 3, noop_hit_shape);
 
 /// The floor of `Hotpath.Histogram.record/2`: takes `histogram_record`'s arguments (a histogram
 /// resource, a float), reads them as `histogram_record` does and answers `:ok`, without
