@@ -32,6 +32,7 @@ test: bootstrap bootstrap-e2e test-rust test-elixir package-check e2e test-moder
 test-rust:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 	cargo test --workspace --locked
 
 # The host lane (Debian bookworm: OTP 25, Elixir 1.14). `mix format --check-formatted` runs in
@@ -47,9 +48,10 @@ e2e: bootstrap-e2e
 package-check:
 	MIX_ENV=test $(MIX) run --no-compile --no-start scripts/package_check.exs
 
-# The release NIF built on the host, which the Debian lanes install with HOTPATH_NIF_PATH.
+# The release NIF built on the host, which the Debian lanes install with HOTPATH_NIF_PATH. Their
+# test suites call the debug NIFs of the `bench` feature; the package never enables it.
 nif:
-	cd native/hotpath_nif && cargo build --release --locked --target-dir ../../target
+	cd native/hotpath_nif && cargo build --release --locked --features bench --target-dir ../../target
 
 # Debian roots are cached in ~/.cache/hotpath/debian (scripts/debian_root) and rebuilt when
 # missing. Both lanes need root.
@@ -66,7 +68,7 @@ test-latest:
 
 bench: bootstrap
 	@mkdir -p _build
-	MIX_ENV=prod $(MIX) run benches/run.exs | tee _build/bench-latest.md
+	HOTPATH_CARGO_FEATURES=bench MIX_ENV=prod $(MIX) run benches/run.exs | tee _build/bench-latest.md
 
 clean:
 	$(MIX) clean

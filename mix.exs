@@ -38,6 +38,9 @@ defmodule Mix.Tasks.Compile.HotpathCargo do
     * `HOTPATH_CARGO` - the cargo executable (default: `cargo` on `PATH`)
     * `HOTPATH_CARGO_TARGET_DIR` - cargo's target directory (default: `target/` beside `mix.exs`)
     * `HOTPATH_CARGO_PROFILE` - `release` (default) or `debug`
+    * `HOTPATH_CARGO_FEATURES` - cargo features of the crate, comma-separated (default: `bench`
+      for Hotpath's own MIX_ENV=test build, none otherwise; `make bench` sets `bench`). The
+      `bench` feature adds the benchmark baselines, A/B variants and debug NIFs.
     * `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY` - honoured by the download
   """
   use Mix.Task.Compiler
@@ -169,19 +172,21 @@ defmodule Mix.Tasks.Compile.HotpathCargo do
   defp source_build(native, installed) do
     project_dir = File.cwd!()
     profile = profile()
+    features = features()
+    build = Enum.join([profile | features], "+")
     sources = native_sources(project_dir)
 
-    if File.exists?(installed) and read_manifest() == profile and
+    if File.exists?(installed) and read_manifest() == build and
          not Mix.Utils.stale?(sources, [installed]) do
       {:noop, []}
     else
       cargo = Cargo.find() || raise_no_cargo()
       Cargo.check_version!(cargo)
       crate_dir = Path.join([project_dir, "native", native[:crate]])
-      opts = [target_dir: target_dir(project_dir), profile: profile]
+      opts = [target_dir: target_dir(project_dir), profile: profile, features: features]
       artifact = Cargo.build!(cargo, native[:crate], crate_dir, opts)
       copy!(File.read!(artifact), installed)
-      write_manifest(profile)
+      write_manifest(build)
       {:ok, []}
     end
   end
@@ -261,6 +266,17 @@ defmodule Mix.Tasks.Compile.HotpathCargo do
 
       other ->
         Mix.raise("HOTPATH_CARGO_PROFILE must be release or debug, got: #{inspect(other)}")
+    end
+  end
+
+  # The crate's `bench` feature compiles in the benchmark baselines, the A/B variants and the
+  # debug NIFs the test suite calls. Hotpath's own test build enables it (MIX_ENV=test in its
+  # own checkout), and `make bench` through HOTPATH_CARGO_FEATURES; a dependency build, the
+  # package and the precompiled release artifacts never do.
+  defp features do
+    case System.get_env("HOTPATH_CARGO_FEATURES") do
+      nil -> if Mix.env() == :test and own_checkout?(), do: ["bench"], else: []
+      list -> list |> String.split([",", " "], trim: true) |> Enum.sort()
     end
   end
 

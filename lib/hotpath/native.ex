@@ -3,6 +3,40 @@ defmodule Hotpath.Native do
   # NIF stubs and the loader. The library is installed by the `:hotpath_cargo` compiler (see
   # mix.exs: precompiled or built with cargo) into `priv/native/hotpath_nif.so` of the app's
   # build path.
+  #
+  # Every NIF is a `#[rustler::nif]` but `limiter_hit` (registered without rustler's per-call
+  # argument vector, see native/hotpath_nif/src/fast_nif.rs); every resource a
+  # `#[rustler::resource_impl]` type passed as a `ResourceArc` term. The stubs below the `bench` heading exist only in a library built
+  # with the crate's `bench` feature (Hotpath's MIX_ENV=test build, `make nif`, `make bench`);
+  # in the package they stay stubs and raise.
+  #
+  # ## What a NIF returns (the one convention)
+  #
+  # A NIF answers in exactly one of four ways:
+  #
+  #   1. Its value: what the caller asked for (`:ok`, a decision tuple, a map, a resource).
+  #   2. An expected failure: `{:error, reason}` (`{:error, {:malformed | :incompatible,
+  #      message}}`, `{:error, :cancelled}`, `{:error, {:panic, message}}`), documented in
+  #      the public function that returns it.
+  #   3. A raise: `ArgumentError` for bad arguments (rustler's own decode failures included),
+  #      `Hotpath.PanicError` for a panic inside `guard`, `ErlangError{original:
+  #      :nif_panicked}` for one outside it.
+  #   4. A control answer: a bare atom, or `{atom, payload}` with an atom other than `:ok` and
+  #      `:error`, telling the Elixir caller what to do next. It is matched at the call site
+  #      and never reaches a user. The complete list:
+  #
+  #      | answer | NIFs | the caller then |
+  #      |---|---|---|
+  #      | `:unpublished` | `limiter_hit` | nothing is published under the name: a cluster limiter (`Cluster.hit/3`) or an unknown one (raises) |
+  #      | `{:report, decision}` | `limiter_hit` | emits the deny telemetry event, returns `decision` |
+  #      | `:dirty` | `histogram_new`, `histogram_read`, `histogram_to_binary`, `histogram_from_binary` | calls the `_dirty` twin (too large for a normal scheduler) |
+  #      | `:more`, `{:more, offset}` | `compute_spin_step`, `compute_digest_update` | calls again (the next chunk) |
+  #      | `:convert_tags` | `metrics_record*`, `metrics_handle` | converts the tag values to strings and retries once |
+  #      | `:unknown_instance`, `:unknown_metric`, `:bad_value`, `:missing_tag`, `:label_too_long` | `metrics_record*`, `metrics_handle`, `metrics_record_handle` | counts a dropped event (handler) or raises/returns the documented error |
+  #
+  # Going forward: a new special case is a control answer of this form, added to this table,
+  # encoded by the NIF as a plain atom or tuple (not through `rustler::Error::Atom`, which
+  # looks like an error but is a plain return), and never a new shape.
 
   @on_load :load_nif
 
@@ -51,12 +85,7 @@ defmodule Hotpath.Native do
 
   # system.rs
   def noop, do: err()
-  def noop_hit_shape(_name, _key, _cost), do: err()
-  def noop_histogram_record_shape(_histogram, _value), do: err()
-  def noop_metrics_record_shape(_instance, _name, _value, _tags), do: err()
   def native_info, do: err()
-  def debug_fail(_kind), do: err()
-  def debug_unguarded_panic, do: err()
 
   # limiter.rs
   def limiter_validate(_algorithm, _limit, _period, _burst), do: err()
@@ -94,10 +123,6 @@ defmodule Hotpath.Native do
   def password_info(_phc), do: err()
   def password_raw(_password, _salt, _secret, _data, _costs), do: err()
 
-  # Benchmark baselines (normal-scheduler versions of dirty kernels; never used by the library)
-  def bench_normal_digest(_algorithm, _data), do: err()
-  def bench_normal_password_hash(_password, _salt, _m_cost, _t_cost, _p_cost), do: err()
-
   # histogram.rs
   def histogram_new(_options), do: err()
   def histogram_new_dirty(_options), do: err()
@@ -133,4 +158,16 @@ defmodule Hotpath.Native do
   def metrics_export(_registry), do: err()
   def metrics_import(_registry, _exported, _node), do: err()
   def metrics_prometheus_cluster(_registry, _nodes), do: err()
+
+  # bench.rs, only with the `bench` cargo feature: benchmark floors and baselines, the plain
+  # sides of the A/B rows, and the probes of the error conventions. Never used by the library.
+  def noop_hit_shape(_name, _key, _cost), do: err()
+  def noop_histogram_record_shape(_histogram, _value), do: err()
+  def noop_metrics_record_shape(_instance, _name, _value, _tags), do: err()
+  def debug_fail(_kind), do: err()
+  def debug_unguarded_panic, do: err()
+  def bench_normal_digest(_algorithm, _data), do: err()
+  def bench_normal_password_hash(_password, _salt, _m_cost, _t_cost, _p_cost), do: err()
+  def bench_limiter_hit_instant(_name, _key, _cost), do: err()
+  def bench_limiter_hit_rustler_nif(_name, _key, _cost), do: err()
 end

@@ -47,7 +47,8 @@ defmodule Mix.HotpathNative.Cargo do
 
   @doc """
   Builds `crate` in `crate_dir` and returns the path of its cdylib. `opts`: `:target_dir`,
-  `:profile` (`"release"` or `"debug"`), `:target` (a triple, or nil for the host).
+  `:profile` (`"release"` or `"debug"`), `:target` (a triple, or nil for the host),
+  `:features` (cargo features of the crate, default none).
   Cargo's progress and diagnostics go to stderr; its JSON messages are read from stdout.
   """
   def build!(cargo, crate, crate_dir, opts) do
@@ -55,7 +56,8 @@ defmodule Mix.HotpathNative.Cargo do
       ["build", "--locked", "--message-format=json-render-diagnostics"] ++
         ["--target-dir", Keyword.fetch!(opts, :target_dir)] ++
         if(opts[:profile] == "debug", do: [], else: ["--release"]) ++
-        if(opts[:target], do: ["--target", opts[:target]], else: [])
+        if(opts[:target], do: ["--target", opts[:target]], else: []) ++
+        features_args(opts[:features] || [])
 
     Mix.shell().info("Compiling #{crate} (cargo #{Enum.join(args, " ")})")
 
@@ -73,6 +75,9 @@ defmodule Mix.HotpathNative.Cargo do
         Mix.raise("cargo build of #{crate} failed (exit status #{status}); see its output above")
     end
   end
+
+  defp features_args([]), do: []
+  defp features_args(features), do: ["--features", Enum.join(features, ",")]
 
   @doc """
   The library file of `crate`'s cdylib from cargo's JSON messages (one per line; other lines

@@ -8,28 +8,28 @@
 use std::hash::{BuildHasher, Hasher};
 
 /// Mixing constants (odd, with balanced bits).
-pub const P0: u64 = 0xa076_1d64_78bd_642f;
-/// See [`P0`].
-pub const P1: u64 = 0xe703_7ed1_a0b4_28db;
-/// See [`P0`].
-pub const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
+pub const SEED_MIX: u64 = 0xa076_1d64_78bd_642f;
+/// See [`SEED_MIX`].
+pub const INPUT_MIX: u64 = 0xe703_7ed1_a0b4_28db;
+/// See [`SEED_MIX`].
+pub const FINAL_MIX: u64 = 0x8ebc_6af0_9c88_c6e3;
 
 /// The high and low halves of `a * b` folded together.
 #[inline(always)]
-pub fn fold(a: u64, b: u64) -> u64 {
+pub fn fold_mul(a: u64, b: u64) -> u64 {
     let x = (a as u128) * (b as u128);
     (x as u64) ^ ((x >> 64) as u64)
 }
 
 /// The 8 bytes of `b` at `at`, little-endian.
 #[inline(always)]
-pub(crate) fn r8(b: &[u8], at: usize) -> u64 {
+pub(crate) fn read_u64_le(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// The 4 bytes of `b` at `at`, little-endian, widened.
 #[inline(always)]
-pub(crate) fn r4(b: &[u8], at: usize) -> u64 {
+pub(crate) fn read_u32_le(b: &[u8], at: usize) -> u64 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as u64
 }
 
@@ -41,8 +41,8 @@ fn short_words(bytes: &[u8]) -> (u64, u64) {
         // Four overlapping 4-byte reads cover every byte of 4..=16.
         let q = (n >> 3) << 2;
         (
-            (r4(bytes, 0) << 32) | r4(bytes, q),
-            (r4(bytes, n - 4) << 32) | r4(bytes, n - 4 - q),
+            (read_u32_le(bytes, 0) << 32) | read_u32_le(bytes, q),
+            (read_u32_le(bytes, n - 4) << 32) | read_u32_le(bytes, n - 4 - q),
         )
     } else if n > 0 {
         let b = |i: usize| bytes[i] as u64;
@@ -56,19 +56,25 @@ fn short_words(bytes: &[u8]) -> (u64, u64) {
 #[inline]
 pub fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     let n = bytes.len();
-    let mut seed = seed ^ P0;
+    let mut seed = seed ^ SEED_MIX;
     let (a, b) = if n <= 16 {
         short_words(bytes)
     } else {
         let mut at = 0;
         while n - at > 16 {
-            seed = fold(r8(bytes, at) ^ P1, r8(bytes, at + 8) ^ seed);
+            seed = fold_mul(
+                read_u64_le(bytes, at) ^ INPUT_MIX,
+                read_u64_le(bytes, at + 8) ^ seed,
+            );
             at += 16;
         }
         // The last 16 bytes, overlapping what was hashed already.
-        (r8(bytes, n - 16), r8(bytes, n - 8))
+        (read_u64_le(bytes, n - 16), read_u64_le(bytes, n - 8))
     };
-    fold(P1 ^ n as u64, fold(a ^ P1, b ^ seed) ^ P2)
+    fold_mul(
+        INPUT_MIX ^ n as u64,
+        fold_mul(a ^ INPUT_MIX, b ^ seed) ^ FINAL_MIX,
+    )
 }
 
 /// `a == b`, inline for the short keys of a lookup (names, labels): word compares with an
@@ -81,16 +87,17 @@ pub fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
     } else if !(4..=64).contains(&n) {
         return a == b;
     } else if n < 8 {
-        return r4(a, 0) == r4(b, 0) && r4(a, n - 4) == r4(b, n - 4);
+        return read_u32_le(a, 0) == read_u32_le(b, 0)
+            && read_u32_le(a, n - 4) == read_u32_le(b, n - 4);
     }
     let mut at = 0;
     while at + 8 < n {
-        if r8(a, at) != r8(b, at) {
+        if read_u64_le(a, at) != read_u64_le(b, at) {
             return false;
         }
         at += 8;
     }
-    r8(a, n - 8) == r8(b, n - 8)
+    read_u64_le(a, n - 8) == read_u64_le(b, n - 8)
 }
 
 /// A one-multiply hash of the length and (beyond 16 bytes) the first, middle and last 8 bytes
@@ -103,11 +110,11 @@ pub fn hash_sampled(bytes: &[u8]) -> u64 {
         short_words(bytes)
     } else {
         (
-            r8(bytes, 0) ^ r8(bytes, (n - 8) / 2).rotate_left(32),
-            r8(bytes, n - 8),
+            read_u64_le(bytes, 0) ^ read_u64_le(bytes, (n - 8) / 2).rotate_left(32),
+            read_u64_le(bytes, n - 8),
         )
     };
-    fold(a ^ P1, b ^ n as u64 ^ P2)
+    fold_mul(a ^ INPUT_MIX, b ^ n as u64 ^ FINAL_MIX)
 }
 
 /// A [`Hasher`] over [`hash_bytes`]: each write folds into the state.
@@ -122,7 +129,7 @@ impl Hasher for FastHasher {
 
     #[inline]
     fn write_u64(&mut self, i: u64) {
-        self.0 = fold(self.0 ^ i ^ P1, P2);
+        self.0 = fold_mul(self.0 ^ i ^ INPUT_MIX, FINAL_MIX);
     }
 
     #[inline]

@@ -311,7 +311,7 @@ fn on_done_again(env: Env<'_>) -> Term<'_> {
     (atoms::error(), atoms::done()).encode(env)
 }
 
-fn decode_algorithm(alg: Atom) -> NifResult<Algorithm> {
+pub(crate) fn decode_algorithm(alg: Atom) -> NifResult<Algorithm> {
     if alg == atoms::blake3() {
         Ok(Algorithm::Blake3)
     } else if alg == atoms::sha256() {
@@ -534,12 +534,4 @@ pub fn bytes_term<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
     let mut bin = NewBinary::new(env, bytes.len());
     bin.as_mut_slice().copy_from_slice(bytes);
     bin.into()
-}
-
-/// Benchmark baseline only (never used by the library): a digest of any size on the calling
-/// *normal* scheduler, which is what a naive NIF does.
-#[rustler::nif]
-fn bench_normal_digest<'a>(env: Env<'a>, algorithm: Atom, data: Binary<'a>) -> NifResult<Term<'a>> {
-    let algorithm = decode_algorithm(algorithm)?;
-    Ok(bytes_term(env, &digest::digest(algorithm, &data)))
 }

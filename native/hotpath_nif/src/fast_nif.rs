@@ -1,12 +1,25 @@
-//! NIF entry points for the record paths, without `#[rustler::nif]`'s per-call allocation.
+//! The one native trick on the entry points: `limiter_hit`, the NIF behind
+//! `Hotpath.RateLimiter.hit/2`, is registered without `#[rustler::nif]`'s wrapper.
 //!
 //! rustler 0.39's generated wrapper collects the arguments into a `Vec<Term>` on every call
-//! (a heap allocation and free, about half the cost of an empty NIF call). [`fast_nif!`]
-//! registers a function through the same `rustler::Nif` inventory but passes the arguments as
-//! a fixed-size array, and is inlined into the registered function, so the implementation is
-//! a direct call and its result never crosses a stack round trip. A successful result is
-//! encoded directly; panics and errors are handled exactly as rustler does (`catch_unwind`,
-//! then `handle_nif_result`).
+//! (a heap allocation and a free) and returns through `NifReturned`. [`fast_nif!`] registers a
+//! function through the same `rustler::Nif` inventory but passes the arguments as a
+//! fixed-size array; a successful result is encoded directly, and errors and panics go through
+//! rustler's own `handle_nif_result`, so the Elixir side sees exactly what `#[rustler::nif]`
+//! would give it.
+//!
+//! Why it stays: the A/B row of `make bench` (`hit/2, fast entry` against `hit/2,
+//! #[rustler::nif] entry` in benches/native_ab.exs; the plain twin is compiled in by the
+//! `bench` feature, see `bench.rs`) measured the plain entry at 1.37x-1.74x (1 process) and
+//! 1.24x-1.42x (one per scheduler) on 2026-12-01, over the 15% bar. (`noop_hit_shape`, its
+//! benchmark floor, is registered the same way.) The same trick on the `:telemetry`
+//! handler's NIF (`metrics_record_index`) gave 1.07x/1.08x on a whole event and was removed;
+//! every other NIF uses `#[rustler::nif]`.
+//!
+//! The cost: `rustler::codegen_runtime` is doc-hidden and may change in any rustler release.
+//! It is what `#[rustler::nif]` itself expands to in 0.39 (`rustler_codegen/src/nif.rs`);
+//! when upgrading rustler, compare this file with that expansion, or delete it and register
+//! `limiter_hit` with `#[rustler::nif]` (its plain twin in `bench.rs` shows how).
 
 use rustler::codegen_runtime::{handle_nif_result, ErlNifEnv, ErlNifTerm};
 use rustler::{Atom, Encoder, Env, NifResult, Term};
@@ -48,7 +61,8 @@ pub unsafe fn call<const N: usize, T: Encoder>(
 }
 
 /// Registers `$imp: fn(Env, [Term; $arity]) -> NifResult<T>` as the NIF `$name/$arity` of the
-/// module given to `rustler::init!`, on a normal scheduler.
+/// module given to `rustler::init!`, on a normal scheduler. Only for the entry point named
+/// in the module docs.
 macro_rules! fast_nif {
     ($name:literal, $arity:literal, $imp:path) => {
         rustler::codegen_runtime::inventory::submit!(rustler::Nif {

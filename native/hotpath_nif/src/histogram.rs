@@ -5,13 +5,11 @@
 //! large (answering `:dirty`), and the Elixir side then calls the `_dirty` twin.
 
 use crate::error::{argument_error, guard, lift, NifResult};
-use crate::fast_nif::fast_nif;
-use crate::raw_resource::RawResourceType;
+use hotpath_core::clock;
 use hotpath_core::histogram::{check_quantile, Histogram, Options, Snapshot, WindowOptions};
 use rustler::types::binary::NewBinary;
-use rustler::{Atom, Binary, Encoder, Env, NifMap, Term};
+use rustler::{Atom, Binary, Encoder, Env, NifMap, Resource, ResourceArc, Term};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 mod atoms {
@@ -52,16 +50,11 @@ pub enum Clock {
     Manual(AtomicU64),
 }
 
-pub fn monotonic_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
 impl Clock {
     #[inline]
     pub fn now_ms(&self) -> u64 {
         match self {
-            Clock::Monotonic => monotonic_ms(),
+            Clock::Monotonic => clock::now_ms(),
             Clock::Manual(ms) => ms.load(Ordering::Relaxed),
         }
     }
@@ -73,15 +66,14 @@ pub struct HistogramResource {
     pub clock: Clock,
 }
 
-/// The resource type, opened in `load`. A raw type: its decode is one `enif_get_resource`.
-pub static HISTOGRAM: RawResourceType<HistogramResource> = RawResourceType::new();
+#[rustler::resource_impl(name = "Hotpath.Histogram")]
+impl Resource for HistogramResource {}
 
 /// Borrows the resource behind a term for the duration of the call (no reference-count
-/// traffic, no type lookup).
+/// traffic).
 #[inline]
-fn handle<'a>(term: Term<'a>) -> NifResult<&'a HistogramResource> {
-    HISTOGRAM
-        .get(term)
+pub(crate) fn handle<'a>(term: Term<'a>) -> NifResult<&'a HistogramResource> {
+    term.try_get_resource::<HistogramResource>()
         .ok_or_else(|| argument_error("expected a histogram from Hotpath.Histogram.new/1"))
 }
 
@@ -143,15 +135,14 @@ fn new(env: Env, options: NewOptions) -> NifResult<Term> {
         } else {
             Clock::Monotonic
         };
-        Ok(HISTOGRAM.make(env, HistogramResource { hist, clock }))
+        Ok(ResourceArc::new(HistogramResource { hist, clock }).encode(env))
     })
 }
 
-/// The hot path: decode the resource and a float, add to this thread's shard. Registered
-/// with [`fast_nif!`] (no argument vector).
-fn histogram_record<'a>(_env: Env<'a>, [h, value]: [Term<'a>; 2]) -> NifResult<Atom> {
+/// The hot path: decode the resource and a float, add to this thread's shard.
+#[rustler::nif]
+fn histogram_record(h: Term, value: f64) -> NifResult<Atom> {
     let h = handle(h)?;
-    let value: f64 = value.decode()?;
     let now = if h.hist.window().is_some() {
         h.clock.now_ms()
     } else {
@@ -160,8 +151,6 @@ fn histogram_record<'a>(_env: Env<'a>, [h, value]: [Term<'a>; 2]) -> NifResult<A
     lift(h.hist.record(value, now))?;
     Ok(atoms::ok())
 }
-
-fast_nif!("histogram_record", 2, histogram_record);
 
 #[rustler::nif]
 fn histogram_record_n(h: Term, value: f64, count: Term) -> NifResult<Atom> {
@@ -357,13 +346,10 @@ fn from_binary<'a>(env: Env<'a>, bin: Binary) -> NifResult<Term<'a>> {
         let hist = Histogram::from_snapshot(snapshot, hotpath_core::histogram::default_shards());
         Ok((
             atoms::ok(),
-            HISTOGRAM.make(
-                env,
-                HistogramResource {
-                    hist,
-                    clock: Clock::Monotonic,
-                },
-            ),
+            ResourceArc::new(HistogramResource {
+                hist,
+                clock: Clock::Monotonic,
+            }),
         )
             .encode(env))
     })

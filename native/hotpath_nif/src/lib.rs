@@ -1,25 +1,25 @@
 //! rustler glue for Hotpath: term decoding, resources, error encoding and scheduling flags.
 //!
 //! One module per area; all logic lives in `hotpath_core`. NIFs register themselves through
-//! `#[rustler::nif]`, so `init!` lists none of them.
+//! `#[rustler::nif]` (`limiter_hit` through `fast_nif!`, see `fast_nif.rs`), so
+//! `init!` lists none of them. Resources are `#[rustler::resource_impl]` types.
 
+#[cfg(feature = "bench")]
+mod bench;
 mod compute;
 mod error;
 mod fast_nif;
 mod histogram;
 mod limiter;
 mod metrics;
-mod metrics_cluster;
 mod password;
 mod published;
-mod raw_resource;
 mod system;
+mod term;
 
 fn load(env: rustler::Env, _info: rustler::Term) -> bool {
     error::install_panic_hook();
-    histogram::HISTOGRAM.open(env, c"Hotpath.Histogram")
-        && metrics::METRICS.open(env, c"Hotpath.Metrics")
-        && metrics::HANDLES.open(env, c"Hotpath.Metrics.Handle")
+    term::check_words(env)
 }
 
 rustler::init!("Elixir.Hotpath.Native", load = load);

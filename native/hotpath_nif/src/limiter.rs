@@ -11,21 +11,20 @@
 
 use crate::error::{argument_error, guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
-use crate::published::{LocalTable, Published};
-use hotpath_core::clock::{self, Anchor};
+use crate::published::Published;
+use hotpath_core::clock;
 use hotpath_core::limiter::{
     Algorithm, ByteKind, Config, Decision, KeyRef, OnFull, Policy, Table, NS_PER_MS,
 };
 use rustler::types::binary::{Binary, OwnedBinary};
 use rustler::{Atom, Encoder, Env, NifMap, Resource, ResourceArc, Term, TermType};
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod atoms {
     rustler::atoms! {
-        allow, deny, infinity, nil, hit, peek, report,
+        allow, deny, infinity, nil, hit, peek, report, unpublished,
         gcra, token_bucket, fixed_window, sliding_window,
         measured_key = "$hotpath_measured_key",
     }
@@ -55,7 +54,7 @@ pub struct Limiter {
 
 impl Limiter {
     /// Nanoseconds since the table was created, from `hotpath_core::clock` (monotonic).
-    fn now_ns(&self) -> u64 {
+    pub(crate) fn now_ns(&self) -> u64 {
         clock::now_ns().saturating_sub(self.epoch_ns)
     }
 }
@@ -75,19 +74,6 @@ impl std::ops::Deref for LimiterResource {
 }
 
 static PUBLISHED: Published<Limiter> = Published::new();
-
-/// What the hot path keeps per scheduler thread: its copy of the published limiters and its
-/// clock anchor, together so that a hit makes one thread-local access.
-struct HotLocal {
-    limiters: LocalTable<Limiter>,
-    clock: Anchor,
-}
-
-thread_local! {
-    static HOT: RefCell<HotLocal> = const {
-        RefCell::new(HotLocal { limiters: LocalTable::new(), clock: Anchor::new() })
-    };
-}
 
 fn algorithm_of(atom: Atom) -> NifResult<Algorithm> {
     let pairs = [
@@ -200,7 +186,7 @@ fn decode_key(term: Term<'_>) -> NifResult<KeyBuf<'_>> {
     } else if let Ok(int) = term.decode::<i64>() {
         KeyRef::Int(int)
     } else if term.is_atom() {
-        KeyRef::Atom(atom_identity(term))
+        KeyRef::Atom(crate::term::word(term))
     } else if let Some(encoded) = measured_key(term) {
         KeyRef::Bytes(ByteKind::Term, encoded.as_slice())
     } else {
@@ -378,33 +364,28 @@ fn key_too_large(size: usize) -> rustler::Error {
     ))
 }
 
-/// The raw term word of an atom: it encodes the atom's index in the VM's atom table, which
-/// never changes while the VM runs (atoms are never garbage collected), so equal atoms always
-/// have equal words and different atoms different ones.
-fn atom_identity(term: Term) -> u64 {
-    let raw = term.as_c_arg();
-    // SAFETY: `ErlNifTerm` is `#[repr(transparent)]` over `size_t` (rustler `sys/types.rs`),
-    // so it has exactly the size, alignment and validity of `usize`, and every bit pattern of
-    // a `usize` is valid: the transmute only reinterprets the same word.
-    let word: usize = unsafe { std::mem::transmute::<rustler::sys::ErlNifTerm, usize>(raw) };
-    word as u64
-}
-
-/// A decision to encode as the NIF's result; `report`: wrapped as `{:report, decision}` for a
-/// denial the caller reports to telemetry.
-struct Answer {
-    decision: Decision,
-    report: bool,
+/// What `limiter_hit` answers (see the return conventions in `Hotpath.Native`).
+pub(crate) enum Answer {
+    /// A decision; `report`: wrapped as `{:report, decision}` for a denial the caller reports
+    /// to telemetry.
+    Decided { decision: Decision, report: bool },
+    /// `:unpublished`: nothing is published under the name.
+    Unpublished,
 }
 
 impl Encoder for Answer {
     #[inline]
     fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
-        let term = encode_decision(env, self.decision);
-        if self.report && !self.decision.allowed() {
-            (atoms::report(), term).encode(env)
-        } else {
-            term
+        match *self {
+            Answer::Decided { decision, report } => {
+                let term = encode_decision(env, decision);
+                if report && !decision.allowed() {
+                    (atoms::report(), term).encode(env)
+                } else {
+                    term
+                }
+            }
+            Answer::Unpublished => atoms::unpublished().encode(env),
         }
     }
 }
@@ -512,7 +493,7 @@ fn limiter_publish(
     name: Atom,
     report_denies: bool,
 ) -> Atom {
-    // Publishing copies the published set (a few µs): charged by its time.
+    // Publishing takes the table's write lock (it waits for readers): charged by its time.
     let started = Instant::now();
     limiter
         .report_denies
@@ -533,32 +514,43 @@ fn limiter_unpublish(env: Env, limiter: ResourceArc<LimiterResource>, name: Atom
 
 /// The hot path, `limiter_hit(name, key, cost)`: a hit of `cost` with the table's policy at
 /// the current time, on the limiter published under the atom `name`. A denial comes back as
-/// `{:report, decision}` when the limiter reports denials. Registered without rustler's
-/// per-call argument vector (see `fast_nif.rs`).
+/// `{:report, decision}` when the limiter reports denials.
 ///
-/// When nothing is published under `name` it returns the atom `:unpublished` (rustler's
-/// `Error::Atom` is a plain return value, not a raise): that is a cluster limiter, whose table
+/// When nothing is published under `name` it returns the atom `:unpublished`: that is a
+/// cluster limiter, whose table
 /// is published under an internal name, or no limiter at all. Elixir tells the two apart off
 /// the hot path and raises for an unknown name.
+///
+/// Registered with [`fast_nif!`] (see `fast_nif.rs`); `bench.rs` has its `#[rustler::nif]`
+/// twin for the A/B row.
 fn limiter_hit<'a>(env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
-    let cost = positive(cost, "cost")?;
-    let key = decode_key(key)?;
-    let (answer, work) = HOT
-        .with(|cell| {
-            let HotLocal { limiters, clock } = &mut *cell.borrow_mut();
-            PUBLISHED.find(limiters, name.as_c_arg(), |limiter| {
-                let now = clock.now_ns().saturating_sub(limiter.epoch_ns);
-                let (decision, work) = limiter.table.hit_counted(key.as_key(), now, cost, None);
-                let report = limiter.report_denies.load(Ordering::Relaxed);
-                (Answer { decision, report }, work)
-            })
-        })
-        .ok_or(rustler::Error::Atom("unpublished"))?;
-    charge_work(env, work);
-    Ok(answer)
+    hit_published(env, name, key, cost, Limiter::now_ns)
 }
 
 fast_nif!("limiter_hit", 3, limiter_hit);
+
+/// `limiter_hit` with the time on the limiter's clock given by `now` (the benchmark's
+/// plain-clock variant passes another clock).
+pub(crate) fn hit_published(
+    env: Env,
+    name: Term,
+    key: Term,
+    cost: Term,
+    now: impl FnOnce(&Limiter) -> u64,
+) -> NifResult<Answer> {
+    let cost = positive(cost, "cost")?;
+    let key = decode_key(key)?;
+    let (answer, work) = PUBLISHED
+        .find(name.as_c_arg(), |limiter| {
+            let now = now(limiter);
+            let (decision, work) = limiter.table.hit_counted(key.as_key(), now, cost, None);
+            let report = limiter.report_denies.load(Ordering::Relaxed);
+            (Answer::Decided { decision, report }, work)
+        })
+        .unwrap_or((Answer::Unpublished, 0));
+    charge_work(env, work);
+    Ok(answer)
+}
 
 /// The general path: `op` (`:hit` or `:peek`) with an optional injected `now` (ms on the
 /// limiter's clock) and an optional per-call policy `{limit, period_ms, burst | nil}`.

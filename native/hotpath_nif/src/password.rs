@@ -143,22 +143,3 @@ fn password_raw<'a>(
         Ok(bytes_term(env, &out).encode(env))
     })
 }
-
-/// Benchmark baseline only (never used by the library): an argon2id hash on the calling
-/// *normal* scheduler, which is what a naive NIF does.
-#[rustler::nif]
-fn bench_normal_password_hash(
-    password: Binary,
-    salt: Binary,
-    m_cost: u32,
-    t_cost: u32,
-    p_cost: u32,
-) -> NifResult<String> {
-    let params = HashParams {
-        m_cost,
-        t_cost,
-        p_cost,
-        hash_len: 32,
-    };
-    guard(|| lift(password::hash_phc(&password, &salt, &params)))
-}

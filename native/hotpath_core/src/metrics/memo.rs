@@ -17,8 +17,7 @@
 //! [`Registry::generation`]: super::Registry::generation
 
 use super::Series;
-use crate::fasthash::{fold, r4, r8, P1, P2};
-use std::mem::MaybeUninit;
+use crate::fasthash::{fold_mul, read_u32_le, read_u64_le, FINAL_MIX, INPUT_MIX};
 use std::sync::Arc;
 
 /// Words of the longest call key; longer keys are not memoized.
@@ -39,9 +38,10 @@ const INT: u64 = 3 << 56;
 pub struct CallKey {
     len: usize,
     hash: u64,
-    /// `words[..len]` are written; the rest is never read. Left uninitialized: zeroing the
-    /// whole array on every call cost about as much as the rest of the key.
-    words: [MaybeUninit<u64>; KEY_WORDS],
+    /// `words[..len]` are written; the rest is never read. Zeroed at `new` (192 bytes, a few
+    /// stores: a few ns on a call of hundreds; it replaced reading the array as uninitialized
+    /// memory, issue #15).
+    words: [u64; KEY_WORDS],
 }
 
 /// The last `n % 8` bytes of `b` (`n = b.len()`, not a multiple of 8) as one little-endian
@@ -51,10 +51,10 @@ fn tail_word(b: &[u8]) -> u64 {
     let n = b.len();
     let rem = n % 8;
     if n >= 8 {
-        r8(b, n - 8) >> ((8 - rem) * 8)
+        read_u64_le(b, n - 8) >> ((8 - rem) * 8)
     } else if rem >= 4 {
         // Two overlapping 4-byte reads; the overlap holds the same bytes in both.
-        r4(b, 0) | (r4(b, rem - 4) << ((rem - 4) * 8))
+        read_u32_le(b, 0) | (read_u32_le(b, rem - 4) << ((rem - 4) * 8))
     } else {
         // 1 to 3 bytes: the first, middle and last byte, each at its own place (they
         // coincide for shorter tails and then OR the same byte twice).
@@ -70,14 +70,14 @@ impl CallKey {
         CallKey {
             len: 0,
             hash: 0,
-            words: [MaybeUninit::uninit(); KEY_WORDS],
+            words: [0; KEY_WORDS],
         }
     }
 
     /// Appends a word (the caller checked there is room).
     #[inline(always)]
     fn put(&mut self, word: u64) {
-        self.words[self.len] = MaybeUninit::new(word);
+        self.words[self.len] = word;
         // Rotate and XOR: one cycle a word. Weak mixing is enough here, `with_hit` folds the
         // result before using it, and a collision only costs a miss.
         self.hash = self.hash.rotate_left(23) ^ word;
@@ -93,7 +93,7 @@ impl CallKey {
         }
         self.put(BINARY | n as u64);
         for chunk in bytes.chunks_exact(8) {
-            self.put(r8(chunk, 0));
+            self.put(read_u64_le(chunk, 0));
         }
         if !n.is_multiple_of(8) {
             self.put(tail_word(bytes));
@@ -102,7 +102,7 @@ impl CallKey {
     }
 
     #[inline]
-    fn push2(&mut self, header: u64, word: u64) -> bool {
+    fn push_tagged(&mut self, header: u64, word: u64) -> bool {
         if self.len + 2 > KEY_WORDS {
             return false;
         }
@@ -114,24 +114,19 @@ impl CallKey {
     /// An atom, by its term (atoms live as long as the VM, so the term names one atom).
     #[inline]
     pub fn push_atom(&mut self, term: u64) -> bool {
-        self.push2(ATOM, term)
+        self.push_tagged(ATOM, term)
     }
 
     /// A 64-bit integer.
     #[inline]
     pub fn push_int(&mut self, i: i64) -> bool {
-        self.push2(INT, i as u64)
+        self.push_tagged(INT, i as u64)
     }
 
     /// The words pushed so far.
     #[inline]
     pub fn words(&self) -> &[u64] {
-        let written = &self.words[..self.len];
-        // SAFETY: `put` is the only writer and writes `words[len]` before incrementing `len`,
-        // and `len` never decreases, so every element of `words[..len]` is initialized.
-        // `MaybeUninit<u64>` has the size, alignment and layout of `u64`, so the initialized
-        // slice may be read as `[u64]` of the same length, borrowed from `self`.
-        unsafe { std::slice::from_raw_parts(written.as_ptr().cast::<u64>(), written.len()) }
+        &self.words[..self.len]
     }
 }
 
@@ -144,7 +139,7 @@ impl Default for CallKey {
 /// Word-by-word equality. The early exit keeps it scalar: a vectorized compare would load
 /// several words written by separate stores at once, which cannot forward.
 #[inline]
-fn same(a: &[u64], b: &[u64]) -> bool {
+fn words_equal(a: &[u64], b: &[u64]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -178,9 +173,9 @@ pub struct Memo {
 /// a miss (the table is direct-mapped and bounded), never a longer probe.
 #[inline]
 fn hash(instance: u64, selector: u32, key: &CallKey) -> u64 {
-    fold(
-        key.hash ^ instance ^ P1,
-        ((selector as u64) << 8) ^ key.len as u64 ^ P2,
+    fold_mul(
+        key.hash ^ instance ^ INPUT_MIX,
+        ((selector as u64) << 8) ^ key.len as u64 ^ FINAL_MIX,
     )
 }
 
@@ -213,7 +208,7 @@ impl Memo {
                     && e.instance == instance
                     && e.selector == selector
                     && e.generation == generation
-                    && same(&e.key, key.words()) =>
+                    && words_equal(&e.key, key.words()) =>
             {
                 Ok(f(&e.series))
             }

@@ -7,9 +7,9 @@
 //! they are checked completely (a defect is `{:error, {:malformed, message}}`) before anything
 //! is merged.
 
+use super::{registry, ProperVec};
 use crate::error::{guard, lift, NifResult};
-use crate::histogram::monotonic_ms;
-use crate::metrics::{registry, ProperVec};
+use hotpath_core::clock;
 use hotpath_core::histogram::{Snapshot, Sum};
 use hotpath_core::metrics::merge::{Exported, ExportedMetric, ExportedSeries};
 use hotpath_core::metrics::prometheus::render_cluster_up;
@@ -81,7 +81,7 @@ fn encode_value<'a>(env: Env<'a>, value: &Exported) -> Term<'a> {
 fn metrics_export<'a>(env: Env<'a>, reg: Term<'a>) -> NifResult<Term<'a>> {
     let r = registry(reg)?;
     guard(|| {
-        let exported = r.registry.export(monotonic_ms());
+        let exported = r.registry.export(clock::now_ms());
         let terms: Vec<Term> = exported
             .iter()
             .map(|m| {
@@ -222,7 +222,7 @@ fn metrics_import<'a>(reg: Term<'a>, exported: Term<'a>, node: String) -> NifRes
             .map(decode_metric)
             .collect::<Malformed<Vec<_>>>()
     }))?;
-    guard(|| lift(r.registry.import(&decoded, &node, monotonic_ms())))?;
+    guard(|| lift(r.registry.import(&decoded, &node, clock::now_ms())))?;
     Ok(atoms::ok())
 }
 
@@ -237,7 +237,7 @@ fn metrics_prometheus_cluster<'a>(
     let r = registry(reg)?;
     let nodes = nodes.0;
     guard(|| {
-        let mut text = r.registry.render_prometheus(monotonic_ms());
+        let mut text = r.registry.render_prometheus(clock::now_ms());
         render_cluster_up(&mut text, &nodes);
         Ok(binary(env, text.as_bytes()))
     })
