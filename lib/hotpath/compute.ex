@@ -230,12 +230,14 @@ defmodule Hotpath.Compute do
         name when is_atom(name) and name not in [nil, true, false] -> Process.whereis(name)
         {:global, _} -> GenServer.whereis(pool)
         {:via, module, _} when is_atom(module) -> via_whereis(pool)
-        {name, node} when is_atom(name) and is_atom(node) -> GenServer.whereis(pool)
+        # A pool on another node needs distribution; without it no pool runs there.
+        {name, node} when is_atom(name) and node == node() -> Process.whereis(name)
+        {name, node} when is_atom(name) and is_atom(node) -> Node.alive?() && pool
         other -> raise ArgumentError, not_a_pool_message(other, where)
       end
 
     case target do
-      nil ->
+      falsy when falsy in [nil, false] ->
         :not_running
 
       pid when is_pid(pid) and node(pid) == node() ->

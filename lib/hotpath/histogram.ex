@@ -278,7 +278,8 @@ defmodule Hotpath.Histogram do
   defp to_float!(int) do
     :erlang.float(int)
   rescue
-    ArgumentError -> raise ArgumentError, "value #{int} is too large to record"
+    ArgumentError ->
+      raise ArgumentError, "value #{Hotpath.Options.describe(int)} is too large to record"
   end
 
   defp not_a_number(value), do: "value must be an integer or a float, got: #{inspect(value)}"
@@ -355,7 +356,11 @@ defmodule Hotpath.Histogram do
   defp quantile!(q) when is_number(q) and q >= 0 and q <= 1, do: q / 1
 
   defp quantile!(q),
-    do: raise(ArgumentError, "quantile must be a number between 0 and 1, got: #{inspect(q)}")
+    do:
+      raise(
+        ArgumentError,
+        "quantile must be a number between 0 and 1, got: #{Hotpath.Options.describe(q)}"
+      )
 
   @typedoc """
   A read of one view. `buckets` are the classic buckets as `{upper_bound, count}` (not
@@ -530,5 +535,9 @@ defmodule Hotpath.Histogram do
   def advance(h, ms) when is_integer(ms) and ms >= 0, do: Native.histogram_advance(h, ms)
 
   def advance(_h, ms),
-    do: raise(ArgumentError, "advance/2 expects a non-negative integer, got: #{inspect(ms)}")
+    do:
+      raise(
+        ArgumentError,
+        "advance/2 expects a non-negative integer, got: #{Hotpath.Options.describe(ms)}"
+      )
 end

@@ -97,7 +97,7 @@ defmodule Hotpath.Options do
 
       :error ->
         raise ArgumentError,
-              "#{inspect(key)} must be #{expected(type)}, got: #{inspect(value, limit: 10)} " <>
+              "#{inspect(key)} must be #{expected(type)}, got: #{describe(value)} " <>
                 "(#{where})"
     end
   end
@@ -126,9 +126,21 @@ defmodule Hotpath.Options do
   defp keyword!(opts, where) do
     if not (is_list(opts) and Keyword.keyword?(opts)) do
       raise ArgumentError,
-            "#{where} options must be a keyword list, got: #{inspect(opts, limit: 10)}"
+            "#{where} options must be a keyword list, got: #{describe(opts)}"
     end
   end
+
+  @doc false
+  # A caller's value in an error message: inspected with limits, and an integer too large to
+  # print cheaply by its size (printing a megabit integer in decimal takes seconds, and
+  # `inspect/2`'s limits do not shorten integers).
+  @spec describe(term()) :: String.t()
+  def describe(int) when is_integer(int) and abs(int) > 0xFFFF_FFFF_FFFF_FFFF do
+    sign = if int < 0, do: "-", else: ""
+    "#{sign}an integer of #{byte_size(:binary.encode_unsigned(abs(int))) * 8} bits"
+  end
+
+  def describe(value), do: inspect(value, limit: 10, printable_limit: 100)
 
   @doc "The option list of `schema` as Markdown, hidden options left out."
   @spec docs(schema()) :: String.t()

@@ -111,7 +111,8 @@ defmodule Hotpath.Password do
       doc: "The `Hotpath.Compute` pool to run in"
     ],
     timeout: [
-      type: {:or, [{:integer, 0, :infinity}, {:value, :infinity}]},
+      # The largest timeout `receive ... after` accepts.
+      type: {:or, [{:integer, 0, 4_294_967_295}, {:value, :infinity}]},
       default: 5_000,
       doc: "With `:compute`, milliseconds to wait, queue time included"
     ]

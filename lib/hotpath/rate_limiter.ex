@@ -521,7 +521,7 @@ defmodule Hotpath.RateLimiter do
           {ms, policy}
 
         {:now, ms}, _ ->
-          raise ArgumentError, "#{@now_doc}, got: #{inspect(ms)}"
+          raise ArgumentError, "#{@now_doc}, got: #{Hotpath.Options.describe(ms)}"
 
         {key, value}, {now, policy}
         when key in [:limit, :period, :burst] and is_integer(value) and value > 0 ->

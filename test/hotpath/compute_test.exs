@@ -83,6 +83,18 @@ defmodule Hotpath.ComputeTest do
       assert %{completed: 7, started: 7} = Compute.info(pool)
     end
 
+    test "{name, node}: this node's pool by name, another node's only over distribution" do
+      pool = start_pool()
+      assert Compute.run({pool, node()}, fn -> :here end) == {:ok, :here}
+      assert Compute.run({:no_such_pool, node()}, fn -> 1 end) == {:error, :not_running}
+
+      # Without distribution no pool runs on another node; with it, the node is not there.
+      assert Compute.run({pool, :nobody@nowhere}, fn -> 1 end) in [
+               {:error, :not_running},
+               {:error, {:pool_down, :noconnection}}
+             ]
+    end
+
     test "bad arguments raise ArgumentError; a missing pool is {:error, :not_running}" do
       pool = start_pool()
 
@@ -101,6 +113,15 @@ defmodule Hotpath.ComputeTest do
       assert_raise ArgumentError, ~r/unknown options/, fn ->
         Compute.run(pool, fn -> 1 end, t: 1)
       end
+
+      # Beyond what `receive ... after` accepts: refused before the job is queued.
+      assert_raise ArgumentError,
+                   ~r/:timeout must be an integer in 0..4294967295 or :infinity/,
+                   fn ->
+                     Compute.run(pool, fn -> 1 end, timeout: 2 ** 33)
+                   end
+
+      assert %{started: 0} = Compute.info(pool)
 
       assert Compute.run(:no_such_pool, fn -> 1 end) == {:error, :not_running}
       assert Compute.run({:global, :no_such_pool}, fn -> 1 end) == {:error, :not_running}

@@ -194,6 +194,23 @@ defmodule Hotpath.HistogramTest do
       assert_raise ArgumentError, fn -> Histogram.advance(Histogram.new(clock: :manual), -1) end
     end
 
+    test "errors name a huge integer by its size instead of printing it" do
+      h = Histogram.new()
+      huge = Bitwise.bsl(1, 4_000_000)
+
+      for call <- [
+            fn -> Histogram.record(h, huge) end,
+            fn -> Histogram.record(h, -huge) end,
+            fn -> Histogram.quantile(h, huge) end,
+            fn -> Histogram.advance(Histogram.new(clock: :manual), -huge) end,
+            fn -> Histogram.new(shards: huge) end
+          ] do
+        # (In decimal, 1.2 million digits: minutes of a scheduler's time to print.)
+        error = assert_raise ArgumentError, call
+        assert Exception.message(error) =~ "an integer of 4000008 bits"
+      end
+    end
+
     test "advance stops at the end of time instead of wrapping to an earlier one" do
       h = Histogram.new(window: {1000, 2}, clock: :manual)
       max = 18_446_744_073_709_551_615

@@ -31,7 +31,8 @@ defmodule Hotpath.Compute.Options do
 
   @run_schema [
     timeout: [
-      type: {:or, [{:integer, 0, :infinity}, {:value, :infinity}]},
+      # The largest timeout `receive ... after` accepts.
+      type: {:or, [{:integer, 0, 4_294_967_295}, {:value, :infinity}]},
       default: 5_000,
       doc: "Milliseconds, queue time included"
     ]

@@ -35,7 +35,10 @@ defmodule Hotpath.Metrics.Recording do
   def to_float!(int) do
     :erlang.float(int)
   rescue
-    ArgumentError -> reraise ArgumentError, "value #{int} is too large to record", __STACKTRACE__
+    ArgumentError ->
+      reraise ArgumentError,
+              "value #{Hotpath.Options.describe(int)} is too large to record",
+              __STACKTRACE__
   end
 
   @doc false
