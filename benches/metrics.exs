@@ -204,7 +204,7 @@ defmodule Bench.Metrics do
       Metrics.record(Bench.Metrics.Render, "bench.render.duration", v / 10, %{id: i})
     end
 
-    memory = Metrics.info(Bench.Metrics.Render).memory
+    memory = Metrics.info(Bench.Metrics.Render).memory_bytes
 
     times =
       for _ <- 1..5 do

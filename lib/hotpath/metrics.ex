@@ -48,8 +48,8 @@ defmodule Hotpath.Metrics do
 
   ## Hot path
 
-  `record/4` is one NIF call (no message to a process): it finds the instance by name in a
-  per-thread copy of the native table of running instances, resolves the metric name, reads
+  `record/4` is one NIF call (no message to a process): it finds the instance by name in the
+  native table of running instances, resolves the metric name, reads
   the tags out of the map and records into the series (found through a per-thread cache),
   without allocating once the series exists. Tag values that are binaries, atoms or numbers
   are read natively; others are converted with `inspect/1`. For a loop that records into the
