@@ -129,6 +129,22 @@ defmodule Hotpath.MetricsTest do
   end
 
   describe "record/4" do
+    test "atom tag values are told apart by their identity on the native path" do
+      # The series memo and the limiter keys read an atom by its term word (term.rs): 200
+      # atoms recorded i times each, in a shuffled order, keep exactly their own counts.
+      name = start!([Metrics.counter("atoms.seen.count", tags: [:kind, :other])])
+      atoms = for i <- 1..200, do: {:"kind_#{i}", i}
+
+      atoms
+      |> Enum.flat_map(fn {atom, i} -> List.duplicate(atom, i) end)
+      |> Enum.shuffle()
+      |> Enum.each(&(:ok = Metrics.record(name, "atoms.seen.count", nil, %{kind: &1, other: :x})))
+
+      %{series: series} = name |> Metrics.snapshot() |> find([:atoms, :seen, :count], :counter)
+      counts = Map.new(series, &{&1.tags.kind, &1.value})
+      assert counts == Map.new(atoms, fn {atom, i} -> {Atom.to_string(atom), i} end)
+    end
+
     test "every kind, by string or atom-list name, with tags" do
       name =
         start!([

@@ -59,8 +59,12 @@ defmodule Hotpath.SchedulerTrace do
         end
       end)
 
+    # A setup that raises ends the process: fail at once instead of waiting for the timeout.
+    monitor = Process.monitor(pid)
+
     receive do
-      {:ready, ^pid} -> :ok
+      {:ready, ^pid} -> Process.demonitor(monitor, [:flush])
+      {:DOWN, ^monitor, _, _, reason} -> raise "the traced process exited: #{inspect(reason)}"
     end
 
     # CPU timestamps: the scheduler thread's CPU time, which does not advance while the OS has
