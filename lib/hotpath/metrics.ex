@@ -51,8 +51,9 @@ defmodule Hotpath.Metrics do
   `record/4` is one NIF call (no message to a process): it finds the instance by name in the
   native table of running instances, resolves the metric name, reads
   the tags out of the map and records into the series (found through a per-thread cache),
-  without allocating once the series exists. Tag values that are binaries, atoms or numbers
-  are read natively; others are converted with `inspect/1`. For a loop that records into the
+  without allocating once the series exists. Tag values that are binaries, atoms or integers
+  are read natively; others (floats included: `1.0` is the label `"1.0"`, never `"1"`) are
+  converted with `inspect/1`. For a loop that records into the
   same series, `handle/3` resolves it once and `record_handle/2` costs about as much as
   `Hotpath.Histogram.record/2`.
 

@@ -129,6 +129,31 @@ defmodule Hotpath.MetricsTest do
   end
 
   describe "record/4" do
+    test "a float tag value has one text on every path, apart from an equal integer" do
+      name = start!([Metrics.counter("floats.seen.count", tags: [:a, :b])])
+
+      for tags <- [
+            %{a: 1.0, b: "x"},
+            %{a: 1, b: "x"},
+            %{a: 1.0e20, b: "x"},
+            # A map that needs converting anyway (a tuple) gives the same texts.
+            %{a: 1.0, b: {:x}},
+            %{a: 1.0e20, b: {:x}}
+          ] do
+        :ok = Metrics.record(name, "floats.seen.count", nil, tags)
+      end
+
+      %{series: series} = name |> Metrics.snapshot() |> find([:floats, :seen, :count], :counter)
+
+      assert series |> Enum.map(&{&1.tags.a, &1.tags.b, &1.value}) |> Enum.sort() == [
+               {"1", "x", 1},
+               {"1.0", "x", 1},
+               {"1.0", "{:x}", 1},
+               {"1.0e20", "x", 1},
+               {"1.0e20", "{:x}", 1}
+             ]
+    end
+
     test "atom tag values are told apart by their identity on the native path" do
       # The series memo and the limiter keys read an atom by its term word (term.rs): 200
       # atoms recorded i times each, in a shuffled order, keep exactly their own counts.

@@ -25,8 +25,8 @@ pub(super) fn refusal(r: Refusal) -> Atom {
 }
 
 /// Appends the label text of one tag value: binaries (UTF-8, at most [`MAX_LABEL_BYTES`]),
-/// atoms (`nil` is ""), integers, floats. Anything else asks the caller to convert the tags to
-/// strings. The length is checked before the bytes are read, so a long binary costs nothing.
+/// atoms (`nil` is ""), integers. Anything else (floats included) asks the caller to convert
+/// the tags to strings. The length is checked before the bytes are read, so a long binary costs nothing.
 #[inline]
 fn push_tag(key: &mut Vec<u8>, value: Term) -> Result<(), Refusal> {
     if let Ok(bin) = value.decode::<Binary>() {
@@ -52,9 +52,10 @@ fn push_tag(key: &mut Vec<u8>, value: Term) -> Result<(), Refusal> {
     } else if let Ok(i) = value.decode::<i64>() {
         let mut buf = [0u8; 24];
         push_label(key, format_int(i, &mut buf));
-    } else if let Ok(f) = value.decode::<f64>() {
-        push_label(key, format!("{f}").as_bytes());
     } else {
+        // Floats too: their text is Elixir's (`inspect/1`: "1.0", "1.0e20"), written by the
+        // caller's conversion, so a float never shares a series with an equal integer and
+        // one value has one text on every path.
         return Err(Refusal::ConvertTags);
     }
     Ok(())
