@@ -80,7 +80,7 @@ defmodule Hotpath.Bench do
 
   @doc "Prints the header (once per VM), then runs `fun`: the body of every bench script."
   def main(fun) do
-    unless :persistent_term.get({__MODULE__, :header}, false) do
+    if not :persistent_term.get({__MODULE__, :header}, false) do
       IO.puts(header())
       :persistent_term.put({__MODULE__, :header}, true)
     end

@@ -66,7 +66,7 @@ defmodule Hotpath.Demo do
     port = Keyword.get(opts, :port, 4040)
     ip = Keyword.get(opts, :ip, {127, 0, 0, 1})
 
-    unless is_integer(port) and port in 0..65_535 do
+    if not (is_integer(port) and port in 0..65_535) do
       raise ArgumentError, "port must be an integer in 0..65535, got: #{inspect(port)}"
     end
 

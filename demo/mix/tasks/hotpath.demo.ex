@@ -93,7 +93,7 @@ defmodule Mix.Tasks.Hotpath.Demo do
           Mix.raise("--#{key} must not be negative")
         end
 
-        unless opts[:port] in 0..65_535, do: Mix.raise("--port must be in 0..65535")
+        if opts[:port] not in 0..65_535, do: Mix.raise("--port must be in 0..65535")
         opts
 
       {_, rest, invalid} ->
