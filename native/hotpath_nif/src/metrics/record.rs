@@ -243,7 +243,7 @@ fn record_named(
 
 /// Records `value` with `tags` into the metrics named `name`. Returns `:ok`, or an atom saying
 /// why nothing was recorded: `:unknown_metric`, `:bad_value`, `:missing_tag`, `:convert_tags`
-/// (a tag value is not a string, atom or number: the caller converts and retries).
+/// (a tag value is not a string, atom or integer: the caller converts and retries).
 #[rustler::nif]
 fn metrics_record<'a>(
     reg: Term<'a>,
