@@ -73,8 +73,8 @@ defmodule Hotpath.Metrics do
 
   A metric has at most 32 tags; a label value (a tag value as text) is at most 4096 bytes,
   otherwise `record/4` and `handle/3` raise `ArgumentError` and the handler counts the event as
-  dropped. Tag values that are not strings, atoms or numbers are converted with `inspect/1`
-  and its default limits (so two large terms that differ only beyond those limits share a
+  dropped. Numbers become their Elixir text (`1` is `"1"`, `1.0` is `"1.0"`); other tag values
+  that are not strings or atoms are converted with `inspect/1` and its default limits (so two large terms that differ only beyond those limits share a
   series). A name segment is at most 255 characters (it becomes an atom). `:prune_every` and
   the cluster `:timeout` are at most `4_294_967_295` ms; `:max_series` at most `10_000_000`.
   """
@@ -164,7 +164,8 @@ defmodule Hotpath.Metrics do
 
   Raises `Hotpath.NotRunningError` when no instance of that name runs, and `ArgumentError`
   when the metric does not exist, the value is not a number, or a tag is missing. Tag values
-  that are not strings, atoms or numbers are converted with `inspect/1`.
+  that are not strings or atoms are converted to text (`1` is `"1"`, `1.0` is `"1.0"`, other
+  terms through `inspect/1`).
   """
   @spec record(instance(), String.t() | [atom()], number() | nil, map()) :: :ok
   def record(instance, name, value, tags \\ %{}) do
