@@ -232,12 +232,12 @@ defmodule Hotpath.Compute do
         {:via, module, _} when is_atom(module) -> via_whereis(pool)
         # A pool on another node needs distribution; without it no pool runs there.
         {name, node} when is_atom(name) and node == node() -> Process.whereis(name)
-        {name, node} when is_atom(name) and is_atom(node) -> Node.alive?() && pool
+        {name, node} when is_atom(name) and is_atom(node) -> if Node.alive?(), do: pool
         other -> raise ArgumentError, not_a_pool_message(other, where)
       end
 
     case target do
-      falsy when falsy in [nil, false] ->
+      nil ->
         :not_running
 
       pid when is_pid(pid) and node(pid) == node() ->
