@@ -1,4 +1,4 @@
-//! Limiter keys: 24 bytes, with binaries up to 14 bytes stored inline.
+//! Limiter keys: 16 bytes, with binaries up to 14 bytes stored inline.
 //!
 //! The NIF layer turns an Elixir term into a [`KeyRef`] without allocating: binaries,
 //! integers and atoms directly, any other term through its external term format. A
@@ -51,17 +51,16 @@ impl Hash for KeyRef<'_> {
     }
 }
 
-/// An owned key, as stored in a table.
+/// An owned key, as stored in a table: two words.
 ///
-/// Integers, atoms and byte keys of up to [`INLINE_BYTES`] bytes are packed into two words
-/// (the top byte of the second word is a tag), so that a lookup compares two words and
-/// building the key costs a few register operations. Longer bytes are boxed.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Key {
-    /// The two words of a key that fits inline.
-    Inline(u64, u64),
-    /// Bytes longer than [`INLINE_BYTES`].
-    Heap(ByteKind, Box<[u8]>),
+/// The top byte of the second word is a tag. Integers, atoms and byte keys of up to
+/// [`INLINE_BYTES`] bytes are packed into the words themselves, so that a lookup compares two
+/// words per probed bucket and building the key costs a few register operations. Longer bytes
+/// live in a boxed slice owned by the key: the first word is its address, the second its
+/// length under the tag.
+pub struct Key {
+    a: u64,
+    b: u64,
 }
 
 const TAG_SHIFT: u32 = 56;
@@ -72,6 +71,11 @@ const TAG_INT: u64 = 0x20;
 const TAG_ATOM: u64 = 0x21;
 const TAG_HEAP_BINARY: u64 = 0x30;
 const TAG_HEAP_TERM: u64 = 0x31;
+
+#[inline]
+fn tag_of(b: u64) -> u64 {
+    b >> TAG_SHIFT
+}
 
 /// The two words of a key that is not stored on the heap, or `None` for longer bytes.
 #[inline(always)]
@@ -92,8 +96,7 @@ fn words(key: KeyRef<'_>) -> Option<(u64, u64)> {
     }
 }
 
-/// The tag-and-length word of heap bytes (hashed with them, so that a binary and a term
-/// with the same bytes hash apart).
+/// The tag-and-length word of heap bytes.
 #[inline]
 fn heap_meta(kind: ByteKind, len: usize) -> u64 {
     let tag = match kind {
@@ -147,66 +150,105 @@ fn unpack(a: u64, b: u64, len: usize) -> [u8; INLINE_BYTES] {
     data
 }
 
-/// The process's hash seed for limiter keys (random per process, so that keys chosen by
-/// clients cannot be made to collide).
-fn seed() -> &'static ahash::RandomState {
-    static SEED: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
-    SEED.get_or_init(ahash::RandomState::new)
-}
-
 impl Key {
     /// The owned form of a borrowed key (allocates only for bytes longer than
     /// [`INLINE_BYTES`]).
     #[inline]
     pub fn from_ref(key: KeyRef<'_>) -> Key {
-        Probe::new(key).into_key()
+        if let Some((a, b)) = words(key) {
+            return Key { a, b };
+        }
+        let KeyRef::Bytes(kind, bytes) = key else {
+            unreachable!("only byte keys are stored on the heap")
+        };
+        let boxed: Box<[u8]> = bytes.into();
+        let len = boxed.len();
+        let address = Box::into_raw(boxed).cast::<u8>().expose_provenance();
+        Key {
+            a: address as u64,
+            b: heap_meta(kind, len),
+        }
+    }
+
+    fn is_heap(&self) -> bool {
+        tag_of(self.b) >= TAG_HEAP_BINARY
+    }
+
+    /// The heap bytes of a heap key.
+    fn heap_slice(&self) -> &[u8] {
+        debug_assert!(self.is_heap());
+        let ptr = std::ptr::with_exposed_provenance::<u8>(self.a as usize);
+        // SAFETY: a heap key is only made by `from_ref`, which leaked a `Box<[u8]>` of exactly
+        // `b & LEN_MASK` bytes at `a` (with its provenance exposed). The fields are private and
+        // `Key` is neither `Copy` nor `Clone`, so the box is owned by this key alone and freed
+        // only by its `Drop`: the slice is valid, initialised and unaliased by writers for
+        // the lifetime of `&self`.
+        unsafe { std::slice::from_raw_parts(ptr, (self.b & LEN_MASK) as usize) }
     }
 
     /// Calls `f` with the borrowed view of this key (inline bytes are unpacked on the stack).
     pub fn with_ref<R>(&self, f: impl FnOnce(KeyRef<'_>) -> R) -> R {
-        match *self {
-            Key::Heap(kind, ref bytes) => f(KeyRef::Bytes(kind, bytes)),
-            Key::Inline(a, b) => match b >> TAG_SHIFT {
-                TAG_INT => f(KeyRef::Int(a as i64)),
-                TAG_ATOM => f(KeyRef::Atom(a)),
-                tag => {
-                    let (kind, len) = if tag >= TAG_INLINE_TERM {
-                        (ByteKind::Term, tag - TAG_INLINE_TERM)
-                    } else {
-                        (ByteKind::Binary, tag)
-                    };
-                    let data = unpack(a, b & LEN_MASK, len as usize);
-                    f(KeyRef::Bytes(kind, &data[..len as usize]))
-                }
-            },
+        let tag = tag_of(self.b);
+        match tag {
+            TAG_INT => f(KeyRef::Int(self.a as i64)),
+            TAG_ATOM => f(KeyRef::Atom(self.a)),
+            TAG_HEAP_BINARY => f(KeyRef::Bytes(ByteKind::Binary, self.heap_slice())),
+            TAG_HEAP_TERM => f(KeyRef::Bytes(ByteKind::Term, self.heap_slice())),
+            _ => {
+                let (kind, len) = if tag >= TAG_INLINE_TERM {
+                    (ByteKind::Term, tag - TAG_INLINE_TERM)
+                } else {
+                    (ByteKind::Binary, tag)
+                };
+                let data = unpack(self.a, self.b & LEN_MASK, len as usize);
+                f(KeyRef::Bytes(kind, &data[..len as usize]))
+            }
         }
     }
 
-    /// The key's hash: the same as its [`Probe`]'s.
+    /// The key's hash under `state`: the same as its [`Probe`]'s.
     #[inline]
-    pub fn hash64(&self) -> u64 {
-        match *self {
-            Key::Inline(a, b) => seed().hash_one((a, b)),
-            Key::Heap(kind, ref bytes) => seed().hash_one((heap_meta(kind, bytes.len()), bytes)),
+    pub fn hash_with(&self, state: &ahash::RandomState) -> u64 {
+        if self.is_heap() {
+            state.hash_one((self.b, self.heap_slice()))
+        } else {
+            state.hash_one((self.a, self.b))
         }
     }
 
     /// Bytes allocated outside the key itself (0 for inline keys).
     pub fn heap_bytes(&self) -> usize {
-        match self {
-            Key::Inline(..) => 0,
-            Key::Heap(_, bytes) => bytes.len(),
+        if self.is_heap() {
+            (self.b & LEN_MASK) as usize
+        } else {
+            0
         }
     }
 }
 
-/// A stored key hashes as its precomputed hash (see [`PassThrough`]).
-impl Hash for Key {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash64());
+impl Drop for Key {
+    fn drop(&mut self) {
+        if self.is_heap() {
+            let ptr = std::ptr::with_exposed_provenance_mut::<u8>(self.a as usize);
+            let len = (self.b & LEN_MASK) as usize;
+            // SAFETY: as in `heap_slice`, `a` and `len` are exactly the box `from_ref` leaked
+            // and this key owns it alone; `drop` runs once, so the box is freed once.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) });
+        }
     }
 }
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        if self.is_heap() {
+            self.b == other.b && self.heap_slice() == other.heap_slice()
+        } else {
+            self.a == other.a && self.b == other.b
+        }
+    }
+}
+
+impl Eq for Key {}
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -215,18 +257,13 @@ impl std::fmt::Debug for Key {
 }
 
 /// A key prepared for lookups: its hash, and what to compare stored keys with (two words for
-/// keys that fit inline, the borrowed bytes for longer ones). Hashing is done once, in
-/// [`Probe::new`]: the table picks the shard from it and the shard's map takes it as it is.
+/// keys that fit inline, the borrowed bytes for longer ones).
 #[derive(Debug, Clone, Copy)]
-pub struct Probe<'a> {
-    hash: u64,
-    shape: Shape<'a>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Shape<'a> {
+pub enum Probe<'a> {
+    /// The two words of a key stored inline.
     Words(u64, u64),
-    Long(ByteKind, &'a [u8]),
+    /// Bytes longer than [`INLINE_BYTES`], with their tag-and-length word.
+    Long(u64, ByteKind, &'a [u8]),
 }
 
 impl<'a> Probe<'a> {
@@ -234,104 +271,47 @@ impl<'a> Probe<'a> {
     #[inline(always)]
     pub fn new(key: KeyRef<'a>) -> Probe<'a> {
         match (words(key), key) {
-            (Some((a, b)), _) => Probe {
-                hash: seed().hash_one((a, b)),
-                shape: Shape::Words(a, b),
-            },
-            (None, KeyRef::Bytes(kind, bytes)) => Probe {
-                hash: seed().hash_one((heap_meta(kind, bytes.len()), bytes)),
-                shape: Shape::Long(kind, bytes),
-            },
+            (Some((a, b)), _) => Probe::Words(a, b),
+            (None, KeyRef::Bytes(kind, bytes)) => {
+                Probe::Long(heap_meta(kind, bytes.len()), kind, bytes)
+            }
             (None, _) => unreachable!("integers and atoms are always inline"),
         }
     }
 
-    /// The key's hash: equal to [`Key::hash64`] of the stored key.
+    /// The hash of the key under `state`: equal to [`Key::hash_with`] of the stored key.
     #[inline]
-    pub fn hash64(&self) -> u64 {
-        self.hash
+    pub fn hash_with(&self, state: &ahash::RandomState) -> u64 {
+        match *self {
+            Probe::Words(a, b) => state.hash_one((a, b)),
+            Probe::Long(meta, _, bytes) => state.hash_one((meta, bytes)),
+        }
     }
 
     /// True when `stored` is this key.
     #[inline]
     pub fn matches(&self, stored: &Key) -> bool {
-        match (self.shape, stored) {
-            (Shape::Words(a, b), Key::Inline(sa, sb)) => a == *sa && b == *sb,
-            (Shape::Long(kind, bytes), Key::Heap(skind, sbytes)) => {
-                kind == *skind && bytes == &sbytes[..]
-            }
-            _ => false,
+        match *self {
+            Probe::Words(a, b) => stored.a == a && stored.b == b,
+            Probe::Long(meta, _, bytes) => stored.b == meta && stored.heap_slice() == bytes,
         }
     }
 
     /// The bytes the stored key would allocate outside itself (as [`Key::heap_bytes`]).
     #[inline]
     pub fn heap_bytes(&self) -> usize {
-        match self.shape {
-            Shape::Words(..) => 0,
-            Shape::Long(_, bytes) => bytes.len(),
+        match *self {
+            Probe::Words(..) => 0,
+            Probe::Long(_, _, bytes) => bytes.len(),
         }
     }
 
     /// The key to store.
     pub fn into_key(self) -> Key {
-        match self.shape {
-            Shape::Words(a, b) => Key::Inline(a, b),
-            Shape::Long(kind, bytes) => Key::Heap(kind, bytes.into()),
+        match self {
+            Probe::Words(a, b) => Key { a, b },
+            Probe::Long(_, kind, bytes) => Key::from_ref(KeyRef::Bytes(kind, bytes)),
         }
-    }
-}
-
-/// A probe hashes as its precomputed hash, as the stored key does.
-impl Hash for Probe<'_> {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-impl papaya::Equivalent<Key> for Probe<'_> {
-    #[inline]
-    fn equivalent(&self, key: &Key) -> bool {
-        self.matches(key)
-    }
-}
-
-/// The hasher of a table's maps: keys and probes write their own precomputed hash (one
-/// `write_u64`), which it passes through.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PassThrough;
-
-/// The state of [`PassThrough`].
-#[derive(Debug, Default)]
-pub struct PassThroughHasher(u64);
-
-impl std::hash::BuildHasher for PassThrough {
-    type Hasher = PassThroughHasher;
-
-    #[inline]
-    fn build_hasher(&self) -> PassThroughHasher {
-        PassThroughHasher(0)
-    }
-}
-
-impl Hasher for PassThroughHasher {
-    #[inline]
-    fn write_u64(&mut self, hash: u64) {
-        self.0 = hash;
-    }
-
-    /// Only `write_u64` is used (by [`Key`] and [`Probe`]); anything else is folded in so the
-    /// hasher stays a hasher.
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
@@ -377,17 +357,18 @@ mod tests {
     }
 
     #[test]
-    fn a_key_is_24_bytes() {
-        assert_eq!(std::mem::size_of::<Key>(), 24);
+    fn a_key_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<Key>(), 16);
     }
 
     #[test]
     fn owned_and_borrowed_keys_agree() {
+        let state = ahash::RandomState::new();
         let long: Vec<u8> = (0..40).collect();
         for r in all_kinds(&long) {
             let owned = Key::from_ref(r);
             owned.with_ref(|back| assert_eq!(back, r));
-            assert_eq!(owned.hash64(), Probe::new(r).hash64());
+            assert_eq!(owned.hash_with(&state), Probe::new(r).hash_with(&state));
             assert_eq!(Probe::new(r).into_key(), owned);
         }
         assert_eq!(
