@@ -76,6 +76,32 @@ defmodule Bench.RateLimiter do
       ]
     )
 
+    Hotpath.Bench.scaling(
+      title: "Rate limiter: scaling from 1 process to one per scheduler (issue #18)",
+      note:
+        "10k binary keys, every process walking all of them from another offset (so every hit's key was last written by another scheduler), and one hot key. " <>
+          "The empty NIF is the core check: its scaling is what the machine gave in that round.",
+      cases: [
+        {"empty NIF", fn -> Hotpath.Native.noop() end},
+        {"hit :gcra", fn i -> RateLimiter.hit(allow, key.(i)) end},
+        {"hit :token_bucket", fn i -> RateLimiter.hit(:bench_bucket, key.(i)) end},
+        {"hit :fixed_window", fn i -> RateLimiter.hit(:bench_window, key.(i)) end},
+        {"hit :sliding_window", fn i -> RateLimiter.hit(:bench_sliding, key.(i)) end},
+        {"ets update_counter", fn i -> ets_counter(ets, key.(i)) end},
+        {"hit :gcra hot key", fn -> RateLimiter.hit(allow, "hot") end},
+        {"ets update_counter hot key", fn -> ets_counter(hot_ets, "hot") end}
+      ],
+      targets:
+        Enum.flat_map(
+          ["hit :gcra", "hit :token_bucket", "hit :fixed_window", "hit :sliding_window"],
+          &[{:scaling, &1, :>=, 1.6}, {:scaling_vs_core, &1, :>=, 0.85}]
+        ) ++
+          [
+            {:ratio, "hit :gcra", "ets update_counter", :<=, 0.67, :all},
+            {:scaling, "hit :gcra hot key", :>=, 0.9}
+          ]
+    )
+
     resident()
     sweep()
   end

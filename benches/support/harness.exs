@@ -78,6 +78,90 @@ defmodule Hotpath.Bench do
     %{title: title, results: results, targets_met: Enum.all?(met)}
   end
 
+  @doc """
+  Measures how `cases` scale from 1 process to one per online scheduler. Unlike `run/1`,
+  the two are measured back to back inside every round (1 process, then all), so a busy
+  host moves both alike; the table prints each case's scaling beside the core check's (the
+  first case, normally the empty NIF), which shows whether the cores were free.
+
+  Targets: `{:scaling, case, :>=, x}` (aggregate ops/s with all processes / ops/s with one),
+  `{:scaling_vs_core, case, :>=, x}` (that scaling / the core check's), and
+  `{:ratio, case, baseline, op, x, mode}` as in `run/1`.
+  """
+  def scaling(opts) do
+    title = Keyword.fetch!(opts, :title)
+    [{core, _} | _] = cases = Keyword.fetch!(opts, :cases)
+    targets = Keyword.get(opts, :targets, [])
+    rounds = Keyword.get(opts, :rounds, env_int("BENCH_ROUNDS", 5))
+    round_ms = Keyword.get(opts, :round_ms, env_int("BENCH_ROUND_MS", 200))
+    warmup_ms = Keyword.get(opts, :warmup_ms, env_int("BENCH_WARMUP_MS", 300))
+    procs = procs(:all)
+
+    IO.puts("\n## #{title}\n")
+    if note = opts[:note], do: IO.puts(note <> "\n")
+
+    calibrated =
+      Enum.map(cases, fn {name, fun} -> {name, fun, calibrate(fun, warmup_ms, round_ms)} end)
+
+    samples =
+      for _round <- 1..rounds, {name, fun, n} <- calibrated, reduce: %{} do
+        acc ->
+          one = measure(fun, n, 1)
+          all = measure(fun, n, procs)
+          Map.update(acc, name, [{one, all}], &[{one, all} | &1])
+      end
+
+    results =
+      for mode <- [:single, :all], into: %{} do
+        index = if mode == :single, do: 0, else: 1
+
+        {mode,
+         Map.new(calibrated, fn {name, _, n} ->
+           ns = median(Enum.map(samples[name], &elem(&1, index)))
+           {name, %{ns: ns, ops: 1.0e9 / ns, n: n}}
+         end)}
+      end
+
+    scaling = fn name -> results[:single][name].ns / results[:all][name].ns end
+
+    IO.puts(
+      "1 process and #{procs} processes (one per scheduler, aggregate) measured back to back, median of #{rounds} rounds:\n"
+    )
+
+    IO.puts(
+      "| case | 1 process ns/op | #{procs} processes ns/op | scaling | vs #{core} scaling |"
+    )
+
+    IO.puts("|---|---:|---:|---:|---:|")
+
+    for {name, _} <- cases do
+      IO.puts(
+        "| #{name} | #{format_ns(results[:single][name].ns)} | #{format_ns(results[:all][name].ns)} | " <>
+          "#{format_ratio(scaling.(name))} | #{format_ratio(scaling.(name) / scaling.(core))} |"
+      )
+    end
+
+    IO.puts("")
+
+    met =
+      Enum.map(targets, fn
+        {:scaling_vs_core, name, op, bound} ->
+          ratio = scaling.(name) / scaling.(core)
+
+          print_target(
+            "#{name}: scaling #{op_label(op)} #{bound}x the #{core}'s scaling",
+            format_ratio(ratio),
+            compare(ratio, op, bound)
+          )
+
+        target ->
+          report_target(target, results)
+      end)
+
+    IO.puts("")
+    %{title: title, results: results, targets_met: Enum.all?(met)}
+  end
+
   @doc "Prints the header (once per VM), then runs `fun`: the body of every bench script."
   def main(fun) do
     if not :persistent_term.get({__MODULE__, :header}, false) do
