@@ -10,7 +10,7 @@ defmodule Hotpath.RateLimiter.Owner do
   alias Hotpath.Native
   alias Hotpath.RateLimiter.Options
 
-  # Each sweep chunk is one NIF call on a normal scheduler: stay well under 1 ms.
+  # Each sweep chunk is one NIF call (on a dirty CPU scheduler) of about this budget.
   @chunk_budget_us 300
 
   @impl true

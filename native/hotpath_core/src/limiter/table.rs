@@ -67,6 +67,16 @@ impl Shard {
     }
 }
 
+/// Whether a purge may shrink the shard's map. Only sweeps do: freeing memory has a cost the
+/// table cannot bound (after a flood of keys expires, the allocator may hand tens of MB back
+/// to the OS inside one `free`, milliseconds of work), so it stays out of hits, and the NIF
+/// runs sweeps on a dirty scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shrink {
+    No,
+    IfMostlyEmpty,
+}
+
 /// A hit that could not store its new key because the table is full.
 struct Full(Decision);
 
@@ -226,7 +236,7 @@ impl Table {
             {
                 let mut map = self.shards[other].lock();
                 *work += map.len();
-                self.purge(&self.shards[other], &mut map, now);
+                self.purge(&self.shards[other], &mut map, now, Shrink::No);
             }
             if let Ok(decision) = self.try_hit(probe, hash, shard, now, cost, policy, work) {
                 return decision;
@@ -446,15 +456,16 @@ impl Table {
         }
         if shard.hint.load(Ordering::Relaxed) <= now {
             *work += map.len();
-            self.purge(shard, map, now);
+            self.purge(shard, map, now, Shrink::No);
             return take();
         }
         false
     }
 
     /// Removes the expired slots of one shard (whose lock the caller holds) and refreshes its
-    /// hint.
-    fn purge(&self, shard: &Shard, map: &mut HashTable<Entry>, now: u64) -> usize {
+    /// hint; with [`Shrink::IfMostlyEmpty`], also gives the memory of a mostly empty shard
+    /// back.
+    fn purge(&self, shard: &Shard, map: &mut HashTable<Entry>, now: u64, shrink: Shrink) -> usize {
         let mut removed = 0;
         let mut heap = 0;
         let mut next_expiry = u64::MAX;
@@ -474,7 +485,7 @@ impl Table {
             self.heap_bytes.fetch_sub(heap, Ordering::Relaxed);
             // Give memory back after a flood of keys has expired.
             let len = map.len();
-            if map.capacity() > 64 && map.capacity() > 4 * len {
+            if shrink == Shrink::IfMostlyEmpty && map.capacity() > 64 && map.capacity() > 4 * len {
                 let before = map.capacity();
                 map.shrink_to(len * 2, self.rehash());
                 self.resized(before, map.capacity());
@@ -490,7 +501,7 @@ impl Table {
         let mut removed = 0;
         for index in from..self.shards.len() {
             let shard = &self.shards[index];
-            removed += self.purge(shard, &mut shard.lock(), now);
+            removed += self.purge(shard, &mut shard.lock(), now, Shrink::IfMostlyEmpty);
             if started.elapsed() >= budget {
                 let next = index + 1;
                 return SweepChunk {
@@ -628,6 +639,26 @@ mod tests {
             .count();
         assert!(admitted >= 1, "expired keys were not reclaimed");
         assert!(t.len() <= 16);
+    }
+
+    /// Only sweeps give memory back: a hit that purges a full shard keeps its map's size
+    /// (freeing can cost milliseconds inside the allocator), the next sweep shrinks it.
+    #[test]
+    fn hits_purge_without_shrinking_and_sweeps_shrink() {
+        let t = table(Algorithm::FixedWindow, 1, 16 * 200, OnFull::Deny);
+        for i in 0..16 * 200 {
+            assert!(t.hit(KeyRef::Int(i), 0, 1, None).allowed());
+        }
+        let full = t.buckets.load(Ordering::Relaxed);
+        let later = 5000 * NS_PER_MS;
+        for i in 0..16 {
+            assert!(t.hit(KeyRef::Int(100_000 + i), later, 1, None).allowed());
+        }
+        assert!(t.len() < 16 * 200, "the hits purged expired keys");
+        assert!(t.buckets.load(Ordering::Relaxed) >= full, "and shrank nothing");
+        t.sweep(0, later, Duration::from_secs(1));
+        assert_eq!(t.len(), 16);
+        assert!(t.buckets.load(Ordering::Relaxed) < full / 4);
     }
 
     #[test]
