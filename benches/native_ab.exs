@@ -74,6 +74,30 @@ defmodule Bench.NativeAB do
         keep("clock (quanta)", "hit/2, clock: Instant", "hit/2, fast entry")
       ]
     )
+
+    key_layout()
+  end
+
+  # The packed limiter key (two words, a long key's box address packed into them, `unsafe` in
+  # key.rs) against its safe twin (an enum holding the box): what it buys is memory, not time.
+  defp key_layout do
+    rows =
+      for {label, long} <- [{"\"user:<i>\", 11 bytes (inline)", false}, {"32-byte keys (boxed)", true}] do
+        {packed_b, plain_b, packed_ns, plain_ns} = Native.bench_key_layout(1_000_000, long)
+
+        "| #{label} | #{round(packed_b)} | #{round(plain_b)} | #{Hotpath.Bench.format_ratio(plain_b / packed_b)} | " <>
+          "#{Hotpath.Bench.format_ns(packed_ns)} | #{Hotpath.Bench.format_ns(plain_ns)} |"
+      end
+
+    IO.puts("""
+    ## Native tricks, A/B: the packed limiter key
+
+    1M keys stored as a shard stores them (a `hashbrown` table of `(key, slot)` entries) and each looked up once per pass, best of 5 passes. Bytes per key: buckets at the table's load, control bytes and the boxes of long keys.
+
+    | keys | packed B/key | plain B/key | plain / packed | packed ns/lookup | plain ns/lookup |
+    |---|---:|---:|---:|---:|---:|
+    #{Enum.join(rows, "\n")}
+    """)
   end
 
   # What `hit/2` does with the NIF's answer.

@@ -315,6 +315,56 @@ impl<'a> Probe<'a> {
     }
 }
 
+/// The plain twin of [`Key`] for the A/B row of issue #15 (`benches/native_ab.exs`): the same
+/// inline packing, with long bytes in a `Box` held by an enum instead of an address packed
+/// into the key's words. Safe Rust, 24 bytes where [`Key`] is 16.
+#[cfg(feature = "bench")]
+pub mod plain {
+    use super::{heap_meta, words, ByteKind, KeyRef, Probe};
+
+    /// A key as a safe enum.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum PlainKey {
+        /// The two words of a key that fits inline (as [`super::Key`] packs them).
+        Inline(u64, u64),
+        /// Longer bytes.
+        Heap(ByteKind, Box<[u8]>),
+    }
+
+    impl PlainKey {
+        /// The owned form of `key`.
+        pub fn from_ref(key: KeyRef<'_>) -> PlainKey {
+            match (words(key), key) {
+                (Some((a, b)), _) => PlainKey::Inline(a, b),
+                (None, KeyRef::Bytes(kind, bytes)) => PlainKey::Heap(kind, bytes.into()),
+                (None, _) => unreachable!("integers and atoms are always inline"),
+            }
+        }
+
+        /// True when this is the key of `probe` (compared as [`Probe::matches`] compares).
+        #[inline]
+        pub fn matches(&self, probe: &Probe<'_>) -> bool {
+            match (self, *probe) {
+                (PlainKey::Inline(a, b), Probe::Words(pa, pb)) => *a == pa && *b == pb,
+                (PlainKey::Heap(kind, bytes), Probe::Long(_, pkind, pbytes)) => {
+                    *kind == pkind && **bytes == *pbytes
+                }
+                _ => false,
+            }
+        }
+
+        /// The key's hash under `state`, as [`super::Probe::hash_with`] computes it.
+        pub fn hash_with(&self, state: &ahash::RandomState) -> u64 {
+            match self {
+                PlainKey::Inline(a, b) => state.hash_one((*a, *b)),
+                PlainKey::Heap(kind, bytes) => {
+                    state.hash_one((heap_meta(*kind, bytes.len()), &bytes[..]))
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -655,7 +655,10 @@ mod tests {
             assert!(t.hit(KeyRef::Int(100_000 + i), later, 1, None).allowed());
         }
         assert!(t.len() < 16 * 200, "the hits purged expired keys");
-        assert!(t.buckets.load(Ordering::Relaxed) >= full, "and shrank nothing");
+        assert!(
+            t.buckets.load(Ordering::Relaxed) >= full,
+            "and shrank nothing"
+        );
         t.sweep(0, later, Duration::from_secs(1));
         assert_eq!(t.len(), 16);
         assert!(t.buckets.load(Ordering::Relaxed) < full / 4);
