@@ -170,4 +170,6 @@ defmodule Hotpath.Native do
   def bench_normal_password_hash(_password, _salt, _m_cost, _t_cost, _p_cost), do: err()
   def bench_limiter_hit_instant(_name, _key, _cost), do: err()
   def bench_limiter_hit_rustler_nif(_name, _key, _cost), do: err()
+  # metrics/mod.rs (`bench` module): the A/B switches of one registry.
+  def bench_metrics_variant(_registry, _bits), do: err()
 end

@@ -201,7 +201,29 @@ impl Memo {
         key: &CallKey,
         f: impl FnOnce(&[Arc<Series>]) -> R,
     ) -> Result<R, Probe> {
-        let hash = hash(instance, selector, key);
+        self.with_hit_hashed(
+            hash(instance, selector, key),
+            instance,
+            selector,
+            generation,
+            key,
+            f,
+        )
+    }
+
+    /// [`Memo::with_hit`] with the lookup's hash computed by the caller (any function of
+    /// `(instance, selector, key)`, the same one for every call on this memo): the A/B row of
+    /// the memo's hash against aHash (`benches/metrics_ab.exs`).
+    #[inline]
+    pub fn with_hit_hashed<R>(
+        &self,
+        hash: u64,
+        instance: u64,
+        selector: u32,
+        generation: u64,
+        key: &CallKey,
+        f: impl FnOnce(&[Arc<Series>]) -> R,
+    ) -> Result<R, Probe> {
         match self.slots.get(hash as usize & (SLOTS - 1)) {
             Some(Some(e))
                 if e.hash == hash

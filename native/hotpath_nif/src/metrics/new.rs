@@ -86,8 +86,18 @@ fn metrics_new(env: Env, specs: ProperVec<SpecIn>) -> NifResult<Term> {
             });
         }
         let mut groups = Vec::new();
-        let by_binary = number_groups(by_binary.into_entries(), &mut groups, &tag_keys, &core);
-        let by_atoms = number_groups(by_atoms, &mut groups, &tag_keys, &core);
+        let binary_groups: Vec<(Box<[u8]>, u32)> =
+            number_groups(by_binary.into_entries(), &mut groups, &tag_keys, &core);
+        let atom_groups: Vec<(Box<[ErlNifTerm]>, u32)> =
+            number_groups(by_atoms, &mut groups, &tag_keys, &core);
+        #[cfg(feature = "bench")]
+        let bench = super::bench::Variant::new(
+            binary_groups.iter().cloned().collect(),
+            atom_groups.iter().cloned().collect(),
+        );
+        let mut by_binary = BytesMap::default();
+        by_binary.extend(binary_groups);
+        let by_atoms = atom_groups.into_iter().collect();
         let singles = (0..core.len())
             .map(|i| Group::new(vec![i], &tag_keys, &core))
             .collect();
@@ -101,6 +111,8 @@ fn metrics_new(env: Env, specs: ProperVec<SpecIn>) -> NifResult<Term> {
             singles,
             by_binary,
             by_atoms,
+            #[cfg(feature = "bench")]
+            bench,
         })))
         .encode(env))
     })
