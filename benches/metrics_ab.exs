@@ -1,10 +1,11 @@
-# The A/B rows of the record path's native tricks (issue #15): the per-thread series memo
-# (`hotpath_core::metrics::memo`) and the hand-made hash (`hotpath_core::fasthash`), each
-# against its plain version, both compiled into one library (the `bench` cargo feature, which
-# `make bench` enables, adds per-instance switches: `Hotpath.Native.bench_metrics_variant/2`),
-# measured in the same run on the paths users call: a `:telemetry.execute/3` event into
-# `Hotpath.Metrics`, and `Hotpath.Metrics.record/4`. A trick stays only while its plain version
-# costs at least 15% more on that path.
+# The A/B row of the record path's native trick (issue #15): the per-thread series memo
+# (`hotpath_core::metrics::memo`) against the plain lookup, both compiled into one library
+# (the `bench` cargo feature, which `make bench` enables, adds a per-instance switch:
+# `Hotpath.Native.bench_metrics_variant/2`), measured in the same run on the paths users call:
+# a `:telemetry.execute/3` event into `Hotpath.Metrics`, and `Hotpath.Metrics.record/4`. The
+# trick stays only while its plain version costs at least 15% more on that path. (The
+# hand-made hash `fasthash`, A/B'd here against aHash before it was removed, has its rows in
+# benches/RESULTS.md; instruction counts: native/hotpath_core/examples/record_path_ab.rs.)
 #
 #     HOTPATH_CARGO_FEATURES=bench MIX_ENV=prod mix run benches/metrics_ab.exs
 #
@@ -21,13 +22,7 @@ defmodule Bench.MetricsAB do
   @bar 1.15
   # bench_metrics_variant bits (native/hotpath_nif/src/metrics/mod.rs)
   @plain_lookup 1
-  @plain_hash 2
-  @variants [
-    {"memo, fasthash (library)", 0},
-    {"no memo", @plain_lookup},
-    {"memo, aHash", @plain_hash},
-    {"no memo, aHash", @plain_lookup + @plain_hash}
-  ]
+  @variants [{"memo (library)", 0}, {"no memo", @plain_lookup}]
 
   # :telemetry 1.x's dispatch, for a VM without the package: the handlers of an event from one
   # ETS lookup, each applied inside try/catch (a raising handler is detached).
@@ -116,7 +111,7 @@ defmodule Bench.MetricsAB do
     telemetry.attach("bench-metrics-ab-noop", [:bench_ab, :noop], &__MODULE__.noop/4, nil)
 
     event_cases =
-      for %{label: label, event: event} <- Enum.take(instances, 3) do
+      for %{label: label, event: event} <- instances do
         {"event, #{label}", fn i -> telemetry.execute(event, measurements.(i), tags.(i)) end}
       end
 
@@ -125,23 +120,19 @@ defmodule Bench.MetricsAB do
       note:
         "`:telemetry.execute/3` (#{dispatch_note(telemetry)}) of a distribution with " <>
           "`unit: {:native, :millisecond}` and 2 binary tags (`route`, `method`; 16 tag sets " <>
-          "in turn), into the handler `Hotpath.Metrics` attaches. One instance per row, each " <>
-          "switched by `bench_metrics_variant/2` (the `bench` feature): \"memo, fasthash\" " <>
-          "is the library's path; \"no memo\" resolves the series on every call as a memo " <>
-          "miss does (tag values to label text, then the metric's map); \"memo, aHash\" " <>
-          "places memo entries by aHash instead of fasthash (this path has no name lookup). " <>
-          "\"telemetry dispatch\" is the same execute to a no-op handler.",
+          "in turn), into the handler `Hotpath.Metrics` attaches. One instance per row, " <>
+          "switched by `bench_metrics_variant/2` (the `bench` feature): \"memo\" is the " <>
+          "library's path; \"no memo\" resolves the series on every call as a memo miss " <>
+          "does (tag values to label text, then the metric's map). \"telemetry dispatch\" " <>
+          "is the same execute to a no-op handler.",
       cases:
         [
           {"empty NIF", fn -> Native.noop() end},
           {"telemetry dispatch",
            fn i -> telemetry.execute([:bench_ab, :noop], measurements.(i), tags.(i)) end}
         ] ++ event_cases,
-      baselines: ["empty NIF", "event, memo, fasthash (library)"],
-      targets: [
-        keep("memo", "event, no memo", "event, memo, fasthash (library)"),
-        keep("fasthash", "event, memo, aHash", "event, memo, fasthash (library)")
-      ]
+      baselines: ["empty NIF", "event, memo (library)"],
+      targets: [keep("memo", "event, no memo", "event, memo (library)")]
     )
 
     value = fn i -> 0.1 + Bitwise.band(i, 1023) / 1024 end
@@ -155,16 +146,10 @@ defmodule Bench.MetricsAB do
       title: "Native tricks, A/B: Hotpath.Metrics.record/4",
       note:
         "The same instances through `Hotpath.Metrics.record/4` with the binary name " <>
-          "(`\"bench_ab.router_dispatch.vN.duration\"`, 36 bytes) and the same tags: the name " <>
-          "lookup is the fasthash `BytesMap` (\"fasthash\") or a `HashMap` with aHash " <>
-          "(\"aHash\", which also places the memo's entries).",
+          "(`\"bench_ab.router_dispatch.vN.duration\"`, 36 bytes) and the same tags.",
       cases: [{"empty NIF", fn -> Native.noop() end} | record_cases],
-      baselines: ["empty NIF", "record/4, memo, fasthash (library)"],
-      targets: [
-        keep("memo", "record/4, no memo", "record/4, memo, fasthash (library)"),
-        keep("fasthash", "record/4, memo, aHash", "record/4, memo, fasthash (library)"),
-        keep("fasthash without the memo", "record/4, no memo, aHash", "record/4, no memo")
-      ]
+      baselines: ["empty NIF", "record/4, memo (library)"],
+      targets: [keep("memo", "record/4, no memo", "record/4, memo (library)")]
     )
 
     for %{name: name} <- instances, do: GenServer.stop(name)

@@ -16,17 +16,11 @@
 //! * `ab_memo`: the library's path, a per-thread memo hit (`hotpath_core::metrics::memo`);
 //! * `ab_plain`: no memo, the series resolved as a memo miss does (UTF-8 check, label key,
 //!   the metric's map, an `Arc` clone), then recorded;
-//! * `ab_memo_ahash`: the memo hit with its slot placed by aHash instead of `fasthash`;
-//! * `ab_names_fasthash` / `ab_names_ahash`: the name lookup of `record/4` (a 36-byte binary
-//!   name) in the `fasthash` `BytesMap` or a `HashMap` with aHash;
 //! * `ab_empty`: the loop and the value alone.
 
-use ahash::RandomState;
-use hotpath_core::fasthash::BytesMap;
 use hotpath_core::histogram::Options;
 use hotpath_core::metrics::memo::{CallKey, Memo};
 use hotpath_core::metrics::{push_label, Kind, Metric, MetricSpec, Registry, Series};
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -93,18 +87,25 @@ fn record_memo(memo: &mut Memo, metric: &Metric, uid: u64, route: &[u8], method:
     }
 }
 
-/// The series the slow way, as `resolve_group` builds it.
+/// The series the slow way, as `resolve_group` builds it (for a group of one metric).
 #[inline(always)]
 fn resolve(metric: &Metric, route: &[u8], method: &[u8]) -> Vec<Arc<Series>> {
+    let group = [metric];
     let mut buf = Vec::new();
-    let mut ends = Vec::with_capacity(1);
-    for value in [route, method] {
-        assert!(std::str::from_utf8(value).is_ok());
-        push_label(&mut buf, value);
+    let mut ends = Vec::with_capacity(group.len());
+    for _ in group {
+        for value in [route, method] {
+            assert!(std::str::from_utf8(value).is_ok());
+            push_label(&mut buf, value);
+        }
+        ends.push(buf.len());
     }
-    ends.push(buf.len());
-    let mut series = Vec::with_capacity(1);
-    series.push(metric.resolve(&buf[..ends[0]]).expect("resolved"));
+    let mut series = Vec::with_capacity(group.len());
+    let mut start = 0;
+    for (m, &end) in group.iter().zip(&ends) {
+        series.push(m.resolve(&buf[start..end]).expect("resolved"));
+        start = end;
+    }
     series
 }
 
@@ -139,60 +140,6 @@ fn ab_plain(metric: &Metric, tags: &[(Vec<u8>, Vec<u8>)]) {
     }
 }
 
-/// `record_memo` with the memo's slot placed by aHash (the NIF's `bench::memo_hash`).
-#[inline(always)]
-fn record_memo_ahash(memo: &mut Memo, metric: &Metric, route: &[u8], method: &[u8], v: f64) {
-    const STATE: RandomState = RandomState::with_seeds(1, 2, 3, 4);
-    let mut key = CallKey::new();
-    let memoized = key.push_binary(route) && key.push_binary(method);
-    assert!(memoized);
-    let hash = STATE.hash_one((2u64, 0u32, key.words()));
-    let hit = memo.with_hit_hashed(hash, 2, 0, 0, &key, |series| {
-        for s in series {
-            s.record(v, 0).expect("recorded");
-        }
-    });
-    if let Err(probe) = hit {
-        let series = resolve(metric, route, method);
-        memo.insert(probe, 2, 0, 0, &key, series);
-    }
-}
-
-#[inline(never)]
-fn ab_memo_ahash(memo: &mut Memo, metric: &Metric, tags: &[(Vec<u8>, Vec<u8>)]) {
-    for i in 0..CALLS {
-        let (route, method) = &tags[i % tags.len()];
-        record_memo_ahash(memo, metric, black_box(route), black_box(method), value(i));
-    }
-}
-
-/// The names `Hotpath.Metrics.record/4` looks up: 36 bytes, as in `benches/metrics_ab.exs`.
-fn names() -> Vec<Vec<u8>> {
-    (0..4)
-        .map(|n| format!("bench_ab.router_dispatch.v{n}.duration").into_bytes())
-        .collect()
-}
-
-#[inline(never)]
-fn ab_names_fasthash(map: &BytesMap<u32>, names: &[Vec<u8>]) -> u32 {
-    let mut sum = 0;
-    for i in 0..CALLS {
-        sum += *map.get(black_box(&names[i % names.len()])).expect("known");
-    }
-    sum
-}
-
-#[inline(never)]
-fn ab_names_ahash(map: &HashMap<Box<[u8]>, u32, RandomState>, names: &[Vec<u8>]) -> u32 {
-    let mut sum = 0;
-    for i in 0..CALLS {
-        sum += *map
-            .get(&black_box(&names[i % names.len()])[..])
-            .expect("known");
-    }
-    sum
-}
-
 #[inline(never)]
 fn ab_empty(tags: &[(Vec<u8>, Vec<u8>)]) {
     for i in 0..CALLS {
@@ -206,32 +153,17 @@ fn main() {
     let metric = registry.metric(0).expect("one metric");
     let tags = tag_sets();
     let mut memo = Memo::new();
-    // Every series exists and every memo entry is filled before the measured calls.
+    // Every series exists, has seen every value (its buckets are allocated lazily) and has its
+    // memo entry before the measured calls.
     for (route, method) in &tags {
+        for i in 0..1024 {
+            record_plain(metric, route, method, value(i));
+        }
         record_memo(&mut memo, metric, 1, route, method, 1.0);
     }
     ab_empty(&tags);
     ab_memo(&mut memo, metric, &tags);
     ab_plain(metric, &tags);
-    for (route, method) in &tags {
-        record_memo_ahash(&mut memo, metric, route, method, 1.0);
-    }
-    ab_memo_ahash(&mut memo, metric, &tags);
-    let names = names();
-    let mut fast = BytesMap::default();
-    fast.extend(
-        names
-            .iter()
-            .zip(0..)
-            .map(|(n, i)| (n.clone().into_boxed_slice(), i)),
-    );
-    let plain: HashMap<Box<[u8]>, u32, RandomState> = names
-        .iter()
-        .zip(0..)
-        .map(|(n, i)| (n.clone().into_boxed_slice(), i))
-        .collect();
-    black_box(ab_names_fasthash(&fast, &names));
-    black_box(ab_names_ahash(&plain, &names));
     println!(
         "{} records per variant into {} series",
         CALLS,

@@ -22,9 +22,8 @@ mod record;
 
 use crate::error::{argument_error, NifResult};
 use crate::published::Published;
-use hotpath_core::fasthash::{BytesMap, FastBuild};
 use hotpath_core::metrics::memo::Memo;
-use hotpath_core::metrics::{Kind, MetricSpec, Registry};
+use hotpath_core::metrics::{FastState, Kind, MetricSpec, Registry};
 use rustler::sys::ErlNifTerm;
 use rustler::{Atom, Decoder, Encoder, Env, Resource, Term};
 use std::cell::RefCell;
@@ -96,9 +95,9 @@ pub struct Instance {
     /// One group per metric, by metric index.
     pub(super) singles: Vec<Group>,
     /// Group index by dotted binary name.
-    pub(super) by_binary: BytesMap<u32>,
+    pub(super) by_binary: HashMap<Box<[u8]>, u32, FastState>,
     /// Group index by atom-list name (atom terms are stable for the VM's life).
-    pub(super) by_atoms: HashMap<Box<[ErlNifTerm]>, u32, FastBuild>,
+    pub(super) by_atoms: HashMap<Box<[ErlNifTerm]>, u32, FastState>,
     /// The A/B switches of this instance (`bench_metrics_variant`), only with the `bench`
     /// feature.
     #[cfg(feature = "bench")]
@@ -108,12 +107,9 @@ pub struct Instance {
 /// A/B switch: no per-thread series memo, every call resolves its series the plain way (label
 /// text, then the metric's map), as a memo miss does.
 pub(super) const PLAIN_LOOKUP: u8 = 1;
-/// A/B switch: aHash instead of `fasthash`: the name tables are `HashMap`s with aHash and the
-/// memo's slot is the aHash of `(instance, selector, call key words)`.
-pub(super) const PLAIN_HASH: u8 = 2;
 
-/// Whether the A/B switch `bit` (`PLAIN_LOOKUP`, `PLAIN_HASH`) is on for `r`: always false
-/// without the `bench` feature.
+/// Whether the A/B switch `bit` (`PLAIN_LOOKUP`) is on for `r`: always false without the
+/// `bench` feature.
 #[inline(always)]
 pub(super) fn plain(r: &Instance, bit: u8) -> bool {
     #[cfg(feature = "bench")]
@@ -133,50 +129,23 @@ pub(super) fn plain(r: &Instance, bit: u8) -> bool {
 pub(super) mod bench {
     use super::{atoms, registry, Instance};
     use crate::error::NifResult;
-    use hotpath_core::metrics::FastState;
-    use rustler::sys::ErlNifTerm;
     use rustler::{Atom, Term};
-    use std::collections::HashMap;
     use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
-    /// An instance's switches and the plain twins of its name tables.
+    /// An instance's switches.
+    #[derive(Default)]
     pub struct Variant {
         bits: AtomicU8,
-        pub by_binary: HashMap<Box<[u8]>, u32, FastState>,
-        pub by_atoms: HashMap<Box<[ErlNifTerm]>, u32, FastState>,
     }
 
     impl Variant {
-        pub fn new(
-            by_binary: HashMap<Box<[u8]>, u32, FastState>,
-            by_atoms: HashMap<Box<[ErlNifTerm]>, u32, FastState>,
-        ) -> Self {
-            Variant {
-                bits: AtomicU8::new(0),
-                by_binary,
-                by_atoms,
-            }
-        }
-
         #[inline(always)]
         pub fn is(&self, bit: u8) -> bool {
             self.bits.load(Relaxed) & bit != 0
         }
     }
 
-    /// The hash of a memo lookup with aHash (fixed seeds: one function for every instance).
-    #[inline]
-    pub fn memo_hash(instance: u64, selector: u32, words: &[u64]) -> u64 {
-        const STATE: FastState = FastState::with_seeds(
-            0x243f_6a88_85a3_08d3,
-            0x1319_8a2e_0370_7344,
-            0xa409_3822_299f_31d0,
-            0x082e_fa98_ec4e_6c89,
-        );
-        STATE.hash_one((instance, selector, words))
-    }
-
-    /// Sets the A/B switches of `reg` (`PLAIN_LOOKUP | PLAIN_HASH`, 0 for the library's path).
+    /// Sets the A/B switches of `reg` (`PLAIN_LOOKUP`, or 0 for the library's path).
     #[rustler::nif]
     fn bench_metrics_variant(reg: Term, bits: u8) -> NifResult<Atom> {
         let r: &Instance = registry(reg)?;

@@ -2,8 +2,8 @@
 //! telemetry handler's) and `metrics_drop`.
 
 use super::{
-    atoms, plain, registry, with_published, with_thread_state, Group, Instance, PLAIN_HASH,
-    PLAIN_LOOKUP, SINGLE,
+    atoms, plain, registry, with_published, with_thread_state, Group, Instance, PLAIN_LOOKUP,
+    SINGLE,
 };
 use crate::error::{argument_error, lift, NifResult};
 use hotpath_core::clock;
@@ -138,16 +138,9 @@ fn record_group(
     let now = if group.needs_time { clock::now_ms() } else { 0 };
     let mut probe = None;
     if memoized {
-        let record = |series: &[Arc<Series>]| record_all(series, number, now);
-        #[cfg(feature = "bench")]
-        let hit = if plain(r, PLAIN_HASH) {
-            let hash = super::bench::memo_hash(r.uid, selector, key.words());
-            memo.with_hit_hashed(hash, r.uid, selector, generation, &key, record)
-        } else {
-            memo.with_hit(r.uid, selector, generation, &key, record)
-        };
-        #[cfg(not(feature = "bench"))]
-        let hit = memo.with_hit(r.uid, selector, generation, &key, record);
+        let hit = memo.with_hit(r.uid, selector, generation, &key, |series| {
+            record_all(series, number, now)
+        });
         match hit {
             Ok(done) => return done,
             Err(missed) => probe = Some(missed),
@@ -215,10 +208,6 @@ pub(super) fn resolve_group(
 #[inline]
 pub(super) fn group_of<'r>(r: &'r Instance, name: Term) -> Option<(u32, &'r Group)> {
     let selector = if let Ok(bin) = name.decode::<Binary>() {
-        #[cfg(feature = "bench")]
-        if plain(r, PLAIN_HASH) {
-            return group_at(r, *r.bench.by_binary.get(bin.as_slice())?);
-        }
         *r.by_binary.get(bin.as_slice())?
     } else {
         let mut ids = [ErlNifTerm::default(); 32];
@@ -235,17 +224,8 @@ pub(super) fn group_of<'r>(r: &'r Instance, name: Term) -> Option<(u32, &'r Grou
         if !rest.is_empty_list() {
             return None;
         }
-        #[cfg(feature = "bench")]
-        if plain(r, PLAIN_HASH) {
-            return group_at(r, *r.bench.by_atoms.get(&ids[..n])?);
-        }
         *r.by_atoms.get(&ids[..n])?
     };
-    group_at(r, selector)
-}
-
-#[inline(always)]
-fn group_at(r: &Instance, selector: u32) -> Option<(u32, &Group)> {
     Some((selector, &r.groups[selector as usize]))
 }
 
