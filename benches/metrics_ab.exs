@@ -174,7 +174,8 @@ defmodule Bench.MetricsAB do
   defp dispatch_note(:telemetry), do: "the real :telemetry #{Application.spec(:telemetry, :vsn)}"
 
   defp dispatch_note(_),
-    do: ":telemetry is not installed here: a stand-in with its dispatch, one ETS lookup and a guarded apply"
+    do:
+      ":telemetry is not installed here: a stand-in with its dispatch, one ETS lookup and a guarded apply"
 
   # The trick stays while its plain version costs >= 15% more on the same call.
   defp keep(trick, plain, library) do

@@ -311,6 +311,31 @@ defmodule Hotpath.MetricsTest do
       assert [%{tags: %{t: "get", u: "1"}, value: 5}] = hd(Metrics.snapshot(name)).series
     end
 
+    test "the memo's A/B switch (bench feature): the plain lookup records into the same series" do
+      name = start!([Metrics.counter("a.b", tags: [:t]), Metrics.distribution("a.b", tags: [:t])])
+      registry = Hotpath.Metrics.Instance.registry!(name)
+      config = %{registry: name, metrics: [{0, :counter, :b, nil, &Definition.identity/1}]}
+
+      # With the memo, without it (bits 1: every call resolves its series), and with it again.
+      for bits <- [0, 1, 0] do
+        assert :ok = Hotpath.Native.bench_metrics_variant(registry, bits)
+
+        for t <- ["x", :x, "y"] do
+          assert :ok = Metrics.record(name, "a.b", 2, %{t: t})
+          assert :ok = Handler.handle_event([:a], %{b: 1}, %{t: t}, config)
+        end
+      end
+
+      assert_raise ArgumentError, fn -> Hotpath.Native.bench_metrics_variant(make_ref(), 1) end
+      snap = Metrics.snapshot(name)
+
+      assert [%{tags: %{t: "x"}, value: 12}, %{tags: %{t: "y"}, value: 6}] =
+               find(snap, [:a, :b], :counter).series
+
+      assert [%{tags: %{t: "x"}, count: 6, sum: 12.0}, %{tags: %{t: "y"}, count: 3, sum: 6.0}] =
+               find(snap, [:a, :b], :distribution).series
+    end
+
     test "a series pruned away is created again by the next record, memo or not" do
       name = start!([Metrics.distribution("a.b", tags: [:t])])
       for _ <- 1..3, do: Metrics.record(name, "a.b", 1.0, %{t: "x"})
