@@ -3,7 +3,8 @@
 # enables), measured in the same run on the path users call, `Hotpath.RateLimiter.hit/2`. A
 # trick stays only while its plain version costs at least 15% more on that path. (The
 # `:telemetry` handler of `Hotpath.Metrics` has no entry-point or name-table trick left: its
-# A/B rows, measured before those tricks were removed, are in benches/RESULTS.md.)
+# A/B rows, measured before those tricks were removed, are in benches/RESULTS.md; the record
+# path's series memo has its rows in benches/metrics_ab.exs.)
 #
 #     HOTPATH_CARGO_FEATURES=bench MIX_ENV=prod mix run benches/native_ab.exs
 Code.require_file("support/harness.exs", __DIR__)

@@ -97,9 +97,12 @@ defmodule Hotpath.Metrics do
   # ---- definitions --------------------------------------------------------------------
 
   @doc """
-  A counter: counts events. Options are those of `Telemetry.Metrics` (`:event_name`,
-  `:measurement`, `:tags`, `:tag_values`, `:keep`, `:drop`, `:description`, `:unit`,
-  `:reporter_options`).
+  A counter: counts events. Options are those of `Telemetry.Metrics`, validated here
+  (`ArgumentError`):
+
+  #{Definition.docs()}
+
+  `Hotpath.Metrics.Definition` lists the reporter options Hotpath reads.
   """
   @spec counter(String.t() | [atom()], keyword()) :: Definition.t()
   def counter(name, opts \\ []), do: Definition.new(:counter, name, opts)

@@ -171,4 +171,6 @@ defmodule Hotpath.Native do
   def bench_limiter_hit_instant(_name, _key, _cost), do: err()
   def bench_limiter_hit_rustler_nif(_name, _key, _cost), do: err()
   def bench_key_layout(_n, _long), do: err()
+  # metrics/mod.rs (`bench` module): the A/B switches of one registry.
+  def bench_metrics_variant(_registry, _bits), do: err()
 end

@@ -82,6 +82,83 @@ defmodule Hotpath.MetricsTest do
 
       assert_raise ArgumentError, ~r/expected a metric/, fn -> Definition.normalize!(:nope) end
     end
+
+    test "bad option values raise ArgumentError naming the option, the value and the metric" do
+      where = ~s/(Hotpath.Metrics.sum\/2 of "a.b")/
+
+      for {opts, message} <- [
+            {[tags: :route], ":tags must be a list of at most 32 atoms, got: :route"},
+            {[tags: [:a, "b"]], ~s/:tags must be a list of at most 32 atoms, got: [:a, "b"]/},
+            {[tag_values: &Map.take/2], ":tag_values must be a function of arity 1, got: "},
+            {[keep: true], ":keep must be nil, a function of arity 1 or a function of arity 2"},
+            {[drop: 1], ":drop must be nil, a function of arity 1 or a function of arity 2"},
+            {[description: 1], ":description must be nil or a UTF-8 string, got: 1"},
+            {[description: <<255>>], ":description must be nil or a UTF-8 string, got: <<255>>"},
+            {[unit: "s"],
+             ~s/:unit must be an atom or {from, to} of two time or two byte units, got: "s"/},
+            {[unit: {:second}], ":unit must be an atom or {from, to}"},
+            {[event_name: "a..b"],
+             ~s/:event_name must be a name, "a.b.c" or a non-empty list of atoms, got: "a..b"/},
+            {[event_name: []], ":event_name must be a name"},
+            {[event_name: [:a, "b"]], ":event_name must be a name"},
+            {[reporter_options: [1]], ":reporter_options must be a keyword list, got: [1]"},
+            {[reporter_options: %{buckets: [1]}], ":reporter_options must be a keyword list"},
+            {[keep: &is_map/1, drop: &is_map/1], ":keep and :drop: only one may be given"}
+          ] do
+        error = assert_raise ArgumentError, fn -> Metrics.sum("a.b", opts) end
+        assert error.message =~ message, "#{inspect(opts)}: #{error.message}"
+        assert error.message =~ where, "#{inspect(opts)}: #{error.message}"
+      end
+
+      assert_raise ArgumentError, ~r/^:unit cannot convert :byte to :second/, fn ->
+        Metrics.sum("a.b", unit: {:byte, :second})
+      end
+
+      assert_raise ArgumentError,
+                   ~r/Hotpath.Metrics.sum\/2 of "a.b" options must be a keyword list/,
+                   fn ->
+                     Metrics.sum("a.b", :nope)
+                   end
+
+      # Good values still build the same definitions.
+      d = Metrics.distribution("a.b.c", event_name: "x.y", tags: [], drop: &is_map/1)
+      assert {d.event_name, d.measurement, d.tags, d.unit} == {[:x, :y], :c, [], :unit}
+      assert d.keep.(:not_a_map) and not d.keep.(%{})
+      assert Metrics.counter("a.b", description: nil, keep: nil).description == nil
+    end
+
+    test "the fields of a Telemetry.Metrics struct are checked like the options" do
+      tm = %{
+        __struct__: Telemetry.Metrics.Sum,
+        name: [:a, :b],
+        event_name: [:a],
+        measurement: :b,
+        tags: [],
+        tag_values: & &1,
+        keep: nil,
+        description: nil,
+        unit: :unit,
+        reporter_options: []
+      }
+
+      for {field, value, message} <- [
+            {:tag_values, :nope, ":tag_values must be a function of arity 1, got: :nope"},
+            {:keep, :nope, ":keep must be nil, a function of arity 1 or a function of arity 2"},
+            {:description, 1, ":description must be nil or a UTF-8 string, got: 1"},
+            {:unit, {:native, :second}, ":unit must be an atom, got: {:native, :second}"},
+            {:reporter_options, :nope, ":reporter_options must be a keyword list, got: :nope"}
+          ] do
+        error =
+          assert_raise ArgumentError, fn -> Definition.normalize!(%{tm | field => value}) end
+
+        assert error.message =~ message
+        assert error.message =~ "(Telemetry.Metrics.Sum [:a, :b])"
+      end
+
+      # nil tag_values and reporter_options take their defaults, as before.
+      d = Definition.normalize!(%{tm | tag_values: nil, reporter_options: nil})
+      assert d.tag_values == (&Definition.identity/1) and d.reporter_options == []
+    end
   end
 
   describe "start_link/1" do
@@ -232,6 +309,31 @@ defmodule Hotpath.MetricsTest do
       end
 
       assert [%{tags: %{t: "get", u: "1"}, value: 5}] = hd(Metrics.snapshot(name)).series
+    end
+
+    test "the memo's A/B switch (bench feature): the plain lookup records into the same series" do
+      name = start!([Metrics.counter("a.b", tags: [:t]), Metrics.distribution("a.b", tags: [:t])])
+      registry = Hotpath.Metrics.Instance.registry!(name)
+      config = %{registry: name, metrics: [{0, :counter, :b, nil, &Definition.identity/1}]}
+
+      # With the memo, without it (bits 1: every call resolves its series), and with it again.
+      for bits <- [0, 1, 0] do
+        assert :ok = Hotpath.Native.bench_metrics_variant(registry, bits)
+
+        for t <- ["x", :x, "y"] do
+          assert :ok = Metrics.record(name, "a.b", 2, %{t: t})
+          assert :ok = Handler.handle_event([:a], %{b: 1}, %{t: t}, config)
+        end
+      end
+
+      assert_raise ArgumentError, fn -> Hotpath.Native.bench_metrics_variant(make_ref(), 1) end
+      snap = Metrics.snapshot(name)
+
+      assert [%{tags: %{t: "x"}, value: 12}, %{tags: %{t: "y"}, value: 6}] =
+               find(snap, [:a, :b], :counter).series
+
+      assert [%{tags: %{t: "x"}, count: 6, sum: 12.0}, %{tags: %{t: "y"}, count: 3, sum: 6.0}] =
+               find(snap, [:a, :b], :distribution).series
     end
 
     test "a series pruned away is created again by the next record, memo or not" do

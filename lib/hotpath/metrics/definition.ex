@@ -1,4 +1,83 @@
 defmodule Hotpath.Metrics.Definition do
+  @kinds [:counter, :sum, :last_value, :summary, :distribution]
+  @struct_kinds %{
+    Telemetry.Metrics.Counter => :counter,
+    Telemetry.Metrics.Sum => :sum,
+    Telemetry.Metrics.LastValue => :last_value,
+    Telemetry.Metrics.Summary => :summary,
+    Telemetry.Metrics.Distribution => :distribution
+  }
+  @time_units [:native, :second, :millisecond, :microsecond, :nanosecond]
+  @max_atom_chars 255
+  @max_tags 32
+  @byte_units %{byte: 1, kilobyte: 1_000, megabyte: 1_000_000}
+
+  @tags_type {:custom, __MODULE__, :tags_option, "a list of at most #{@max_tags} atoms"}
+  @predicate_type {:or, [{:value, nil}, {:fun, 1}, {:fun, 2}]}
+  @description_type {:or, [{:value, nil}, {:custom, __MODULE__, :text_option, "a UTF-8 string"}]}
+  # The options of `new/3` (`Hotpath.Metrics.counter/2` and the other builders): the names and
+  # meanings of `Telemetry.Metrics`.
+  @schema [
+    event_name: [
+      type: {:custom, __MODULE__, :name_option, "a name, \"a.b.c\" or a non-empty list of atoms"},
+      doc_default: "the name without its last segment",
+      doc:
+        "The `:telemetry` event the metric records (UTF-8, segments of at most " <>
+          "#{@max_atom_chars} characters)"
+    ],
+    measurement: [
+      type: :any,
+      doc_default: "the name's last segment",
+      doc:
+        "A key of the measurements map, or a function of the measurements (arity 1) or of " <>
+          "the measurements and the metadata (arity 2)"
+    ],
+    tags: [
+      type: @tags_type,
+      default: [],
+      doc: "Metadata keys whose values label the series"
+    ],
+    tag_values: [
+      type: {:fun, 1},
+      default: &__MODULE__.identity/1,
+      doc_default: "the metadata as it is",
+      doc: "A function of the metadata returning the map the tags are read from"
+    ],
+    keep: [
+      type: @predicate_type,
+      default: nil,
+      doc:
+        "Record only the events for which this function of the metadata (arity 1) or of the " <>
+          "metadata and the measurements (arity 2) returns `true`"
+    ],
+    drop: [
+      type: @predicate_type,
+      default: nil,
+      doc:
+        "The opposite of `:keep` (the events for which it returns `true` are skipped); only one of the two may be given"
+    ],
+    description: [
+      type: @description_type,
+      default: nil,
+      doc: "The `# HELP` text of the exposition"
+    ],
+    unit: [
+      type:
+        {:custom, __MODULE__, :unit_option, "an atom or {from, to} of two time or two byte units"},
+      default: :unit,
+      doc:
+        "The unit of the values; `{from, to}` converts each measurement (e.g. " <>
+          "`{:native, :millisecond}`) and the metric keeps `to`. Time units: " <>
+          "#{Enum.map_join(@time_units, ", ", &"`#{inspect(&1)}`")}; byte units: `:byte`, " <>
+          "`:kilobyte`, `:megabyte`"
+    ],
+    reporter_options: [
+      type: :keyword_list,
+      default: [],
+      doc: "Options for reporters; those Hotpath reads are listed below"
+    ]
+  ]
+
   @moduledoc """
   A metric definition: the plain equivalent of a `Telemetry.Metrics` struct.
 
@@ -12,30 +91,17 @@ defmodule Hotpath.Metrics.Definition do
   `tags` (metadata keys), `tag_values` (function of the metadata), `keep` (predicate on the
   metadata, or on metadata and measurements), `description`, `unit` and `reporter_options`.
 
+  Options of `new/3` (and of `Hotpath.Metrics.counter/2`, `sum/2`, `last_value/2`,
+  `summary/2`, `distribution/2`), validated there (`ArgumentError` naming the option and the
+  value); the fields of a `Telemetry.Metrics` struct are checked the same way by
+  `normalize!/1`:
+
+  #{Hotpath.Options.docs(@schema)}
+
   Reporter options Hotpath reads (others are left alone, for other reporters):
 
   #{Hotpath.Metrics.ReporterOptions.docs()}
   """
-
-  @kinds [:counter, :sum, :last_value, :summary, :distribution]
-  @struct_kinds %{
-    Telemetry.Metrics.Counter => :counter,
-    Telemetry.Metrics.Sum => :sum,
-    Telemetry.Metrics.LastValue => :last_value,
-    Telemetry.Metrics.Summary => :summary,
-    Telemetry.Metrics.Distribution => :distribution
-  }
-  # The options of a definition, each checked by its own function below (their messages
-  # name the metric).
-  @schema Enum.map(
-            [:event_name, :measurement, :tags, :tag_values, :keep, :drop, :description, :unit] ++
-              [:reporter_options],
-            &{&1, []}
-          )
-  @time_units [:native, :second, :millisecond, :microsecond, :nanosecond]
-  @max_atom_chars 255
-  @max_tags 32
-  @byte_units %{byte: 1, kilobyte: 1_000, megabyte: 1_000_000}
 
   defstruct [
     :kind,
@@ -77,31 +143,35 @@ defmodule Hotpath.Metrics.Definition do
   """
   @spec new(kind(), String.t() | [atom()], keyword()) :: t()
   def new(kind, name, opts \\ []) when kind in @kinds do
-    Hotpath.Options.known!(opts, @schema, "Hotpath.Metrics.#{kind}/2")
-
+    where = "Hotpath.Metrics.#{kind}/2 of #{Hotpath.Options.describe(name)}"
+    opts = Hotpath.Options.validate!(opts, @schema, where)
     name = name!(name)
     {event_name, default_measurement} = split(name, opts)
     measurement = Keyword.get(opts, :measurement, default_measurement)
-    {measurement, unit} = convert_unit(measurement, Keyword.get(opts, :unit, :unit))
+    {measurement, unit} = convert_unit(measurement, opts[:unit])
 
     %__MODULE__{
       kind: kind,
       name: name,
       event_name: event_name,
       measurement: measurement,
-      tags: tags!(Keyword.get(opts, :tags, []), name),
-      tag_values: tag_values!(Keyword.get(opts, :tag_values, &__MODULE__.identity/1)),
-      keep: keep(opts),
-      description: description!(Keyword.get(opts, :description)),
+      tags: opts[:tags],
+      tag_values: opts[:tag_values],
+      keep: keep!(opts[:keep], opts[:drop], where),
+      description: opts[:description],
       unit: unit,
-      reporter_options: Keyword.get(opts, :reporter_options, [])
+      reporter_options: opts[:reporter_options]
     }
   end
+
+  @doc false
+  # The option list of `new/3`, for the docs of the builders.
+  def docs, do: Hotpath.Options.docs(@schema)
 
   defp split(name, opts) do
     case Keyword.fetch(opts, :event_name) do
       {:ok, event} ->
-        {name!(event), List.last(name)}
+        {event, List.last(name)}
 
       :error when length(name) < 2 ->
         raise ArgumentError,
@@ -113,43 +183,46 @@ defmodule Hotpath.Metrics.Definition do
     end
   end
 
-  defp description!(nil), do: nil
+  defp keep!(keep, nil, _where), do: keep
+  defp keep!(nil, drop, _where) when is_function(drop, 1), do: &(not drop.(&1))
+  defp keep!(nil, drop, _where) when is_function(drop, 2), do: &(not drop.(&1, &2))
 
-  defp description!(text) when is_binary(text) do
-    if String.valid?(text),
-      do: text,
-      else: raise(ArgumentError, "description must be UTF-8 text, got: #{inspect(text)}")
+  defp keep!(_keep, _drop, where),
+    do: raise(ArgumentError, ":keep and :drop: only one may be given (#{where})")
+
+  # ---- option types (`Hotpath.Options` `:custom` types) -------------------------------
+
+  @doc false
+  def name_option(name) do
+    {:ok, name!(name)}
+  rescue
+    ArgumentError -> :error
   end
 
-  defp description!(other),
-    do: raise(ArgumentError, "description must be a string, got: #{inspect(other, limit: 10)}")
-
-  defp tag_values!(fun) when is_function(fun, 1), do: fun
-
-  defp tag_values!(other) do
-    raise ArgumentError,
-          "tag_values must be a function of the metadata (arity 1), got: #{inspect(other)}"
+  @doc false
+  def tags_option(tags) do
+    if Hotpath.Options.proper_list?(tags) and length(tags) <= @max_tags and
+         Enum.all?(tags, &is_atom/1),
+       do: {:ok, tags},
+       else: :error
   end
 
-  defp keep(opts) do
-    case {Keyword.get(opts, :keep), Keyword.get(opts, :drop)} do
-      {nil, nil} ->
-        nil
+  @doc false
+  def text_option(text) when is_binary(text),
+    do: if(String.valid?(text), do: {:ok, text}, else: :error)
 
-      {keep, nil} when is_function(keep, 1) or is_function(keep, 2) ->
-        keep
+  def text_option(_other), do: :error
 
-      {nil, drop} when is_function(drop, 1) ->
-        &(not drop.(&1))
+  @doc false
+  # An atom, or a pair of units `ratio!/2` converts (it raises for a pair it cannot).
+  def unit_option(unit) when is_atom(unit), do: {:ok, unit}
 
-      {nil, drop} when is_function(drop, 2) ->
-        &(not drop.(&1, &2))
-
-      {_, _} ->
-        raise ArgumentError,
-              ":keep and :drop are functions of arity 1 or 2, and only one may be given"
-    end
+  def unit_option({from, to} = unit) do
+    ratio!(from, to)
+    {:ok, unit}
   end
+
+  def unit_option(_other), do: :error
 
   @doc false
   def name!(name) when is_binary(name) do
@@ -200,15 +273,8 @@ defmodule Hotpath.Metrics.Definition do
 
   @doc false
   # Checks the tag keys of a metric: a proper list of at most 32 atoms (@max_tags).
-  def tags!(tags, name) do
-    if not (proper_list?(tags) and length(tags) <= @max_tags and Enum.all?(tags, &is_atom/1)) do
-      raise ArgumentError,
-            "#{inspect(name)}: tags must be a list of at most #{@max_tags} atoms (metadata " <>
-              "keys), got: #{inspect(tags, limit: 10)}"
-    end
-
-    tags
-  end
+  def tags!(tags, name),
+    do: Hotpath.Options.check!(:tags, tags, @tags_type, "metric #{inspect(name, limit: 10)}")
 
   defp convert_unit(measurement, {from, to}) do
     ratio = ratio!(from, to)
@@ -216,9 +282,6 @@ defmodule Hotpath.Metrics.Definition do
   end
 
   defp convert_unit(measurement, unit) when is_atom(unit), do: {measurement, unit}
-
-  defp convert_unit(_, unit),
-    do: raise(ArgumentError, "unit must be an atom or {from, to}, got: #{inspect(unit)}")
 
   defp ratio!(same, same), do: 1
 
@@ -232,7 +295,7 @@ defmodule Hotpath.Metrics.Definition do
 
   defp ratio!(from, to) do
     raise ArgumentError,
-          "cannot convert #{inspect(from)} to #{inspect(to)}: units are one of " <>
+          ":unit cannot convert #{inspect(from)} to #{inspect(to)}: units are one of " <>
             "#{inspect(@time_units)} or #{inspect(Map.keys(@byte_units))}"
   end
 
@@ -281,6 +344,8 @@ defmodule Hotpath.Metrics.Definition do
     end
 
     tags!(tags, metric.name)
+    where = "#{inspect(mod)} #{inspect(metric.name, limit: 10)}"
+    field = fn key, value, type -> Hotpath.Options.check!(key, value, type, where) end
 
     %__MODULE__{
       kind: Map.fetch!(@struct_kinds, mod),
@@ -288,11 +353,13 @@ defmodule Hotpath.Metrics.Definition do
       event_name: name!(metric.event_name),
       measurement: metric.measurement,
       tags: tags,
-      tag_values: Map.get(metric, :tag_values) || (&__MODULE__.identity/1),
-      keep: Map.get(metric, :keep),
-      description: Map.get(metric, :description),
-      unit: Map.get(metric, :unit, :unit),
-      reporter_options: Map.get(metric, :reporter_options) || []
+      tag_values:
+        field.(:tag_values, Map.get(metric, :tag_values) || (&__MODULE__.identity/1), {:fun, 1}),
+      keep: field.(:keep, Map.get(metric, :keep), @predicate_type),
+      description: field.(:description, Map.get(metric, :description), @description_type),
+      unit: field.(:unit, Map.get(metric, :unit, :unit), :atom),
+      reporter_options:
+        field.(:reporter_options, Map.get(metric, :reporter_options) || [], :keyword_list)
     }
   end
 

@@ -11,7 +11,6 @@ pub mod clock;
 pub mod compute;
 pub mod digest;
 pub mod error;
-pub mod fasthash;
 pub mod histogram;
 pub mod limiter;
 pub mod metrics;

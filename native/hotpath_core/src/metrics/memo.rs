@@ -3,8 +3,8 @@
 //! Resolving a series the slow way reads every tag value as text (checking UTF-8, converting
 //! atoms and integers), builds the label key and looks it up in the metric's shared map. The
 //! memo skips all of that for repeated calls: its key is the tag values as the caller has them
-//! (binary bytes, atom terms, integers, see [`CallKey`]), built on the stack, hashed as it is
-//! built and found in a direct-mapped table the caller keeps per thread ([`Memo`]). The caller
+//! (binary bytes, atom terms, integers, see [`CallKey`]), built on the stack, hashed with aHash
+//! and found in a direct-mapped table the caller keeps per thread ([`Memo`]). The caller
 //! guarantees that equal call keys always resolve to the same series (the NIF layer: equal
 //! bytes, atoms or integers give equal label text), so a hit is exact.
 //!
@@ -17,7 +17,7 @@
 //! [`Registry::generation`]: super::Registry::generation
 
 use super::Series;
-use crate::fasthash::{fold_mul, read_u32_le, read_u64_le, FINAL_MIX, INPUT_MIX};
+use ahash::RandomState;
 use std::sync::Arc;
 
 /// Words of the longest call key; longer keys are not memoized.
@@ -31,17 +31,27 @@ const ATOM: u64 = 2 << 56;
 const INT: u64 = 3 << 56;
 
 /// The call key of one record: each tag value as a header word and the term's own content
-/// (no conversion to text). Built, hashed and compared in whole words only, so reading a word
-/// back always forwards from the store that wrote it. The hash is taken word by word as the
-/// key is built, while each word is still in a register.
+/// (no conversion to text). Built and compared in whole words only, so reading a word back
+/// always forwards from the store that wrote it.
 #[derive(Debug)]
 pub struct CallKey {
     len: usize,
-    hash: u64,
     /// `words[..len]` are written; the rest is never read. Zeroed at `new` (192 bytes, a few
     /// stores: a few ns on a call of hundreds; it replaced reading the array as uninitialized
     /// memory, issue #15).
     words: [u64; KEY_WORDS],
+}
+
+/// The 8 bytes of `b` at `at`, little-endian.
+#[inline(always)]
+fn read_u64_le(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The 4 bytes of `b` at `at`, little-endian, widened.
+#[inline(always)]
+fn read_u32_le(b: &[u8], at: usize) -> u64 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as u64
 }
 
 /// The last `n % 8` bytes of `b` (`n = b.len()`, not a multiple of 8) as one little-endian
@@ -69,7 +79,6 @@ impl CallKey {
     pub fn new() -> Self {
         CallKey {
             len: 0,
-            hash: 0,
             words: [0; KEY_WORDS],
         }
     }
@@ -78,9 +87,6 @@ impl CallKey {
     #[inline(always)]
     fn put(&mut self, word: u64) {
         self.words[self.len] = word;
-        // Rotate and XOR: one cycle a word. Weak mixing is enough here, `with_hit` folds the
-        // result before using it, and a collision only costs a miss.
-        self.hash = self.hash.rotate_left(23) ^ word;
         self.len += 1;
     }
 
@@ -169,14 +175,17 @@ pub struct Memo {
     slots: Vec<Option<Entry>>,
 }
 
-/// The hash of a lookup triple, from the key's running hash. Unkeyed: a collision only costs
-/// a miss (the table is direct-mapped and bounded), never a longer probe.
+/// The hash of a lookup triple: aHash with fixed seeds. Unkeyed is enough: a collision only
+/// costs a miss (the table is direct-mapped and bounded), never a longer probe.
 #[inline]
 fn hash(instance: u64, selector: u32, key: &CallKey) -> u64 {
-    fold_mul(
-        key.hash ^ instance ^ INPUT_MIX,
-        ((selector as u64) << 8) ^ key.len as u64 ^ FINAL_MIX,
-    )
+    const STATE: RandomState = RandomState::with_seeds(
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    );
+    STATE.hash_one((instance, selector, key.words()))
 }
 
 /// A missed lookup: the hash of its call key, for [`Memo::insert`].

@@ -22,9 +22,8 @@ mod record;
 
 use crate::error::{argument_error, NifResult};
 use crate::published::Published;
-use hotpath_core::fasthash::{BytesMap, FastBuild};
 use hotpath_core::metrics::memo::Memo;
-use hotpath_core::metrics::{Kind, MetricSpec, Registry};
+use hotpath_core::metrics::{FastState, Kind, MetricSpec, Registry};
 use rustler::sys::ErlNifTerm;
 use rustler::{Atom, Decoder, Encoder, Env, Resource, Term};
 use std::cell::RefCell;
@@ -96,9 +95,63 @@ pub struct Instance {
     /// One group per metric, by metric index.
     pub(super) singles: Vec<Group>,
     /// Group index by dotted binary name.
-    pub(super) by_binary: BytesMap<u32>,
+    pub(super) by_binary: HashMap<Box<[u8]>, u32, FastState>,
     /// Group index by atom-list name (atom terms are stable for the VM's life).
-    pub(super) by_atoms: HashMap<Box<[ErlNifTerm]>, u32, FastBuild>,
+    pub(super) by_atoms: HashMap<Box<[ErlNifTerm]>, u32, FastState>,
+    /// The A/B switches of this instance (`bench_metrics_variant`), only with the `bench`
+    /// feature.
+    #[cfg(feature = "bench")]
+    pub(super) bench: bench::Variant,
+}
+
+/// A/B switch: no per-thread series memo, every call resolves its series the plain way (label
+/// text, then the metric's map), as a memo miss does.
+pub(super) const PLAIN_LOOKUP: u8 = 1;
+
+/// Whether the A/B switch `bit` (`PLAIN_LOOKUP`) is on for `r`: always false without the
+/// `bench` feature.
+#[inline(always)]
+pub(super) fn plain(r: &Instance, bit: u8) -> bool {
+    #[cfg(feature = "bench")]
+    {
+        r.bench.is(bit)
+    }
+    #[cfg(not(feature = "bench"))]
+    {
+        let _ = (r, bit);
+        false
+    }
+}
+
+/// The A/B rows of the record path's tricks (`benches/metrics_ab.exs`): per-instance switches
+/// that replace a trick with its plain version, both compiled into one library.
+#[cfg(feature = "bench")]
+pub(super) mod bench {
+    use super::{atoms, registry, Instance};
+    use crate::error::NifResult;
+    use rustler::{Atom, Term};
+    use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+    /// An instance's switches.
+    #[derive(Default)]
+    pub struct Variant {
+        bits: AtomicU8,
+    }
+
+    impl Variant {
+        #[inline(always)]
+        pub fn is(&self, bit: u8) -> bool {
+            self.bits.load(Relaxed) & bit != 0
+        }
+    }
+
+    /// Sets the A/B switches of `reg` (`PLAIN_LOOKUP`, or 0 for the library's path).
+    #[rustler::nif]
+    fn bench_metrics_variant(reg: Term, bits: u8) -> NifResult<Atom> {
+        let r: &Instance = registry(reg)?;
+        r.bench.bits.store(bits, Relaxed);
+        Ok(atoms::ok())
+    }
 }
 
 impl Group {

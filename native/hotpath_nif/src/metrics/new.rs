@@ -2,9 +2,8 @@
 
 use super::{atoms, number_groups, Group, Instance, MetricsResource, ProperVec};
 use crate::error::{argument_error, guard, lift, NifResult};
-use hotpath_core::fasthash::{BytesMap, FastBuild};
 use hotpath_core::histogram::{Options, WindowOptions};
-use hotpath_core::metrics::{Kind, MetricSpec, Registry};
+use hotpath_core::metrics::{FastState, Kind, MetricSpec, Registry};
 use rustler::sys::ErlNifTerm;
 use rustler::{Atom, Encoder, Env, NifMap, ResourceArc, Term};
 use std::collections::HashMap;
@@ -37,8 +36,8 @@ fn metrics_new(env: Env, specs: ProperVec<SpecIn>) -> NifResult<Term> {
     let specs = specs.0;
     guard(|| {
         let mut tag_keys = Vec::new();
-        let mut by_binary: BytesMap<Vec<usize>> = BytesMap::default();
-        let mut by_atoms: HashMap<Box<[ErlNifTerm]>, Vec<usize>, FastBuild> = HashMap::default();
+        let mut by_binary: HashMap<Box<[u8]>, Vec<usize>, FastState> = HashMap::default();
+        let mut by_atoms: HashMap<Box<[ErlNifTerm]>, Vec<usize>, FastState> = HashMap::default();
         let mut core = Vec::new();
         for (i, s) in specs.into_iter().enumerate() {
             let kind = if s.kind == atoms::counter() {
@@ -63,7 +62,8 @@ fn metrics_new(env: Env, specs: ProperVec<SpecIn>) -> NifResult<Term> {
                 None => None,
             };
             by_binary
-                .get_or_insert_with(s.binary_name.as_bytes(), Vec::new)
+                .entry(s.binary_name.into_bytes().into_boxed_slice())
+                .or_default()
                 .push(i);
             by_atoms
                 .entry(atom_key(&s.atom_name.0))
@@ -86,7 +86,7 @@ fn metrics_new(env: Env, specs: ProperVec<SpecIn>) -> NifResult<Term> {
             });
         }
         let mut groups = Vec::new();
-        let by_binary = number_groups(by_binary.into_entries(), &mut groups, &tag_keys, &core);
+        let by_binary = number_groups(by_binary, &mut groups, &tag_keys, &core);
         let by_atoms = number_groups(by_atoms, &mut groups, &tag_keys, &core);
         let singles = (0..core.len())
             .map(|i| Group::new(vec![i], &tag_keys, &core))
@@ -101,6 +101,8 @@ fn metrics_new(env: Env, specs: ProperVec<SpecIn>) -> NifResult<Term> {
             singles,
             by_binary,
             by_atoms,
+            #[cfg(feature = "bench")]
+            bench: Default::default(),
         })))
         .encode(env))
     })

@@ -1,7 +1,10 @@
 //! The record path: `metrics_record`, `metrics_record_named`, `metrics_record_index` (the
 //! telemetry handler's) and `metrics_drop`.
 
-use super::{atoms, registry, with_published, with_thread_state, Group, Instance, SINGLE};
+use super::{
+    atoms, plain, registry, with_published, with_thread_state, Group, Instance, PLAIN_LOOKUP,
+    SINGLE,
+};
 use crate::error::{argument_error, lift, NifResult};
 use hotpath_core::clock;
 use hotpath_core::metrics::memo::{CallKey, Memo};
@@ -124,7 +127,7 @@ fn record_group(
     // Read before resolving: see `Registry::generation`.
     let generation = r.registry.generation();
     let mut key = CallKey::new();
-    let mut memoized = true;
+    let mut memoized = !plain(r, PLAIN_LOOKUP);
     for &tag in group.tag_keys.iter() {
         let Ok(v) = tags.map_get(tag) else {
             return Ok(atoms::missing_tag());
