@@ -19,7 +19,6 @@ defmodule Bench.MetricsAB do
 
   alias Hotpath.{Metrics, Native}
 
-  @bar 1.15
   # bench_metrics_variant bits (native/hotpath_nif/src/metrics/mod.rs)
   @plain_lookup 1
   @variants [{"memo (library)", 0}, {"no memo", @plain_lookup}]
@@ -132,7 +131,7 @@ defmodule Bench.MetricsAB do
            fn i -> telemetry.execute([:bench_ab, :noop], measurements.(i), tags.(i)) end}
         ] ++ event_cases,
       baselines: ["empty NIF", "event, memo (library)"],
-      targets: [keep("memo", "event, no memo", "event, memo (library)")]
+      targets: [Hotpath.Bench.keep_trick("memo", "event, no memo", "event, memo (library)")]
     )
 
     value = fn i -> 0.1 + Bitwise.band(i, 1023) / 1024 end
@@ -149,7 +148,7 @@ defmodule Bench.MetricsAB do
           "(`\"bench_ab.router_dispatch.vN.duration\"`, 36 bytes) and the same tags.",
       cases: [{"empty NIF", fn -> Native.noop() end} | record_cases],
       baselines: ["empty NIF", "record/4, memo (library)"],
-      targets: [keep("memo", "record/4, no memo", "record/4, memo (library)")]
+      targets: [Hotpath.Bench.keep_trick("memo", "record/4, no memo", "record/4, memo (library)")]
     )
 
     for %{name: name} <- instances, do: GenServer.stop(name)
@@ -176,20 +175,6 @@ defmodule Bench.MetricsAB do
   defp dispatch_note(_),
     do:
       ":telemetry is not installed here: a stand-in with its dispatch, one ETS lookup and a guarded apply"
-
-  # The trick stays while its plain version costs >= 15% more on the same call.
-  defp keep(trick, plain, library) do
-    {:custom,
-     "#{trick} pays for itself: #{plain} >= #{@bar}x #{library} (1 process, or one per scheduler)",
-     fn results ->
-       ratios = for {mode, r} <- results, do: {mode, r[plain].ns / r[library].ns}
-       {Enum.any?(ratios, fn {_, x} -> x >= @bar end), format_ratios(ratios)}
-     end}
-  end
-
-  defp format_ratios(ratios) do
-    Enum.map_join(ratios, ", ", fn {mode, x} -> "#{mode} #{Hotpath.Bench.format_ratio(x)}" end)
-  end
 end
 
 Hotpath.Bench.main(&Bench.MetricsAB.run/0)

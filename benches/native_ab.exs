@@ -13,7 +13,6 @@ defmodule Bench.NativeAB do
   alias Hotpath.{Native, RateLimiter}
 
   @keys 10_000
-  @bar 1.15
 
   def run do
     if function_exported?(Native, :bench_limiter_hit_rustler_nif, 3) and twins_loaded?() do
@@ -71,8 +70,12 @@ defmodule Bench.NativeAB do
       ],
       baselines: ["empty NIF", "hit/2"],
       targets: [
-        keep("entry point (fast_nif.rs)", "hit/2, #[rustler::nif] entry", "hit/2, fast entry"),
-        keep("clock (quanta)", "hit/2, clock: Instant", "hit/2, fast entry")
+        Hotpath.Bench.keep_trick(
+          "entry point (fast_nif.rs)",
+          "hit/2, #[rustler::nif] entry",
+          "hit/2, fast entry"
+        ),
+        Hotpath.Bench.keep_trick("clock (quanta)", "hit/2, clock: Instant", "hit/2, fast entry")
       ]
     )
 
@@ -83,7 +86,10 @@ defmodule Bench.NativeAB do
   # key.rs) against its safe twin (an enum holding the box): what it buys is memory, not time.
   defp key_layout do
     rows =
-      for {label, long} <- [{"\"user:<i>\", 11 bytes (inline)", false}, {"32-byte keys (boxed)", true}] do
+      for {label, long} <- [
+            {"\"user:<i>\", 11 bytes (inline)", false},
+            {"32-byte keys (boxed)", true}
+          ] do
         {packed_b, plain_b, packed_ns, plain_ns} = Native.bench_key_layout(1_000_000, long)
 
         "| #{label} | #{round(packed_b)} | #{round(plain_b)} | #{Hotpath.Bench.format_ratio(plain_b / packed_b)} | " <>
@@ -105,22 +111,6 @@ defmodule Bench.NativeAB do
   defp decided({:report, decision}), do: decision
   defp decided(:unpublished), do: raise(ArgumentError, "unpublished")
   defp decided(decision), do: decision
-
-  # -- targets -------------------------------------------------------------------------------
-
-  # The trick stays while its plain version costs >= 15% more on the same call.
-  defp keep(trick, plain, library) do
-    {:custom,
-     "#{trick} pays for itself: #{plain} >= #{@bar}x #{library} (1 process, or one per scheduler)",
-     fn results ->
-       ratios = for {mode, r} <- results, do: {mode, r[plain].ns / r[library].ns}
-       {Enum.any?(ratios, fn {_, x} -> x >= @bar end), format_ratios(ratios)}
-     end}
-  end
-
-  defp format_ratios(ratios) do
-    Enum.map_join(ratios, ", ", fn {mode, x} -> "#{mode} #{Hotpath.Bench.format_ratio(x)}" end)
-  end
 end
 
 Hotpath.Bench.main(&Bench.NativeAB.run/0)

@@ -377,6 +377,24 @@ defmodule Hotpath.Bench do
     end
   end
 
+  @doc """
+  The target of a native trick's A/B row (issue #15): the trick stays while its plain twin
+  `plain` costs at least 15% more than the library's `library` call, with 1 process or with
+  one per scheduler.
+  """
+  def keep_trick(trick, plain, library) do
+    bar = 1.15
+
+    {:custom,
+     "#{trick} pays for itself: #{plain} >= #{bar}x #{library} (1 process, or one per scheduler)",
+     fn results ->
+       ratios = for {mode, r} <- results, do: {mode, r[plain].ns / r[library].ns}
+
+       {Enum.any?(ratios, fn {_, x} -> x >= bar end),
+        Enum.map_join(ratios, ", ", fn {mode, x} -> "#{mode} #{format_ratio(x)}" end)}
+     end}
+  end
+
   @doc "Prints a target line for a measurement made outside `run/1` (memory, latency)."
   def report(description, actual, met), do: print_target(description, actual, met)
 
