@@ -84,6 +84,12 @@ defmodule Hotpath.Metrics do
 
   @cluster_schema Cluster.options()
   @prometheus_schema [
+                       format: [
+                         type: {:in, [:prometheus, :openmetrics]},
+                         default: :prometheus,
+                         doc:
+                           "`:prometheus` for the text format 0.0.4, `:openmetrics` for OpenMetrics 1.0 text (see `content_type/1`)"
+                       ],
                        cluster: [
                          type: :boolean,
                          default: false,
@@ -248,8 +254,11 @@ defmodule Hotpath.Metrics do
   def snapshot(instance), do: Snapshot.of(Instance.registry!(instance), Instance.meta!(instance))
 
   @doc """
-  The registry in the Prometheus text format 0.0.4 (serve it with `content_type/0`). Renders
-  on a dirty scheduler.
+  The registry in the Prometheus text format 0.0.4, or with `format: :openmetrics` in
+  OpenMetrics 1.0 text (serve either with `content_type/1`). Renders on a dirty scheduler.
+
+  OpenMetrics names a counter family without its `_total` suffix (the samples keep it),
+  escapes `"` in `# HELP` and ends with `# EOF`; the samples are the same.
 
   With `cluster: true` it renders the cluster view of `cluster_snapshot/2` instead (same
   `:timeout` and `:nodes` options): every series merged across the nodes, so one scrape gives
@@ -262,24 +271,24 @@ defmodule Hotpath.Metrics do
   def prometheus(instance, opts \\ [])
 
   def prometheus(instance, []),
-    do: instance |> Instance.registry!() |> Native.metrics_prometheus()
+    do: instance |> Instance.registry!() |> Native.metrics_prometheus(:prometheus)
 
   def prometheus(instance, opts) do
     opts = Hotpath.Options.validate!(opts, @prometheus_schema, "Hotpath.Metrics.prometheus/2")
 
     case opts[:cluster] do
       false ->
-        prometheus(instance, [])
+        instance |> Instance.registry!() |> Native.metrics_prometheus(opts[:format])
 
       true ->
-        view = Cluster.collect(instance, Keyword.delete(opts, :cluster))
+        view = Cluster.collect(instance, Keyword.drop(opts, [:cluster, :format]))
 
         up =
           Enum.map(view.requested, fn node ->
             {Atom.to_string(node), node in view.nodes}
           end)
 
-        Native.metrics_prometheus_cluster(view.registry, up)
+        Native.metrics_prometheus_cluster(view.registry, up, opts[:format])
     end
   end
 
@@ -336,9 +345,18 @@ defmodule Hotpath.Metrics do
     %{metrics: Snapshot.of(view.registry, view.meta), nodes: view.nodes, failed: view.failed}
   end
 
-  @doc "The `Content-Type` of `prometheus/1`."
-  @spec content_type() :: String.t()
-  def content_type, do: "text/plain; version=0.0.4; charset=utf-8"
+  @doc """
+  The `Content-Type` of `prometheus/2` in `format` (default `:prometheus`).
+
+      iex> Hotpath.Metrics.content_type()
+      "text/plain; version=0.0.4; charset=utf-8"
+      iex> Hotpath.Metrics.content_type(:openmetrics)
+      "application/openmetrics-text; version=1.0.0; charset=utf-8"
+  """
+  @spec content_type(:prometheus | :openmetrics) :: String.t()
+  def content_type(format \\ :prometheus)
+  def content_type(:prometheus), do: "text/plain; version=0.0.4; charset=utf-8"
+  def content_type(:openmetrics), do: "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
   @doc "Removes every series not recorded since the previous prune; returns how many."
   @spec prune(instance()) :: non_neg_integer()

@@ -149,7 +149,7 @@ defmodule Hotpath.Native do
   def metrics_record_handle(_handle, _value), do: err()
   def metrics_unpublish(_registry, _instance), do: err()
   def metrics_drop(_registry, _index), do: err()
-  def metrics_prometheus(_registry), do: err()
+  def metrics_prometheus(_registry, _format), do: err()
   def metrics_snapshot(_registry), do: err()
   def metrics_prune(_registry), do: err()
   def metrics_info(_registry), do: err()
@@ -157,7 +157,7 @@ defmodule Hotpath.Native do
   # metrics_cluster.rs
   def metrics_export(_registry), do: err()
   def metrics_import(_registry, _exported, _node), do: err()
-  def metrics_prometheus_cluster(_registry, _nodes), do: err()
+  def metrics_prometheus_cluster(_registry, _nodes, _format), do: err()
 
   # bench.rs, only with the `bench` cargo feature: benchmark floors and baselines, the plain
   # sides of the A/B rows, and the probes of the error conventions. Never used by the library.

@@ -624,6 +624,65 @@ defmodule Hotpath.MetricsTest do
       assert status == 0, "promtool rejected the exposition:\n#{output}\n#{text}"
     end
 
+    test "OpenMetrics text passes the official parser (prometheus-client)" do
+      name =
+        start!([
+          Metrics.counter("http.request.stop.duration",
+            tags: [:route, :method],
+            description: ~s(Requests, "quoted", with \\ and\nnewline)
+          ),
+          Metrics.distribution("http.request.stop.duration",
+            tags: [:route],
+            unit: {:native, :millisecond}
+          ),
+          Metrics.counter("jobs.done", tags: [:queue]),
+          Metrics.summary("repo.query.total_time", tags: [:source]),
+          Metrics.sum("balance.change"),
+          Metrics.last_value("vm.memory.bytes", unit: :byte)
+        ])
+
+      for route <- ["/a", ~s(/quote"d), "/back\\slash", "/new\nline", "/ünï"] do
+        Metrics.record(name, "http.request.stop.duration", 12, %{route: route, method: "GET"})
+      end
+
+      Metrics.record(name, "jobs.done", nil, %{queue: "default"})
+      Metrics.record(name, "repo.query.total_time", 3.5, %{source: "users"})
+      Metrics.record(name, "balance.change", 10)
+      Metrics.record(name, "balance.change", -17)
+      Metrics.record(name, "vm.memory.bytes", 123_456_789)
+
+      text = IO.iodata_to_binary(Metrics.prometheus(name, format: :openmetrics))
+      assert String.ends_with?(text, "\n# EOF\n")
+      assert text =~ ~s(# TYPE jobs_done counter\njobs_done_total{queue="default"} 1\n)
+      # A sum can go down (an OpenMetrics counter cannot), and this counter's name without
+      # `_total` is the distribution's: both keep their names, typed `unknown`.
+      assert text =~ ~s(# TYPE balance_change_total unknown\nbalance_change_total -7.0\n)
+      assert text =~ ~s(# TYPE http_request_stop_duration_total unknown\n)
+      assert text =~ ~s(# HELP http_request_stop_duration_total Requests, \\"quoted\\", with)
+
+      assert {:ok, samples} = Hotpath.Test.OpenMetricsParser.parse(text)
+      assert "counter jobs_done_total [('queue', 'default')] 1" in samples
+      assert "unknown balance_change_total [] -7.0" in samples
+      assert "histogram http_request_stop_duration_count [('route', '/ünï')] 1" in samples
+      assert "gauge vm_memory_bytes [] 123456789.0" in samples
+
+      # The Prometheus text of the same registry still passes promtool (which reads only
+      # that format: OpenMetrics' `unknown` type and escaped `"` in HELP are not in it).
+      {output, status} =
+        Hotpath.Test.Promtool.check(IO.iodata_to_binary(Metrics.prometheus(name)))
+
+      assert status == 0, output
+
+      assert_raise ArgumentError, ~r/:format must be one of/, fn ->
+        Metrics.prometheus(name, format: :protobuf)
+      end
+
+      # The cluster view (of this node alone here) in OpenMetrics: its family, then `# EOF`.
+      view = IO.iodata_to_binary(Metrics.prometheus(name, cluster: true, format: :openmetrics))
+      assert view =~ ~r/hotpath_metrics_cluster_up\{node="[^"]+"\} 1\n# EOF\n\z/
+      assert {:ok, _} = Hotpath.Test.OpenMetricsParser.parse(view)
+    end
+
     test "a large registry renders on a dirty scheduler" do
       name = start!([Metrics.distribution("big.one", tags: [:id])])
       for i <- 1..2_000, do: Metrics.record(name, "big.one", i, %{id: i})

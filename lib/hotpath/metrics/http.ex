@@ -22,10 +22,12 @@ defmodule Hotpath.Metrics.HTTP do
         :pass -> # not a scrape: serve the request as usual
       end
 
-  A request is a map with `:method` and `:request_path` (a `Plug.Conn` is one). The body is
-  the Prometheus text format 0.0.4 of `Hotpath.Metrics.prometheus/1`, served as
-  `text/plain; version=0.0.4; charset=utf-8` (Prometheus 3 refuses a scrape without a valid
-  content type).
+  A request is a map with `:method`, `:request_path` and optionally `:req_headers`, a list of
+  `{lowercase_name, value}` (a `Plug.Conn` is one). The body is `Hotpath.Metrics.prometheus/2`
+  in the format the `accept` header prefers (see `negotiate/1`): OpenMetrics 1.0 text when it
+  asks for `application/openmetrics-text` (as the Prometheus server does by default), else
+  the Prometheus text format 0.0.4, each with its `content-type` (Prometheus 3 refuses a
+  scrape without a valid one) and `vary: accept`.
 
   Options:
 
@@ -65,7 +67,7 @@ defmodule Hotpath.Metrics.HTTP do
       when path == nil or path == request_path do
     case Map.get(request, :method) do
       method when method in ["GET", "HEAD"] ->
-        scrape(config.metrics, method)
+        scrape(config.metrics, method, negotiate(accept(request)))
 
       _ ->
         {405, [{"allow", "GET, HEAD"}, {"content-type", "text/plain; charset=utf-8"}],
@@ -75,10 +77,90 @@ defmodule Hotpath.Metrics.HTTP do
 
   def response(%__MODULE__{}, _request), do: :pass
 
-  defp scrape(metrics, method) do
-    body = Hotpath.Metrics.prometheus(metrics)
+  @doc """
+  The format to answer a request whose `accept` header is `accept` (`nil` when it sent none):
+  the acceptable range with the highest `q` (the first on a tie) among
+  `application/openmetrics-text` (version 1.0.0 or none), `text/plain` (version 0.0.4 or
+  none), `text/*`, `application/*` and `*/*`. Anything else (the Prometheus protobuf format,
+  other versions, `q=0`) is skipped; when nothing is left the answer is the Prometheus format,
+  which every scraper reads.
 
-    {200, [{"content-type", Hotpath.Metrics.content_type()}],
+      iex> Hotpath.Metrics.HTTP.negotiate(nil)
+      :prometheus
+      iex> Hotpath.Metrics.HTTP.negotiate("application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.1")
+      :openmetrics
+      iex> Hotpath.Metrics.HTTP.negotiate("application/openmetrics-text;version=0.0.1,text/plain")
+      :prometheus
+  """
+  @spec negotiate(String.t() | nil) :: :prometheus | :openmetrics
+  def negotiate(nil), do: :prometheus
+
+  def negotiate(accept) when is_binary(accept) do
+    accept
+    |> String.split(",")
+    |> Enum.with_index()
+    |> Enum.flat_map(fn {range, index} ->
+      case media_range(range) do
+        {format, q} when q > 0 -> [{format, q, index}]
+        _ -> []
+      end
+    end)
+    |> Enum.min_by(fn {_format, q, index} -> {-q, index} end, fn -> {:prometheus, 1, 0} end)
+    |> elem(0)
+  end
+
+  # `{format, q}` of one media range, or nil for a range no format of ours satisfies.
+  defp media_range(range) do
+    [type | params] = range |> String.split(";") |> Enum.map(&String.trim/1)
+    params = Map.new(params, &param/1)
+    q = quality(Map.get(params, "q", "1"))
+
+    case {String.downcase(type), Map.get(params, "version")} do
+      {"application/openmetrics-text", version} when version in [nil, "1.0.0"] ->
+        {:openmetrics, q}
+
+      {"text/plain", version} when version in [nil, "0.0.4"] ->
+        {:prometheus, q}
+
+      {wildcard, _} when wildcard in ["*/*", "text/*"] ->
+        {:prometheus, q}
+
+      {"application/*", _} ->
+        {:openmetrics, q}
+
+      _ ->
+        nil
+    end
+  end
+
+  defp param(text) do
+    case String.split(text, "=", parts: 2) do
+      [name, value] -> {String.downcase(String.trim(name)), String.trim(String.trim(value), "\"")}
+      [name] -> {String.downcase(name), ""}
+    end
+  end
+
+  # A malformed q counts as 0 (not acceptable), as RFC 9110 leaves it to the server.
+  defp quality(text) do
+    case Float.parse(text) do
+      {q, ""} when q >= 0 and q <= 1 -> q
+      _ -> 0
+    end
+  end
+
+  defp accept(%{req_headers: headers}) when is_list(headers) do
+    Enum.find_value(headers, fn
+      {"accept", value} when is_binary(value) -> value
+      _ -> nil
+    end)
+  end
+
+  defp accept(_request), do: nil
+
+  defp scrape(metrics, method, format) do
+    body = Hotpath.Metrics.prometheus(metrics, format: format)
+
+    {200, [{"content-type", Hotpath.Metrics.content_type(format)}, {"vary", "accept"}],
      if(method == "HEAD", do: "", else: body)}
   rescue
     # The instance is not running (yet, or any more).

@@ -6,7 +6,8 @@ defmodule Hotpath.Metrics.Plug do
       plug Hotpath.Metrics.Plug, metrics: MyAppWeb.Metrics, path: "/metrics"
 
   Requests to other paths pass through untouched. Options and responses are those of
-  `Hotpath.Metrics.HTTP`.
+  `Hotpath.Metrics.HTTP`: OpenMetrics text when the request's `accept` header asks for it
+  (the Prometheus server's does), the Prometheus text format otherwise.
 
   This module is always compiled, whether or not Plug was visible when Hotpath was built:
   Hotpath does not depend on Plug, and it calls `Plug.Conn` only when a request comes in.

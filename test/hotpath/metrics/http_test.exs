@@ -16,10 +16,66 @@ defmodule Hotpath.Metrics.HTTPTest do
   test "serves the exposition on GET at the path, with the 0.0.4 content type", %{name: name} do
     config = HTTP.init(metrics: name)
     {200, headers, body} = HTTP.response(config, %{method: "GET", request_path: "/metrics"})
-    assert headers == [{"content-type", "text/plain; version=0.0.4; charset=utf-8"}]
+
+    assert headers == [
+             {"content-type", "text/plain; version=0.0.4; charset=utf-8"},
+             {"vary", "accept"}
+           ]
+
     body = IO.iodata_to_binary(body)
     assert body =~ "demo_requests_count_total 1\n"
     assert {_, 0} = Hotpath.Test.Promtool.check(body)
+  end
+
+  # What Prometheus servers send (2.x's default scrape protocols, then 3.x's).
+  @prometheus_2 "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+  @prometheus_3 "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+  @protobuf "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.9,text/plain;version=0.0.4;q=0.5"
+
+  test "serves OpenMetrics to a scraper that asks for it, as the Prometheus server does", %{
+    name: name
+  } do
+    config = HTTP.init(metrics: name)
+
+    for accept <- [@prometheus_2, @prometheus_3] do
+      request = %{method: "GET", request_path: "/metrics", req_headers: [{"accept", accept}]}
+      {200, headers, body} = HTTP.response(config, request)
+
+      assert {"content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8"} in headers
+
+      body = IO.iodata_to_binary(body)
+      assert body =~ "# TYPE demo_requests_count counter\ndemo_requests_count_total 1\n"
+      assert String.ends_with?(body, "# EOF\n")
+      assert {:ok, _samples} = Hotpath.Test.OpenMetricsParser.parse(body)
+    end
+
+    request = %{method: "GET", request_path: "/metrics", req_headers: [{"accept", @protobuf}]}
+    assert {200, headers, _} = HTTP.response(config, request)
+    assert {"content-type", "text/plain; version=0.0.4; charset=utf-8"} in headers
+  end
+
+  test "negotiate/1 takes the highest q, the first on a tie, and skips what it cannot serve" do
+    for {accept, format} <- [
+          {nil, :prometheus},
+          {"", :prometheus},
+          {"text/plain", :prometheus},
+          {"application/openmetrics-text", :openmetrics},
+          {"Application/OpenMetrics-Text; Version=1.0.0", :openmetrics},
+          {"text/plain;q=0.4,application/openmetrics-text;q=0.5", :openmetrics},
+          {"application/openmetrics-text;q=0.5,text/plain;q=0.5", :openmetrics},
+          {"text/plain;q=0.5,application/openmetrics-text;q=0.5", :prometheus},
+          {"application/openmetrics-text;q=0,text/plain;q=0.1", :prometheus},
+          {"application/openmetrics-text;version=0.0.1", :prometheus},
+          {"application/openmetrics-text;version=\"1.0.0\"", :openmetrics},
+          {"application/openmetrics-text;q=bad,text/plain;q=0.1", :prometheus},
+          {"application/json", :prometheus},
+          {"application/*;q=0.9,text/plain;q=0.5", :openmetrics},
+          {@prometheus_2, :openmetrics},
+          {@prometheus_3, :openmetrics},
+          {@protobuf, :prometheus}
+        ] do
+      assert HTTP.negotiate(accept) == format, "#{inspect(accept)}"
+    end
   end
 
   test "HEAD gets no body; other methods 405; other paths pass", %{name: name} do

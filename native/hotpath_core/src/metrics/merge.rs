@@ -351,6 +351,7 @@ mod tests {
         super::super::prometheus::render_cluster_up(
             &mut out,
             &[("a@h".into(), true), ("b\"@h".into(), false)],
+            super::super::prometheus::Format::Prometheus,
         );
         assert!(out.ends_with(
             "# TYPE hotpath_metrics_cluster_up gauge\nhotpath_metrics_cluster_up{node=\"a@h\"} 1\nhotpath_metrics_cluster_up{node=\"b\\\"@h\"} 0\n"

@@ -1,4 +1,11 @@
-//! Prometheus text exposition format 0.0.4.
+//! The Prometheus text exposition format 0.0.4 and OpenMetrics 1.0 text.
+//!
+//! OpenMetrics differs in five places: a counter family's name has no `_total` (its samples
+//! do); a family that OpenMetrics cannot type as a counter is typed `unknown` under its full
+//! name, with the same samples (a `sum`, whose value may go negative where an OpenMetrics
+//! counter may not, and a counter whose name without `_total` is another family's, as when a
+//! counter and a distribution share an event name); `# HELP` also escapes `"`; the text ends
+//! with `# EOF`; and its content type.
 //!
 //! Every family: `# HELP` (escaped), `# TYPE`, then its samples in one group. Histograms emit
 //! cumulative `_bucket` samples in increasing `le` order ending with `le="+Inf"` equal to
@@ -9,12 +16,60 @@
 
 use super::{Kind, Metric, Registry, SeriesRead};
 use crate::histogram::Snapshot;
+use std::collections::HashSet;
 use std::fmt::Write;
 
 /// The counter of dropped events Hotpath appends.
 pub const DROPPED_NAME: &str = "hotpath_metrics_dropped_total";
 /// The gauge a cluster view appends: 1 for each node merged, 0 for each that did not answer.
 pub const CLUSTER_UP_NAME: &str = "hotpath_metrics_cluster_up";
+
+/// Which text format to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The Prometheus text format 0.0.4.
+    Prometheus,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+/// The family name, suffix of its samples and type of a counter-like family named `name`: in
+/// OpenMetrics a counter family is the name without `_total` and its samples carry it, unless
+/// `taken` (the names other families use) has that name; in the Prometheus format both are
+/// the metric's name.
+fn counter_names<'n>(
+    name: &'n str,
+    format: Format,
+    taken: &HashSet<String>,
+) -> (&'n str, &'static str, &'static str) {
+    match (format, name.strip_suffix("_total")) {
+        (Format::Prometheus, _) => (name, "", "counter"),
+        (Format::OpenMetrics, Some(family)) if !taken.contains(family) => {
+            (family, "_total", "counter")
+        }
+        (Format::OpenMetrics, _) => (name, "", "unknown"),
+    }
+}
+
+/// The names the families of `metrics` other than counters use in OpenMetrics: their own and
+/// those of their samples.
+fn names_taken<'m>(metrics: impl Iterator<Item = &'m Metric>) -> HashSet<String> {
+    let mut taken = HashSet::new();
+    for metric in metrics {
+        let spec = metric.spec();
+        let suffixes: &[&str] = match spec.kind {
+            Kind::Counter | Kind::Sum => continue,
+            Kind::LastValue => &[""],
+            Kind::Summary => &["", "_sum", "_count", "_created"],
+            Kind::Distribution => &["", "_bucket", "_sum", "_count", "_created"],
+        };
+        for suffix in suffixes {
+            taken.insert(format!("{}{suffix}", spec.name));
+        }
+    }
+    taken.insert(CLUSTER_UP_NAME.to_string());
+    taken
+}
 
 /// The canonical text of a float.
 ///
@@ -62,14 +117,25 @@ pub fn format_float(v: f64) -> String {
     }
 }
 
-fn escape_help(out: &mut String, text: &str) {
+fn escape_help(out: &mut String, text: &str, format: Format) {
     for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
+            '"' if format == Format::OpenMetrics => out.push_str("\\\""),
             c => out.push(c),
         }
     }
+}
+
+/// `# HELP` and `# TYPE` of a family.
+fn family_header(out: &mut String, family: &str, help: &str, type_name: &str, format: Format) {
+    out.push_str("# HELP ");
+    out.push_str(family);
+    out.push(' ');
+    escape_help(out, help, format);
+    out.push('\n');
+    let _ = writeln!(out, "# TYPE {family} {type_name}");
 }
 
 fn escape_label(out: &mut String, text: &str) {
@@ -122,27 +188,35 @@ fn sample(out: &mut String, name: &str, suffix: &str, label_text: &str, value: &
     out.push('\n');
 }
 
-fn render_metric(out: &mut String, metric: &Metric, now_ms: u64) {
+fn render_metric(
+    out: &mut String,
+    metric: &Metric,
+    now_ms: u64,
+    format: Format,
+    taken: &HashSet<String>,
+) {
     let spec = metric.spec();
-    let type_name = match spec.kind {
-        Kind::Counter | Kind::Sum => "counter",
-        Kind::LastValue => "gauge",
-        Kind::Summary => "summary",
-        Kind::Distribution => "histogram",
+    let (family, counter_suffix, type_name) = match spec.kind {
+        Kind::Counter => counter_names(&spec.name, format, taken),
+        // A sum may go down: OpenMetrics has no counter for it.
+        Kind::Sum if format == Format::OpenMetrics => (spec.name.as_str(), "", "unknown"),
+        Kind::Sum => (spec.name.as_str(), "", "counter"),
+        Kind::LastValue => (spec.name.as_str(), "", "gauge"),
+        Kind::Summary => (spec.name.as_str(), "", "summary"),
+        Kind::Distribution => (spec.name.as_str(), "", "histogram"),
     };
-    out.push_str("# HELP ");
-    out.push_str(&spec.name);
-    out.push(' ');
-    escape_help(out, &spec.help);
-    out.push('\n');
-    let _ = writeln!(out, "# TYPE {} {type_name}", spec.name);
+    family_header(out, family, &spec.help, type_name, format);
     let mut label_text = String::new();
     for series in metric.series() {
         label_text.clear();
         labels(&mut label_text, &spec.labels, series.labels(), None);
         match series.read(now_ms) {
-            SeriesRead::Counter(n) => sample(out, &spec.name, "", &label_text, &n.to_string()),
-            SeriesRead::Sum(s) => sample(out, &spec.name, "", &label_text, &format_float(s)),
+            SeriesRead::Counter(n) => {
+                sample(out, family, counter_suffix, &label_text, &n.to_string())
+            }
+            SeriesRead::Sum(s) => {
+                sample(out, family, counter_suffix, &label_text, &format_float(s))
+            }
             SeriesRead::LastValue(Some(v)) => {
                 sample(out, &spec.name, "", &label_text, &format_float(v))
             }
@@ -205,13 +279,27 @@ impl Registry {
     /// The whole registry in the text format 0.0.4, ending with Hotpath's dropped-events
     /// counter. `now_ms` positions summary windows.
     pub fn render_prometheus(&self, now_ms: u64) -> String {
+        self.render(now_ms, Format::Prometheus)
+    }
+
+    /// The whole registry in `format`, ending with Hotpath's dropped-events counter, without
+    /// the closing [`finish`] (a cluster view appends its own family first).
+    pub fn render(&self, now_ms: u64, format: Format) -> String {
         let mut out = String::with_capacity(4096);
+        let taken = match format {
+            Format::OpenMetrics => names_taken(self.metrics().iter()),
+            Format::Prometheus => HashSet::new(),
+        };
         for metric in self.metrics() {
-            render_metric(&mut out, metric, now_ms);
+            render_metric(&mut out, metric, now_ms, format, &taken);
         }
-        let _ = writeln!(
-            out,
-            "# HELP {DROPPED_NAME} Events Hotpath.Metrics could not record (missing or invalid measurement or tags), per metric.\n# TYPE {DROPPED_NAME} counter"
+        let (family, suffix, type_name) = counter_names(DROPPED_NAME, format, &taken);
+        family_header(
+            &mut out,
+            family,
+            "Events Hotpath.Metrics could not record (missing or invalid measurement or tags), per metric.",
+            type_name,
+            format,
         );
         for metric in self.metrics() {
             let mut label_text = String::new();
@@ -223,8 +311,8 @@ impl Registry {
             );
             sample(
                 &mut out,
-                DROPPED_NAME,
-                "",
+                family,
+                suffix,
                 &label_text,
                 &metric.dropped().to_string(),
             );
@@ -233,12 +321,22 @@ impl Registry {
     }
 }
 
+/// Ends a text in `format`: OpenMetrics' `# EOF`, nothing for the Prometheus format.
+pub fn finish(out: &mut String, format: Format) {
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+}
+
 /// The [`CLUSTER_UP_NAME`] family: one sample per node, `1` if its series were merged into the
 /// view, `0` if it did not answer. Appended after a merged registry's own text.
-pub fn render_cluster_up(out: &mut String, nodes: &[(String, bool)]) {
-    let _ = writeln!(
+pub fn render_cluster_up(out: &mut String, nodes: &[(String, bool)], format: Format) {
+    family_header(
         out,
-        "# HELP {CLUSTER_UP_NAME} Whether each node's series are in this cluster view (1) or the node did not answer (0).\n# TYPE {CLUSTER_UP_NAME} gauge"
+        CLUSTER_UP_NAME,
+        "Whether each node's series are in this cluster view (1) or the node did not answer (0).",
+        "gauge",
+        format,
     );
     let names = ["node".to_string()];
     for (node, up) in nodes {

@@ -188,6 +188,39 @@ fn exposition_text() {
 }
 
 #[test]
+fn openmetrics_text() {
+    use super::prometheus::{finish, Format};
+    let r = Registry::new(vec![
+        spec("http_requests_total", Kind::Counter, &["route"]),
+        spec("http_bytes_total", Kind::Sum, &[]),
+        spec("query_time", Kind::Summary, &[]),
+        // A counter and a distribution of one event: the counter's family name without
+        // `_total` would be the distribution's.
+        spec("http_duration_total", Kind::Counter, &[]),
+        spec("http_duration", Kind::Distribution, &[]),
+    ])
+    .unwrap();
+    r.metric(0).unwrap().record(&key(&["/a"]), 0.0, 0).unwrap();
+    r.metric(1).unwrap().record(&key(&[]), -2.5, 0).unwrap();
+    r.metric(3).unwrap().record(&key(&[]), 0.0, 0).unwrap();
+    r.metric(4).unwrap().record(&key(&[]), 0.5, 0).unwrap();
+    let mut text = r.render(0, Format::OpenMetrics);
+    finish(&mut text, Format::OpenMetrics);
+    assert!(text.contains("# TYPE http_requests counter\nhttp_requests_total{route=\"/a\"} 1\n"));
+    assert!(text.contains("# TYPE http_bytes_total unknown\nhttp_bytes_total -2.5\n"));
+    assert!(text.contains("# TYPE http_duration_total unknown\nhttp_duration_total 1\n"));
+    assert!(text.contains("# TYPE http_duration histogram\n"));
+    assert!(text.contains("# TYPE hotpath_metrics_dropped counter\n"));
+    assert!(text.contains("hotpath_metrics_dropped_total{metric=\"http_requests_total\"} 0\n"));
+    assert!(text.ends_with("\n# EOF\n"));
+    // The Prometheus text of the same registry is unchanged: full names, counters, no EOF.
+    let plain = r.render_prometheus(0);
+    assert!(plain.contains("# TYPE http_requests_total counter\n"));
+    assert!(plain.contains("# TYPE http_bytes_total counter\n"));
+    assert!(!plain.contains("# EOF"));
+}
+
+#[test]
 fn concurrent_series_creation_is_exact() {
     let r = std::sync::Arc::new(registry());
     let threads: Vec<_> = (0..4)

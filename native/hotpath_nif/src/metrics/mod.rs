@@ -23,6 +23,7 @@ mod record;
 use crate::error::{argument_error, NifResult};
 use crate::published::Published;
 use hotpath_core::metrics::memo::Memo;
+use hotpath_core::metrics::prometheus::Format;
 use hotpath_core::metrics::{FastState, Kind, MetricSpec, Registry};
 use rustler::sys::ErlNifTerm;
 use rustler::{Atom, Decoder, Encoder, Env, Resource, Term};
@@ -33,7 +34,21 @@ use std::sync::Arc;
 pub(super) mod atoms {
     rustler::atoms! {
         ok, nil, counter, sum, last_value, summary, distribution, histogram,
-        unknown_metric, unknown_instance, bad_value, missing_tag, convert_tags, label_too_long
+        unknown_metric, unknown_instance, bad_value, missing_tag, convert_tags, label_too_long,
+        prometheus, openmetrics
+    }
+}
+
+/// The text format named by `format` (`:prometheus` or `:openmetrics`).
+pub(crate) fn text_format(format: Atom) -> NifResult<Format> {
+    if format == atoms::prometheus() {
+        Ok(Format::Prometheus)
+    } else if format == atoms::openmetrics() {
+        Ok(Format::OpenMetrics)
+    } else {
+        Err(crate::error::argument_error(
+            "format must be :prometheus or :openmetrics",
+        ))
     }
 }
 

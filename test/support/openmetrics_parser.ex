@@ -1,0 +1,54 @@
+defmodule Hotpath.Test.OpenMetricsParser do
+  @moduledoc false
+  # The OpenMetrics parser of the Prometheus project's Python client (prometheus-client,
+  # `prometheus_client.openmetrics.parser`) on an exposition text.
+
+  @script """
+  import sys
+  from prometheus_client.openmetrics.parser import text_string_to_metric_families
+  try:
+      families = list(text_string_to_metric_families(sys.stdin.read()))
+  except Exception as e:
+      print("error: %s" % e)
+      sys.exit(1)
+  for f in families:
+      for s in f.samples:
+          print("%s %s %s %r" % (f.type, s.name, sorted(s.labels.items()), s.value))
+  """
+
+  @doc """
+  `{:ok, samples}` (`{type, name, labels, value}` as the parser read them, values as text) or
+  `{:error, message}`; flunks when python3 or prometheus-client is missing.
+  """
+  def parse(text) do
+    python =
+      System.find_executable("python3") ||
+        ExUnit.Assertions.flunk("python3 is not installed (scripts/bootstrap checks for it)")
+
+    case System.cmd(python, ["-c", "import prometheus_client.openmetrics.parser"],
+           stderr_to_stdout: true
+         ) do
+      {_, 0} ->
+        :ok
+
+      {out, _} ->
+        ExUnit.Assertions.flunk(
+          "prometheus-client is not installed for #{python} (scripts/bootstrap installs it): #{out}"
+        )
+    end
+
+    path = Path.join(System.tmp_dir!(), "hotpath_#{System.unique_integer([:positive])}.om")
+    File.write!(path, text)
+
+    try do
+      case System.cmd("sh", ["-c", ~s("$0" -c "$1" < "$2"), python, @script, path],
+             stderr_to_stdout: true
+           ) do
+        {out, 0} -> {:ok, String.split(out, "\n", trim: true)}
+        {out, _} -> {:error, out}
+      end
+    after
+      File.rm(path)
+    end
+  end
+end
