@@ -190,9 +190,9 @@ defmodule Bench.Metrics do
     telemetry =
       if telemetry? do
         for kind <- ["distribution", "summary"] do
-          {:custom, ":telemetry.execute/3 into Metrics, #{kind}, against the no-op handler " <>
-             "(reported)",
-           &telemetry_ratio(&1, ":telemetry.execute/3 into Metrics, #{kind}")}
+          {:custom,
+           ":telemetry.execute/3 into Metrics, #{kind}, against the no-op handler " <>
+             "(reported)", &telemetry_ratio(&1, ":telemetry.execute/3 into Metrics, #{kind}")}
         end
       else
         []

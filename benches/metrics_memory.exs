@@ -23,30 +23,32 @@ defmodule Bench.MetricsMemory do
         {s, kind, vm, os}
       end
 
-    IO.puts("""
+    IO.puts(
+      """
 
-    ## Metrics: native memory per series
+      ## Metrics: native memory per series
 
-    #{@series} series of one metric (tag `:id`), 4 processes per scheduler, each recording 5
-    values (1.5 to 39.0) into every series. A distribution with 10 buckets; a summary with its
-    default window (60 s in 6 slots; a run this short uses one slot, the Rust unit test
-    `a_series_costs_the_same_whatever_the_number_of_threads` covers all 6). "info/1":
-    `Hotpath.Metrics.info/1` `:memory_bytes` per series in a child VM (`mix run` with
-    `ERL_FLAGS="+S n:n"`), the registry's own accounting of its native allocations; "ended on"
-    counts the schedulers the recording processes finished on. "OS (RSS)": the OS's figure,
-    the same records from one thread per scheduler in a plain Rust process (`cargo run
-    --release -p hotpath_core --example series_memory`), its RSS growth per series over 4,000
-    series (malloc's headers and the map's spare capacity included). A VM's own RSS moves by
-    megabytes with its allocators' and glibc's per-thread caches (`:erlang.memory/0` never sees
-    native memory): in trials it read -0.4 to 8.6 KB per series, so it is not used.
+      #{@series} series of one metric (tag `:id`), 4 processes per scheduler, each recording 5
+      values (1.5 to 39.0) into every series. A distribution with 10 buckets; a summary with its
+      default window (60 s in 6 slots; a run this short uses one slot, the Rust unit test
+      `a_series_costs_the_same_whatever_the_number_of_threads` covers all 6). "info/1":
+      `Hotpath.Metrics.info/1` `:memory_bytes` per series in a child VM (`mix run` with
+      `ERL_FLAGS="+S n:n"`), the registry's own accounting of its native allocations; "ended on"
+      counts the schedulers the recording processes finished on. "OS (RSS)": the OS's figure,
+      the same records from one thread per scheduler in a plain Rust process (`cargo run
+      --release -p hotpath_core --example series_memory`), its RSS growth per series over 4,000
+      series (malloc's headers and the map's spare capacity included). A VM's own RSS moves by
+      megabytes with its allocators' and glibc's per-thread caches (`:erlang.memory/0` never sees
+      native memory): in trials it read -0.4 to 8.6 KB per series, so it is not used.
 
-    | schedulers | metric | info/1 (B/series) | OS, RSS (B/series) | ended on | counts exact |
-    |---:|---|---:|---:|---:|---|
-    """ <>
-      Enum.map_join(rows, "\n", fn {s, kind, vm, os} ->
-        "| +S #{s} | #{kind} | #{vm.bytes_per_series} | #{(os && os.rss) || "-"} | " <>
-          "#{vm.schedulers_used} | #{vm.counts_exact} |"
-      end))
+      | schedulers | metric | info/1 (B/series) | OS, RSS (B/series) | ended on | counts exact |
+      |---:|---|---:|---:|---:|---|
+      """ <>
+        Enum.map_join(rows, "\n", fn {s, kind, vm, os} ->
+          "| +S #{s} | #{kind} | #{vm.bytes_per_series} | #{(os && os.rss) || "-"} | " <>
+            "#{vm.schedulers_used} | #{vm.counts_exact} |"
+        end)
+    )
 
     for kind <- [:distribution, :summary] do
       worst =
@@ -79,6 +81,7 @@ defmodule Bench.MetricsMemory do
 
   defp child(kind, schedulers) do
     script = Path.join(__DIR__, "support/series_memory.exs")
+
     env = [
       {"ERL_FLAGS", "+S #{schedulers}:#{schedulers}"},
       {"MIX_ENV", to_string(Mix.env())}

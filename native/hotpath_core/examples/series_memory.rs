@@ -36,7 +36,10 @@ fn record_all(r: &Registry, thread: usize, series: usize) {
     let mut key = Vec::new();
     for i in 0..series {
         key.clear();
-        push_label(&mut key, ((i + thread * 37) % series).to_string().as_bytes());
+        push_label(
+            &mut key,
+            ((i + thread * 37) % series).to_string().as_bytes(),
+        );
         let s = metric.resolve(&key).expect("a series");
         for v in [1.5, 3.2, 7.7, 12.5, 39.0] {
             s.record(v, 0).expect("finite");

@@ -779,6 +779,12 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_is_three_cache_lines() {
+        // The scalars' line, the small level's keys with the pointers, its counts.
+        assert_eq!(std::mem::size_of::<Shard>(), 192);
+    }
+
+    #[test]
     fn a_few_buckets_stay_in_the_small_sparse_level() {
         let layout = layout();
         let cells = Cells::new(1);
