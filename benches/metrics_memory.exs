@@ -104,7 +104,8 @@ defmodule Bench.MetricsMemory do
               --message-format=json-render-diagnostics)
 
     with cargo when is_binary(cargo) <- System.find_executable("cargo"),
-         {out, 0} <- System.cmd(cargo, args, cd: Path.expand("..", __DIR__)),
+         {out, 0} <-
+           System.cmd(cargo, args, cd: Path.expand("..", __DIR__), stderr_to_stdout: true),
          [_, path] <- Regex.run(~r/"executable":"([^"]*series_memory)"/, out) do
       path
     else
