@@ -10,24 +10,26 @@
 //! actually wrote it, at most `shards + 1` shards (a metric series uses one owned shard, see
 //! [`crate::metrics::SERIES_SHARDS`]).
 //!
-//! A shard keeps its log-bucket counts in two tiers, both allocated on first use:
+//! A shard keeps its log-bucket counts in two tiers:
 //!
-//! * **sparse levels** (8 then 64 slots): a slot holds a bucket key and its count, claimed by
-//!   the first update of that bucket (a plain store for the owner, a compare-and-swap on the
-//!   shared shard) and never freed, so a bucket has one slot per shard; a bucket probes at most
-//!   [`PROBES`] slots of a level (linear probing from its hash). A histogram that sees a few
+//! * **sparse slots**: a slot holds a bucket key and its count, claimed by the first update of
+//!   that bucket (a plain store for the owner, a compare-and-swap on the shared shard) and never
+//!   given to another bucket, so a bucket has at most one slot per shard. 8 slots live in the
+//!   shard itself; 64 more are allocated when a bucket finds those taken. A bucket probes at
+//!   most [`PROBES`] slots of each (linear probing from its hash). A histogram that sees a few
 //!   distinct buckets (the common case for one metric series) costs 16 bytes per bucket.
-//! * **dense blocks** of 64 counters under a per-sign table, for buckets whose probes found
-//!   every slot taken. Once a bucket's block exists the bucket counts there; what it counted
-//!   in a sparse slot before stays there, and readers add the two.
+//! * **dense blocks** of 64 counters under a per-sign table, allocated for buckets whose probes
+//!   found every slot taken. Once a bucket's block exists the bucket counts there; what it
+//!   counted in a slot before stays there, and readers add the two.
 //!
 //! Memory is bounded by the layout (every level, table and block allocated).
 //!
 //! Clearing is bounded work, whatever the layout: [`Cells::clear`] zeroes each shard's few
-//! scalars and classic buckets and starts a new **generation**; a block or level holds counts
-//! of the generation it is tagged with, and one of an older generation reads as zero and has
-//! its counts zeroed by the next update that reaches it (a level keeps its keys). So a record
-//! that rotates a window slot (which clears the slot) does not walk the slot's counters.
+//! scalars, classic buckets and in-shard slots and starts a new **generation**; the 64-slot
+//! level and each block hold counts of the generation they are tagged with, and one of an
+//! older generation reads as zero and has its counts zeroed by the next update that reaches it
+//! (slots keep their keys). So a record that rotates a window slot (which clears the slot)
+//! does not walk the slot's counters.
 
 use super::layout::{Layout, Place};
 use super::snapshot::{saturate, saturating_add, two_sum, Snapshot, Sum};
