@@ -48,10 +48,22 @@ defmodule Bench.Metrics do
     handle = Metrics.handle(Bench.Metrics.Registry, "bench.request.stop.duration", tags)
     values = List.to_tuple(for i <- 1..1024, do: 0.5 + rem(i * 7919, 1000) / 10)
 
-    telemetry? = Code.ensure_loaded?(:telemetry)
+    telemetry? =
+      Code.ensure_loaded?(:telemetry) and
+        match?({:ok, _}, Application.ensure_all_started(:telemetry))
 
     if telemetry? do
       :telemetry.attach("bench-noop", [:bench, :noop], &__MODULE__.noop_handler/4, nil)
+
+      # The same definitions attached by Hotpath.Metrics: one handler per event.
+      {:ok, _} =
+        Metrics.start_link(
+          name: Bench.Metrics.Attached,
+          metrics: [
+            Metrics.distribution("bench.attached.stop.duration", tags: [:route, :method]),
+            Metrics.summary("bench.attached_summary.stop.duration", tags: [:route, :method])
+          ]
+        )
     end
 
     cases =
@@ -99,7 +111,23 @@ defmodule Bench.Metrics do
         if(telemetry?,
           do: [
             {":telemetry.execute/3 no-op",
-             fn -> :telemetry.execute([:bench, :noop], %{}, %{}) end}
+             fn -> :telemetry.execute([:bench, :noop], %{}, %{}) end},
+            {":telemetry.execute/3 into Metrics, distribution",
+             fn i ->
+               :telemetry.execute(
+                 [:bench, :attached, :stop],
+                 %{duration: elem(values, Bitwise.band(i, 1023))},
+                 tags
+               )
+             end},
+            {":telemetry.execute/3 into Metrics, summary",
+             fn i ->
+               :telemetry.execute(
+                 [:bench, :attached_summary, :stop],
+                 %{duration: elem(values, Bitwise.band(i, 1023))},
+                 tags
+               )
+             end}
           ],
           else: []
         )
@@ -120,18 +148,25 @@ defmodule Bench.Metrics do
             "Baselines: the empty NIF; a hand-written :counters/ETS log-bucket " <>
             "histogram; folsom 0.8.2 (Debian erlang-folsom, uniform reservoir)" <>
             if(folsom?, do: "", else: " - not found, skipped") <>
-            "; `:telemetry.execute/3` to a no-op handler" <>
-            if(telemetry?, do: ".", else: " - :telemetry is not installed here, skipped.") <>
+            "; `:telemetry.execute/3` to a no-op handler, and the same call into a " <>
+            "Hotpath.Metrics instance attached to the event (a distribution, and a summary " <>
+            "with its default 60 s window; 2 tags each)" <>
+            if(telemetry?,
+              do: ".",
+              else:
+                " - :telemetry is not installed here, skipped (ERL_LIBS with a built " <>
+                  ":telemetry adds these rows)."
+            ) <>
             "\n\n" <> render.text,
         cases: cases,
         baselines: ["empty NIF", "Histogram.record/2"],
-        targets: targets(folsom?, render)
+        targets: targets(folsom?, telemetry?, render)
       )
 
     result
   end
 
-  defp targets(folsom?, render) do
+  defp targets(folsom?, telemetry?, render) do
     base = [
       {:ratio, "Histogram.record/2", "empty NIF", :<=, 1.5, :single},
       {:ratio, "Metrics.record/4 (2 tags)", "empty NIF", :<=, 4.0, :single},
@@ -152,8 +187,20 @@ defmodule Bench.Metrics do
         []
       end
 
+    telemetry =
+      if telemetry? do
+        for kind <- ["distribution", "summary"] do
+          {:custom,
+           ":telemetry.execute/3 into Metrics, #{kind}, against the no-op handler " <>
+             "(reported)", &telemetry_ratio(&1, ":telemetry.execute/3 into Metrics, #{kind}")}
+        end
+      else
+        []
+      end
+
     base ++
       folsom ++
+      telemetry ++
       [
         {:custom, "render 10k series as Prometheus text (reported)",
          fn _ -> {true, render.summary} end}
@@ -170,6 +217,16 @@ defmodule Bench.Metrics do
      "floor #{Hotpath.Bench.format_ratio(floor / empty)} the empty NIF; the call is " <>
        "#{Hotpath.Bench.format_ratio(single[case_name].ns / floor)} its floor " <>
        "(+#{:erlang.float_to_binary(single[case_name].ns - floor, decimals: 1)} ns)"}
+  end
+
+  defp telemetry_ratio(results, case_name) do
+    ratios =
+      for {mode, r} <- Enum.sort(results) do
+        "#{mode} " <>
+          Hotpath.Bench.format_ratio(r[case_name].ns / r[":telemetry.execute/3 no-op"].ns)
+      end
+
+    {true, Enum.join(ratios, ", ")}
   end
 
   defp faster_than_folsom(results) do

@@ -476,6 +476,80 @@ defmodule Hotpath.MetricsTest do
       assert Enum.sum(for s <- dist, do: s.count) == procs * 2_000
       assert Enum.sum(for s <- dist, do: s.sum) == procs * 20 * Enum.sum(0..99) / 1
     end
+
+    test "exact bucket counts from many processes, whatever shard a value lands in" do
+      # One owned shard per series and the shared one; values both few (sparse slots) and
+      # spread (dense blocks).
+      name =
+        start!([
+          Metrics.distribution("c.d", tags: [:k], reporter_options: [buckets: [1, 10, 100]]),
+          Metrics.summary("c.d",
+            tags: [:k],
+            reporter_options: [quantiles: [0.5, 0.99], prometheus_name: "c_d_summary"]
+          )
+        ])
+
+      values = [1.5, 3.2, 7.7, 12.5, 39.0] ++ Enum.map(1..300, &(&1 * 1.37))
+      procs = System.schedulers_online() * 8
+
+      1..procs
+      |> Enum.map(fn p ->
+        Task.async(fn ->
+          for k <- 1..4,
+              v <- Enum.shuffle(values),
+              do: Metrics.record(name, "c.d", v, %{k: rem(k + p, 4)})
+        end)
+      end)
+      |> Task.await_many(60_000)
+
+      reference = Hotpath.Histogram.new(buckets: [1, 10, 100])
+      for _ <- 1..procs, v <- values, do: Hotpath.Histogram.record(reference, v)
+      want = Hotpath.Histogram.snapshot(reference)
+      snap = Metrics.snapshot(name)
+
+      for kind <- [:distribution, :summary], s <- find(snap, [:c, :d], kind).series do
+        assert s.count == procs * length(values)
+        assert s.quantiles[0.5] == Hotpath.Histogram.quantile(reference, 0.5)
+        assert s.quantiles[0.99] == Hotpath.Histogram.quantile(reference, 0.99)
+        assert {s.min, s.max} == {want.min, want.max}
+      end
+
+      for s <- find(snap, [:c, :d], :distribution).series,
+          do: assert(s.buckets == want.buckets)
+    end
+
+    test "a series' memory does not grow with the processes that record into it" do
+      name =
+        start!(
+          [
+            Metrics.distribution("e.f",
+              tags: [:k],
+              reporter_options: [buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]]
+            )
+          ],
+          max_series: 100
+        )
+
+      record = fn procs ->
+        1..procs
+        |> Enum.map(fn p ->
+          Task.async(fn ->
+            for k <- 1..50,
+                v <- [1.5, 3.2, 7.7, 12.5, 39.0],
+                do: Metrics.record(name, "e.f", v, %{k: rem(k + p, 50)})
+          end)
+        end)
+        |> Task.await_many(60_000)
+
+        Metrics.info(name).memory_bytes
+      end
+
+      one = record.(1)
+      many = record.(System.schedulers_online() * 16)
+      # At most one more shard (the shared one) per series, whatever the number of threads.
+      assert many <= 2 * one
+      assert div(many, 50) <= 1536
+    end
   end
 
   describe "telemetry handler" do

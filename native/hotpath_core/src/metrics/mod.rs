@@ -27,6 +27,12 @@ pub type FastState = RandomState;
 pub const OVERFLOW_LABEL: &str = "_overflow_";
 /// Largest `max_series` accepted.
 pub const MAX_SERIES_CAP: usize = 10_000_000;
+/// Single-writer shards of a summary's or distribution's series (unless its histogram
+/// options name a count): the first thread that records into a series owns one shard, every
+/// other thread records into the series' shared shard. So a series holds at most two shards
+/// per set of cells (the cumulative view and each window slot) whatever the number of
+/// schedulers; a standalone [`Histogram`] defaults to [`crate::histogram::default_shards`].
+pub const SERIES_SHARDS: usize = 1;
 /// Longest label value accepted, in bytes (`Hotpath.Metrics` documents the same limit): keeps
 /// the work of resolving a series on a normal scheduler small and bounds a series key.
 pub const MAX_LABEL_BYTES: usize = 4096;
@@ -256,7 +262,11 @@ impl Metric {
         }
         let (layout, shards) = match spec.kind {
             Kind::Summary | Kind::Distribution => {
-                let h = Histogram::new(&spec.histogram)
+                let options = Options {
+                    shards: spec.histogram.shards.or(Some(SERIES_SHARDS)),
+                    ..spec.histogram.clone()
+                };
+                let h = Histogram::new(&options)
                     .map_err(|e| Error::invalid(format!("{}: {e}", spec.name)))?;
                 (Some(h.layout().clone()), h.shards())
             }

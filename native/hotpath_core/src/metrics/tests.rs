@@ -264,3 +264,47 @@ fn pinned_series_survive_pruning() {
     r.prune();
     assert_eq!(r.prune(), 1);
 }
+
+/// Native bytes per series of a 10-bucket distribution and a summary (window of 6 slots, all
+/// of them used) recorded from 16 threads, the issue-18 workload's shape: the series keep one
+/// owned shard and the shared one per set of cells, whatever the number of threads.
+#[test]
+fn a_series_costs_the_same_whatever_the_number_of_threads() {
+    let mut dist = spec("d", Kind::Distribution, &["id"]);
+    dist.histogram.buckets = vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+    let r = Arc::new(Registry::new(vec![dist, spec("s", Kind::Summary, &["id"])]).unwrap());
+    let series = 100;
+    let values = [1.5, 3.2, 7.7, 12.5, 39.0];
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                for i in 0..series {
+                    let k = key(&[&((i + t * 37) % series).to_string()]);
+                    for (j, &v) in values.iter().enumerate() {
+                        r.metric(0).unwrap().record(&k, v, 0).unwrap();
+                        // Every window slot of the summary (10 s each) sees values.
+                        let now = ((t + i + j) % 6) as u64 * 10_000;
+                        r.metric(1).unwrap().record(&k, v, now).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for (m, bound) in [(0, 1536), (1, 4096)] {
+        let metric = r.metric(m).unwrap();
+        assert_eq!(metric.series_count(), series);
+        for s in metric.series() {
+            let SeriesRead::Histogram(c, _) = s.read(50_000) else {
+                panic!()
+            };
+            assert_eq!(c.count(), 16 * values.len() as u64);
+        }
+        let per_series = metric.memory() / series;
+        eprintln!("{}: {per_series} B per series", metric.spec().name);
+        assert!(per_series <= bound, "{per_series} B per series");
+    }
+}
