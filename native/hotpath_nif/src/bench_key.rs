@@ -1,8 +1,8 @@
 //! The A/B row of the limiter's packed key (issue #15): [`Key`] packs a long key's box address
-//! into its words (16 bytes, two `unsafe` blocks in `key.rs`), its plain twin [`PlainKey`]
-//! holds the box in an enum (24 bytes, safe). Both are stored as a shard stores them, in a
-//! `hashbrown` table of `(key, Slot)` entries, and looked up by a [`Probe`]. Compiled in only
-//! with the `bench` feature.
+//! into its words (16 bytes; `key.rs` proves its two raw-pointer blocks), its plain twin
+//! [`PlainKey`] holds the box in an enum (24 bytes, safe). Both are stored as a shard stores
+//! them, in a `hashbrown` table of `(key, Slot)` entries, and looked up by a [`Probe`]. Compiled
+//! in only with the `bench` feature.
 
 use hashbrown::HashTable;
 use hotpath_core::limiter::key::plain::PlainKey;
