@@ -46,9 +46,7 @@ pub(crate) fn text_format(format: Atom) -> NifResult<Format> {
     } else if format == atoms::openmetrics() {
         Ok(Format::OpenMetrics)
     } else {
-        Err(crate::error::argument_error(
-            "format must be :prometheus or :openmetrics",
-        ))
+        Err(argument_error("format must be :prometheus or :openmetrics"))
     }
 }
 
