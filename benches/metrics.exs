@@ -202,7 +202,7 @@ defmodule Bench.Metrics do
       folsom ++
       telemetry ++
       [
-        {:custom, "render 10k series as Prometheus text (reported)",
+        {:custom, "render 10k series as Prometheus and OpenMetrics text (reported)",
          fn _ -> {true, render.summary} end}
       ]
   end
@@ -263,22 +263,35 @@ defmodule Bench.Metrics do
 
     memory = Metrics.info(Bench.Metrics.Render).memory_bytes
 
+    # The two text formats alternated, 5 renders each: {median µs, bytes} per format.
     times =
-      for _ <- 1..5 do
-        {us, text} = :timer.tc(fn -> Metrics.prometheus(Bench.Metrics.Render) end)
-        {us, IO.iodata_length(text)}
+      for _ <- 1..5, format <- [:prometheus, :openmetrics], reduce: %{} do
+        acc ->
+          {us, text} =
+            :timer.tc(fn -> Metrics.prometheus(Bench.Metrics.Render, format: format) end)
+
+          Map.update(
+            acc,
+            format,
+            [{us, IO.iodata_length(text)}],
+            &[{us, IO.iodata_length(text)} | &1]
+          )
       end
 
-    {us, bytes} = times |> Enum.sort() |> Enum.at(2)
+    [{us, bytes}, {om_us, om_bytes}] =
+      for format <- [:prometheus, :openmetrics],
+          do: times[format] |> Enum.sort() |> Enum.at(2)
 
     %{
       summary:
         "#{Float.round(us / 1000, 1)} ms for 10k series (#{div(bytes, 1024)} KiB), " <>
+          "OpenMetrics #{Float.round(om_us / 1000, 1)} ms (#{div(om_bytes, 1024)} KiB), " <>
           "#{div(memory, 10_000)} B native memory per series",
       text:
-        "Rendering 10 000 distribution series (11 buckets, 3 values each) on a dirty scheduler: " <>
-          "median of 5 renders #{Float.round(us / 1000, 1)} ms, #{div(bytes, 1024)} KiB of text; " <>
-          "native memory #{div(memory, 10_000)} B per series."
+        "Rendering 10 000 distribution series (11 buckets, 3 values each) on a dirty scheduler, " <>
+          "median of 5 renders per format, alternated: Prometheus text #{Float.round(us / 1000, 1)} ms " <>
+          "(#{div(bytes, 1024)} KiB), OpenMetrics text #{Float.round(om_us / 1000, 1)} ms " <>
+          "(#{div(om_bytes, 1024)} KiB); native memory #{div(memory, 10_000)} B per series."
     }
   end
 end
