@@ -270,12 +270,8 @@ defmodule Bench.Metrics do
           {us, text} =
             :timer.tc(fn -> Metrics.prometheus(Bench.Metrics.Render, format: format) end)
 
-          Map.update(
-            acc,
-            format,
-            [{us, IO.iodata_length(text)}],
-            &[{us, IO.iodata_length(text)} | &1]
-          )
+          sample = {us, IO.iodata_length(text)}
+          Map.update(acc, format, [sample], &[sample | &1])
       end
 
     [{us, bytes}, {om_us, om_bytes}] =

@@ -37,24 +37,14 @@ defmodule Hotpath.Bench do
   @type result :: %{ns: float(), ops: float()}
 
   def run(opts) do
-    title = Keyword.fetch!(opts, :title)
-    cases = Keyword.fetch!(opts, :cases)
+    %{title: title, cases: cases, targets: targets, rounds: rounds} = start = begin(opts)
     baselines = Keyword.get(opts, :baselines, [])
-    targets = Keyword.get(opts, :targets, [])
     modes = Keyword.get(opts, :modes, modes_from_env())
-    rounds = Keyword.get(opts, :rounds, env_int("BENCH_ROUNDS", 5))
-    round_ms = Keyword.get(opts, :round_ms, env_int("BENCH_ROUND_MS", 200))
-    warmup_ms = Keyword.get(opts, :warmup_ms, env_int("BENCH_WARMUP_MS", 300))
-
-    IO.puts("\n## #{title}\n")
-    if note = opts[:note], do: IO.puts(note <> "\n")
 
     results =
       Map.new(modes, fn mode ->
         procs = procs(mode)
-
-        calibrated =
-          Enum.map(cases, fn {name, fun} -> {name, fun, calibrate(fun, warmup_ms, round_ms)} end)
+        calibrated = calibrate_all(start)
 
         samples =
           for _round <- 1..rounds, {name, fun, n} <- calibrated, reduce: %{} do
@@ -89,19 +79,10 @@ defmodule Hotpath.Bench do
   `{:ratio, case, baseline, op, x, mode}` as in `run/1`.
   """
   def scaling(opts) do
-    title = Keyword.fetch!(opts, :title)
-    [{core, _} | _] = cases = Keyword.fetch!(opts, :cases)
-    targets = Keyword.get(opts, :targets, [])
-    rounds = Keyword.get(opts, :rounds, env_int("BENCH_ROUNDS", 5))
-    round_ms = Keyword.get(opts, :round_ms, env_int("BENCH_ROUND_MS", 200))
-    warmup_ms = Keyword.get(opts, :warmup_ms, env_int("BENCH_WARMUP_MS", 300))
+    %{title: title, cases: cases, targets: targets, rounds: rounds} = start = begin(opts)
+    [{core, _} | _] = cases
     procs = procs(:all)
-
-    IO.puts("\n## #{title}\n")
-    if note = opts[:note], do: IO.puts(note <> "\n")
-
-    calibrated =
-      Enum.map(cases, fn {name, fun} -> {name, fun, calibrate(fun, warmup_ms, round_ms)} end)
+    calibrated = calibrate_all(start)
 
     samples =
       for _round <- 1..rounds, {name, fun, n} <- calibrated, reduce: %{} do
@@ -161,6 +142,26 @@ defmodule Hotpath.Bench do
     IO.puts("")
     %{title: title, results: results, targets_met: Enum.all?(met)}
   end
+
+  # The options `run/1` and `scaling/1` share, after printing the table's title and note.
+  defp begin(opts) do
+    start = %{
+      title: Keyword.fetch!(opts, :title),
+      cases: Keyword.fetch!(opts, :cases),
+      targets: Keyword.get(opts, :targets, []),
+      rounds: Keyword.get(opts, :rounds, env_int("BENCH_ROUNDS", 5)),
+      round_ms: Keyword.get(opts, :round_ms, env_int("BENCH_ROUND_MS", 200)),
+      warmup_ms: Keyword.get(opts, :warmup_ms, env_int("BENCH_WARMUP_MS", 300))
+    }
+
+    IO.puts("\n## #{start.title}\n")
+    if note = opts[:note], do: IO.puts(note <> "\n")
+    start
+  end
+
+  # `{name, fun, iterations per round}` of every case.
+  defp calibrate_all(%{cases: cases, warmup_ms: warmup_ms, round_ms: round_ms}),
+    do: Enum.map(cases, fn {name, fun} -> {name, fun, calibrate(fun, warmup_ms, round_ms)} end)
 
   @doc "Prints the header (once per VM), then runs `fun`: the body of every bench script."
   def main(fun) do
