@@ -121,6 +121,8 @@ pub struct Table {
 /// one shard takes a few microseconds.
 const KEYS_PER_SHARD: usize = 1024;
 const MIN_SHARDS: usize = 16;
+/// Shards a hit on a full table purges at most before `on_full` decides.
+const FULL_PURGES: usize = 4;
 const MAX_SHARDS: usize = 1 << 16;
 /// The lowest hash bit of the shard index (see [`Table::locate`]).
 const SHARD_BITS_AT: u32 = 32;
@@ -215,8 +217,10 @@ impl Table {
     }
 
     /// The rest of a hit for a new key when the table is full and nothing expired in the
-    /// key's shard: expired slots elsewhere go first (purge the shard whose hint says it
-    /// holds some, never holding two locks, then try once more), then `on_full` decides.
+    /// key's shard: expired slots elsewhere go first (purge a shard whose hint says it holds
+    /// some, never holding two locks, then try again; up to [`FULL_PURGES`] shards, since
+    /// the first may free a key count but not the key bytes `max_bytes` needs), then
+    /// `on_full` decides.
     #[cold]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
@@ -231,8 +235,11 @@ impl Table {
         fresh: Decision,
         work: &mut usize,
     ) -> Decision {
-        *work += self.shards.len();
-        if let Some(other) = self.expired_shard(now) {
+        for _ in 0..FULL_PURGES {
+            *work += self.shards.len();
+            let Some(other) = self.expired_shard(now) else {
+                break;
+            };
             {
                 let mut map = self.shards[other].lock();
                 *work += map.len();
@@ -311,15 +318,14 @@ impl Table {
         }
         let owned = probe.into_key();
         shard.lower_hint(stored.expires);
-        let before = map.capacity();
+        let before = buckets(map);
         map.insert_unique(hash, (owned, stored), self.rehash());
-        self.resized(before, map.capacity());
+        self.resized(before, buckets(map));
         Ok(decision)
     }
 
-    /// Records a change of one shard's capacity in the bucket count.
+    /// Records a change of one shard's bucket count.
     fn resized(&self, before: usize, after: usize) {
-        let (before, after) = (buckets_for(before), buckets_for(after));
         if after > before {
             self.buckets.fetch_add(after - before, Ordering::Relaxed);
         } else if before > after {
@@ -403,7 +409,7 @@ impl Table {
             let mut map = shard.lock();
             let removed = map.len();
             let heap: usize = map.iter().map(|(k, _)| k.heap_bytes()).sum();
-            self.resized(map.capacity(), 0);
+            self.resized(buckets(&map), 0);
             *map = HashTable::new();
             shard.hint.store(u64::MAX, Ordering::Relaxed);
             self.len.fetch_sub(removed, Ordering::Relaxed);
@@ -483,13 +489,13 @@ impl Table {
         if removed > 0 {
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.heap_bytes.fetch_sub(heap, Ordering::Relaxed);
-            // Give memory back after a flood of keys has expired.
-            let len = map.len();
-            if shrink == Shrink::IfMostlyEmpty && map.capacity() > 64 && map.capacity() > 4 * len {
-                let before = map.capacity();
-                map.shrink_to(len * 2, self.rehash());
-                self.resized(before, map.capacity());
-            }
+        }
+        // Give memory back after a flood of keys has expired, also when a hit purged the
+        // shard before this sweep (it removed the keys, so this pass removes none).
+        let (len, before) = (map.len(), buckets(map));
+        if shrink == Shrink::IfMostlyEmpty && before > 64 && before > 4 * len {
+            map.shrink_to(len * 2, self.rehash());
+            self.resized(before, buckets(map));
         }
         removed
     }
@@ -536,13 +542,11 @@ impl Table {
     }
 }
 
-/// Buckets hashbrown allocates for a table of `capacity` (its load factor is 7/8).
-fn buckets_for(capacity: usize) -> usize {
-    match capacity {
-        0 => 0,
-        c if c < 8 => (c + 1).next_power_of_two(),
-        c => (c * 8 / 7).next_power_of_two(),
-    }
+/// The buckets of `map`. Not from `capacity()`, which shrinks as removals leave tombstones:
+/// hashbrown allocates `buckets * (size_of::<Entry>() + 1)` bytes plus one control group
+/// (8 or 16 bytes, fewer than one bucket's 33), so the division gives the bucket count.
+fn buckets(map: &HashTable<Entry>) -> usize {
+    map.allocation_size() / (std::mem::size_of::<Entry>() + 1)
 }
 
 #[cfg(test)]
@@ -765,10 +769,7 @@ mod tests {
     }
 
     fn walked_buckets(t: &Table) -> usize {
-        t.shards
-            .iter()
-            .map(|s| buckets_for(s.lock().capacity()))
-            .sum()
+        t.shards.iter().map(|s| buckets(&s.lock())).sum()
     }
 
     fn walked_heap(t: &Table) -> usize {
