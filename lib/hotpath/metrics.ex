@@ -71,6 +71,34 @@ defmodule Hotpath.Metrics do
   per window slot in use (about 3.2 KB with all 6 slots of the default window); `info/1`
   reports the total (`:memory_bytes`).
 
+  ## Native histograms
+
+  In the protobuf format (`prometheus/2` with `format: :protobuf`, which a Prometheus server
+  started with `--enable-feature=native-histograms` asks for) a summary or distribution is a
+  Prometheus native histogram: exponential buckets of schema `min(m + 2, 8)` for a histogram
+  of `2^m` buckets per octave (schema 8 for the default 1 % relative error), a zero bucket
+  holding exactly what the histogram counts as zero (magnitudes below the floor), and sparse
+  spans. Each Hotpath bucket is counted in the native bucket that holds its estimate, so
+  `histogram_quantile/2` on the server answers within `2^(2^-schema) - 1` (0.27 % at
+  schema 8) of `Hotpath.Histogram.quantile/2` on the same data, and counts and sums are
+  exact. A summary exported this way is queried with `histogram_quantile/2`,
+  `histogram_count/1` and `histogram_sum/1` instead of its `quantile` samples (which the text
+  formats keep).
+
+  ## Exemplars
+
+  With `reporter_options: [exemplar: :trace_id]` a counter, summary or distribution keeps the
+  last exemplar of each of its series (a counter), classic buckets (a distribution) or the
+  series (a summary): the value of the event's `:trace_id` metadata (a string or an integer) as
+  the label `trace_id`, the value recorded and the time (wall clock). With
+  `exemplar: :opentelemetry` it takes the current OpenTelemetry span instead (`trace_id` and
+  `span_id`, lowercase hex) when `opentelemetry_api` is loaded as the instance starts (its
+  modules are looked up then, never at compile time). Events without one record as usual and
+  pay nothing for it; the exemplar's labels are at most 128 characters (a longer trace id
+  records the value without its exemplar). OpenMetrics and protobuf scrapes carry them (the
+  Prometheus text format cannot); Prometheus stores them with `--enable-feature=exemplar-storage`.
+  Cluster views carry no exemplars and no `_created`.
+
   ## Owner crashes
 
   The registry lives in native memory, not in the owner process. When the owner crashes (even
@@ -96,10 +124,11 @@ defmodule Hotpath.Metrics do
   @cluster_schema Cluster.options()
   @prometheus_schema [
                        format: [
-                         type: {:in, [:prometheus, :openmetrics]},
+                         type: {:in, [:prometheus, :openmetrics, :protobuf]},
                          default: :prometheus,
                          doc:
-                           "`:prometheus` for the text format 0.0.4, `:openmetrics` for OpenMetrics 1.0 text (see `content_type/1`)"
+                           "`:prometheus` for the text format 0.0.4, `:openmetrics` for OpenMetrics 1.0 text, " <>
+                             "`:protobuf` for the Prometheus protobuf format with native histograms (see `content_type/1`)"
                        ],
                        cluster: [
                          type: :boolean,
@@ -266,10 +295,20 @@ defmodule Hotpath.Metrics do
 
   @doc """
   The registry in the Prometheus text format 0.0.4, or with `format: :openmetrics` in
-  OpenMetrics 1.0 text (serve either with `content_type/1`). Renders on a dirty scheduler.
+  OpenMetrics 1.0 text, or with `format: :protobuf` in the Prometheus protobuf format (serve
+  each with `content_type/1`; `Hotpath.Metrics.HTTP` picks one from the scraper's `accept`
+  header). Renders on a dirty scheduler.
 
   OpenMetrics names a counter family without its `_total` suffix (the samples keep it),
-  escapes `"` in `# HELP` and ends with `# EOF`; the samples are the same.
+  escapes `"` in `# HELP`, adds a `_created` sample (the series' creation, Unix seconds) to
+  counters, summaries and distributions, carries exemplars (see "Exemplars" above) and ends
+  with `# EOF`; the other samples are the same. A `sum` is typed `unknown` there (an
+  OpenMetrics counter cannot go down).
+
+  The protobuf format exports summaries and distributions as **native histograms** (see
+  "Native histograms" above); a distribution keeps its classic buckets alongside, for servers
+  that do not read native histograms. Counters, sums, last values and the dropped-events
+  counter are as in the text format.
 
   With `cluster: true` it renders the cluster view of `cluster_snapshot/2` instead (same
   `:timeout` and `:nodes` options): every series merged across the nodes, so one scrape gives
@@ -364,10 +403,14 @@ defmodule Hotpath.Metrics do
       iex> Hotpath.Metrics.content_type(:openmetrics)
       "application/openmetrics-text; version=1.0.0; charset=utf-8"
   """
-  @spec content_type(:prometheus | :openmetrics) :: String.t()
+  @spec content_type(:prometheus | :openmetrics | :protobuf) :: String.t()
   def content_type(format \\ :prometheus)
   def content_type(:prometheus), do: "text/plain; version=0.0.4; charset=utf-8"
   def content_type(:openmetrics), do: "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+  def content_type(:protobuf),
+    do:
+      "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
 
   @doc "Removes every series not recorded since the previous prune; returns how many."
   @spec prune(instance()) :: non_neg_integer()

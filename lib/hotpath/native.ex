@@ -143,6 +143,7 @@ defmodule Hotpath.Native do
   def metrics_new(_specs), do: err()
   def metrics_record(_registry, _name, _value, _tags), do: err()
   def metrics_record_index(_registry, _index, _value, _tags), do: err()
+  def metrics_record_exemplar(_registry, _index, _value, _tags, _labels), do: err()
   def metrics_record_named(_instance, _name, _value, _tags), do: err()
   def metrics_publish(_registry, _instance), do: err()
   def metrics_handle(_target, _name, _tags), do: err()

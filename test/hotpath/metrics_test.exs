@@ -748,7 +748,7 @@ defmodule Hotpath.MetricsTest do
       assert status == 0, output
 
       assert_raise ArgumentError, ~r/:format must be one of/, fn ->
-        Metrics.prometheus(name, format: :protobuf)
+        Metrics.prometheus(name, format: :json)
       end
 
       # The cluster view (of this node alone here) in OpenMetrics: its family, then `# EOF`.

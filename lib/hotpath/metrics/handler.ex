@@ -9,11 +9,17 @@ defmodule Hotpath.Metrics.Handler do
   `hotpath_metrics_dropped_total` counter of `Hotpath.Metrics.prometheus/1`).
 
   The config is `%{registry: instance_name, metrics: [{index, kind, measurement, keep,
-  tag_values}]}` built by `Hotpath.Metrics`. This module has no dependency on `:telemetry`: tests call
+  tag_values}]}` built by `Hotpath.Metrics`; a metric that keeps exemplars has a sixth
+  element, where its exemplar comes from (`{:metadata, key}` or `:opentelemetry`). An event
+  without one (or whose value is not a string or integer, or too long for an exemplar) is
+  recorded as any other. This module has no dependency on `:telemetry`: tests call
   `handle_event/4` directly.
   """
 
   alias Hotpath.Native
+
+  # Reached only when a metric asks for `:opentelemetry` exemplars and the API was loaded.
+  @compile {:no_warn_undefined, [:otel_tracer, :otel_span]}
 
   @doc "Records one event into every metric of the config. Always returns `:ok`."
   @spec handle_event([atom()], map(), map(), map()) :: :ok
@@ -30,33 +36,76 @@ defmodule Hotpath.Metrics.Handler do
     record_all(rest, registry, measurements, metadata)
   end
 
-  defp record({index, kind, measurement, keep, tag_values}, registry, measurements, metadata) do
-    if keep?(keep, metadata, measurements) do
-      value = if kind == :counter, do: nil, else: measure(measurement, measurements, metadata)
-      tags = tag_values.(metadata)
+  defp record({index, kind, measurement, keep, tag_values, source}, registry, measurements, metadata) do
+    case exemplar(source, metadata) do
+      nil ->
+        record({index, kind, measurement, keep, tag_values}, registry, measurements, metadata)
 
-      case Native.metrics_record_index(registry, index, value, tags) do
-        :ok ->
-          :ok
+      labels ->
+        if keep?(keep, metadata, measurements) do
+          value = if kind == :counter, do: nil, else: measure(measurement, measurements, metadata)
+          tags = tag_values.(metadata)
 
-        :convert_tags ->
-          case Native.metrics_record_index(
-                 registry,
-                 index,
-                 value,
-                 Hotpath.Metrics.Recording.stringify_tags(tags)
-               ) do
+          case Native.metrics_record_exemplar(registry, index, value, tags, labels) do
             :ok -> :ok
-            _ -> drop(registry, index)
+            # Tags to convert or an exemplar that is not one: the plain path decides.
+            _ -> record_plain(registry, index, value, tags)
           end
-
-        _refused ->
-          drop(registry, index)
-      end
+        end
     end
   catch
     _kind, _reason -> drop(registry, index)
   end
+
+  defp record({index, kind, measurement, keep, tag_values}, registry, measurements, metadata) do
+    if keep?(keep, metadata, measurements) do
+      value = if kind == :counter, do: nil, else: measure(measurement, measurements, metadata)
+      record_plain(registry, index, value, tag_values.(metadata))
+    end
+  catch
+    _kind, _reason -> drop(registry, index)
+  end
+
+  defp record_plain(registry, index, value, tags) do
+    case Native.metrics_record_index(registry, index, value, tags) do
+      :ok ->
+        :ok
+
+      :convert_tags ->
+        case Native.metrics_record_index(
+               registry,
+               index,
+               value,
+               Hotpath.Metrics.Recording.stringify_tags(tags)
+             ) do
+          :ok -> :ok
+          _ -> drop(registry, index)
+        end
+
+      _refused ->
+        drop(registry, index)
+    end
+  end
+
+  # The exemplar labels of an event, or nil: the metadata value under the metric's key (a
+  # string or an integer), or the current OpenTelemetry span when it is valid.
+  defp exemplar({:metadata, key}, metadata) when is_map(metadata) do
+    case metadata do
+      %{^key => id} when is_binary(id) -> [{"trace_id", id}]
+      %{^key => id} when is_integer(id) -> [{"trace_id", Integer.to_string(id)}]
+      _ -> nil
+    end
+  end
+
+  defp exemplar(:opentelemetry, _metadata) do
+    span = :otel_tracer.current_span_ctx()
+
+    if span != :undefined and :otel_span.is_valid(span) do
+      [{"trace_id", :otel_span.hex_trace_id(span)}, {"span_id", :otel_span.hex_span_id(span)}]
+    end
+  end
+
+  defp exemplar(_source, _metadata), do: nil
 
   defp keep?(nil, _metadata, _measurements), do: true
   defp keep?(keep, metadata, _measurements) when is_function(keep, 1), do: keep.(metadata) == true

@@ -24,10 +24,12 @@ defmodule Hotpath.Metrics.HTTP do
 
   A request is a map with `:method`, `:request_path` and optionally `:req_headers`, a list of
   `{lowercase_name, value}` (a `Plug.Conn` is one). The body is `Hotpath.Metrics.prometheus/2`
-  in the format the `accept` header prefers (see `negotiate/1`): OpenMetrics 1.0 text when it
-  asks for `application/openmetrics-text` (as the Prometheus server does by default), else
-  the Prometheus text format 0.0.4, each with its `content-type` (Prometheus 3 refuses a
-  scrape without a valid one) and `vary: accept`.
+  in the format the `accept` header prefers (see `negotiate/1`): the Prometheus protobuf
+  format with native histograms when it asks for it first (as a Prometheus server with native
+  histograms enabled does), OpenMetrics 1.0 text when it asks for
+  `application/openmetrics-text` (as the Prometheus server does by default), else the
+  Prometheus text format 0.0.4, each with its `content-type` (Prometheus 3 refuses a scrape
+  without a valid one) and `vary: accept`.
 
   Options:
 
@@ -80,19 +82,22 @@ defmodule Hotpath.Metrics.HTTP do
   @doc """
   The format to answer a request whose `accept` header is `accept` (`nil` when it sent none):
   the acceptable range with the highest `q` (the first on a tie) among
-  `application/openmetrics-text` (version 1.0.0 or none), `text/plain` (version 0.0.4 or
-  none), `text/*`, `application/*` and `*/*`. Anything else (the Prometheus protobuf format,
-  other versions, `q=0`) is skipped; when nothing is left the answer is the Prometheus format,
-  which every scraper reads.
+  `application/vnd.google.protobuf` (with `proto=io.prometheus.client.MetricFamily` and
+  `encoding=delimited`), `application/openmetrics-text` (version 1.0.0 or none),
+  `text/plain` (version 0.0.4 or none), `text/*`, `application/*` and `*/*`. Anything else
+  (other versions or encodings, `q=0`) is skipped; when nothing is left the answer is the
+  Prometheus format, which every scraper reads.
 
       iex> Hotpath.Metrics.HTTP.negotiate(nil)
       :prometheus
       iex> Hotpath.Metrics.HTTP.negotiate("application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.1")
       :openmetrics
+      iex> Hotpath.Metrics.HTTP.negotiate("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8")
+      :protobuf
       iex> Hotpath.Metrics.HTTP.negotiate("application/openmetrics-text;version=0.0.1,text/plain")
       :prometheus
   """
-  @spec negotiate(String.t() | nil) :: :prometheus | :openmetrics
+  @spec negotiate(String.t() | nil) :: :prometheus | :openmetrics | :protobuf
   def negotiate(nil), do: :prometheus
 
   def negotiate(accept) when is_binary(accept) do
@@ -116,6 +121,11 @@ defmodule Hotpath.Metrics.HTTP do
     q = quality(Map.get(params, "q", "1"))
 
     case {String.downcase(type), Map.get(params, "version")} do
+      {"application/vnd.google.protobuf", _} ->
+        if Map.get(params, "proto") == "io.prometheus.client.MetricFamily" and
+             Map.get(params, "encoding") == "delimited",
+           do: {:protobuf, q}
+
       {"application/openmetrics-text", version} when version in [nil, "1.0.0"] ->
         {:openmetrics, q}
 

@@ -34,6 +34,15 @@ defmodule Hotpath.Metrics.ReporterOptions do
       doc_default: "the instance's `:max_series`",
       doc: "The series cap of the metric"
     ],
+    exemplar: [
+      type: {:or, [{:value, nil}, :atom]},
+      default: nil,
+      doc:
+        "Counters, summaries and distributions: the metadata key whose value (a string or an " <>
+          "integer) is kept as the `trace_id` of the last exemplar, or `:opentelemetry` for the " <>
+          "current OpenTelemetry span (`trace_id` and `span_id`; see `Hotpath.Metrics` on " <>
+          "exemplars)"
+    ],
     prometheus_name: [
       type: {:or, [:string, :atom]},
       doc_default: "derived from the name (see `prometheus_name/1`)",

@@ -65,9 +65,7 @@ defmodule Hotpath.Metrics.Spec do
     handlers =
       metrics
       |> Enum.with_index()
-      |> Enum.group_by(fn {m, _} -> m.event_name end, fn {m, i} ->
-        {i, m.kind, m.measurement, m.keep, m.tag_values}
-      end)
+      |> Enum.group_by(fn {m, _} -> m.event_name end, &handler_metric/1)
 
     # The spec is kept for cluster views, which build a registry of the same definitions.
     meta =
@@ -87,6 +85,36 @@ defmodule Hotpath.Metrics.Spec do
     }
   end
 
+  # What the handler needs of a metric: `{index, kind, measurement, keep, tag_values}`, plus
+  # the exemplar source when the metric keeps exemplars (see `Hotpath.Metrics.Handler`).
+  defp handler_metric({m, i}) do
+    case exemplar_source(m) do
+      nil -> {i, m.kind, m.measurement, m.keep, m.tag_values}
+      source -> {i, m.kind, m.measurement, m.keep, m.tag_values, source}
+    end
+  end
+
+  # `{:metadata, key}`, `:opentelemetry` (when its API is loaded: decided here, at start,
+  # never at compile time) or nil.
+  defp exemplar_source(m) do
+    case ReporterOptions.fetch!(m, :exemplar, nil) do
+      nil ->
+        nil
+
+      _ when m.kind in [:sum, :last_value] ->
+        raise ArgumentError,
+              "#{inspect(m.name)}: exemplars are kept for counters, summaries and distributions, " <>
+                "not for a #{m.kind}"
+
+      :opentelemetry ->
+        if Code.ensure_loaded?(:otel_tracer) and Code.ensure_loaded?(:otel_span),
+          do: :opentelemetry
+
+      key ->
+        {:metadata, key}
+    end
+  end
+
   defp spec!(%Definition{} = m, max_series) do
     if not Keyword.keyword?(m.reporter_options) do
       raise ArgumentError, "#{inspect(m.name)}: reporter_options must be a keyword list"
@@ -101,6 +129,7 @@ defmodule Hotpath.Metrics.Spec do
 
     window = if m.kind == :summary, do: ReporterOptions.fetch!(m, :window, nil), else: nil
     ReporterOptions.fetch!(m, :prometheus_name, nil)
+    ReporterOptions.fetch!(m, :exemplar, nil)
 
     %{
       kind: m.kind,

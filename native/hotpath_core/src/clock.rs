@@ -6,7 +6,8 @@
 //! invariant one (calibrated once against the OS monotonic clock) and the OS monotonic clock
 //! otherwise; `std::time::Instant` costs about a whole rate-limiter decision more per read
 //! (the A/B row `hit/2, clock: Instant` in `benches/rate_limiter.exs`). Tests never need it:
-//! every time-based path also takes an injected time.
+//! every time-based path also takes an injected time. [`unix_ms`] is the one wall-clock read,
+//! for timestamps exported to a scraper.
 
 use std::sync::OnceLock;
 
@@ -36,6 +37,15 @@ pub fn now_ns() -> u64 {
 #[inline]
 pub fn now_ms() -> u64 {
     now_ns() / 1_000_000
+}
+
+/// Milliseconds since the Unix epoch, from the OS wall clock: only for timestamps that leave
+/// the process (exemplars, `_created`), never for measuring time. 0 if the clock reads before
+/// 1970.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

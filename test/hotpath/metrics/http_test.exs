@@ -50,8 +50,9 @@ defmodule Hotpath.Metrics.HTTPTest do
     end
 
     request = %{method: "GET", request_path: "/metrics", req_headers: [{"accept", @protobuf}]}
-    assert {200, headers, _} = HTTP.response(config, request)
-    assert {"content-type", "text/plain; version=0.0.4; charset=utf-8"} in headers
+    assert {200, headers, body} = HTTP.response(config, request)
+    assert {"content-type", Hotpath.Metrics.content_type(:protobuf)} in headers
+    assert IO.iodata_to_binary(body) == Hotpath.Metrics.prometheus(name, format: :protobuf)
   end
 
   test "negotiate/1 takes the highest q, the first on a tie, and skips what it cannot serve" do
@@ -72,7 +73,12 @@ defmodule Hotpath.Metrics.HTTPTest do
           {"application/*;q=0.9,text/plain;q=0.5", :openmetrics},
           {@prometheus_2, :openmetrics},
           {@prometheus_3, :openmetrics},
-          {@protobuf, :prometheus}
+          {@protobuf, :protobuf},
+          {"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text,text/plain;q=0.1",
+           :prometheus},
+          {"application/vnd.google.protobuf;encoding=delimited", :prometheus},
+          {"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.4,application/openmetrics-text;q=0.5",
+           :openmetrics}
         ] do
       assert HTTP.negotiate(accept) == format, "#{inspect(accept)}"
     end

@@ -298,6 +298,21 @@ impl Snapshot {
         })
     }
 
+    /// Non-empty positive log buckets as `(estimate, count)`, increasing: the value
+    /// [`Snapshot::quantile`] reports for each.
+    pub fn positive_estimates(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.pos
+            .iter()
+            .map(|&(i, c)| (self.layout.estimate(i as usize), c))
+    }
+
+    /// Non-empty negative log buckets as `(magnitude estimate, count)`, increasing magnitude.
+    pub fn negative_estimates(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.neg
+            .iter()
+            .map(|&(i, c)| (self.layout.estimate(i as usize), c))
+    }
+
     /// Classic bucket counts (not cumulative), one per bound plus the last for `+Inf`; empty
     /// when the layout has no classic buckets.
     pub fn classic_counts(&self) -> &[u64] {

@@ -5,11 +5,15 @@
 //! the order of the metric's label names (see [`push_label`]). Callers build the key in a
 //! reused buffer, so a lookup of an existing series allocates nothing.
 
+pub mod exemplar;
 pub mod memo;
 pub mod merge;
+pub mod native;
 pub mod prometheus;
+pub mod protobuf;
 
 use crate::error::{Error, Result};
+use exemplar::{Exemplar, Exemplars};
 use crate::histogram::{Histogram, Layout, Options, Snapshot, WindowOptions};
 use ahash::RandomState;
 use dashmap::DashMap;
@@ -90,6 +94,10 @@ pub struct Series {
     touched: AtomicBool,
     /// Live handles bound to this series: a pinned series is never pruned.
     pins: AtomicUsize,
+    /// Unix time of its creation, in milliseconds (OpenMetrics' `_created`).
+    created_ms: u64,
+    /// Allocated by the first record that carries an exemplar.
+    exemplars: OnceLock<Box<Exemplars>>,
 }
 
 /// A read of one series.
@@ -129,7 +137,43 @@ impl Series {
             value,
             touched: AtomicBool::new(true),
             pins: AtomicUsize::new(0),
+            created_ms: crate::clock::unix_ms(),
+            exemplars: OnceLock::new(),
         }
+    }
+
+    /// Unix time of the series' creation, in milliseconds.
+    pub fn created_ms(&self) -> u64 {
+        self.created_ms
+    }
+
+    /// Records `value` as [`Series::record`] does, and keeps `exemplar` as the last one of
+    /// the value's slot: a counter's only slot (its value becomes 1, the increment), the
+    /// classic bucket of the value for a distribution with buckets, a summary's only slot.
+    /// Sums and last values keep no exemplars (OpenMetrics has none for them).
+    pub fn record_exemplar(&self, value: f64, now_ms: u64, mut exemplar: Exemplar) -> Result<()> {
+        self.record(value, now_ms)?;
+        let (slots, index) = match &self.value {
+            SeriesValue::Counter(_) => {
+                exemplar.value = 1.0;
+                (1, 0)
+            }
+            SeriesValue::Histogram(h) => {
+                let layout = h.layout();
+                exemplar.value = value;
+                (layout.bounds().len() + 1, layout.classic_index(value))
+            }
+            SeriesValue::Sum(..) | SeriesValue::LastValue(_) => return Ok(()),
+        };
+        self.exemplars
+            .get_or_init(|| Box::new(Exemplars::new(slots)))
+            .set(index, exemplar);
+        Ok(())
+    }
+
+    /// The exemplar slots (see [`Series::record_exemplar`]); empty if none was recorded.
+    pub fn exemplars(&self) -> Vec<Option<Exemplar>> {
+        self.exemplars.get().map_or_else(Vec::new, |e| e.read())
     }
 
     /// Label values, in the order of the metric's label names.
@@ -202,6 +246,7 @@ impl Series {
                 SeriesValue::Histogram(h) => h.memory().bytes,
                 _ => 0,
             }
+            + self.exemplars.get().map_or(0, |e| e.memory())
     }
 }
 

@@ -1,11 +1,14 @@
 //! The Prometheus text exposition format 0.0.4 and OpenMetrics 1.0 text.
 //!
-//! OpenMetrics differs in five places: a counter family's name has no `_total` (its samples
+//! OpenMetrics differs in seven places: a counter family's name has no `_total` (its samples
 //! do); a family that OpenMetrics cannot type as a counter is typed `unknown` under its full
 //! name, with the same samples (a `sum`, whose value may go negative where an OpenMetrics
 //! counter may not, and a counter whose name without `_total` is another family's, as when a
 //! counter and a distribution share an event name); `# HELP` also escapes `"`; the text ends
-//! with `# EOF`; and its content type.
+//! with `# EOF`; counters, summaries and histograms have a `_created` sample (the series'
+//! creation, Unix seconds; not in cluster views, whose series are made at each scrape);
+//! exemplars follow a counter's `_total` sample and each histogram bucket that has one
+//! (` # {trace_id="..."} value timestamp`); and its content type.
 //!
 //! Every family: `# HELP` (escaped), `# TYPE`, then its samples in one group. Histograms emit
 //! cumulative `_bucket` samples in increasing `le` order ending with `le="+Inf"` equal to
@@ -14,7 +17,8 @@
 //! Numbers use the canonical form (Go's `%g` shortest, plus `.0` for integral `le`/quantile
 //! values): `1.0`, `0.005`, `1e-05`, `1e+06`, `+Inf`, `NaN`.
 
-use super::{Kind, Metric, Registry, SeriesRead};
+use super::exemplar::Exemplar;
+use super::{Kind, Metric, Registry, Series, SeriesRead};
 use crate::histogram::Snapshot;
 use std::collections::HashSet;
 use std::fmt::Write;
@@ -23,6 +27,12 @@ use std::fmt::Write;
 pub const DROPPED_NAME: &str = "hotpath_metrics_dropped_total";
 /// The gauge a cluster view appends: 1 for each node merged, 0 for each that did not answer.
 pub const CLUSTER_UP_NAME: &str = "hotpath_metrics_cluster_up";
+/// HELP of [`DROPPED_NAME`].
+pub const DROPPED_HELP: &str =
+    "Events Hotpath.Metrics could not record (missing or invalid measurement or tags), per metric.";
+/// HELP of [`CLUSTER_UP_NAME`].
+pub const CLUSTER_UP_HELP: &str =
+    "Whether each node's series are in this cluster view (1) or the node did not answer (0).";
 
 /// Which text format to render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,12 +190,66 @@ fn labels(out: &mut String, names: &[String], values: &[String], extra: Option<(
 }
 
 fn sample(out: &mut String, name: &str, suffix: &str, label_text: &str, value: &str) {
+    sample_with(out, name, suffix, label_text, value, None);
+}
+
+/// Unix milliseconds as OpenMetrics seconds (`1700000000.123`).
+fn seconds(unix_ms: u64) -> String {
+    format!("{}.{:03}", unix_ms / 1000, unix_ms % 1000)
+}
+
+/// A sample line, with an OpenMetrics exemplar when `exemplar` is some.
+fn sample_with(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    label_text: &str,
+    value: &str,
+    exemplar: Option<&Exemplar>,
+) {
     out.push_str(name);
     out.push_str(suffix);
     out.push_str(label_text);
     out.push(' ');
     out.push_str(value);
+    if let Some(e) = exemplar {
+        out.push_str(" # {");
+        for (i, (n, v)) in e.labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(n);
+            out.push_str("=\"");
+            escape_label(out, v);
+            out.push('"');
+        }
+        let _ = write!(
+            out,
+            "}} {} {}",
+            format_float(e.value),
+            seconds(e.timestamp_ms)
+        );
+    }
     out.push('\n');
+}
+
+/// What OpenMetrics adds to a series: its `_created` sample (when `created`) and exemplars.
+struct Extras<'s> {
+    format: Format,
+    created: bool,
+    series: &'s Series,
+}
+
+impl Extras<'_> {
+    fn open_metrics(&self) -> bool {
+        self.format == Format::OpenMetrics
+    }
+
+    fn created(&self, out: &mut String, name: &str, label_text: &str) {
+        if self.open_metrics() && self.created {
+            sample(out, name, "_created", label_text, &seconds(self.series.created_ms()));
+        }
+    }
 }
 
 fn render_metric(
@@ -193,6 +257,7 @@ fn render_metric(
     metric: &Metric,
     now_ms: u64,
     format: Format,
+    created: bool,
     taken: &HashSet<String>,
 ) {
     let spec = metric.spec();
@@ -210,7 +275,29 @@ fn render_metric(
     for series in metric.series() {
         label_text.clear();
         labels(&mut label_text, &spec.labels, series.labels(), None);
+        let extras = Extras {
+            format,
+            created,
+            series: &series,
+        };
+        let exemplars = if extras.open_metrics() {
+            series.exemplars()
+        } else {
+            Vec::new()
+        };
+        let exemplar = |i: usize| exemplars.get(i).and_then(Option::as_ref);
         match series.read(now_ms) {
+            SeriesRead::Counter(n) if type_name == "counter" => {
+                sample_with(
+                    out,
+                    family,
+                    counter_suffix,
+                    &label_text,
+                    &n.to_string(),
+                    exemplar(0),
+                );
+                extras.created(out, family, &label_text);
+            }
             SeriesRead::Counter(n) => {
                 sample(out, family, counter_suffix, &label_text, &n.to_string())
             }
@@ -241,7 +328,7 @@ fn render_metric(
                     let bounds = &spec.histogram.buckets;
                     let counts = cumulative.classic_counts();
                     let mut cumulated = 0u64;
-                    let mut bucket = |le: &str, n: u64| {
+                    let mut bucket = |le: &str, n: u64, i: usize| {
                         let mut with_le = String::new();
                         labels(
                             &mut with_le,
@@ -249,18 +336,25 @@ fn render_metric(
                             series.labels(),
                             Some(("le", le)),
                         );
-                        sample(out, &spec.name, "_bucket", &with_le, &n.to_string());
+                        sample_with(
+                            out,
+                            &spec.name,
+                            "_bucket",
+                            &with_le,
+                            &n.to_string(),
+                            exemplar(i),
+                        );
                     };
                     for (i, b) in bounds.iter().enumerate() {
                         cumulated += counts.get(i).copied().unwrap_or(0);
-                        bucket(&format_float(*b), cumulated);
+                        bucket(&format_float(*b), cumulated, i);
                     }
                     // `+Inf` and `_count` are the same number, from the same counters.
                     count = match counts.get(bounds.len()) {
                         Some(last) => cumulated + last,
                         None => cumulative.count(),
                     };
-                    bucket("+Inf", count);
+                    bucket("+Inf", count, bounds.len());
                 }
                 sample(
                     out,
@@ -270,6 +364,7 @@ fn render_metric(
                     &format_float(cumulative.sum()),
                 );
                 sample(out, &spec.name, "_count", &label_text, &count.to_string());
+                extras.created(out, &spec.name, &label_text);
             }
         }
     }
@@ -285,22 +380,22 @@ impl Registry {
     /// The whole registry in `format`, ending with Hotpath's dropped-events counter, without
     /// the closing [`finish`] (a cluster view appends its own family first).
     pub fn render(&self, now_ms: u64, format: Format) -> String {
+        self.render_view(now_ms, format, true)
+    }
+
+    /// [`Registry::render`], with OpenMetrics' `_created` samples only when `created` (a
+    /// cluster view's series are made at each scrape: their creation says nothing).
+    pub fn render_view(&self, now_ms: u64, format: Format, created: bool) -> String {
         let mut out = String::with_capacity(4096);
         let taken = match format {
             Format::OpenMetrics => names_taken(self.metrics().iter()),
             Format::Prometheus => HashSet::new(),
         };
         for metric in self.metrics() {
-            render_metric(&mut out, metric, now_ms, format, &taken);
+            render_metric(&mut out, metric, now_ms, format, created, &taken);
         }
         let (family, suffix, type_name) = counter_names(DROPPED_NAME, format, &taken);
-        family_header(
-            &mut out,
-            family,
-            "Events Hotpath.Metrics could not record (missing or invalid measurement or tags), per metric.",
-            type_name,
-            format,
-        );
+        family_header(&mut out, family, DROPPED_HELP, type_name, format);
         for metric in self.metrics() {
             let mut label_text = String::new();
             labels(
@@ -331,13 +426,7 @@ pub fn finish(out: &mut String, format: Format) {
 /// The [`CLUSTER_UP_NAME`] family: one sample per node, `1` if its series were merged into the
 /// view, `0` if it did not answer. Appended after a merged registry's own text.
 pub fn render_cluster_up(out: &mut String, nodes: &[(String, bool)], format: Format) {
-    family_header(
-        out,
-        CLUSTER_UP_NAME,
-        "Whether each node's series are in this cluster view (1) or the node did not answer (0).",
-        "gauge",
-        format,
-    );
+    family_header(out, CLUSTER_UP_NAME, CLUSTER_UP_HELP, "gauge", format);
     let names = ["node".to_string()];
     for (node, up) in nodes {
         let mut label_text = String::new();

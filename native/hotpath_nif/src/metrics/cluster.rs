@@ -12,7 +12,6 @@ use crate::error::{guard, lift, NifResult};
 use hotpath_core::clock;
 use hotpath_core::histogram::{Snapshot, Sum};
 use hotpath_core::metrics::merge::{Exported, ExportedMetric, ExportedSeries};
-use hotpath_core::metrics::prometheus::{finish, render_cluster_up};
 use hotpath_core::metrics::{Kind, MAX_LABEL_BYTES};
 use hotpath_core::Error as CoreError;
 use rustler::types::binary::NewBinary;
@@ -226,8 +225,8 @@ fn metrics_import<'a>(reg: Term<'a>, exported: Term<'a>, node: String) -> NifRes
     Ok(atoms::ok())
 }
 
-/// The registry in the text `format` followed by the cluster family: `nodes` is
-/// `[{node_name, merged?}]`.
+/// The registry in `format` (as `metrics_prometheus`) followed by the cluster family: `nodes`
+/// is `[{node_name, merged?}]`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn metrics_prometheus_cluster<'a>(
     env: Env<'a>,
@@ -237,11 +236,6 @@ fn metrics_prometheus_cluster<'a>(
 ) -> NifResult<Term<'a>> {
     let r = registry(reg)?;
     let nodes = nodes.0;
-    let format = super::text_format(format)?;
-    guard(|| {
-        let mut text = r.registry.render(clock::now_ms(), format);
-        render_cluster_up(&mut text, &nodes, format);
-        finish(&mut text, format);
-        Ok(binary(env, text.as_bytes()))
-    })
+    let format = super::exposition(format)?;
+    guard(|| Ok(binary(env, &super::render(&r.registry, format, Some(&nodes)))))
 }

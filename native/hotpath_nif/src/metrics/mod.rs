@@ -35,18 +35,57 @@ pub(super) mod atoms {
     rustler::atoms! {
         ok, nil, counter, sum, last_value, summary, distribution, histogram,
         unknown_metric, unknown_instance, bad_value, missing_tag, convert_tags, label_too_long,
-        prometheus, openmetrics
+        prometheus, openmetrics, protobuf, bad_exemplar
     }
 }
 
-/// The text format named by `format` (`:prometheus` or `:openmetrics`).
-pub(crate) fn text_format(format: Atom) -> NifResult<Format> {
+/// An exposition format: one of the two texts, or protobuf.
+#[derive(Clone, Copy)]
+pub(crate) enum Exposition {
+    Text(Format),
+    Protobuf,
+}
+
+/// The format named by `format` (`:prometheus`, `:openmetrics` or `:protobuf`).
+pub(crate) fn exposition(format: Atom) -> NifResult<Exposition> {
     if format == atoms::prometheus() {
-        Ok(Format::Prometheus)
+        Ok(Exposition::Text(Format::Prometheus))
     } else if format == atoms::openmetrics() {
-        Ok(Format::OpenMetrics)
+        Ok(Exposition::Text(Format::OpenMetrics))
+    } else if format == atoms::protobuf() {
+        Ok(Exposition::Protobuf)
     } else {
-        Err(argument_error("format must be :prometheus or :openmetrics"))
+        Err(argument_error(
+            "format must be :prometheus, :openmetrics or :protobuf",
+        ))
+    }
+}
+
+/// `registry` in `format`, followed by the cluster family when `nodes` is some (a cluster
+/// view: no `_created`, see `Registry::render_view`).
+pub(crate) fn render(
+    registry: &hotpath_core::metrics::Registry,
+    format: Exposition,
+    nodes: Option<&[(String, bool)]>,
+) -> Vec<u8> {
+    use hotpath_core::metrics::{prometheus, protobuf};
+    let now = hotpath_core::clock::now_ms();
+    match format {
+        Exposition::Text(format) => {
+            let mut text = registry.render_view(now, format, nodes.is_none());
+            if let Some(nodes) = nodes {
+                prometheus::render_cluster_up(&mut text, nodes, format);
+            }
+            prometheus::finish(&mut text, format);
+            text.into_bytes()
+        }
+        Exposition::Protobuf => {
+            let mut out = registry.render_protobuf(now, nodes.is_none());
+            if let Some(nodes) = nodes {
+                protobuf::render_cluster_up(&mut out, nodes);
+            }
+            out
+        }
     }
 }
 

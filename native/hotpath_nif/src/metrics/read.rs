@@ -1,26 +1,24 @@
 //! Reads of a whole registry: Prometheus text, snapshots, pruning, info. Each walks every
 //! series, so each runs on a dirty CPU scheduler.
 
-use super::{atoms, registry, text_format};
+use super::{atoms, exposition, registry, render};
 use crate::error::{guard, NifResult};
 use crate::histogram::stats;
 use hotpath_core::clock;
-use hotpath_core::metrics::prometheus::finish;
 use hotpath_core::metrics::SeriesRead;
 use rustler::types::binary::NewBinary;
 use rustler::{Atom, Binary, Encoder, Env, NifMap, Term};
 
-/// The registry in the text `format` (`:prometheus` or `:openmetrics`), as a binary (dirty
-/// scheduler).
+/// The registry in `format` (`:prometheus`, `:openmetrics` or `:protobuf`), as a binary
+/// (dirty scheduler).
 #[rustler::nif(schedule = "DirtyCpu")]
 fn metrics_prometheus<'a>(env: Env<'a>, reg: Term<'a>, format: Atom) -> NifResult<Term<'a>> {
     let r = registry(reg)?;
-    let format = text_format(format)?;
+    let format = exposition(format)?;
     guard(|| {
-        let mut text = r.registry.render(clock::now_ms(), format);
-        finish(&mut text, format);
-        let mut bin = NewBinary::new(env, text.len());
-        bin.as_mut_slice().copy_from_slice(text.as_bytes());
+        let bytes = render(&r.registry, format, None);
+        let mut bin = NewBinary::new(env, bytes.len());
+        bin.as_mut_slice().copy_from_slice(&bytes);
         Ok(Binary::from(bin).encode(env))
     })
 }

@@ -7,6 +7,7 @@ use super::{
 };
 use crate::error::{argument_error, lift, NifResult};
 use hotpath_core::clock;
+use hotpath_core::metrics::exemplar::{Exemplar, MAX_EXEMPLAR_CHARS, MAX_EXEMPLAR_LABELS};
 use hotpath_core::metrics::memo::{CallKey, Memo};
 use hotpath_core::metrics::{push_label, Series, MAX_LABEL_BYTES};
 use rustler::sys::ErlNifTerm;
@@ -102,8 +103,9 @@ fn push_call_key(key: &mut CallKey, value: Term) -> bool {
     }
 }
 
-/// Records `value` with `tags` into the metrics of `group` (selected by `selector`). Reads
-/// the value and every tag first, so nothing is recorded unless everything can be.
+/// Records `value` with `tags` into the metrics of `group` (selected by `selector`), with
+/// `exemplar` if some. Reads the value and every tag first, so nothing is recorded unless
+/// everything can be.
 #[inline]
 fn record_group(
     r: &Instance,
@@ -112,6 +114,7 @@ fn record_group(
     group: &Group,
     value: Term,
     tags: Term,
+    exemplar: Option<&Exemplar>,
 ) -> NifResult<Atom> {
     let number = if group.needs_number {
         match value_of(value) {
@@ -139,7 +142,7 @@ fn record_group(
     let mut probe = None;
     if memoized {
         let hit = memo.with_hit(r.uid, selector, generation, &key, |series| {
-            record_all(series, number, now)
+            record_all(series, number, now, exemplar)
         });
         match hit {
             Ok(done) => return done,
@@ -150,7 +153,7 @@ fn record_group(
         Ok(series) => series,
         Err(refused) => return Ok(refusal(refused)),
     };
-    let done = record_all(&series, number, now);
+    let done = record_all(&series, number, now, exemplar);
     if let Some(probe) = probe {
         memo.insert(probe, r.uid, selector, generation, &key, series);
     }
@@ -158,9 +161,17 @@ fn record_group(
 }
 
 #[inline]
-fn record_all(series: &[Arc<Series>], number: f64, now: u64) -> NifResult<Atom> {
+fn record_all(
+    series: &[Arc<Series>],
+    number: f64,
+    now: u64,
+    exemplar: Option<&Exemplar>,
+) -> NifResult<Atom> {
     for s in series {
-        lift(s.record(number, now))?;
+        match exemplar {
+            None => lift(s.record(number, now))?,
+            Some(e) => lift(s.record_exemplar(number, now, e.clone()))?,
+        }
     }
     Ok(atoms::ok())
 }
@@ -239,7 +250,7 @@ fn record_named(
     tags: Term,
 ) -> NifResult<Atom> {
     match group_of(r, name) {
-        Some((selector, group)) => record_group(r, memo, selector, group, value, tags),
+        Some((selector, group)) => record_group(r, memo, selector, group, value, tags, None),
         None => Ok(atoms::unknown_metric()),
     }
 }
@@ -300,7 +311,63 @@ fn metrics_record_index<'a>(
             .singles
             .get(index)
             .ok_or_else(|| argument_error("no metric at this index"))?;
-        record_group(r, memo, SINGLE | index as u32, group, value, tags)
+        record_group(r, memo, SINGLE | index as u32, group, value, tags, None)
+    })
+}
+
+/// The exemplar `labels` (`[{name, value}]`, binaries) describe, stamped now; `None` when it
+/// is not one (see `Exemplar::new`). Reads at most `MAX_EXEMPLAR_LABELS + 1` list cells and
+/// only short binaries, so a huge term costs nothing.
+fn exemplar_of(labels: Term, value: f64) -> Option<Exemplar> {
+    let mut pairs = Vec::new();
+    let mut rest = labels;
+    while let Ok((item, tail)) = rest.list_get_cell() {
+        if pairs.len() == MAX_EXEMPLAR_LABELS {
+            return None;
+        }
+        let (name, text): (Binary, Binary) = item.decode().ok()?;
+        let short = |b: &Binary| b.len() <= 4 * MAX_EXEMPLAR_CHARS;
+        if !(short(&name) && short(&text)) {
+            return None;
+        }
+        let utf8 = |b: &Binary| std::str::from_utf8(b.as_slice()).ok().map(str::to_string);
+        pairs.push((utf8(&name)?, utf8(&text)?));
+        rest = tail;
+    }
+    if !rest.is_empty_list() {
+        return None;
+    }
+    Exemplar::new(pairs, value, clock::unix_ms()).ok()
+}
+
+/// `metrics_record_index` with an exemplar: `labels` is `[{name, value}]` (binaries; at most
+/// 8 labels and 128 characters in all). `:bad_exemplar`, with nothing recorded, when the
+/// labels are not an exemplar's (the caller records without it).
+#[rustler::nif]
+fn metrics_record_exemplar<'a>(
+    target: Term<'a>,
+    index: usize,
+    value: Term<'a>,
+    tags: Term<'a>,
+    labels: Term<'a>,
+) -> NifResult<Atom> {
+    with_instance(target, |r, memo| {
+        let group = r
+            .singles
+            .get(index)
+            .ok_or_else(|| argument_error("no metric at this index"))?;
+        let number = if group.needs_number {
+            match value_of(value) {
+                Some(v) => v,
+                None => return Ok(atoms::bad_value()),
+            }
+        } else {
+            1.0
+        };
+        let Some(exemplar) = exemplar_of(labels, number) else {
+            return Ok(atoms::bad_exemplar());
+        };
+        record_group(r, memo, SINGLE | index as u32, group, value, tags, Some(&exemplar))
     })
 }
 
