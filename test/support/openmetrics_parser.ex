@@ -18,11 +18,13 @@ defmodule Hotpath.Test.OpenMetricsParser do
       sys.exit(1)
   for f in families:
       for s in f.samples:
-          print("%s %s %s %r" % (f.type, s.name, sorted(s.labels.items()), s.value))
+          ex = s.exemplar and " # %s %r" % (sorted(s.exemplar.labels.items()), s.exemplar.value)
+          print("%s %s %s %r%s" % (f.type, s.name, sorted(s.labels.items()), s.value, ex or ""))
   """
 
   @doc """
-  `{:ok, samples}` (`{type, name, labels, value}` as the parser read them, values as text) or
+  `{:ok, samples}` (`{type, name, labels, value}` as the parser read them, values as text,
+  followed by ` # [labels] value` for a sample with an exemplar) or
   `{:error, message}`; flunks when python3 or prometheus-client is missing.
   """
   def parse(text) do

@@ -102,7 +102,12 @@ impl Exemplars {
             + slots
                 .iter()
                 .flatten()
-                .map(|e| e.labels.iter().map(|(n, v)| 48 + n.len() + v.len()).sum::<usize>())
+                .map(|e| {
+                    e.labels
+                        .iter()
+                        .map(|(n, v)| 48 + n.len() + v.len())
+                        .sum::<usize>()
+                })
                 .sum::<usize>()
     }
 }

@@ -13,10 +13,10 @@ pub mod prometheus;
 pub mod protobuf;
 
 use crate::error::{Error, Result};
-use exemplar::{Exemplar, Exemplars};
 use crate::histogram::{Histogram, Layout, Options, Snapshot, WindowOptions};
 use ahash::RandomState;
 use dashmap::DashMap;
+use exemplar::{Exemplar, Exemplars};
 use std::sync::atomic::{
     AtomicBool, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
 };

@@ -96,7 +96,8 @@ impl Side {
                 Some((p, _)) => side.spans.push((i - p - 1, 1)),
                 None => side.spans.push((i, 1)),
             }
-            side.deltas.push(c as i64 - previous.map_or(0, |(_, pc)| pc as i64));
+            side.deltas
+                .push(c as i64 - previous.map_or(0, |(_, pc)| pc as i64));
             previous = Some((i, c));
         }
         side
@@ -166,7 +167,10 @@ mod tests {
     /// The magnitudes `(lower, upper]` of native bucket `i`.
     fn bounds(i: i32, schema: i32) -> (f64, f64) {
         let gamma_log = (-(schema as f64)).exp2();
-        (((i - 1) as f64 * gamma_log).exp2(), (i as f64 * gamma_log).exp2())
+        (
+            ((i - 1) as f64 * gamma_log).exp2(),
+            (i as f64 * gamma_log).exp2(),
+        )
     }
 
     #[test]
@@ -232,7 +236,10 @@ mod tests {
             crate::histogram::Place::Bucket { idx, .. } => layout.estimate(idx),
             other => panic!("{other:?}"),
         };
-        assert!(pos.contains(&(index(estimate, 8), 2)), "1.0 twice, at its estimate");
+        assert!(
+            pos.contains(&(index(estimate, 8), 2)),
+            "1.0 twice, at its estimate"
+        );
         assert!(pos.contains(&(index(5e6, 8), 1)), "overflow at the max");
         let neg = decode(&n.negative);
         assert_eq!(neg.iter().map(|p| p.1).sum::<u64>(), 2);

@@ -247,7 +247,13 @@ impl Extras<'_> {
 
     fn created(&self, out: &mut String, name: &str, label_text: &str) {
         if self.open_metrics() && self.created {
-            sample(out, name, "_created", label_text, &seconds(self.series.created_ms()));
+            sample(
+                out,
+                name,
+                "_created",
+                label_text,
+                &seconds(self.series.created_ms()),
+            );
         }
     }
 }

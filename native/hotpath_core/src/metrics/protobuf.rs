@@ -201,7 +201,10 @@ fn histogram(
             bucket.push(Bucket {
                 cumulative_count: cumulated,
                 upper_bound: bound,
-                exemplar: exemplars.get(i).and_then(Option::as_ref).map(exemplar_message),
+                exemplar: exemplars
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map(exemplar_message),
             });
         }
     }
@@ -257,7 +260,10 @@ fn metric_family(metric: &Metric, now_ms: u64, created: bool) -> MetricFamily {
                 label,
                 counter: Some(Counter {
                     value: n as f64,
-                    exemplar: exemplars.first().and_then(Option::as_ref).map(exemplar_message),
+                    exemplar: exemplars
+                        .first()
+                        .and_then(Option::as_ref)
+                        .map(exemplar_message),
                     start_timestamp: start,
                 }),
                 ..Default::default()
@@ -384,9 +390,13 @@ mod tests {
         ])
         .unwrap();
         let m = registry.metrics();
-        let trace = |v: f64| Exemplar::new(vec![("trace_id".into(), "abc".into())], v, 1_500).unwrap();
+        let trace =
+            |v: f64| Exemplar::new(vec![("trace_id".into(), "abc".into())], v, 1_500).unwrap();
         m[0].record(&key(&["/"]), 0.0, 0).unwrap();
-        m[0].resolve(&key(&["/"])).unwrap().record_exemplar(0.0, 0, trace(9.0)).unwrap();
+        m[0].resolve(&key(&["/"]))
+            .unwrap()
+            .record_exemplar(0.0, 0, trace(9.0))
+            .unwrap();
         let latency = m[1].resolve(&key(&["/"])).unwrap();
         for v in [0.004, 0.05, 0.05, 2.0, 50.0] {
             latency.record(v, 0).unwrap();
@@ -399,13 +409,25 @@ mod tests {
         let names: Vec<_> = families.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
-            ["hits_total", "latency_seconds", "queue_seconds", "depth", DROPPED_NAME]
+            [
+                "hits_total",
+                "latency_seconds",
+                "queue_seconds",
+                "depth",
+                DROPPED_NAME
+            ]
         );
         let counter = families[0].metric[0].counter.as_ref().unwrap();
         assert_eq!(counter.value, 2.0);
         let ex = counter.exemplar.as_ref().unwrap();
         assert_eq!((ex.value, ex.label[0].value.as_str()), (1.0, "abc"));
-        assert_eq!(ex.timestamp, Some(Timestamp { seconds: 1, nanos: 500_000_000 }));
+        assert_eq!(
+            ex.timestamp,
+            Some(Timestamp {
+                seconds: 1,
+                nanos: 500_000_000
+            })
+        );
         assert!(counter.start_timestamp.is_some());
 
         let h = families[1].metric[0].histogram.as_ref().unwrap();
@@ -413,23 +435,44 @@ mod tests {
         assert!((h.sample_sum - 52.174).abs() < 1e-9);
         let cumulative: Vec<u64> = h.bucket.iter().map(|b| b.cumulative_count).collect();
         assert_eq!(cumulative, [1, 1, 4, 4, 5]);
-        assert!(h.bucket[2].exemplar.is_some(), "0.07 is in the le=0.1 bucket");
+        assert!(
+            h.bucket[2].exemplar.is_some(),
+            "0.07 is in the le=0.1 bucket"
+        );
         assert_eq!(h.exemplars.len(), 1);
         let in_buckets: i64 = {
             let mut c = 0;
-            h.positive_delta.iter().map(|d| { c += d; c }).sum()
+            h.positive_delta
+                .iter()
+                .map(|d| {
+                    c += d;
+                    c
+                })
+                .sum()
         };
         assert_eq!(in_buckets as u64 + h.zero_count, 6);
-        assert_eq!(h.positive_span.iter().map(|s| s.length).sum::<u32>() as usize, h.positive_delta.len());
+        assert_eq!(
+            h.positive_span.iter().map(|s| s.length).sum::<u32>() as usize,
+            h.positive_delta.len()
+        );
 
         let q = families[2].metric[0].histogram.as_ref().unwrap();
         assert_eq!(q.sample_count, 1);
-        assert_eq!(q.bucket.len(), 1, "a +Inf bucket carries the summary's exemplar");
+        assert_eq!(
+            q.bucket.len(),
+            1,
+            "a +Inf bucket carries the summary's exemplar"
+        );
         assert!(q.bucket[0].upper_bound.is_infinite() && q.bucket[0].exemplar.is_some());
 
         assert_eq!(families[3].metric[0].gauge.as_ref().unwrap().value, 4.0);
         assert_eq!(families[4].metric.len(), 4);
         let plain = decode(&registry.render_protobuf(0, false));
-        assert!(plain[0].metric[0].counter.as_ref().unwrap().start_timestamp.is_none());
+        assert!(plain[0].metric[0]
+            .counter
+            .as_ref()
+            .unwrap()
+            .start_timestamp
+            .is_none());
     }
 }

@@ -237,5 +237,10 @@ fn metrics_prometheus_cluster<'a>(
     let r = registry(reg)?;
     let nodes = nodes.0;
     let format = super::exposition(format)?;
-    guard(|| Ok(binary(env, &super::render(&r.registry, format, Some(&nodes)))))
+    guard(|| {
+        Ok(binary(
+            env,
+            &super::render(&r.registry, format, Some(&nodes)),
+        ))
+    })
 }

@@ -367,7 +367,15 @@ fn metrics_record_exemplar<'a>(
         let Some(exemplar) = exemplar_of(labels, number) else {
             return Ok(atoms::bad_exemplar());
         };
-        record_group(r, memo, SINGLE | index as u32, group, value, tags, Some(&exemplar))
+        record_group(
+            r,
+            memo,
+            SINGLE | index as u32,
+            group,
+            value,
+            tags,
+            Some(&exemplar),
+        )
     })
 }
 
