@@ -202,7 +202,7 @@ defmodule Bench.Metrics do
       folsom ++
       telemetry ++
       [
-        {:custom, "render 10k series as Prometheus and OpenMetrics text (reported)",
+        {:custom, "render 10k series as Prometheus text, OpenMetrics text and protobuf (reported)",
          fn _ -> {true, render.summary} end}
       ]
   end
@@ -263,9 +263,11 @@ defmodule Bench.Metrics do
 
     memory = Metrics.info(Bench.Metrics.Render).memory_bytes
 
-    # The two text formats alternated, 5 renders each: {median µs, bytes} per format.
+    # The three formats alternated, 5 renders each: {median µs, bytes} per format.
+    formats = [:prometheus, :openmetrics, :protobuf]
+
     times =
-      for _ <- 1..5, format <- [:prometheus, :openmetrics], reduce: %{} do
+      for _ <- 1..5, format <- formats, reduce: %{} do
         acc ->
           {us, text} =
             :timer.tc(fn -> Metrics.prometheus(Bench.Metrics.Render, format: format) end)
@@ -274,20 +276,23 @@ defmodule Bench.Metrics do
           Map.update(acc, format, [sample], &[sample | &1])
       end
 
-    [{us, bytes}, {om_us, om_bytes}] =
-      for format <- [:prometheus, :openmetrics],
-          do: times[format] |> Enum.sort() |> Enum.at(2)
+    [{us, bytes}, {om_us, om_bytes}, {pb_us, pb_bytes}] =
+      for format <- formats, do: times[format] |> Enum.sort() |> Enum.at(2)
+
+    ms = fn us -> Float.round(us / 1000, 1) end
 
     %{
       summary:
-        "#{Float.round(us / 1000, 1)} ms for 10k series (#{div(bytes, 1024)} KiB), " <>
-          "OpenMetrics #{Float.round(om_us / 1000, 1)} ms (#{div(om_bytes, 1024)} KiB), " <>
+        "#{ms.(us)} ms for 10k series (#{div(bytes, 1024)} KiB), " <>
+          "OpenMetrics #{ms.(om_us)} ms (#{div(om_bytes, 1024)} KiB), " <>
+          "protobuf #{ms.(pb_us)} ms (#{div(pb_bytes, 1024)} KiB), " <>
           "#{div(memory, 10_000)} B native memory per series",
       text:
         "Rendering 10 000 distribution series (11 buckets, 3 values each) on a dirty scheduler, " <>
-          "median of 5 renders per format, alternated: Prometheus text #{Float.round(us / 1000, 1)} ms " <>
-          "(#{div(bytes, 1024)} KiB), OpenMetrics text #{Float.round(om_us / 1000, 1)} ms " <>
-          "(#{div(om_bytes, 1024)} KiB); native memory #{div(memory, 10_000)} B per series."
+          "median of 5 renders per format, alternated: Prometheus text #{ms.(us)} ms " <>
+          "(#{div(bytes, 1024)} KiB), OpenMetrics text #{ms.(om_us)} ms " <>
+          "(#{div(om_bytes, 1024)} KiB, with _created), protobuf with native histograms " <>
+          "#{ms.(pb_us)} ms (#{div(pb_bytes, 1024)} KiB); native memory #{div(memory, 10_000)} B per series."
     }
   end
 end

@@ -755,6 +755,11 @@ defmodule Hotpath.MetricsTest do
       view = IO.iodata_to_binary(Metrics.prometheus(name, cluster: true, format: :openmetrics))
       assert view =~ ~r/hotpath_metrics_cluster_up\{node="[^"]+"\} 1\n# EOF\n\z/
       assert {:ok, _} = Hotpath.Test.OpenMetricsParser.parse(view)
+
+      # And in protobuf: length-delimited families, the cluster family last.
+      pb = Metrics.prometheus(name, cluster: true, format: :protobuf)
+      assert is_binary(pb) and pb =~ "hotpath_metrics_cluster_up"
+      refute pb =~ "# EOF"
     end
 
     test "a large registry renders on a dirty scheduler" do
