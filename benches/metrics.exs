@@ -202,7 +202,8 @@ defmodule Bench.Metrics do
       folsom ++
       telemetry ++
       [
-        {:custom, "render 10k series as Prometheus text, OpenMetrics text and protobuf (reported)",
+        {:custom,
+         "render 10k series as Prometheus text, OpenMetrics text and protobuf (reported)",
          fn _ -> {true, render.summary} end}
       ]
   end

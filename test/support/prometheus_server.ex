@@ -49,7 +49,15 @@ defmodule Hotpath.Test.PrometheusServer do
       ])
 
     {:os_pid, os_pid} = Port.info(port, :os_pid)
-    server = %__MODULE__{port: port, os_pid: os_pid, api: "http://127.0.0.1:#{api_port}", dir: dir, log: log}
+
+    server = %__MODULE__{
+      port: port,
+      os_pid: os_pid,
+      api: "http://127.0.0.1:#{api_port}",
+      dir: dir,
+      log: log
+    }
+
     wait_ready(server, 60)
     server
   end

@@ -36,7 +36,12 @@ defmodule Hotpath.Metrics.Handler do
     record_all(rest, registry, measurements, metadata)
   end
 
-  defp record({index, kind, measurement, keep, tag_values, source}, registry, measurements, metadata) do
+  defp record(
+         {index, kind, measurement, keep, tag_values, source},
+         registry,
+         measurements,
+         metadata
+       ) do
     case exemplar(source, metadata) do
       nil ->
         record({index, kind, measurement, keep, tag_values}, registry, measurements, metadata)

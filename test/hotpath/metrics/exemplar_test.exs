@@ -30,7 +30,13 @@ defmodule Hotpath.Metrics.ExemplarTest do
     ev = [String.to_atom(prefix), :req]
     before = System.os_time(:millisecond) / 1000
 
-    for {v, id} <- [{0.05, "a"}, {0.07, "b"}, {0.5, nil}, {5, 42}, {0.02, "x" <> String.duplicate("y", 200)}] do
+    for {v, id} <- [
+          {0.05, "a"},
+          {0.07, "b"},
+          {0.5, nil},
+          {5, 42},
+          {0.02, "x" <> String.duplicate("y", 200)}
+        ] do
       metadata = if id, do: %{route: "/", trace_id: id}, else: %{route: "/"}
       event(ev, %{duration: v, size: v, bytes: 1}, metadata)
     end
@@ -43,7 +49,9 @@ defmodule Hotpath.Metrics.ExemplarTest do
     # le=0.1, and every value counts.
     assert "histogram #{base}_duration_bucket [('le', '0.1'), ('route', '/')] 3 # [('trace_id', 'b')] 0.07" in samples
     assert "histogram #{base}_duration_bucket [('le', '1.0'), ('route', '/')] 4" in samples
+
     assert "histogram #{base}_duration_bucket [('le', '+Inf'), ('route', '/')] 5 # [('trace_id', '42')] 5.0" in samples
+
     assert "counter #{base}_count_total [] 5 # [('trace_id', '42')] 1.0" in samples
     refute text =~ "yyyy"
     # A summary's quantile samples carry no exemplars (OpenMetrics has none for them).
@@ -58,7 +66,11 @@ defmodule Hotpath.Metrics.ExemplarTest do
       end
 
     assert Map.keys(created) |> Enum.sort() ==
-             Enum.sort(["#{base}_count_created", "#{base}_duration_created", "#{base}_size_created"])
+             Enum.sort([
+               "#{base}_count_created",
+               "#{base}_duration_created",
+               "#{base}_size_created"
+             ])
 
     for {_, t} <- created, do: assert(t >= before - 1 and t <= before + 60)
 
@@ -112,12 +124,20 @@ defmodule Hotpath.Metrics.ExemplarTest do
   test "bad exemplar options are refused at start" do
     Process.flag(:trap_exit, true)
 
-    assert_raise ArgumentError, ~r/exemplars are kept for counters, summaries and distributions/, fn ->
-      Metrics.start_link(name: :ex_bad, metrics: [Metrics.sum("ex.bad.sum", reporter_options: [exemplar: :trace_id])])
-    end
+    assert_raise ArgumentError,
+                 ~r/exemplars are kept for counters, summaries and distributions/,
+                 fn ->
+                   Metrics.start_link(
+                     name: :ex_bad,
+                     metrics: [Metrics.sum("ex.bad.sum", reporter_options: [exemplar: :trace_id])]
+                   )
+                 end
 
     assert_raise ArgumentError, ~r/exemplar/, fn ->
-      Metrics.start_link(name: :ex_bad, metrics: [Metrics.counter("ex.bad.count", reporter_options: [exemplar: "trace"])])
+      Metrics.start_link(
+        name: :ex_bad,
+        metrics: [Metrics.counter("ex.bad.count", reporter_options: [exemplar: "trace"])]
+      )
     end
   end
 
@@ -140,7 +160,9 @@ defmodule Hotpath.Metrics.ExemplarTest do
              inspect(labels)
     end
 
-    assert Hotpath.Native.metrics_record_exemplar(registry, 0, nil, %{}, [{"trace_id", "ok"}]) == :ok
+    assert Hotpath.Native.metrics_record_exemplar(registry, 0, nil, %{}, [{"trace_id", "ok"}]) ==
+             :ok
+
     assert [%{series: [%{value: 1}]}] = Metrics.snapshot(name)
   end
 end

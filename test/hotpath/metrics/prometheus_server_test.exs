@@ -36,8 +36,15 @@ defmodule Hotpath.Metrics.PrometheusServerTest do
     for i <- 1..1000 do
       duration = 0.001 * :math.pow(1.01, i)
       metadata = %{route: "/pay"}
-      metadata = if rem(i, 10) == 0, do: Map.put(metadata, :trace_id, "trace-#{i}"), else: metadata
-      FakeTelemetry.execute([:shop, :checkout], %{duration: duration, wait: 2.0 - i / 100}, metadata)
+
+      metadata =
+        if rem(i, 10) == 0, do: Map.put(metadata, :trace_id, "trace-#{i}"), else: metadata
+
+      FakeTelemetry.execute(
+        [:shop, :checkout],
+        %{duration: duration, wait: 2.0 - i / 100},
+        metadata
+      )
     end
 
     scrape = ScrapeServer.start(Metrics.HTTP.init(metrics: name))
@@ -137,7 +144,9 @@ defmodule Hotpath.Metrics.PrometheusServerTest do
 
     # The last traced value at most 0.01 (bucket le=0.01) is event 230's: 0.001 * 1.01^230.
     assert {"shop_checkout_duration", "trace-230", value} =
-             Enum.find(exemplars, fn {metric, _, v} -> metric == "shop_checkout_duration" and v <= 0.01 end)
+             Enum.find(exemplars, fn {metric, _, v} ->
+               metric == "shop_checkout_duration" and v <= 0.01
+             end)
 
     assert_in_delta value, 0.001 * :math.pow(1.01, 230), 1.0e-12
     assert {"shop_checkout_count_total", "trace-1000", 1.0} in exemplars
