@@ -81,7 +81,8 @@ defmodule Hotpath.Metrics do
   spans. Each Hotpath bucket is counted in the native bucket that holds its estimate, so
   `histogram_quantile/2` on the server answers within `2^(2^-schema) - 1` (0.27 % at
   schema 8) of `Hotpath.Histogram.quantile/2` on the same data, and counts and sums are
-  exact. A summary exported this way is queried with `histogram_quantile/2`,
+  exact. (When `q * count` is a whole number the two may pick neighbouring values: Hotpath
+  takes the nearest rank, Prometheus 2.46+ counts ranks from the top for `q >= 0.5`.) A summary exported this way is queried with `histogram_quantile/2`,
   `histogram_count/1` and `histogram_sum/1` instead of its `quantile` samples (which the text
   formats keep).
 

@@ -5,8 +5,11 @@
 //! except that summaries and distributions are **native histograms** (see [`super::native`]):
 //! schema, zero bucket, spans and deltas of the positive and negative buckets, with a
 //! distribution's classic buckets alongside for servers that do not read native histograms.
-//! Exemplars ride on the counter, on each classic bucket, in the histogram's `exemplars`
-//! (newer servers) and, for a summary, on a `+Inf` bucket (what Prometheus 2.x reads).
+//! Exemplars ride on the counter and on each classic bucket, a summary's on a `+Inf` bucket:
+//! every Prometheus version reads those. The histogram's own `exemplars` field is left empty:
+//! Prometheus 2.51-2.54 read it with a position it did not reset between histograms (fixed
+//! in 2.55, prometheus/prometheus#14810), so every histogram after the first lost its
+//! exemplars; with the field empty they read the buckets' instead.
 //! Counters and histograms carry their series' creation time as `start_timestamp`.
 //!
 //! The messages below are those of `metrics.proto` in `prometheus/client_model` (field
@@ -87,8 +90,6 @@ struct Histogram {
     positive_delta: Vec<i64>,
     #[prost(message, optional, tag = "15")]
     start_timestamp: Option<Timestamp>,
-    #[prost(message, repeated, tag = "16")]
-    exemplars: Vec<ExemplarMessage>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -230,7 +231,6 @@ fn histogram(
         positive_span: spans(&n.positive.spans),
         positive_delta: n.positive.deltas,
         start_timestamp: created.then(|| timestamp(series.created_ms())),
-        exemplars: exemplars.iter().flatten().map(exemplar_message).collect(),
     }
 }
 
@@ -439,7 +439,6 @@ mod tests {
             h.bucket[2].exemplar.is_some(),
             "0.07 is in the le=0.1 bucket"
         );
-        assert_eq!(h.exemplars.len(), 1);
         let in_buckets: i64 = {
             let mut c = 0;
             h.positive_delta
