@@ -31,7 +31,7 @@ defmodule Hotpath.Test.PrometheusServer do
           - targets: ["#{target}"]
     """)
 
-    api_port = free_port()
+    api_port = Hotpath.Test.WebDriver.free_port()
     log = Path.join(dir, "prometheus.log")
 
     args = [
@@ -156,12 +156,5 @@ defmodule Hotpath.Test.PrometheusServer do
         :httpc.request(:get, {~c"#{server.api}/-/ready", []}, [timeout: 1_000], [])
       )
     end)
-  end
-
-  defp free_port do
-    {:ok, socket} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
-    {:ok, port} = :inet.port(socket)
-    :gen_tcp.close(socket)
-    port
   end
 end

@@ -147,7 +147,8 @@ defmodule Hotpath.Test.WebDriver do
     end
   end
 
-  defp free_port do
+  @doc "A loopback TCP port free right now (for a program that must be told its port)."
+  def free_port do
     {:ok, socket} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
     {:ok, port} = :inet.port(socket)
     :gen_tcp.close(socket)

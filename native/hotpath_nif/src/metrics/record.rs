@@ -307,12 +307,17 @@ fn metrics_record_index<'a>(
     tags: Term<'a>,
 ) -> NifResult<Atom> {
     with_instance(target, |r, memo| {
-        let group = r
-            .singles
-            .get(index)
-            .ok_or_else(|| argument_error("no metric at this index"))?;
+        let group = single(r, index)?;
         record_group(r, memo, SINGLE | index as u32, group, value, tags, None)
     })
+}
+
+/// The one-metric group of the metric at `index`.
+#[inline]
+fn single(r: &Instance, index: usize) -> NifResult<&Group> {
+    r.singles
+        .get(index)
+        .ok_or_else(|| argument_error("no metric at this index"))
 }
 
 /// The exemplar `labels` (`[{name, value}]`, binaries) describe, stamped now; `None` when it
@@ -352,10 +357,7 @@ fn metrics_record_exemplar<'a>(
     labels: Term<'a>,
 ) -> NifResult<Atom> {
     with_instance(target, |r, memo| {
-        let group = r
-            .singles
-            .get(index)
-            .ok_or_else(|| argument_error("no metric at this index"))?;
+        let group = single(r, index)?;
         let number = if group.needs_number {
             match value_of(value) {
                 Some(v) => v,
