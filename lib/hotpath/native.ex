@@ -93,6 +93,9 @@ defmodule Hotpath.Native do
   def limiter_new(_algorithm, _limit, _period, _burst, _max_keys, _max_bytes, _on_full_allow),
     do: err()
 
+  def limiter_validate_rules(_policies, _ban), do: err()
+  def limiter_new_multi(_policies, _ban, _max_keys, _max_bytes, _on_full_allow), do: err()
+  def limiter_ban(_limiter, _op, _key, _now), do: err()
   def limiter_publish(_limiter, _name, _report_denies), do: err()
   def limiter_unpublish(_limiter, _name), do: err()
   def limiter_hit(_name, _key, _cost), do: err()
