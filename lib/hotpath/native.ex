@@ -94,7 +94,8 @@ defmodule Hotpath.Native do
     do: err()
 
   def limiter_validate_rules(_policies, _ban), do: err()
-  def limiter_new_multi(_policies, _ban, _max_keys, _max_bytes, _on_full_allow), do: err()
+  def limiter_new_multi(_policies, _ban, _max_keys, _max_bytes, _on_full_allow, _plain),
+    do: err()
   def limiter_ban(_limiter, _op, _key, _now), do: err()
   def limiter_publish(_limiter, _name, _report_denies), do: err()
   def limiter_unpublish(_limiter, _name), do: err()

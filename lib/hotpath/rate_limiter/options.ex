@@ -144,7 +144,13 @@ defmodule Hotpath.RateLimiter.Options do
 
   # With `:policies`, the single policy's options are not required (and refused if given).
   @multi_schema Enum.map(@schema, fn
-                  {key, spec} when key in [:limit, :period] -> {key, Keyword.delete(spec, :required)}
+                  # nil: how validated options of several policies hold them (validating
+                  # twice, as child_spec/1 then start_link/1 do, gives the same result).
+                  {key, spec} when key in [:algorithm, :limit, :period] ->
+                    {key,
+                     spec
+                     |> Keyword.delete(:required)
+                     |> Keyword.update!(:type, &{:or, [{:value, nil}, &1]})}
                   other -> other
                 end)
 
@@ -181,7 +187,7 @@ defmodule Hotpath.RateLimiter.Options do
           opts
 
         _policies ->
-          case Enum.filter(@policy_keys, &Keyword.has_key?(raw, &1)) do
+          case Enum.filter(@policy_keys, &(Keyword.get(raw, &1) != nil)) do
             [] ->
               :ok
 

@@ -49,7 +49,8 @@ defmodule Hotpath.RateLimiter.Owner do
       Options.native_ban(opts),
       opts[:max_keys],
       with(:infinity <- opts[:max_bytes], do: nil),
-      opts[:on_full] == :allow
+      opts[:on_full] == :allow,
+      opts[:policies] == nil
     )
   end
 

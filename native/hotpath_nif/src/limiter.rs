@@ -704,8 +704,8 @@ fn limiter_validate_rules(env: Env, policies: Term, ban: Term) -> NifResult<Atom
 }
 
 /// Creates a table of cells: several named policies and an optional ban rule (see
-/// [`rules_arg`]); `plain`: one policy whose answers keep the single-policy shape. Dirty
-/// CPU, as `limiter_new`.
+/// [`rules_arg`]); `plain`: a single policy (with bans) whose answers keep the
+/// single-policy shape. Dirty CPU, as `limiter_new`.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn limiter_new_multi(
     policies: Term,
@@ -713,10 +713,13 @@ fn limiter_new_multi(
     max_keys: Term,
     max_bytes: Term,
     on_full_allow: bool,
+    plain: bool,
 ) -> NifResult<ResourceArc<LimiterResource>> {
     let (rules, names) = rules_arg(policies, ban)?;
     let (max_keys, max_bytes, on_full) = table_bounds(max_keys, max_bytes, on_full_allow)?;
-    let plain = rules.policies().len() == 1;
+    if plain && rules.policies().len() != 1 {
+        return Err(argument_error("a plain limiter has one policy"));
+    }
     guard(|| {
         let table = Table::with_value_bytes(
             Config {
@@ -868,7 +871,7 @@ fn limiter_call<'a>(
     let now = now_arg(limiter, now)?;
     let table = match &limiter.table {
         Tables::Single(table) => table,
-        Tables::Multi(multi) => return multi_call(env, limiter, multi, op, key, cost, now, policy),
+        Tables::Multi(multi) => return multi_call(env, multi, op, key, cost, now, policy),
     };
     let policy = policy_arg(table.config().policy.algorithm(), policy)?;
     let Ok(op) = op.decode::<Atom>() else {
@@ -890,7 +893,6 @@ fn limiter_call<'a>(
 #[allow(clippy::too_many_arguments)]
 fn multi_call<'a>(
     env: Env<'a>,
-    limiter: &LimiterResource,
     multi: &Multi,
     op: Term<'a>,
     key: KeyBuf<'_>,
@@ -900,10 +902,10 @@ fn multi_call<'a>(
 ) -> NifResult<Term<'a>> {
     let policies = multi_policies_arg(multi, policy)?;
     let policies = policies.as_deref();
-    let report = limiter.report_denies.load(Ordering::Relaxed);
     if let Ok(op) = op.decode::<Atom>() {
         if op == atoms::hit() {
-            let (term, work) = multi_hit(env, multi, key.as_key(), now, cost, policies, report);
+            // Elixir reports the denials of this path itself (as for a table of slots).
+            let (term, work) = multi_hit(env, multi, key.as_key(), now, cost, policies, false);
             charge_work(env, work);
             return Ok(term);
         }
