@@ -418,22 +418,6 @@ fn key_too_large(size: usize) -> rustler::Error {
     ))
 }
 
-/// What `limiter_hit` answers (see the return conventions in `Hotpath.Native`).
-pub(crate) enum Answer {
-    /// A decision; `report`: wrapped as `{:report, decision}` for a denial the caller reports
-    /// to telemetry.
-    Decided { decision: Decision, report: bool },
-    /// The answer of a limiter of several policies (or with bans), with what encoding it
-    /// needs of the limiter (the answer outlives the lookup that found it).
-    Multi {
-        outcome: Outcome,
-        shape: Shape,
-        report: bool,
-    },
-    /// `:unpublished`: nothing is published under the name.
-    Unpublished,
-}
-
 /// How a limiter of cells names its answers: its policies' names, and whether it answers
 /// like a single-policy limiter.
 #[derive(Clone, Copy)]
@@ -442,25 +426,15 @@ pub(crate) struct Shape {
     plain: bool,
 }
 
-impl Encoder for Answer {
-    #[inline]
-    fn encode<'b>(&self, env: Env<'b>) -> Term<'b> {
-        match *self {
-            Answer::Decided { decision, report } => {
-                let term = encode_decision(env, decision);
-                if report && !decision.allowed() {
-                    (atoms::report(), term).encode(env)
-                } else {
-                    term
-                }
-            }
-            Answer::Multi {
-                ref outcome,
-                shape,
-                report,
-            } => encode_outcome(env, &shape, outcome, report),
-            Answer::Unpublished => atoms::unpublished().encode(env),
-        }
+/// A single-policy decision; `report`: wrapped as `{:report, decision}` for a denial the
+/// caller reports to telemetry.
+#[inline(always)]
+fn encode_reported(env: Env<'_>, decision: Decision, report: bool) -> Term<'_> {
+    let term = encode_decision(env, decision);
+    if report && !decision.allowed() {
+        (atoms::report(), term).encode(env)
+    } else {
+        term
     }
 }
 
@@ -476,10 +450,10 @@ impl Encoder for Answer {
 /// A hit that started a ban comes as `{:ban, answer, length_ms, offences}`, a denial of a
 /// limiter that reports them as `{:report, answer}` (for the telemetry events).
 fn encode_outcome<'a>(env: Env<'a>, multi: &Shape, outcome: &Outcome, report: bool) -> Term<'a> {
-    let decisions = outcome.decisions();
     let answer = match outcome.verdict {
-        Verdict::Allowed if multi.plain => encode_decision(env, decisions[0]),
-        Verdict::Denied if multi.plain => encode_decision(env, decisions[0]),
+        Verdict::Allowed | Verdict::Denied if multi.plain => {
+            encode_decision(env, outcome.tightest.1)
+        }
         Verdict::Banned { left: wait }
         | Verdict::BanStarted { length: wait, .. }
         | Verdict::Full { wait }
@@ -487,48 +461,29 @@ fn encode_outcome<'a>(env: Env<'a>, multi: &Shape, outcome: &Outcome, report: bo
         {
             (atoms::deny(), ms_ceil(wait), ms_ceil(wait)).encode(env)
         }
-        Verdict::Allowed => {
-            let mut best = 0;
-            let (mut remaining, mut reset) = (u64::MAX, 0);
-            for (i, d) in decisions.iter().enumerate() {
-                if let Decision::Allow {
-                    remaining: r,
-                    reset_after: t,
-                } = *d
-                {
-                    if r < remaining || (r == remaining && t > reset) {
-                        (best, remaining, reset) = (i, r, t);
-                    }
-                }
-            }
-            (atoms::allow(), remaining, ms_ceil(reset), multi.names[best]).encode(env)
-        }
+        Verdict::Allowed => match outcome.tightest {
+            (
+                i,
+                Decision::Allow {
+                    remaining,
+                    reset_after,
+                },
+            ) => (atoms::allow(), remaining, ms_ceil(reset_after), multi.names[i]).encode(env),
+            // Every policy admitted, so the tightest is an admission.
+            (i, _) => (atoms::allow(), 0u64, 0u64, multi.names[i]).encode(env),
+        },
         Verdict::Denied => {
-            let mut violated = Vec::with_capacity(decisions.len());
-            let (mut retry, mut never, mut reset) = (0, false, 0);
-            for (i, d) in decisions.iter().enumerate() {
-                match *d {
-                    Decision::Allow { .. } => continue,
-                    Decision::Deny {
-                        retry_after,
-                        reset_after,
-                    } => {
-                        retry = retry.max(retry_after);
-                        reset = reset.max(reset_after);
-                    }
-                    Decision::Never { reset_after } => {
-                        never = true;
-                        reset = reset.max(reset_after);
-                    }
+            let mut violated = Term::list_new_empty(env);
+            for i in (0..MAX_POLICIES).rev() {
+                if outcome.violated & (1 << i) != 0 {
+                    violated = violated.list_prepend(multi.names[i].encode(env));
                 }
-                violated.push(multi.names[i]);
             }
-            let retry = if never {
-                atoms::infinity().encode(env)
-            } else {
-                ms_ceil(retry).encode(env)
+            let retry = match outcome.retry_after {
+                None => atoms::infinity().encode(env),
+                Some(retry) => ms_ceil(retry).encode(env),
             };
-            (atoms::deny(), retry, ms_ceil(reset), violated).encode(env)
+            (atoms::deny(), retry, ms_ceil(outcome.reset_after), violated).encode(env)
         }
         Verdict::Banned { left: wait } | Verdict::BanStarted { length: wait, .. } => {
             (atoms::deny(), ms_ceil(wait), ms_ceil(wait), atoms::banned()).encode(env)
@@ -539,6 +494,11 @@ fn encode_outcome<'a>(env: Env<'a>, multi: &Shape, outcome: &Outcome, report: bo
     };
     match outcome.verdict {
         Verdict::BanStarted { length, offences } => {
+            let answer = if report {
+                (atoms::report(), answer).encode(env)
+            } else {
+                answer
+            };
             (atoms::ban(), answer, ms_ceil(length), offences).encode(env)
         }
         Verdict::Allowed => answer,
@@ -781,7 +741,7 @@ fn limiter_unpublish(env: Env, limiter: ResourceArc<LimiterResource>, name: Atom
 ///
 /// Registered with [`fast_nif!`] (see `fast_nif.rs`); `bench.rs` has its `#[rustler::nif]`
 /// twin for the A/B row.
-fn limiter_hit<'a>(env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
+fn limiter_hit<'a>(env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Term<'a>> {
     hit_published(env, name, key, cost, Limiter::now_ns)
 }
 
@@ -789,15 +749,17 @@ fast_nif!("limiter_hit", 3, limiter_hit);
 
 /// `limiter_hit` with the time on the limiter's clock given by `now` (the benchmark's
 /// plain-clock variant passes another clock).
-pub(crate) fn hit_published(
-    env: Env,
-    name: Term,
-    key: Term,
-    cost: Term,
+pub(crate) fn hit_published<'a>(
+    env: Env<'a>,
+    name: Term<'a>,
+    key: Term<'a>,
+    cost: Term<'a>,
     now: impl FnOnce(&Limiter) -> u64,
-) -> NifResult<Answer> {
+) -> NifResult<Term<'a>> {
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
+    // The answer is encoded while the limiter is borrowed (a multi-policy answer names its
+    // policies), so nothing of it is copied out.
     let (answer, work) = PUBLISHED
         .find(name.as_c_arg(), |limiter| {
             let now = now(limiter);
@@ -805,28 +767,14 @@ pub(crate) fn hit_published(
             match &limiter.table {
                 Tables::Single(table) => {
                     let (decision, work) = table.hit_counted(key.as_key(), now, cost, None);
-                    (Answer::Decided { decision, report }, work)
+                    (encode_reported(env, decision, report), work)
                 }
                 Tables::Multi(multi) => {
-                    let op = MultiHit {
-                        rules: &multi.rules,
-                        policies: None,
-                        cost,
-                    };
-                    let (outcome, work) = multi.table.apply(key.as_key(), now, &op);
-                    let shape = multi.shape;
-                    (
-                        Answer::Multi {
-                            outcome,
-                            shape,
-                            report,
-                        },
-                        work,
-                    )
+                    multi_hit(env, multi, key.as_key(), now, cost, None, report)
                 }
             }
         })
-        .unwrap_or((Answer::Unpublished, 0));
+        .unwrap_or_else(|| (atoms::unpublished().encode(env), 0));
     charge_work(env, work);
     Ok(answer)
 }
@@ -917,16 +865,9 @@ fn multi_call<'a>(
         }
     } else if let Ok((tag, index)) = op.decode::<(Atom, usize)>() {
         if tag == atoms::peek() && index < multi.rules.policies().len() {
-            let outcome = multi
-                .table
-                .read(key.as_key(), |cell| multi.rules.peek(cell, now, cost, policies));
-            let decision = match outcome.verdict {
-                Verdict::Banned { left } => Decision::Deny {
-                    retry_after: left,
-                    reset_after: left,
-                },
-                _ => outcome.decisions()[index],
-            };
+            let decision = multi.table.read(key.as_key(), |cell| {
+                multi.rules.peek_policy(cell, now, cost, index, policies)
+            });
             return Ok(encode_decision(env, decision));
         }
     }

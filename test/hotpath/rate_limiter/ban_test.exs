@@ -46,7 +46,7 @@ defmodule Hotpath.RateLimiter.BanTest do
       assert {:deny, 1000, 1000} = RateLimiter.hit(l, "k", 1, now: 0)
       assert {:deny, 900, 900} = RateLimiter.hit(l, "k", 1, now: 100)
       refute RateLimiter.banned?(l, "k", now: 100)
-      refute_received {:ban, _, _}
+      refute_received {:ban, _, %{limiter: ^l}}
       # The third denial starts the ban: its answer is the ban's length.
       assert {:deny, 10_000, 10_000} = RateLimiter.hit(l, "k", 1, now: 200)
       assert_received {:ban, %{duration: 10_000, offences: 1}, %{limiter: ^l, key: "k", reason: :denials}}
@@ -91,10 +91,10 @@ defmodule Hotpath.RateLimiter.BanTest do
       assert {:deny, 3_000, 3_000} = RateLimiter.hit(l, "k", 1, now: 1_001)
       assert {:deny, 5_000, 5_000} = RateLimiter.hit(l, "k", 1, now: 4_001)
       assert {:deny, 5_000, 5_000} = RateLimiter.hit(l, "k", 1, now: 9_001)
-      assert_received {:ban, %{duration: 1_000, offences: 1}, _}
-      assert_received {:ban, %{duration: 3_000, offences: 2}, _}
-      assert_received {:ban, %{duration: 5_000, offences: 3}, _}
-      assert_received {:ban, %{duration: 5_000, offences: 4}, _}
+      assert_received {:ban, %{duration: 1_000, offences: 1}, %{limiter: ^l}}
+      assert_received {:ban, %{duration: 3_000, offences: 2}, %{limiter: ^l}}
+      assert_received {:ban, %{duration: 5_000, offences: 3}, %{limiter: ^l}}
+      assert_received {:ban, %{duration: 5_000, offences: 4}, %{limiter: ^l}}
       # Offences are forgotten `max` after the last ban ended: a first ban again.
       assert {:deny, 1_000, 1_000} = RateLimiter.hit(l, "k", 1, now: 14_001 + 5_000)
     end
@@ -125,7 +125,7 @@ defmodule Hotpath.RateLimiter.BanTest do
     test "an operator bans, a ban ends on time or when lifted" do
       l = start!(limit: 5, period: 1_000, ban: [for: 60_000])
       assert :ok = RateLimiter.ban(l, "k", now: 0)
-      assert_received {:ban, %{duration: 60_000, offences: 0}, %{key: "k", reason: :manual}}
+      assert_received {:ban, %{duration: 60_000, offences: 0}, %{limiter: ^l, key: "k", reason: :manual}}
       assert RateLimiter.banned?(l, "k", now: 59_999)
       assert {:deny, 1, 1} = RateLimiter.hit(l, "k", 1, now: 59_999)
       refute RateLimiter.banned?(l, "k", now: 60_000)

@@ -264,8 +264,9 @@ defmodule Hotpath.RateLimiter.PoliciesTest do
       assert {:deny, _, _, [:burst]} = RateLimiter.hit(l, "k")
       assert_receive {:deny, %{cost: 1}, %{limiter: ^l, key: "k", violated: [:burst]}}
       assert {:deny, _, _, [:burst]} = RateLimiter.hit(l, "k", 1, now: 0)
-      assert_receive {:deny, %{cost: 1}, %{violated: [:burst]}}
-      refute_receive {:deny, _, _}
+      assert_receive {:deny, %{cost: 1}, %{limiter: ^l, violated: [:burst]}}
+      # (Other tests' limiters emit deny events through the same stand-in.)
+      refute_receive {:deny, _, %{limiter: ^l}}
     end
   end
 

@@ -231,32 +231,42 @@ pub enum Verdict {
     },
 }
 
-/// The answer to a multi-policy hit or peek: the verdict and every policy's own decision
-/// (what that policy alone would have answered).
+/// The answer to a multi-policy hit or peek, summarised as the answer needs it (a few words,
+/// so it is cheap to return): the verdict, the policy closest to exhaustion with its decision,
+/// and the policies that refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     /// How the decision ended.
     pub verdict: Verdict,
-    len: u8,
-    decisions: [Decision; MAX_POLICIES],
+    /// Allowed: the policy with the fewest requests left (ties: the longest reset) and its
+    /// decision. Otherwise the first policy that refused, and its decision.
+    pub tightest: (usize, Decision),
+    /// Bit `i` set: policy `i` refused the request.
+    pub violated: u8,
+    /// The largest wait among the refusing policies (`None`: one of them can never admit the
+    /// request), and the largest time to their reset.
+    pub retry_after: Option<u64>,
+    /// The largest time to reset among the refusing policies.
+    pub reset_after: u64,
 }
 
 impl Outcome {
-    /// Each policy's decision, in the limiter's order.
-    pub fn decisions(&self) -> &[Decision] {
-        &self.decisions[..self.len as usize]
-    }
-
     /// True when the request was admitted.
     pub fn allowed(&self) -> bool {
         self.verdict == Verdict::Allowed
     }
+
+    /// The indices of the policies that refused, in order.
+    pub fn violated(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..MAX_POLICIES).filter(|i| self.violated & (1 << i) != 0)
+    }
 }
 
-/// What an evaluation writes back to the cell.
+/// What an evaluation writes back to the cell: nothing, the policies' new slots (in the
+/// caller's buffer), or the ban state.
 enum Commit {
     Nothing,
-    Charge([Slot; MAX_POLICIES]),
+    Charge,
     Ban(BanState),
 }
 
@@ -297,6 +307,7 @@ impl Rules {
     }
 
     /// The ban state of a stored cell at `now` (default without a ban rule or a cell).
+    #[inline]
     pub fn ban_state(&self, cell: Option<&Cell>, now: u64) -> BanState {
         match (cell, self.ban) {
             (Some(cell), Some(_)) => BanState::read(&cell[self.policies.len()..], now),
@@ -306,27 +317,58 @@ impl Rules {
 
     /// Decides a request of `cost` at `now` against a stored cell (`None`: the key is not
     /// stored), with `policies` (the rules' own, or per-call ones of the same count).
+    #[inline(always)]
     fn evaluate(
         &self,
         cell: Option<&Cell>,
         now: u64,
         cost: u64,
         policies: &[Policy],
+        charged: &mut [Slot; MAX_POLICIES],
     ) -> (Outcome, Commit) {
-        let n = self.policies.len();
         let mut outcome = Outcome {
             verdict: Verdict::Allowed,
-            len: n as u8,
-            decisions: [Decision::Never { reset_after: 0 }; MAX_POLICIES],
+            tightest: (0, Decision::Never { reset_after: 0 }),
+            violated: 0,
+            retry_after: Some(0),
+            reset_after: 0,
         };
-        let mut charged = [Slot::default(); MAX_POLICIES];
-        for (i, policy) in policies.iter().enumerate().take(n) {
+        let (mut least, mut longest) = (u64::MAX, 0);
+        for (i, policy) in policies.iter().enumerate().take(self.policies.len()) {
             let (decision, stored) = decide(policy, cell.map(|c| c[i]), now, cost);
-            outcome.decisions[i] = decision;
-            if let Some(stored) = stored {
-                charged[i] = stored;
-            } else {
-                outcome.verdict = Verdict::Denied;
+            match decision {
+                Decision::Allow {
+                    remaining,
+                    reset_after,
+                } => {
+                    if outcome.violated == 0
+                        && (remaining < least || (remaining == least && reset_after > longest))
+                    {
+                        (least, longest) = (remaining, reset_after);
+                        outcome.tightest = (i, decision);
+                    }
+                }
+                Decision::Deny {
+                    retry_after,
+                    reset_after,
+                } => {
+                    outcome.retry_after = outcome.retry_after.map(|r| r.max(retry_after));
+                    outcome.reset_after = outcome.reset_after.max(reset_after);
+                }
+                Decision::Never { reset_after } => {
+                    outcome.retry_after = None;
+                    outcome.reset_after = outcome.reset_after.max(reset_after);
+                }
+            }
+            match stored {
+                Some(stored) => charged[i] = stored,
+                None => {
+                    if outcome.violated == 0 {
+                        outcome.tightest = (i, decision);
+                    }
+                    outcome.violated |= 1 << i;
+                    outcome.verdict = Verdict::Denied;
+                }
             }
         }
         let state = self.ban_state(cell, now);
@@ -337,7 +379,7 @@ impl Rules {
             return (outcome, Commit::Nothing);
         }
         if outcome.verdict == Verdict::Allowed {
-            return (outcome, Commit::Charge(charged));
+            return (outcome, Commit::Charge);
         }
         let Some((ban, (after, within))) = self.ban.and_then(|b| b.trigger.map(|t| (b, t))) else {
             return (outcome, Commit::Nothing);
@@ -365,6 +407,28 @@ impl Rules {
         (outcome, Commit::Ban(state))
     }
 
+    /// What policy `index` alone answers for a request of `cost` at `now` (a banned key is
+    /// refused for the ban's time), charging nothing.
+    pub fn peek_policy(
+        &self,
+        cell: Option<&Cell>,
+        now: u64,
+        cost: u64,
+        index: usize,
+        policies: Option<&[Policy]>,
+    ) -> Decision {
+        let state = self.ban_state(cell, now);
+        if state.banned(now) {
+            let left = state.until - now;
+            return Decision::Deny {
+                retry_after: left,
+                reset_after: left,
+            };
+        }
+        let policy = policies.unwrap_or(&self.policies)[index];
+        decide(&policy, cell.map(|c| c[index]), now, cost).0
+    }
+
     /// The decision of a hit, without charging anything.
     pub fn peek(
         &self,
@@ -374,7 +438,8 @@ impl Rules {
         policies: Option<&[Policy]>,
     ) -> Outcome {
         let policies = policies.unwrap_or(&self.policies);
-        let (mut outcome, _) = self.evaluate(cell, now, cost, policies);
+        let mut charged = [Slot::default(); MAX_POLICIES];
+        let (mut outcome, _) = self.evaluate(cell, now, cost, policies, &mut charged);
         // A peek starts no ban: it reports the denial that would count.
         if let Verdict::BanStarted { .. } = outcome.verdict {
             outcome.verdict = Verdict::Denied;
@@ -382,12 +447,14 @@ impl Rules {
         outcome
     }
 
-    fn commit(&self, cell: &mut Cell, commit: Commit) {
+    #[inline(always)]
+    fn commit(&self, cell: &mut Cell, commit: Commit, charged: &[Slot; MAX_POLICIES]) {
         match commit {
             Commit::Nothing => {}
-            Commit::Charge(slots) => {
-                let n = self.policies.len();
-                cell[..n].copy_from_slice(&slots[..n]);
+            Commit::Charge => {
+                for (slot, new) in cell.iter_mut().zip(charged).take(self.policies.len()) {
+                    *slot = *new;
+                }
             }
             Commit::Ban(state) => state.write(&mut cell[self.policies.len()..]),
         }
@@ -407,14 +474,17 @@ pub struct MultiHit<'r> {
 impl Op<Cell> for MultiHit<'_> {
     type Out = Outcome;
 
-    #[inline]
+    #[inline(always)]
     fn stored(&self, cell: &mut Cell, now: u64) -> (Outcome, Option<u64>) {
         let policies = self.policies.unwrap_or(&self.rules.policies);
-        let (outcome, commit) = self.rules.evaluate(Some(cell), now, self.cost, policies);
+        let mut charged = [Slot::default(); MAX_POLICIES];
+        let (outcome, commit) =
+            self.rules
+                .evaluate(Some(cell), now, self.cost, policies, &mut charged);
         match commit {
             Commit::Nothing => (outcome, None),
             commit => {
-                self.rules.commit(cell, commit);
+                self.rules.commit(cell, commit, &charged);
                 (outcome, Some(super::table::Value::expires(cell)))
             }
         }
@@ -423,12 +493,15 @@ impl Op<Cell> for MultiHit<'_> {
     #[inline]
     fn fresh(&self, now: u64) -> (Outcome, Option<Cell>) {
         let policies = self.policies.unwrap_or(&self.rules.policies);
-        let (outcome, commit) = self.rules.evaluate(None, now, self.cost, policies);
+        let mut charged = [Slot::default(); MAX_POLICIES];
+        let (outcome, commit) = self
+            .rules
+            .evaluate(None, now, self.cost, policies, &mut charged);
         match commit {
             Commit::Nothing => (outcome, None),
             commit => {
                 let mut cell = self.rules.new_cell();
-                self.rules.commit(&mut cell, commit);
+                self.rules.commit(&mut cell, commit, &charged);
                 (outcome, Some(cell))
             }
         }
@@ -578,8 +651,8 @@ mod tests {
         // The burst policy refuses: the daily one is not charged.
         let o = hit(&t, &rules, "a", 0, 1);
         assert_eq!(o.verdict, Verdict::Denied);
-        assert!(!o.decisions()[0].allowed());
-        assert!(o.decisions()[1].allowed());
+        assert_eq!(o.violated().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(o.retry_after, Some(1000 * MS));
         for _ in 0..10 {
             hit(&t, &rules, "a", 10, 1);
         }
@@ -588,8 +661,15 @@ mod tests {
         assert!(hit(&t, &rules, "a", 1000, 1).allowed());
         let o = hit(&t, &rules, "a", 1000, 1);
         assert_eq!(o.verdict, Verdict::Denied);
-        assert!(o.decisions()[0].allowed());
-        assert!(!o.decisions()[1].allowed());
+        assert_eq!(o.violated().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(o.tightest.0, 1);
+        // Both refuse a cost of 5: the largest wait; a cost beyond every capacity: never.
+        let o = hit(&t, &rules, "a", 1000, 5);
+        assert_eq!(o.violated().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(o.retry_after, None);
+        let o = hit(&t, &rules, "a", 1000, 3);
+        assert_eq!(o.violated().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(o.retry_after, Some(86_399_000 * MS));
         assert_eq!(t.len(), 1);
     }
 
@@ -614,9 +694,7 @@ mod tests {
                 let admitted: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
                 assert_eq!(admitted, 700, "{a:?} + {b:?}");
                 // The looser policy was charged exactly the admitted requests.
-                let o = t
-                    .read(key("hot"), |c| rules.peek(c, 0, 1, None))
-                    .decisions()[1];
+                let o = t.read(key("hot"), |c| rules.peek_policy(c, 0, 1, 1, None));
                 match o {
                     Decision::Allow { remaining, .. } => assert_eq!(remaining, 299, "{a:?}+{b:?}"),
                     other => panic!("{other:?}"),
@@ -713,7 +791,7 @@ mod tests {
         assert!(o.allowed());
         // The second policy kept its count: 2 + 1 of 10.
         assert_eq!(
-            o.decisions()[1],
+            t.read(key("k"), |c| rules.peek_policy(c, 1000 * MS, 0, 1, None)),
             Decision::Allow {
                 remaining: 7,
                 reset_after: 2000 * MS
