@@ -141,6 +141,7 @@ defmodule Bench.RateLimiter do
 
     :ok
   end
+
   defp ok(_), do: :ok
 
   defp ets_counter(tab, key), do: :ets.update_counter(tab, key, {2, 1}, {key, 0})

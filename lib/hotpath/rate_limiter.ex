@@ -72,6 +72,87 @@ defmodule Hotpath.RateLimiter do
   `{:deny, retry_after_ms, retry_after_ms}` with the time until a stored key expires in the
   key's shard; `:allow` admits it without tracking it.
 
+  ## Several policies
+
+  A limiter may hold several named policies, decided together in one native call:
+
+      {Hotpath.RateLimiter,
+       name: MyApp.ApiLimiter,
+       policies: [
+         burst: [algorithm: :gcra, limit: 10, period: 1_000, burst: 20],
+         daily: [algorithm: :fixed_window, limit: 10_000, period: :timer.hours(24)]
+       ]}
+
+  Each policy takes the options of a single-policy limiter (`:algorithm`, `:limit`,
+  `:period`, `:burst`; at most 8 policies). A request is admitted only if every policy
+  admits it, and then every policy is charged; a denial charges no policy. The decision
+  is atomic: a key's policies live in one table entry (one slot per policy), read, decided
+  and written under that entry's lock, so concurrent hits never see or leave a key half
+  charged. The answers name policies:
+
+    * `{:allow, remaining, reset_after_ms, policy}` - `policy` is the one closest to
+      exhaustion (the fewest requests left, then the longest reset), with its `remaining`
+      and `reset_after_ms`;
+    * `{:deny, retry_after_ms, reset_after_ms, violated}` - `violated` lists the policies
+      that refused, in the limiter's order; `retry_after_ms` is the largest of their waits
+      (`:infinity` when one of them can never admit the cost), `reset_after_ms` the largest
+      of their resets;
+    * `{:deny, ms, ms, :banned}` - the key is banned (see "Bans");
+    * `{:deny, ms, ms, :full}` - a new key a full table refused (`on_full: :deny`).
+
+  `peek/4` with `policy: name` answers for one policy in the single-policy shape, `reset/3`
+  with `policy: name` forgets one policy's state, and `info/1` lists the policies under
+  `:policies`. A limiter started without `:policies` keeps exactly the options, answers and
+  cost of a single policy.
+
+      iex> {:ok, _} =
+      ...>   Hotpath.RateLimiter.start_link(
+      ...>     name: :doc_policies,
+      ...>     policies: [
+      ...>       burst: [algorithm: :fixed_window, limit: 2, period: 1_000],
+      ...>       daily: [algorithm: :fixed_window, limit: 3, period: 86_400_000]
+      ...>     ]
+      ...>   )
+      iex> Hotpath.RateLimiter.hit(:doc_policies, "k", 1, now: 0)
+      {:allow, 1, 1000, :burst}
+      iex> Hotpath.RateLimiter.hit(:doc_policies, "k", 1, now: 0)
+      {:allow, 0, 1000, :burst}
+      iex> Hotpath.RateLimiter.hit(:doc_policies, "k", 1, now: 0)
+      {:deny, 1000, 1000, [:burst]}
+      iex> Hotpath.RateLimiter.hit(:doc_policies, "k", 1, now: 1_000)
+      {:allow, 0, 86399000, :daily}
+      iex> Hotpath.RateLimiter.hit(:doc_policies, "k", 2, now: 2_000)
+      {:deny, 86398000, 86398000, [:daily]}
+      iex> Hotpath.RateLimiter.peek(:doc_policies, "k", 1, policy: :burst, now: 2_000)
+      {:allow, 1, 1000}
+
+  ## Bans
+
+  `ban: [after: 5, within: :timer.minutes(1), for: :timer.minutes(10)]` bans a key denied
+  `after` times within `within` milliseconds (fail2ban style): for `for` milliseconds every
+  hit and peek of it is refused, whatever its quota, with the ban's remaining time as
+  retry-after. The denial that reaches `after` is answered with the ban. A single-policy
+  limiter answers a banned key `{:deny, ms, ms}`, a limiter of several policies
+  `{:deny, ms, ms, :banned}`.
+
+  `backoff: factor` (a number from 1 to 1000, default 1) lengthens repeat offences: the `n`-th
+  offence still remembered bans for `for * factor^(n - 1)`, capped at `max:` (default 64 times
+  `for`, at most 100 days). With a factor above 1, offences are remembered until `max` has
+  passed since the last ban ended; with 1 they are not kept. Without `:after` and `:within`,
+  only `ban/3` bans.
+
+  Denials are counted in a window opened by the first denial of a key; denials while banned
+  and refusals of a full table do not count. `ban/3`, `unban/2` and `banned?/2` are the
+  operator's side; each ban emits `[:hotpath, :rate_limiter, :ban]`.
+
+  Bans live in the limiter's table, in the key's entry (three more slots per key), so they
+  are bounded by `:max_keys` (a key banned by `ban/3` on a full table is refused, see
+  `ban/3`), swept once the ban is over and its strikes and offences are forgotten, and kept
+  across an owner crash like every counter. `reset/2` forgets a key's ban too. In cluster
+  mode, denials are counted and bans decided on the key's owner, and `ban/3`, `unban/2` and
+  `banned?/2` go to the owner (to this node's table when the owner does not answer, with a
+  `:cluster_fallback` event of fallback `:local`).
+
   ## Keys
 
   Keys are any term, compared with `===`: `"a"`, `:a`, `1` and `1.0` are different keys.
@@ -84,7 +165,8 @@ defmodule Hotpath.RateLimiter do
   ## Memory
 
   A table's native memory is bounded in bytes, not only in keys: each stored key takes a
-  32-byte slot (integers, atoms and binaries or encoded terms of up to 14 bytes live in it),
+  32-byte slot (for several policies or bans, the slot points to 16 bytes per policy, plus 48
+  for the ban state, allocated with the key) (integers, atoms and binaries or encoded terms of up to 14 bytes live in it),
   plus the hash table's overhead (between 1.1 and 2.3 slots per key as the table grows, about
   37 to 76 bytes per key), plus, for a longer key, its bytes. Those bytes are bounded by
   `:max_bytes` (default 256 per key of `:max_keys`: 256 MiB for the default one million
@@ -159,7 +241,9 @@ defmodule Hotpath.RateLimiter do
   counts the keys decided here); `now:` is read on the clock of the node that decides;
   `reset/2` and `reset_all/1` act on every member. Start the limiter with the same options
   on every node: an owner decides with its own policy (per-call `limit:`, `period:` and
-  `burst:` travel with the call). Keys must hash alike on every node: plain data such as
+  `burst:` travel with the call). A limiter of several policies routes the whole decision
+  (every policy) to the key's owner; its `:local_share` is each policy's share. Keys must
+  hash alike on every node: plain data such as
   binaries, numbers, atoms and tuples of them (not pids, references or funs). Cluster mode
   needs OTP 25.1 or newer (`:pg.monitor/2`).
 
@@ -177,8 +261,9 @@ defmodule Hotpath.RateLimiter do
 
   When the host application has `:telemetry`, a limiter emits `[:hotpath, :rate_limiter,
   :sweep]` after each sweep pass, `[:hotpath, :rate_limiter, :deny]` for each denied hit
-  (with `telemetry_denies: true`) and, in cluster mode, `[:hotpath, :rate_limiter,
-  :cluster_fallback]`; see `Hotpath.Telemetry` for their measurements and metadata.
+  (with `telemetry_denies: true`), `[:hotpath, :rate_limiter, :ban]` for each ban and, in
+  cluster mode, `[:hotpath, :rate_limiter, :cluster_fallback]`; see `Hotpath.Telemetry` for
+  their measurements and metadata.
   """
 
   alias Hotpath.Native
@@ -641,7 +726,8 @@ defmodule Hotpath.RateLimiter do
       {ref, _deny_events, config} ->
         local_op(ref, op, key, cost, opts, config, config[:report_as] || table)
 
-      _ -> :unpublished
+      _ ->
+        :unpublished
     end
   end
 
@@ -680,7 +766,6 @@ defmodule Hotpath.RateLimiter do
 
   defp local_op(ref, :banned?, key, _arg, opts, _config, _name),
     do: is_integer(Key.native(key, &Native.limiter_ban(ref, :banned, &1, opts[:now])))
-
 
   @doc false
   # What a name that finds no limiter raises: `Hotpath.NotRunningError`, or `ArgumentError`

@@ -42,7 +42,8 @@ defmodule Hotpath.RateLimiter.Options do
   @ban_schema [
     after: [
       type: {:integer, 1, 4_294_967_295},
-      doc: "Denials within `:within` that start a ban (with `:within`; without both, only `ban/3` bans)"
+      doc:
+        "Denials within `:within` that start a ban (with `:within`; without both, only `ban/3` bans)"
     ],
     within: [
       type: {:integer, 1, @max_ban_ms},
@@ -86,60 +87,61 @@ defmodule Hotpath.RateLimiter.Options do
                   {:custom, __MODULE__, :ban,
                    "a keyword list of :after, :within, :for (required), :backoff and :max"},
                 doc_default: "`nil`: no bans",
-                doc: "Escalating bans (`:after`, `:within`, `:for`, `:backoff`, `:max`). See \"Bans\""
+                doc:
+                  "Escalating bans (`:after`, `:within`, `:for`, `:backoff`, `:max`). See \"Bans\""
               ],
               max_keys: [
-      type: {:integer, 1, @max_max_keys},
-      default: 1_000_000,
-      doc: "The most keys stored at once (up to 2^32)"
-    ],
-    max_bytes: [
-      type: {:or, [{:value, nil}, {:value, :infinity}, {:integer, 0, @max_max_bytes}]},
-      default: nil,
-      doc_default: "`nil`: 256 per key of `:max_keys`, 256 MiB for the default",
-      doc:
-        "The most bytes of key data stored outside the table's slots (the bytes of keys " <>
-          "longer than 14 bytes: binaries, or other terms' external format), up to 2^48. A " <>
-          "new key that does not fit is answered as by a full table (see `:on_full`); see " <>
-          "\"Memory\""
-    ],
-    on_full: [
-      type: {:in, [:deny, :allow]},
-      default: :deny,
-      doc: "What a full table answers for a new key"
-    ],
-    sweep_every: [
-      type: {:or, [{:integer, 1, @max_timer_ms}, {:value, :infinity}]},
-      default: 30_000,
-      doc: "Milliseconds between sweeps of expired keys (at most about 49 days)"
-    ],
-    telemetry_denies: [
-      type: :boolean,
-      default: false,
-      doc: "Emit `[:hotpath, :rate_limiter, :deny]` for every denied hit"
-    ],
-    cluster: [
-      type: {:in, @cluster_modes},
-      default: nil,
-      doc:
-        "`nil`: this node only; `:owner`: every key decided on one owning node of the " <>
-          "cluster; `:local_share`: each node enforces its share of the limit. See " <>
-          "\"Cluster mode\""
-    ],
-    cluster_timeout: [
-      type: {:or, [{:value, nil}, {:integer, 1, @max_timer_ms}]},
-      default: nil,
-      doc_default: "100 with `cluster: :owner`",
-      doc: "With `cluster: :owner`, milliseconds to wait for the owner's answer"
-    ],
-    cluster_fallback: [
-      type: {:or, [{:value, nil}, {:in, @fallbacks}]},
-      default: nil,
-      doc_default: "`:local_share` with `cluster: :owner`",
-      doc:
-        "With `cluster: :owner`, the answer when the owner does not answer in time: " <>
-          "`:local_share` decides here with this node's share of the limit"
-    ]
+                type: {:integer, 1, @max_max_keys},
+                default: 1_000_000,
+                doc: "The most keys stored at once (up to 2^32)"
+              ],
+              max_bytes: [
+                type: {:or, [{:value, nil}, {:value, :infinity}, {:integer, 0, @max_max_bytes}]},
+                default: nil,
+                doc_default: "`nil`: 256 per key of `:max_keys`, 256 MiB for the default",
+                doc:
+                  "The most bytes of key data stored outside the table's slots (the bytes of keys " <>
+                    "longer than 14 bytes: binaries, or other terms' external format), up to 2^48. A " <>
+                    "new key that does not fit is answered as by a full table (see `:on_full`); see " <>
+                    "\"Memory\""
+              ],
+              on_full: [
+                type: {:in, [:deny, :allow]},
+                default: :deny,
+                doc: "What a full table answers for a new key"
+              ],
+              sweep_every: [
+                type: {:or, [{:integer, 1, @max_timer_ms}, {:value, :infinity}]},
+                default: 30_000,
+                doc: "Milliseconds between sweeps of expired keys (at most about 49 days)"
+              ],
+              telemetry_denies: [
+                type: :boolean,
+                default: false,
+                doc: "Emit `[:hotpath, :rate_limiter, :deny]` for every denied hit"
+              ],
+              cluster: [
+                type: {:in, @cluster_modes},
+                default: nil,
+                doc:
+                  "`nil`: this node only; `:owner`: every key decided on one owning node of the " <>
+                    "cluster; `:local_share`: each node enforces its share of the limit. See " <>
+                    "\"Cluster mode\""
+              ],
+              cluster_timeout: [
+                type: {:or, [{:value, nil}, {:integer, 1, @max_timer_ms}]},
+                default: nil,
+                doc_default: "100 with `cluster: :owner`",
+                doc: "With `cluster: :owner`, milliseconds to wait for the owner's answer"
+              ],
+              cluster_fallback: [
+                type: {:or, [{:value, nil}, {:in, @fallbacks}]},
+                default: nil,
+                doc_default: "`:local_share` with `cluster: :owner`",
+                doc:
+                  "With `cluster: :owner`, the answer when the owner does not answer in time: " <>
+                    "`:local_share` decides here with this node's share of the limit"
+              ]
             ]
 
   # With `:policies`, the single policy's options are not required (and refused if given).
@@ -151,7 +153,9 @@ defmodule Hotpath.RateLimiter.Options do
                      spec
                      |> Keyword.delete(:required)
                      |> Keyword.update!(:type, &{:or, [{:value, nil}, &1]})}
-                  other -> other
+
+                  other ->
+                    other
                 end)
 
   @cluster_defaults [cluster_timeout: 100, cluster_fallback: :local_share]
@@ -279,8 +283,11 @@ defmodule Hotpath.RateLimiter.Options do
   """
   def native_policies(opts) do
     case opts[:policies] do
-      nil -> [{opts[:name], opts[:algorithm], opts[:limit], opts[:period], opts[:burst]}]
-      policies -> for {name, p} <- policies, do: {name, p[:algorithm], p[:limit], p[:period], p[:burst]}
+      nil ->
+        [{opts[:name], opts[:algorithm], opts[:limit], opts[:period], opts[:burst]}]
+
+      policies ->
+        for {name, p} <- policies, do: {name, p[:algorithm], p[:limit], p[:period], p[:burst]}
     end
   end
 

@@ -49,7 +49,10 @@ defmodule Hotpath.RateLimiter.BanTest do
       refute_received {:ban, _, %{limiter: ^l}}
       # The third denial starts the ban: its answer is the ban's length.
       assert {:deny, 10_000, 10_000} = RateLimiter.hit(l, "k", 1, now: 200)
-      assert_received {:ban, %{duration: 10_000, offences: 1}, %{limiter: ^l, key: "k", reason: :denials}}
+
+      assert_received {:ban, %{duration: 10_000, offences: 1},
+                       %{limiter: ^l, key: "k", reason: :denials}}
+
       assert RateLimiter.banned?(l, "k", now: 200)
       # Refused whatever the quota (the window reopened at 1000 ms), charged nothing.
       assert {:deny, 5_000, 5_000} = RateLimiter.hit(l, "k", 1, now: 5_200)
@@ -64,7 +67,12 @@ defmodule Hotpath.RateLimiter.BanTest do
 
     test "denials older than `within` do not count" do
       l =
-        start!(algorithm: :gcra, limit: 1, period: 1_000, ban: [after: 3, within: 1_000, for: 5_000])
+        start!(
+          algorithm: :gcra,
+          limit: 1,
+          period: 1_000,
+          ban: [after: 3, within: 1_000, for: 5_000]
+        )
 
       assert {:allow, _, _} = RateLimiter.hit(l, "k", 1, now: 0)
       assert {:deny, _, _} = RateLimiter.hit(l, "k", 1, now: 1)
@@ -125,7 +133,10 @@ defmodule Hotpath.RateLimiter.BanTest do
     test "an operator bans, a ban ends on time or when lifted" do
       l = start!(limit: 5, period: 1_000, ban: [for: 60_000])
       assert :ok = RateLimiter.ban(l, "k", now: 0)
-      assert_received {:ban, %{duration: 60_000, offences: 0}, %{limiter: ^l, key: "k", reason: :manual}}
+
+      assert_received {:ban, %{duration: 60_000, offences: 0},
+                       %{limiter: ^l, key: "k", reason: :manual}}
+
       assert RateLimiter.banned?(l, "k", now: 59_999)
       assert {:deny, 1, 1} = RateLimiter.hit(l, "k", 1, now: 59_999)
       refute RateLimiter.banned?(l, "k", now: 60_000)
@@ -214,17 +225,27 @@ defmodule Hotpath.RateLimiter.BanTest do
         RateLimiter.ban(plain, "k")
       end
 
-      assert_raise ArgumentError, ~r/:banned\? needs a limiter started with the :ban option/, fn ->
-        RateLimiter.banned?(plain, "k")
-      end
+      assert_raise ArgumentError,
+                   ~r/:banned\? needs a limiter started with the :ban option/,
+                   fn ->
+                     RateLimiter.banned?(plain, "k")
+                   end
 
       assert_raise ArgumentError, ~r/:unban needs/, fn -> RateLimiter.unban(plain, "k") end
       assert_raise ArgumentError, ~r/:for must be/, fn -> RateLimiter.ban(l, "k", for: 0) end
-      assert_raise ArgumentError, ~r/:for must be/, fn -> RateLimiter.ban(l, "k", for: 2 ** 40) end
+
+      assert_raise ArgumentError, ~r/:for must be/, fn ->
+        RateLimiter.ban(l, "k", for: 2 ** 40)
+      end
+
       assert_raise ArgumentError, ~r/unknown options/, fn -> RateLimiter.ban(l, "k", until: 1) end
       assert_raise ArgumentError, ~r/:now must be/, fn -> RateLimiter.banned?(l, "k", now: -1) end
       assert_raise ArgumentError, ~r/:now must be/, fn -> RateLimiter.unban(l, "k", now: :x) end
-      assert_raise ArgumentError, ~r/options must be a keyword list/, fn -> RateLimiter.ban(l, "k", 5) end
+
+      assert_raise ArgumentError, ~r/options must be a keyword list/, fn ->
+        RateLimiter.ban(l, "k", 5)
+      end
+
       assert_raise ArgumentError, ~r/keys are at most 4096 bytes/, fn ->
         RateLimiter.ban(l, :binary.copy("x", 5000))
       end
@@ -246,7 +267,10 @@ defmodule Hotpath.RateLimiter.BanTest do
       end
 
       assert_raise ArgumentError, fn -> Hotpath.Native.limiter_ban(ref, :unban, "k", -5) end
-      assert_raise ArgumentError, fn -> Hotpath.Native.limiter_ban(:not_a_ref, :unban, "k", nil) end
+
+      assert_raise ArgumentError, fn ->
+        Hotpath.Native.limiter_ban(:not_a_ref, :unban, "k", nil)
+      end
     end
   end
 end

@@ -143,6 +143,7 @@ defmodule Hotpath.RateLimiter.HTTPPoliciesTest do
 
     test "a cluster limiter's policy comes from its config" do
       limiter = limiter!(limit: 7, period: 1_000, cluster: :local_share)
+
       assert HTTP.policy(HTTP.init(limiter: limiter, policy_name: "c")) ==
                %{name: "c", quota: 7, window: 1}
     end

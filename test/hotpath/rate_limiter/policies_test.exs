@@ -11,7 +11,11 @@ defmodule Hotpath.RateLimiter.PoliciesTest do
 
   defp start!(policies, opts \\ []) do
     name = :"policies_#{System.unique_integer([:positive])}"
-    start_supervised!({RateLimiter, [name: name, policies: policies, sweep_every: :infinity] ++ opts})
+
+    start_supervised!(
+      {RateLimiter, [name: name, policies: policies, sweep_every: :infinity] ++ opts}
+    )
+
     name
   end
 
@@ -37,7 +41,9 @@ defmodule Hotpath.RateLimiter.PoliciesTest do
       assert RateLimiter.hit(l, "k", 1, now: 1_000) == {:allow, 0, 86_399_000, :daily}
       assert RateLimiter.hit(l, "k", 1, now: 1_000) == {:deny, 86_399_000, 86_399_000, [:daily]}
       # Two policies refuse: both named, the largest retry-after.
-      assert RateLimiter.hit(l, "k", 3, now: 1_000) == {:deny, 86_399_000, 86_399_000, [:burst, :daily]}
+      assert RateLimiter.hit(l, "k", 3, now: 1_000) ==
+               {:deny, 86_399_000, 86_399_000, [:burst, :daily]}
+
       # A cost beyond a policy's capacity can never pass.
       assert {:deny, :infinity, _, [:burst, :daily]} = RateLimiter.hit(l, "other", 6, now: 0)
       assert {:deny, :infinity, _, [:burst]} = RateLimiter.hit(l, "other", 4, now: 0)
@@ -277,16 +283,23 @@ defmodule Hotpath.RateLimiter.PoliciesTest do
       for {opts, message} <- [
             {[policies: []], ~r/:policies must be a keyword list of 1 to 8 policies/},
             {[policies: :x], ~r/:policies must be/},
-            {[policies: [a: [limit: 1]]], ~r/missing required option :period \(Hotpath.RateLimiter policy :a\)/},
-            {[policies: [a: [limit: 0, period: 1]]], ~r/:limit must be a positive integer, got: 0 \(Hotpath.RateLimiter policy :a\)/},
-            {[policies: [a: [limit: 1, period: 1, algorithm: :leaky]]], ~r/:algorithm must be one of/},
+            {[policies: [a: [limit: 1]]],
+             ~r/missing required option :period \(Hotpath.RateLimiter policy :a\)/},
+            {[policies: [a: [limit: 0, period: 1]]],
+             ~r/:limit must be a positive integer, got: 0 \(Hotpath.RateLimiter policy :a\)/},
+            {[policies: [a: [limit: 1, period: 1, algorithm: :leaky]]],
+             ~r/:algorithm must be one of/},
             {[policies: [a: [limit: 1, period: 1, color: :red]]], ~r/unknown options \[:color\]/},
-            {[policies: [a: [limit: 2 ** 32, period: 1]]], ~r/limit must be an integer in 1..4294967295/},
+            {[policies: [a: [limit: 2 ** 32, period: 1]]],
+             ~r/limit must be an integer in 1..4294967295/},
             {[policies: [a: [algorithm: :fixed_window, limit: 1, period: 1, burst: 2]]],
              ~r/burst applies only to :gcra and :token_bucket/},
-            {[policies: [a: [limit: 1, period: 1], a: [limit: 2, period: 1]]], ~r/names each policy once, got :a twice/},
-            {[policies: for(i <- 1..9, do: {:"p#{i}", [limit: 1, period: 1]})], ~r/at most 8 policies, got 9/},
-            {[policies: [a: [limit: 1, period: 1]], limit: 5], ~r/:limit cannot be given with :policies/},
+            {[policies: [a: [limit: 1, period: 1], a: [limit: 2, period: 1]]],
+             ~r/names each policy once, got :a twice/},
+            {[policies: for(i <- 1..9, do: {:"p#{i}", [limit: 1, period: 1]})],
+             ~r/at most 8 policies, got 9/},
+            {[policies: [a: [limit: 1, period: 1]], limit: 5],
+             ~r/:limit cannot be given with :policies/},
             {[policies: [a: [limit: 1, period: 1]], algorithm: :gcra, burst: 2],
              ~r/:algorithm, :burst cannot be given with :policies/}
           ] do
@@ -297,6 +310,7 @@ defmodule Hotpath.RateLimiter.PoliciesTest do
 
     test "per-call options of a limiter of several policies" do
       l = two()
+
       assert_raise ArgumentError, ~r/per-call :limit applies to a single-policy limiter/, fn ->
         RateLimiter.hit(l, "k", 1, limit: 5)
       end
