@@ -468,7 +468,13 @@ fn encode_outcome<'a>(env: Env<'a>, multi: &Shape, outcome: &Outcome, report: bo
                     remaining,
                     reset_after,
                 },
-            ) => (atoms::allow(), remaining, ms_ceil(reset_after), multi.names[i]).encode(env),
+            ) => (
+                atoms::allow(),
+                remaining,
+                ms_ceil(reset_after),
+                multi.names[i],
+            )
+                .encode(env),
             // Every policy admitted, so the tightest is an admission.
             (i, _) => (atoms::allow(), 0u64, 0u64, multi.names[i]).encode(env),
         },
@@ -858,9 +864,9 @@ fn multi_call<'a>(
             return Ok(term);
         }
         if op == atoms::peek() {
-            let outcome = multi
-                .table
-                .read(key.as_key(), |cell| multi.rules.peek(cell, now, cost, policies));
+            let outcome = multi.table.read(key.as_key(), |cell| {
+                multi.rules.peek(cell, now, cost, policies)
+            });
             return Ok(encode_outcome(env, &multi.shape, &outcome, false));
         }
     } else if let Ok((tag, index)) = op.decode::<(Atom, usize)>() {
