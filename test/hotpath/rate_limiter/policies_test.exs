@@ -355,6 +355,22 @@ defmodule Hotpath.RateLimiter.PoliciesTest do
       end
     end
 
+    test "limiter_new_multi refuses garbage without crashing" do
+      ok = [{:a, :gcra, 1, 1, nil}]
+
+      for args <- [
+            [[], nil, 10, nil, false, false],
+            [ok, nil, 0, nil, false, false],
+            [ok, nil, 2 ** 33, nil, false, false],
+            [ok, nil, 10, -1, false, false],
+            [ok ++ [{:b, :gcra, 1, 1, nil}], nil, 10, nil, false, true],
+            [ok, {nil, nil, 0, 1.0, nil}, 10, nil, false, false],
+            [ok, nil, 10, nil, :yes, false]
+          ] do
+        assert_raise ArgumentError, fn -> apply(Hotpath.Native, :limiter_new_multi, args) end
+      end
+    end
+
     test "the NIFs refuse malformed policies without crashing" do
       for {policies, ban} <- [
             {[], nil},
