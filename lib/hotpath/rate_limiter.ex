@@ -165,8 +165,7 @@ defmodule Hotpath.RateLimiter do
   ## Memory
 
   A table's native memory is bounded in bytes, not only in keys: each stored key takes a
-  32-byte slot (for several policies or bans, the slot points to 16 bytes per policy, plus 48
-  for the ban state, allocated with the key) (integers, atoms and binaries or encoded terms of up to 14 bytes live in it),
+  32-byte slot (integers, atoms and binaries or encoded terms of up to 14 bytes live in it),
   plus the hash table's overhead (between 1.1 and 2.3 slots per key as the table grows, about
   37 to 76 bytes per key), plus, for a longer key, its bytes. Those bytes are bounded by
   `:max_bytes` (default 256 per key of `:max_keys`: 256 MiB for the default one million
@@ -175,6 +174,10 @@ defmodule Hotpath.RateLimiter do
   `max_keys * 80 + max_bytes + shards * 128` bytes (`shards` from `info/1`, at most 65,536):
   under the defaults about 340 MiB, whatever the keys. `info/1` reports `:memory_bytes` (the
   estimate) and `:key_bytes` (what `:max_bytes` bounds).
+
+  A limiter of several policies or with bans keeps one entry per key too, of 56 bytes: two
+  policies (without bans) live in it; more policies, or a ban rule, take 16 bytes per policy
+  plus 48 for the ban state, allocated with the key (counted in `:memory_bytes`).
 
   ## Time
 

@@ -2,7 +2,8 @@
 //!
 //! A limiter with several named policies (or with a ban rule) keeps one table entry per key
 //! whose value is a [`Cell`]: one [`Slot`] per policy, in the limiter's order, followed by
-//! three slots of ban state when the limiter has a [`Ban`] rule. The table runs every
+//! three slots of ban state when the limiter has a [`Ban`] rule (inline in the entry for up
+//! to two slots, else in a boxed slice). The table runs every
 //! operation on a cell under the key's shard lock (see [`super::table::Op`]), so a hit reads
 //! every policy's slot, decides each one and then writes all of them or none: a request is
 //! admitted only if every policy admits it, and a denial charges no policy.
@@ -29,9 +30,41 @@ pub const MAX_POLICIES: usize = 8;
 /// Slots of ban state at the end of a cell.
 const BAN_SLOTS: usize = 3;
 
+/// Slots a [`Cell`] holds inline: two policies without bans, the common case, need no
+/// allocation and no second memory access.
+pub const INLINE_SLOTS: usize = 2;
+
 /// What a table of several policies (or of bans) stores per key: one slot per policy, then
-/// the ban state. Two words, like a [`Slot`], so the table's entries stay 32 bytes.
-pub type Cell = Box<[Slot]>;
+/// the ban state; inline for up to [`INLINE_SLOTS`] slots, else in a boxed slice. It derefs
+/// to its slots (an inline cell of one policy has one unused slot, always fresh).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    /// Up to [`INLINE_SLOTS`] slots, in the table entry itself.
+    Inline([Slot; INLINE_SLOTS]),
+    /// More slots (more policies, or a ban rule), allocated with the key.
+    Boxed(Box<[Slot]>),
+}
+
+impl std::ops::Deref for Cell {
+    type Target = [Slot];
+    #[inline(always)]
+    fn deref(&self) -> &[Slot] {
+        match self {
+            Cell::Inline(slots) => slots,
+            Cell::Boxed(slots) => slots,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Cell {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [Slot] {
+        match self {
+            Cell::Inline(slots) => slots,
+            Cell::Boxed(slots) => slots,
+        }
+    }
+}
 
 /// An escalating-ban rule (fail2ban style): a key denied `after` times within `within` is
 /// refused for a ban's length, whatever its quota; the `k`-th offence still remembered bans
@@ -297,13 +330,19 @@ impl Rules {
         self.policies.len() + if self.ban.is_some() { BAN_SLOTS } else { 0 }
     }
 
-    /// Bytes a cell holds outside its table entry.
+    /// Bytes a cell holds outside its table entry (none when its slots are inline).
     pub fn value_bytes(&self) -> usize {
-        self.cell_len() * std::mem::size_of::<Slot>()
+        match self.cell_len() {
+            len if len <= INLINE_SLOTS => 0,
+            len => len * std::mem::size_of::<Slot>(),
+        }
     }
 
     fn new_cell(&self) -> Cell {
-        vec![Slot::default(); self.cell_len()].into_boxed_slice()
+        match self.cell_len() {
+            len if len <= INLINE_SLOTS => Cell::Inline([Slot::default(); INLINE_SLOTS]),
+            len => Cell::Boxed(vec![Slot::default(); len].into_boxed_slice()),
+        }
     }
 
     /// The ban state of a stored cell at `now` (default without a ban rule or a cell).
@@ -840,5 +879,18 @@ mod tests {
         assert_eq!(hit(&t, &rules, "other", 0, 5).verdict, Verdict::Denied);
         assert_eq!(t.len(), 16);
         assert!(t.stats().memory_bytes > 16 * 32);
+        // One policy and a ban: boxed; two policies: inline.
+        assert!(matches!(
+            t.read(key("k0"), |c| c.cloned()),
+            Some(Cell::Boxed(_))
+        ));
+        let two = Rules::new(vec![p(Algorithm::Gcra, 1, 1000); 2], None).unwrap();
+        assert_eq!(two.value_bytes(), 0);
+        let t = table(&two, 16);
+        assert!(hit(&t, &two, "k", 0, 1).allowed());
+        assert!(matches!(
+            t.read(key("k"), |c| c.cloned()),
+            Some(Cell::Inline(_))
+        ));
     }
 }
