@@ -312,7 +312,7 @@ defmodule Hotpath.MixProject do
           "telemetry histograms and dirty-scheduler CPU work.",
       source_url: @source_url,
       docs: [main: "Hotpath", extras: ["README.md", "CHANGELOG.md"]]
-    ] ++ run_time_only([Plug.Conn, :telemetry])
+    ] ++ run_time_only([Plug.Conn, Phoenix.LiveView, :telemetry])
   end
 
   # Optional integrations are the host application's dependencies, not Hotpath's: the adapters

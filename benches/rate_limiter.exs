@@ -17,7 +17,7 @@ defmodule Bench.RateLimiter do
     keys = List.to_tuple(for i <- 1..@keys, do: "user:#{i}")
     allow = start(:bench_allow, :gcra, 1_000_000_000, 1_000)
     deny = start(:bench_deny, :gcra, 1, 3_600_000)
-    for l <- [:bench_window, :bench_sliding, :bench_bucket], do: :ok = ensure(l)
+    for l <- [:bench_window, :bench_sliding, :bench_bucket, :bench_two], do: :ok = ensure(l)
 
     ets =
       :ets.new(:bench_counter, [:public, :set, write_concurrency: true, read_concurrency: true])
@@ -48,12 +48,16 @@ defmodule Bench.RateLimiter do
         {"hit :token_bucket", fn i -> RateLimiter.hit(:bench_bucket, key.(i)) end},
         {"hit :fixed_window", fn i -> RateLimiter.hit(:bench_window, key.(i)) end},
         {"hit :sliding_window", fn i -> RateLimiter.hit(:bench_sliding, key.(i)) end},
+        {"hit two policies (:gcra + :fixed_window)",
+         fn i -> RateLimiter.hit(:bench_two, key.(i)) end},
         {"ets update_counter", fn i -> ets_counter(ets, key.(i)) end},
         {"ets token bucket", fn i -> ets_bucket(bucket, key.(i)) end}
       ],
-      baselines: ["empty NIF", "ets update_counter"],
+      baselines: ["empty NIF", "ets update_counter", "hit :gcra"],
       targets: [
         {:ratio, "hit :gcra", "empty NIF", :<=, 2.5, :single},
+        {:ratio, "hit two policies (:gcra + :fixed_window)", "hit :gcra", :<=, 1.5, :single},
+        {:ratio, "hit two policies (:gcra + :fixed_window)", "hit :gcra", :<=, 1.5, :all},
         {:ratio, "hit :gcra", "ets update_counter", :<=, 0.6, :single},
         {:scaling, "hit :gcra", :>=, 1.6}
       ]
@@ -122,6 +126,22 @@ defmodule Bench.RateLimiter do
     do: ok(start(:bench_sliding, :sliding_window, 1_000_000_000, 1_000))
 
   defp ensure(:bench_bucket), do: ok(start(:bench_bucket, :token_bucket, 1_000_000_000, 1_000))
+
+  # Two policies decided in one native call (issue #16): a per-second GCRA and a daily window.
+  defp ensure(:bench_two) do
+    {:ok, _} =
+      RateLimiter.start_link(
+        name: :bench_two,
+        sweep_every: :infinity,
+        policies: [
+          burst: [algorithm: :gcra, limit: 1_000_000_000, period: 1_000],
+          daily: [algorithm: :fixed_window, limit: 1_000_000_000, period: 86_400_000]
+        ]
+      )
+
+    :ok
+  end
+
   defp ok(_), do: :ok
 
   defp ets_counter(tab, key), do: :ets.update_counter(tab, key, {2, 1}, {key, 0})

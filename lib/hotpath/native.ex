@@ -28,7 +28,8 @@ defmodule Hotpath.Native do
   #      | answer | NIFs | the caller then |
   #      |---|---|---|
   #      | `:unpublished` | `limiter_hit` | nothing is published under the name: a cluster limiter (`Cluster.hit/3`) or an unknown one (raises) |
-  #      | `{:report, decision}` | `limiter_hit` | emits the deny telemetry event, returns `decision` |
+  #      | `{:report, decision}` | `limiter_hit`, `limiter_call` (several policies or bans) | emits the deny telemetry event, returns `decision` |
+  #      | `{:ban, answer, ms, offences}` | `limiter_hit`, `limiter_call` (bans) | emits the ban telemetry event, then handles `answer` |
   #      | `:dirty` | `histogram_new`, `histogram_read`, `histogram_to_binary`, `histogram_from_binary` | calls the `_dirty` twin (too large for a normal scheduler) |
   #      | `:more`, `{:more, offset}` | `compute_spin_step`, `compute_digest_update` | calls again (the next chunk) |
   #      | `:convert_tags` | `metrics_record*`, `metrics_handle` | converts the tag values to strings and retries once |
@@ -93,6 +94,12 @@ defmodule Hotpath.Native do
   def limiter_new(_algorithm, _limit, _period, _burst, _max_keys, _max_bytes, _on_full_allow),
     do: err()
 
+  def limiter_validate_rules(_policies, _ban), do: err()
+
+  def limiter_new_multi(_policies, _ban, _max_keys, _max_bytes, _on_full_allow, _plain),
+    do: err()
+
+  def limiter_ban(_limiter, _op, _key, _now), do: err()
   def limiter_publish(_limiter, _name, _report_denies), do: err()
   def limiter_unpublish(_limiter, _name), do: err()
   def limiter_hit(_name, _key, _cost), do: err()

@@ -72,6 +72,87 @@ defmodule Hotpath.RateLimiter do
   `{:deny, retry_after_ms, retry_after_ms}` with the time until a stored key expires in the
   key's shard; `:allow` admits it without tracking it.
 
+  ## Several policies
+
+  A limiter may hold several named policies, decided together in one native call:
+
+      {Hotpath.RateLimiter,
+       name: MyApp.ApiLimiter,
+       policies: [
+         burst: [algorithm: :gcra, limit: 10, period: 1_000, burst: 20],
+         daily: [algorithm: :fixed_window, limit: 10_000, period: :timer.hours(24)]
+       ]}
+
+  Each policy takes the options of a single-policy limiter (`:algorithm`, `:limit`,
+  `:period`, `:burst`; at most 8 policies). A request is admitted only if every policy
+  admits it, and then every policy is charged; a denial charges no policy. The decision
+  is atomic: a key's policies live in one table entry (one slot per policy), read, decided
+  and written under that entry's lock, so concurrent hits never see or leave a key half
+  charged. The answers name policies:
+
+    * `{:allow, remaining, reset_after_ms, policy}` - `policy` is the one closest to
+      exhaustion (the fewest requests left, then the longest reset), with its `remaining`
+      and `reset_after_ms`;
+    * `{:deny, retry_after_ms, reset_after_ms, violated}` - `violated` lists the policies
+      that refused, in the limiter's order; `retry_after_ms` is the largest of their waits
+      (`:infinity` when one of them can never admit the cost), `reset_after_ms` the largest
+      of their resets;
+    * `{:deny, ms, ms, :banned}` - the key is banned (see "Bans");
+    * `{:deny, ms, ms, :full}` - a new key a full table refused (`on_full: :deny`).
+
+  `peek/4` with `policy: name` answers for one policy in the single-policy shape, `reset/3`
+  with `policy: name` forgets one policy's state, and `info/1` lists the policies under
+  `:policies`. A limiter started without `:policies` keeps exactly the options, answers and
+  cost of a single policy.
+
+      iex> {:ok, _} =
+      ...>   Hotpath.RateLimiter.start_link(
+      ...>     name: :doc_policies,
+      ...>     policies: [
+      ...>       burst: [algorithm: :fixed_window, limit: 2, period: 1_000],
+      ...>       daily: [algorithm: :fixed_window, limit: 3, period: 86_400_000]
+      ...>     ]
+      ...>   )
+      iex> Hotpath.RateLimiter.hit(:doc_policies, "k", 1, now: 0)
+      {:allow, 1, 1000, :burst}
+      iex> Hotpath.RateLimiter.hit(:doc_policies, "k", 1, now: 0)
+      {:allow, 0, 1000, :burst}
+      iex> Hotpath.RateLimiter.hit(:doc_policies, "k", 1, now: 0)
+      {:deny, 1000, 1000, [:burst]}
+      iex> Hotpath.RateLimiter.hit(:doc_policies, "k", 1, now: 1_000)
+      {:allow, 0, 86399000, :daily}
+      iex> Hotpath.RateLimiter.hit(:doc_policies, "k", 2, now: 2_000)
+      {:deny, 86398000, 86398000, [:daily]}
+      iex> Hotpath.RateLimiter.peek(:doc_policies, "k", 1, policy: :burst, now: 2_000)
+      {:allow, 1, 1000}
+
+  ## Bans
+
+  `ban: [after: 5, within: :timer.minutes(1), for: :timer.minutes(10)]` bans a key denied
+  `after` times within `within` milliseconds (fail2ban style): for `for` milliseconds every
+  hit and peek of it is refused, whatever its quota, with the ban's remaining time as
+  retry-after. The denial that reaches `after` is answered with the ban. A single-policy
+  limiter answers a banned key `{:deny, ms, ms}`, a limiter of several policies
+  `{:deny, ms, ms, :banned}`.
+
+  `backoff: factor` (a number from 1 to 1000, default 1) lengthens repeat offences: the `n`-th
+  offence still remembered bans for `for * factor^(n - 1)`, capped at `max:` (default 64 times
+  `for`, at most 100 days). With a factor above 1, offences are remembered until `max` has
+  passed since the last ban ended; with 1 they are not kept. Without `:after` and `:within`,
+  only `ban/3` bans.
+
+  Denials are counted in a window opened by the first denial of a key; denials while banned
+  and refusals of a full table do not count. `ban/3`, `unban/2` and `banned?/2` are the
+  operator's side; each ban emits `[:hotpath, :rate_limiter, :ban]`.
+
+  Bans live in the limiter's table, in the key's entry (three more slots per key), so they
+  are bounded by `:max_keys` (a key banned by `ban/3` on a full table is refused, see
+  `ban/3`), swept once the ban is over and its strikes and offences are forgotten, and kept
+  across an owner crash like every counter. `reset/2` forgets a key's ban too. In cluster
+  mode, denials are counted and bans decided on the key's owner, and `ban/3`, `unban/2` and
+  `banned?/2` go to the owner (to this node's table when the owner does not answer, with a
+  `:cluster_fallback` event of fallback `:local`).
+
   ## Keys
 
   Keys are any term, compared with `===`: `"a"`, `:a`, `1` and `1.0` are different keys.
@@ -93,6 +174,10 @@ defmodule Hotpath.RateLimiter do
   `max_keys * 80 + max_bytes + shards * 128` bytes (`shards` from `info/1`, at most 65,536):
   under the defaults about 340 MiB, whatever the keys. `info/1` reports `:memory_bytes` (the
   estimate) and `:key_bytes` (what `:max_bytes` bounds).
+
+  A limiter of several policies or with bans keeps one entry per key too, of 56 bytes: two
+  policies (without bans) live in it; more policies, or a ban rule, take 16 bytes per policy
+  plus 48 for the ban state, allocated with the key (counted in `:memory_bytes`).
 
   ## Time
 
@@ -159,7 +244,9 @@ defmodule Hotpath.RateLimiter do
   counts the keys decided here); `now:` is read on the clock of the node that decides;
   `reset/2` and `reset_all/1` act on every member. Start the limiter with the same options
   on every node: an owner decides with its own policy (per-call `limit:`, `period:` and
-  `burst:` travel with the call). Keys must hash alike on every node: plain data such as
+  `burst:` travel with the call). A limiter of several policies routes the whole decision
+  (every policy) to the key's owner; its `:local_share` is each policy's share. Keys must
+  hash alike on every node: plain data such as
   binaries, numbers, atoms and tuples of them (not pids, references or funs). Cluster mode
   needs OTP 25.1 or newer (`:pg.monitor/2`).
 
@@ -177,8 +264,9 @@ defmodule Hotpath.RateLimiter do
 
   When the host application has `:telemetry`, a limiter emits `[:hotpath, :rate_limiter,
   :sweep]` after each sweep pass, `[:hotpath, :rate_limiter, :deny]` for each denied hit
-  (with `telemetry_denies: true`) and, in cluster mode, `[:hotpath, :rate_limiter,
-  :cluster_fallback]`; see `Hotpath.Telemetry` for their measurements and metadata.
+  (with `telemetry_denies: true`), `[:hotpath, :rate_limiter, :ban]` for each ban and, in
+  cluster mode, `[:hotpath, :rate_limiter, :cluster_fallback]`; see `Hotpath.Telemetry` for
+  their measurements and metadata.
   """
 
   alias Hotpath.Native
@@ -196,14 +284,36 @@ defmodule Hotpath.RateLimiter do
     ]
   ]
 
+  @now_schema [
+    now: [
+      type:
+        {:custom, __MODULE__, :now_option, "a non-negative integer of milliseconds up to 2^40"},
+      doc: "The time on the limiter's clock (default: now)"
+    ]
+  ]
+  @ban_call_schema [
+                     for: [
+                       type: {:integer, 1, 100 * 24 * 3600 * 1000},
+                       doc: "The ban's length in milliseconds (default: the limiter's)"
+                     ]
+                   ] ++ @now_schema
+  @reset_schema [policy: [type: :atom, doc: "The policy to reset"]] ++ @now_schema
+
   @typedoc "A limiter's name, as given in `:name`."
   @type name :: atom()
 
-  @typedoc "A limiter decision."
+  @typedoc """
+  A limiter decision: 3-tuples for a single policy (with or without bans), 4-tuples for a
+  limiter of several policies (see "Several policies").
+  """
   @type decision ::
           {:allow, remaining :: non_neg_integer(), reset_after_ms :: non_neg_integer()}
           | {:deny, retry_after_ms :: pos_integer() | :infinity,
              reset_after_ms :: non_neg_integer()}
+          | {:allow, remaining :: non_neg_integer(), reset_after_ms :: non_neg_integer(),
+             policy :: atom()}
+          | {:deny, retry_after_ms :: pos_integer() | :infinity,
+             reset_after_ms :: non_neg_integer(), [atom()] | :banned | :full}
 
   @typedoc """
   Per-call options of `hit/4` and `peek/4`:
@@ -274,6 +384,7 @@ defmodule Hotpath.RateLimiter do
       {:report, decision} -> report(decision, limiter, key, cost)
       :unpublished -> Cluster.hit(limiter, key, cost)
       :measure -> hit_measured(limiter, key, cost)
+      {:ban, _, _, _} = answer -> answer(answer, limiter, key, cost)
       decision -> decision
     end
   end
@@ -281,8 +392,13 @@ defmodule Hotpath.RateLimiter do
   def hit(limiter, key, cost, opts) do
     case lookup!(limiter) do
       {ref, deny_events, config} ->
-        {now, policy} = call_opts!(opts, config)
-        decision = Key.native(key, &Native.limiter_call(ref, :hit, &1, cost, now, policy))
+        {now, policy, nil} = call_opts!(opts, config, :hit)
+
+        decision =
+          key
+          |> Key.native(&Native.limiter_call(ref, :hit, &1, cost, now, policy))
+          |> answer(limiter, key, cost)
+
         if deny_events, do: report(decision, limiter, key, cost), else: decision
 
       {:cluster, cluster} ->
@@ -293,14 +409,30 @@ defmodule Hotpath.RateLimiter do
   # A key the NIF could not measure (see Hotpath.RateLimiter.Key): the same answers.
   defp hit_measured(limiter, key, cost) do
     case Native.limiter_hit(limiter, Key.measured!(key), cost) do
-      {:report, decision} -> report(decision, limiter, key, cost)
       :unpublished -> Cluster.hit(limiter, key, cost)
-      decision -> decision
+      answer -> answer(answer, limiter, key, cost)
     end
   end
 
+  @doc false
+  # The answer of a hit, after the telemetry events the NIF asked for: `{:report, decision}`
+  # (a denial of a limiter with `telemetry_denies: true`) and `{:ban, answer, ms, offences}`
+  # (a denial that started a ban).
+  def answer({:report, decision}, limiter, key, cost), do: report(decision, limiter, key, cost)
+
+  def answer({:ban, answer, ms, offences}, limiter, key, cost) do
+    Hotpath.Telemetry.emit(Owner.ban_event(limiter, key, ms, offences, :denials))
+    answer(answer, limiter, key, cost)
+  end
+
+  def answer(decision, _limiter, _key, _cost), do: decision
+
   @doc """
-  The answer `hit/4` would give, without charging anything.
+  The answer `hit/4` would give, without charging anything (and starting no ban).
+
+  For a limiter of several policies, `policy: name` answers for that policy alone, in the
+  single-policy shape (`{:allow, remaining, reset_after_ms}` or `{:deny, retry_after_ms,
+  reset_after_ms}`; a banned key is refused for the ban's time).
 
       iex> {:ok, _} = Hotpath.RateLimiter.start_link(name: :doc_peek, limit: 1, period: 1_000)
       iex> Hotpath.RateLimiter.peek(:doc_peek, "k", 1, now: 0)
@@ -308,12 +440,11 @@ defmodule Hotpath.RateLimiter do
       iex> Hotpath.RateLimiter.peek(:doc_peek, "k", 1, now: 0)
       {:allow, 0, 1000}
   """
-  @spec peek(name(), term(), pos_integer(), [call_opt()]) :: decision()
+  @spec peek(name(), term(), pos_integer(), [call_opt() | {:policy, atom()}]) :: decision()
   def peek(limiter, key, cost \\ 1, opts \\ []) do
     case lookup!(limiter) do
       {ref, _deny_events, config} ->
-        {now, policy} = call_opts!(opts, config)
-        Key.native(key, &Native.limiter_call(ref, :peek, &1, cost, now, policy))
+        local_op(ref, :peek, key, cost, opts, config, limiter)
 
       {:cluster, cluster} ->
         Cluster.call(cluster, :peek, key, cost, opts)
@@ -321,14 +452,21 @@ defmodule Hotpath.RateLimiter do
   end
 
   @doc """
-  Forgets `key`: its next hit is treated as the first. Returns `:ok`.
+  Forgets `key`: its next hit is treated as the first (every policy, and its ban, strikes
+  and offences). Returns `:ok`.
+
+  `policy: name` forgets the state of that one policy of a limiter of several policies (the
+  key's other policies and its ban stay); `now:` is the time of that reset on the limiter's
+  clock.
 
   For a cluster limiter, the key is forgotten on every member (this node first, then the
   others, waiting for them at most `:cluster_timeout`; members that do not answer in time
   keep the key).
   """
-  @spec reset(name(), term()) :: :ok
-  def reset(limiter, key) do
+  @spec reset(name(), term(), policy: atom(), now: non_neg_integer()) :: :ok
+  def reset(limiter, key, opts \\ [])
+
+  def reset(limiter, key, []) do
     case lookup!(limiter) do
       {ref, _, _} ->
         Key.native(key, &Native.limiter_reset(ref, &1))
@@ -336,6 +474,94 @@ defmodule Hotpath.RateLimiter do
 
       {:cluster, cluster} ->
         Cluster.reset(cluster, [key])
+    end
+  end
+
+  def reset(limiter, key, opts) do
+    case lookup!(limiter) do
+      {ref, _, config} ->
+        opts = Hotpath.Options.validate!(opts, @reset_schema, "Hotpath.RateLimiter.reset/3")
+        index = policy_index!(config, opts[:policy] || policy_required!())
+        Key.native(key, &Native.limiter_ban(ref, {:reset, index}, &1, opts[:now]))
+        :ok
+
+      {:cluster, cluster} ->
+        Hotpath.Options.validate!(opts, @reset_schema, "Hotpath.RateLimiter.reset/3")
+        Cluster.reset(cluster, [key, opts])
+    end
+  end
+
+  defp policy_required!,
+    do: raise(ArgumentError, "reset/3 needs :policy (Hotpath.RateLimiter.reset/3)")
+
+  @doc """
+  Bans `key` for `for:` milliseconds (default: the limiter's `ban: [for: ...]`) from now
+  (`now:` on the limiter's clock in tests): every hit and peek is refused until then, whatever
+  the key's quota, with the ban's remaining time as retry-after. A ban in force is replaced.
+  Emits `[:hotpath, :rate_limiter, :ban]` (reason `:manual`).
+
+  Returns `:ok`, or `{:error, :full}` when the key is not stored and the table is full (see
+  `:max_keys`). Needs a limiter started with `:ban` (`ArgumentError` otherwise). A cluster
+  limiter bans the key on its owner (on this node when the owner does not answer, see
+  "Bans").
+
+      iex> {:ok, _} = Hotpath.RateLimiter.start_link(name: :doc_ban, limit: 5, period: 1_000, ban: [for: 60_000])
+      iex> Hotpath.RateLimiter.ban(:doc_ban, "mallory", for: 10_000, now: 0)
+      :ok
+      iex> Hotpath.RateLimiter.hit(:doc_ban, "mallory", 1, now: 4_000)
+      {:deny, 6000, 6000}
+      iex> Hotpath.RateLimiter.banned?(:doc_ban, "mallory", now: 10_000)
+      false
+  """
+  @spec ban(name(), term(), for: pos_integer(), now: non_neg_integer()) :: :ok | {:error, :full}
+  def ban(limiter, key, opts \\ []) do
+    opts = Hotpath.Options.validate!(opts, @ban_call_schema, "Hotpath.RateLimiter.ban/3")
+    ban_op(limiter, :ban, key, opts)
+  end
+
+  @doc """
+  Lifts the ban of `key` and forgets its strikes and offences (its quotas stay). Returns
+  `:ok`. Needs a limiter started with `:ban`. A cluster limiter unbans the key on its owner.
+  """
+  @spec unban(name(), term(), now: non_neg_integer()) :: :ok
+  def unban(limiter, key, opts \\ []) do
+    opts = Hotpath.Options.validate!(opts, @now_schema, "Hotpath.RateLimiter.unban/2")
+    ban_op(limiter, :unban, key, opts)
+  end
+
+  @doc """
+  True while `key` is banned. Needs a limiter started with `:ban`. A cluster limiter asks the
+  key's owner.
+  """
+  @spec banned?(name(), term(), now: non_neg_integer()) :: boolean()
+  def banned?(limiter, key, opts \\ []) do
+    opts = Hotpath.Options.validate!(opts, @now_schema, "Hotpath.RateLimiter.banned?/2")
+    ban_op(limiter, :banned?, key, opts)
+  end
+
+  defp ban_op(limiter, op, key, opts) do
+    {ms, opts} = Keyword.pop(opts, :for)
+
+    case lookup!(limiter) do
+      {ref, _, config} ->
+        ms = ban_length!(config, ms, op)
+        local_op(ref, op, key, ms, opts, config, limiter)
+
+      {:cluster, cluster} ->
+        ms = ban_length!(cluster.config, ms, op)
+        Cluster.call(cluster, op, key, ms, opts)
+    end
+  end
+
+  defp ban_length!(config, ms, op) do
+    case config[:ban] do
+      nil ->
+        raise ArgumentError,
+              "#{inspect(op)} needs a limiter started with the :ban option " <>
+                "(#{inspect(config[:report_as] || config[:name])} has none)"
+
+      ban ->
+        ms || ban[:for]
     end
   end
 
@@ -375,20 +601,29 @@ defmodule Hotpath.RateLimiter do
           required(:full_events) => non_neg_integer(),
           required(:shards) => pos_integer(),
           required(:config) => keyword(),
+          optional(:policies) => keyword(keyword()),
           optional(:cluster) => %{
             mode: :owner | :local_share,
             members: [node()],
-            share: %{limit: pos_integer(), burst: pos_integer() | nil}
+            share:
+              %{limit: pos_integer(), burst: pos_integer() | nil}
+              | keyword(%{limit: pos_integer(), burst: pos_integer() | nil})
           }
         }
   def info(limiter) do
     case lookup!(limiter) do
       {ref, _, config} ->
-        ref |> Native.limiter_stats() |> Map.put(:config, config)
+        stats = ref |> Native.limiter_stats() |> Map.put(:config, config)
+
+        case config[:policies] do
+          nil -> stats
+          policies -> Map.put(stats, :policies, policies)
+        end
 
       {:cluster, cluster} ->
         %{info(cluster.local) | config: cluster.config}
         |> Map.put(:cluster, Cluster.info(cluster))
+        |> then(&if(cluster.config[:policies], do: &1, else: Map.delete(&1, :policies)))
     end
   end
 
@@ -480,20 +715,60 @@ defmodule Hotpath.RateLimiter do
   end
 
   @doc false
-  # A decision of a table published on this node, or :unpublished (for cluster mode).
-  def call_local(table, :hit, key, cost, []),
-    do: Key.native(key, &Native.limiter_hit(table, &1, cost))
+  # A decision (or a ban operation) of a table published on this node, or :unpublished (for
+  # cluster mode). Events are named after the cluster limiter (`:report_as`).
+  def call_local(table, :hit, key, cost, []) do
+    case Key.native(key, &Native.limiter_hit(table, &1, cost)) do
+      {:ban, _, _, _} = answer -> answer(answer, report_name(table), key, cost)
+      decision -> decision
+    end
+  end
 
   def call_local(table, op, key, cost, opts) do
     case :persistent_term.get({__MODULE__, table}, nil) do
       {ref, _deny_events, config} ->
-        {now, policy} = call_opts!(opts, config)
-        Key.native(key, &Native.limiter_call(ref, op, &1, cost, now, policy))
+        local_op(ref, op, key, cost, opts, config, config[:report_as] || table)
 
       _ ->
         :unpublished
     end
   end
+
+  defp report_name(table) do
+    case :persistent_term.get({__MODULE__, table}, nil) do
+      {_ref, _deny_events, config} -> config[:report_as] || table
+      _ -> table
+    end
+  end
+
+  # One operation on this node's table `ref` (whose config is published under `name`).
+  defp local_op(ref, op, key, cost, opts, config, name) when op in [:hit, :peek] do
+    {now, policy, index} = call_opts!(opts, config, op)
+    op = if index, do: {:peek, index}, else: op
+
+    key
+    |> Key.native(&Native.limiter_call(ref, op, &1, cost, now, policy))
+    |> answer(name, key, cost)
+  end
+
+  defp local_op(ref, :ban, key, ms, opts, _config, name) do
+    case Key.native(key, &Native.limiter_ban(ref, {:ban, ms}, &1, opts[:now])) do
+      true ->
+        Hotpath.Telemetry.emit(Owner.ban_event(name, key, ms, 0, :manual))
+        :ok
+
+      false ->
+        {:error, :full}
+    end
+  end
+
+  defp local_op(ref, :unban, key, _arg, opts, _config, _name) do
+    _ = Key.native(key, &Native.limiter_ban(ref, :unban, &1, opts[:now]))
+    :ok
+  end
+
+  defp local_op(ref, :banned?, key, _arg, opts, _config, _name),
+    do: is_integer(Key.native(key, &Native.limiter_ban(ref, :banned, &1, opts[:now])))
 
   @doc false
   # What a name that finds no limiter raises: `Hotpath.NotRunningError`, or `ArgumentError`
@@ -509,31 +784,64 @@ defmodule Hotpath.RateLimiter do
   @doc false
   # Checks per-call options in the caller: a keyword list of :now (0..2^40) and :limit,
   # :period, :burst (positive integers; their ranges are checked by the NIF, in the caller
-  # too, or by `validate_policy!/2` before a remote call).
-  def call_opts!(opts, config) do
+  # too, or by `validate_policy!/2` before a remote call); for `peek/4` of a limiter of
+  # several policies, :policy (one of its names). Returns `{now, policy, policy_index}`.
+  def call_opts!(opts, config, op \\ :hit) do
     if not (is_list(opts) and Keyword.keyword?(opts)) do
       raise ArgumentError, "call options must be a keyword list, got: #{inspect(opts)}"
     end
 
-    {now, policy} =
-      Enum.reduce(opts, {nil, nil}, fn
-        {:now, ms}, {_, policy} when is_integer(ms) and ms >= 0 and ms <= @max_now_ms ->
-          {ms, policy}
+    {now, policy, index} =
+      Enum.reduce(opts, {nil, nil, nil}, fn
+        {:now, ms}, {_, policy, index}
+        when is_integer(ms) and ms >= 0 and ms <= @max_now_ms ->
+          {ms, policy, index}
 
         {:now, ms}, _ ->
           raise ArgumentError, "#{@now_doc}, got: #{Hotpath.Options.describe(ms)}"
 
-        {key, value}, {now, policy}
+        {key, value}, {now, policy, index}
         when key in [:limit, :period, :burst] and is_integer(value) and value > 0 ->
-          {now, Map.put(policy || %{}, key, value)}
+          if config[:policies] do
+            raise ArgumentError,
+                  "per-call #{inspect(key)} applies to a single-policy limiter; " <>
+                    "#{inspect(config[:report_as] || config[:name])} has :policies"
+          end
+
+          {now, Map.put(policy || %{}, key, value), index}
+
+        {:policy, name}, {now, policy, _} when op == :peek ->
+          {now, policy, policy_index!(config, name)}
 
         other, _ ->
           raise ArgumentError,
                 "invalid call option #{inspect(other)}: expected :limit, :period, :burst " <>
-                  "(positive integers) or :now (a non-negative integer up to 2^40)"
+                  "(positive integers), :now (a non-negative integer up to 2^40)" <>
+                  if(op == :peek, do: " or :policy (a policy name, with peek/4)", else: "")
       end)
 
-    {now, policy && policy_tuple(policy, config)}
+    {now, policy && policy_tuple(policy, config), index}
+  end
+
+  @doc false
+  # The index of a policy of a limiter of several policies, or ArgumentError.
+  def policy_index!(config, name) do
+    names = Options.policy_names(config)
+
+    case Enum.find_index(names, &(&1 == name)) do
+      nil when names == [] ->
+        raise ArgumentError,
+              ":policy applies to a limiter with :policies; " <>
+                "#{inspect(config[:report_as] || config[:name])} has a single policy"
+
+      nil ->
+        raise ArgumentError,
+              ":policy must be one of #{Enum.map_join(names, ", ", &inspect/1)}, got: " <>
+                Hotpath.Options.describe(name)
+
+      index ->
+        index
+    end
   end
 
   @doc false
@@ -554,6 +862,14 @@ defmodule Hotpath.RateLimiter do
 
   defp report({:deny, retry_after, reset_after} = decision, limiter, key, cost) do
     Hotpath.Telemetry.emit(Owner.deny_event(limiter, key, cost, retry_after, reset_after))
+    decision
+  end
+
+  defp report({:deny, retry_after, reset_after, violated} = decision, limiter, key, cost) do
+    Hotpath.Telemetry.emit(
+      Owner.deny_event(limiter, key, cost, retry_after, reset_after, violated)
+    )
+
     decision
   end
 

@@ -16,13 +16,22 @@ defmodule Hotpath.Telemetry do
     * `[:hotpath, :rate_limiter, :deny]` - for each denied `Hotpath.RateLimiter.hit/4`, only
       for limiters started with `telemetry_denies: true`.
       * Measurements: `:cost`.
-      * Metadata: `:limiter`, `:key`, `:retry_after` (ms or `:infinity`), `:reset_after` (ms).
+      * Metadata: `:limiter`, `:key`, `:retry_after` (ms or `:infinity`), `:reset_after` (ms);
+        for a limiter of several policies also `:violated` (the refusing policies, or
+        `:banned` or `:full`).
+    * `[:hotpath, :rate_limiter, :ban]` - when a key of a limiter with `:ban` is banned:
+      by its denials (the one that reached `:after`) or by `Hotpath.RateLimiter.ban/3`. In
+      cluster mode it is emitted on the node that decided (the key's owner).
+      * Measurements: `:duration` (the ban's length in ms), `:offences` (offences remembered,
+        this one included; `0` for a ban by `ban/3`).
+      * Metadata: `:limiter`, `:key`, `:reason` (`:denials` or `:manual`).
     * `[:hotpath, :rate_limiter, :cluster_fallback]` - for each decision of a
       `cluster: :owner` limiter whose owning node did not answer.
       * Measurements: `:count` (1).
       * Metadata: `:limiter`, `:key`, `:owner` (the node), `:reason` (`:timeout`,
         `:noconnection`, `:not_running` or another term), `:fallback` (`:local_share`,
-        `:allow` or `:deny`).
+        `:allow` or `:deny`; `:local` for `ban/3`, `unban/2` and `banned?/2`, which then act
+        on this node's table).
 
   ## Compute
 

@@ -232,9 +232,12 @@ defmodule Hotpath.ClusterCase do
 
           key = elem(keys, rem(i + p, n))
 
+          # 3-tuples of one policy, 4-tuples of several.
           case Hotpath.RateLimiter.hit(limiter, key) do
             {:allow, _, _} -> Map.update(acc, key, 1, &(&1 + 1))
+            {:allow, _, _, _} -> Map.update(acc, key, 1, &(&1 + 1))
             {:deny, _, _} -> acc
+            {:deny, _, _, _} -> acc
           end
         end)
       end)

@@ -118,8 +118,20 @@ defmodule Hotpath.RateLimiter.Cluster do
       | self: node(),
         members: Enum.map(nodes, &{&1, :erlang.phash2(&1)}),
         size: size,
-        share: share(c.config[:limit], c.config[:period], c.config[:burst], size)
+        share: config_share(c.config, size)
     }
+  end
+
+  # This node's share of every policy: one `{limit, period, burst}`, or a list of them (one
+  # per policy) for a limiter of several policies.
+  defp config_share(config, size) do
+    case config[:policies] do
+      nil ->
+        share(config[:limit], config[:period], config[:burst], size)
+
+      policies ->
+        for {_name, p} <- policies, do: share(p[:limit], p[:period], p[:burst], size)
+    end
   end
 
   # The policy `{limit, period, burst}` of one node out of `size`: the limit and burst
@@ -198,9 +210,13 @@ defmodule Hotpath.RateLimiter.Cluster do
     end
   end
 
-  @doc "A hit (`op` `:hit`) or peek (`:peek`) of a cluster limiter. `opts` as in `hit/4`."
+  @doc """
+  A hit (`op` `:hit`) or peek (`:peek`) of a cluster limiter, `opts` as in `hit/4`; or a ban
+  operation (`:ban`, `:unban`, `:banned?`, `cost` the ban's length, `opts` only `:now`),
+  decided on the key's owner like a hit.
+  """
   def call(%__MODULE__{} = c, op, key, cost, opts) do
-    check!(c, key, cost, opts)
+    check!(c, op, key, cost, opts)
     decision = decide(c, op, key, cost, opts)
     if op == :hit, do: report(decision, c, key, cost), else: decision
   end
@@ -210,12 +226,25 @@ defmodule Hotpath.RateLimiter.Cluster do
     decision
   end
 
+  defp report(
+         {:deny, retry_after, reset_after, violated} = decision,
+         %{deny_events: true} = c,
+         key,
+         cost
+       ) do
+    Hotpath.Telemetry.emit(
+      Owner.deny_event(c.name, key, cost, retry_after, reset_after, violated)
+    )
+
+    decision
+  end
+
   defp report(:unpublished, c, _key, _cost), do: RateLimiter.not_running!(c.name)
   defp report(decision, _c, _key, _cost), do: decision
 
   # Bad arguments raise here, in the caller, before anything is sent to an owner: the cost,
   # the key (whatever the owner would refuse) and the whole policy.
-  defp check!(c, key, cost, opts) do
+  defp check!(c, op, key, cost, opts) do
     if not (is_integer(cost) and cost > 0) do
       raise ArgumentError, "cost must be a positive integer, got: #{inspect(cost)}"
     end
@@ -223,10 +252,15 @@ defmodule Hotpath.RateLimiter.Cluster do
     :ok = Key.check!(key)
 
     if opts != [] do
-      {_now, policy} = RateLimiter.call_opts!(opts, c.config)
+      {_now, policy, _index} = RateLimiter.call_opts!(opts, c.config, op)
       RateLimiter.validate_policy!(policy, c.config)
     end
   end
+
+  @ban_ops [:ban, :unban, :banned?]
+
+  defp decide(%__MODULE__{mode: :local_share} = c, op, key, cost, opts) when op in @ban_ops,
+    do: local!(c, op, key, cost, opts)
 
   defp decide(%__MODULE__{mode: :local_share} = c, op, key, cost, opts),
     do: local_share(c, op, key, cost, opts)
@@ -261,20 +295,38 @@ defmodule Hotpath.RateLimiter.Cluster do
   """
   def decide_as_owner(name, op, key, cost, opts) do
     with {:cluster, %__MODULE__{} = c} <- :persistent_term.get({RateLimiter, name}, nil),
-         decision when is_tuple(decision) <- local(c, op, key, cost, opts) do
-      {:ok, decision}
+         result when result != :unpublished <- local(c, op, key, cost, opts) do
+      {:ok, result}
     else
       _ -> {:error, :not_running}
     end
   end
 
   defp fallback(c, owner, reason, op, key, cost, opts) do
-    Hotpath.Telemetry.emit(fallback_event(c.name, key, owner, reason, c.fallback))
+    fallback = if op in @ban_ops, do: :local, else: c.fallback
+    Hotpath.Telemetry.emit(fallback_event(c.name, key, owner, reason, fallback))
 
-    case c.fallback do
+    case fallback do
+      # A ban operation whose owner does not answer acts on this node's table.
+      :local -> local!(c, op, key, cost, opts)
       :local_share -> local_share(c, op, key, cost, opts)
-      :allow -> {:allow, 0, 0}
-      :deny -> {:deny, c.timeout, 0}
+      :allow -> allow(c)
+      :deny -> deny(c)
+    end
+  end
+
+  # The fallback answers, in the limiter's shape.
+  defp allow(%{config: config}) do
+    case config[:policies] do
+      nil -> {:allow, 0, 0}
+      [{name, _} | _] -> {:allow, 0, 0, name}
+    end
+  end
+
+  defp deny(%{config: config, timeout: timeout}) do
+    case config[:policies] do
+      nil -> {:deny, timeout, 0}
+      policies -> {:deny, timeout, 0, Keyword.keys(policies)}
     end
   end
 
@@ -285,8 +337,15 @@ defmodule Hotpath.RateLimiter.Cluster do
   end
 
   # This node's table with this node's share of the policy (of the call's, if it sets one).
-  defp local_share(%__MODULE__{share: share} = c, op, key, cost, []),
-    do: Key.native(key, &Native.limiter_call(c.ref, op, &1, cost, nil, share))
+  defp local_share(%__MODULE__{share: share} = c, op, key, cost, []) when op in [:hit, :peek],
+    do: native_share(c, op, key, cost, nil, share)
+
+  # A limiter of several policies: every policy's share (its calls set no policy).
+  defp local_share(%__MODULE__{share: share} = c, op, key, cost, opts) when is_list(share) do
+    {now, _policy, index} = RateLimiter.call_opts!(opts, c.config, op)
+    native_op = if index, do: {:peek, index}, else: op
+    native_share(c, native_op, key, cost, now, share)
+  end
 
   defp local_share(c, op, key, cost, opts) do
     limit = Keyword.get(opts, :limit, c.config[:limit])
@@ -294,6 +353,12 @@ defmodule Hotpath.RateLimiter.Cluster do
     {limit, _period, burst} = share(limit, nil, burst, c.size)
     shared = if burst, do: [limit: limit, burst: burst], else: [limit: limit]
     local!(c, op, key, cost, Keyword.merge(opts, shared))
+  end
+
+  defp native_share(c, op, key, cost, now, share) do
+    key
+    |> Key.native(&Native.limiter_call(c.ref, op, &1, cost, now, share))
+    |> RateLimiter.answer(c.name, key, cost)
   end
 
   defp local!(c, op, key, cost, opts) do
@@ -333,16 +398,22 @@ defmodule Hotpath.RateLimiter.Cluster do
   end
 
   defp reset_fun([_key]), do: :reset
+  defp reset_fun([_key, _opts]), do: :reset
   defp reset_fun([]), do: :reset_all
 
   @doc "What `Hotpath.RateLimiter.info/1` adds for a cluster limiter."
   def info(%__MODULE__{} = c) do
-    {limit, _period, burst} = c.share
-
     %{
       mode: c.mode,
       members: Enum.map(c.members, &elem(&1, 0)),
-      share: %{limit: limit, burst: burst}
+      share: info_share(c.share, c.config)
     }
+  end
+
+  defp info_share({limit, _period, burst}, _config), do: %{limit: limit, burst: burst}
+
+  defp info_share(shares, config) do
+    for {{name, _}, {limit, _period, burst}} <- Enum.zip(config[:policies], shares),
+        do: {name, %{limit: limit, burst: burst}}
   end
 end

@@ -43,6 +43,26 @@ defmodule Hotpath.RateLimiter.HTTP do
   A request whose cost is larger than the policy can ever admit (`{:deny, :infinity, _}`) is
   denied without `retry-after`, since no wait helps.
 
+  ## Several policies
+
+  For a limiter started with `:policies`, `ratelimit-policy` lists every policy, in the
+  limiter's order, and `ratelimit` reports the one closest to exhaustion: on an admitted
+  request the policy with the fewest requests left (the answer's policy), on a denied one the
+  first policy that refused it, with `t` the wait until the request would pass (the largest
+  among the refusing policies):
+
+      ratelimit-policy: "burst";q=10;w=1, "daily";q=10000;w=86400
+      ratelimit: "daily";r=3;t=41000
+
+  The legacy fields report that same policy, the most restrictive one at that moment. `q` and
+  `w` come from each policy's `limit` and `period`: `w` is whole seconds, so a period that is
+  not a multiple of 1000 ms is rounded up to the next second and `q` scaled down to that
+  window, rounded down and at least 1 (`limit: 10, period: 500` is announced as `q=20;w=1`,
+  `limit: 5, period: 1_500` as `q=6;w=2`): the announced rate is never above the real one.
+  The `:policy_name`, `:quota` and `:window` options apply to single-policy limiters only. A
+  banned key (see `Hotpath.RateLimiter`'s "Bans") is denied with `retry-after` the ban's
+  remaining time.
+
   ## Bodies
 
   A denied request gets `text/plain` body `Too Many Requests`, or with
@@ -52,6 +72,9 @@ defmodule Hotpath.RateLimiter.HTTP do
       {"type":"https://iana.org/assignments/http-problem-types#quota-exceeded",
        "title":"Request cannot be satisfied as assigned quota has been exceeded",
        "status":429,"detail":"...","violated-policies":["api"]}
+
+  For a limiter of several policies, `violated-policies` lists the policies that refused the
+  request (none for a banned key, whose `detail` says it is banned).
 
   ## Options
 
@@ -98,8 +121,16 @@ defmodule Hotpath.RateLimiter.HTTP do
           optional(atom()) => term()
         }
 
-  @typedoc "A policy as the headers describe it: quota `q` per window `w` seconds."
-  @type policy :: %{name: String.t(), quota: pos_integer(), window: pos_integer()}
+  @typedoc """
+  A policy as the headers describe it: quota `q` per window `w` seconds (for a policy of a
+  limiter of several, also `:id`, its name in the limiter's answers).
+  """
+  @type policy :: %{
+          required(:name) => String.t(),
+          required(:quota) => pos_integer(),
+          required(:window) => pos_integer(),
+          optional(:id) => atom()
+        }
 
   @doc """
   Validates options (see the module docs) and returns the config `check/2` takes. Raises
@@ -178,7 +209,7 @@ defmodule Hotpath.RateLimiter.HTTP do
     }
   end
 
-  defp respond(config, key, {:allow, _, _} = decision, policy) do
+  defp respond(config, key, decision, policy) when elem(decision, 0) == :allow do
     %Result{
       action: :allow,
       headers: headers(decision, policy, config.headers),
@@ -187,7 +218,8 @@ defmodule Hotpath.RateLimiter.HTTP do
     }
   end
 
-  defp respond(config, key, {:deny, retry, _} = decision, policy) do
+  defp respond(config, key, decision, policy) do
+    retry = elem(decision, 1)
     {content_type, body} = body(config, decision, policy)
 
     retry_after =
@@ -222,7 +254,31 @@ defmodule Hotpath.RateLimiter.HTTP do
       iex> Hotpath.RateLimiter.HTTP.problem({:deny, 1500, 6000}, policy, 429)
       ~S({"detail":"Quota of 10 requests per 60 s exceeded; retry in 2 s.","status":429,"title":"Request cannot be satisfied as assigned quota has been exceeded","type":"https://iana.org/assignments/http-problem-types#quota-exceeded","violated-policies":["api"]})
   """
-  @spec problem(Hotpath.RateLimiter.decision(), policy(), pos_integer()) :: String.t()
+  @spec problem(Hotpath.RateLimiter.decision(), policy() | [policy()], pos_integer()) ::
+          String.t()
+  def problem({:deny, retry, _reset, violated}, policies, status) when is_list(policies) do
+    refused = Enum.filter(policies, &(&1[:id] in List.wrap(violated)))
+
+    detail =
+      case {violated, retry} do
+        {:banned, ms} ->
+          "This client is banned for #{seconds(ms)} s after repeated denials."
+
+        {:full, ms} ->
+          "The limiter is full; retry in #{seconds(ms)} s."
+
+        {_, :infinity} ->
+          "The cost of this request exceeds the quota of " <>
+            Enum.map_join(refused, ", ", &quota_text/1) <> "; it can never be admitted."
+
+        {_, ms} ->
+          "Quota of " <>
+            Enum.map_join(refused, ", ", &quota_text/1) <> " exceeded; retry in #{seconds(ms)} s."
+      end
+
+    problem_body(detail, status, Enum.map(refused, & &1.name))
+  end
+
   def problem({:deny, retry, _reset}, policy, status) do
     detail =
       case retry do
@@ -235,13 +291,19 @@ defmodule Hotpath.RateLimiter.HTTP do
             "retry in #{seconds(ms)} s."
       end
 
+    problem_body(detail, status, [policy.name])
+  end
+
+  defp quota_text(policy), do: "#{policy.name} (#{policy.quota} requests per #{policy.window} s)"
+
+  defp problem_body(detail, status, violated) do
     # Keys in a fixed order, so the body is stable.
     [
       {"detail", detail},
       {"status", status},
       {"title", @problem_title},
       {"type", @problem_type},
-      {"violated-policies", [policy.name]}
+      {"violated-policies", violated}
     ]
     |> Enum.map(fn {k, v} -> [Hotpath.JSON.encode(k), ?:, Hotpath.JSON.encode(v)] end)
     |> Enum.intersperse(?,)
@@ -258,8 +320,31 @@ defmodule Hotpath.RateLimiter.HTTP do
       iex> Hotpath.RateLimiter.HTTP.headers({:deny, 400, 60_000}, policy, :legacy)
       [{"x-ratelimit-limit", "100"}, {"x-ratelimit-remaining", "0"}, {"x-ratelimit-reset", "1"}]
   """
-  @spec headers(Hotpath.RateLimiter.decision(), policy(), :draft | :legacy | :both | :none) ::
+  @spec headers(
+          Hotpath.RateLimiter.decision(),
+          policy() | [policy()],
+          :draft | :legacy | :both | :none
+        ) ::
           [{String.t(), String.t()}]
+  def headers(decision, policies, style) when is_list(policies) do
+    {policy, remaining, reset} = reported(decision, policies)
+    listed = Enum.map_join(policies, ", ", &policy_item/1)
+
+    draft = fn ->
+      [
+        {"ratelimit-policy", listed},
+        {"ratelimit", "#{sf_string(policy.name)};r=#{remaining};t=#{reset}"}
+      ]
+    end
+
+    case style do
+      :draft -> draft.()
+      :legacy -> legacy(policy, remaining, reset)
+      :both -> draft.() ++ legacy(policy, remaining, reset)
+      :none -> []
+    end
+  end
+
   def headers(decision, policy, style) do
     {remaining, reset} = remaining_and_reset(decision)
 
@@ -276,13 +361,32 @@ defmodule Hotpath.RateLimiter.HTTP do
   defp remaining_and_reset({:deny, retry_ms, _reset_ms}), do: {0, seconds(retry_ms)}
 
   defp draft(policy, remaining, reset) do
-    name = sf_string(policy.name)
-
     [
-      {"ratelimit-policy", "#{name};q=#{policy.quota};w=#{policy.window}"},
-      {"ratelimit", "#{name};r=#{remaining};t=#{reset}"}
+      {"ratelimit-policy", policy_item(policy)},
+      {"ratelimit", "#{sf_string(policy.name)};r=#{remaining};t=#{reset}"}
     ]
   end
+
+  defp policy_item(policy), do: "#{sf_string(policy.name)};q=#{policy.quota};w=#{policy.window}"
+
+  # The policy a multi-policy answer reports, with what is left of it: the admitted answer's
+  # policy (the fewest left), or the first that refused the request.
+  defp reported({:allow, remaining, reset_ms, id}, policies),
+    do: {find_policy(policies, id), remaining, seconds(reset_ms, 0)}
+
+  defp reported({:deny, :infinity, reset_ms, violated}, policies),
+    do: {find_policy(policies, List.first(List.wrap(violated))), 0, seconds(reset_ms, 0)}
+
+  defp reported({:deny, retry_ms, _reset_ms, violated}, policies),
+    do: {find_policy(policies, List.first(List.wrap(violated))), 0, seconds(retry_ms)}
+
+  defp reported(plain, [policy | _]) do
+    {remaining, reset} = remaining_and_reset(plain)
+    {policy, remaining, reset}
+  end
+
+  defp find_policy([first | _] = policies, id),
+    do: Enum.find(policies, first, &(&1[:id] == id))
 
   defp legacy(policy, remaining, reset) do
     [
@@ -308,28 +412,52 @@ defmodule Hotpath.RateLimiter.HTTP do
 
   @doc """
   The policy the headers describe: from the `:quota`/`:window` options, else from the
-  running limiter's `limit` and `period`. `nil` when it comes from the limiter and the
-  limiter is not running.
+  running limiter's `limit` and `period`; for a limiter of several policies, the list of its
+  policies, each named after its key in `:policies` (see "Several policies"). `nil` when it
+  comes from the limiter and the limiter is not running.
 
       iex> config = Hotpath.RateLimiter.HTTP.init(limiter: :not_started, quota: 5, window: 1)
       iex> Hotpath.RateLimiter.HTTP.policy(config)
       %{name: "not_started", quota: 5, window: 1}
   """
-  @spec policy(Config.t()) :: policy() | nil
-  def policy(%Config{quota: quota, window: window} = config)
-      when is_integer(quota) and is_integer(window),
-      do: %{name: config.policy_name, quota: quota, window: window}
-
+  @spec policy(Config.t()) :: policy() | [policy()] | nil
   def policy(%Config{} = config) do
     case Hotpath.RateLimiter.published_entry(config.limiter) do
-      {_ref, _telemetry, limiter_opts} ->
-        {quota, window} = quota_window(limiter_opts[:limit], limiter_opts[:period])
-        %{name: config.policy_name, quota: config.quota || quota, window: config.window || window}
-
-      nil ->
-        nil
+      {:cluster, cluster} -> policy_of(config, cluster.config)
+      {_ref, _telemetry, limiter_opts} -> policy_of(config, limiter_opts)
+      nil -> fixed_policy(config)
     end
   end
+
+  defp policy_of(config, limiter_opts) do
+    case limiter_opts[:policies] do
+      nil ->
+        fixed_policy(config) ||
+          (
+            {quota, window} = quota_window(limiter_opts[:limit], limiter_opts[:period])
+
+            %{
+              name: config.policy_name,
+              quota: config.quota || quota,
+              window: config.window || window
+            }
+          )
+
+      policies ->
+        for {id, p} <- policies do
+          {quota, window} = quota_window(p[:limit], p[:period])
+          %{name: printable(id), quota: quota, window: window, id: id}
+        end
+    end
+  end
+
+  defp fixed_policy(%Config{quota: quota, window: window} = config)
+       when is_integer(quota) and is_integer(window),
+       do: %{name: config.policy_name, quota: quota, window: window}
+
+  defp fixed_policy(_config), do: nil
+
+  defp printable(id), do: String.replace(Atom.to_string(id), ~r/[^\x20-\x7E]/u, "_")
 
   @doc """
   A limiter's `limit` per `period` milliseconds as a quota per whole seconds: the period

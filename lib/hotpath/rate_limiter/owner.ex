@@ -40,6 +40,21 @@ defmodule Hotpath.RateLimiter.Owner do
   end
 
   defp new_table(opts) do
+    if Options.cells?(opts), do: new_cells(opts), else: new_slots(opts)
+  end
+
+  defp new_cells(opts) do
+    Native.limiter_new_multi(
+      Options.native_policies(opts),
+      Options.native_ban(opts),
+      opts[:max_keys],
+      with(:infinity <- opts[:max_bytes], do: nil),
+      opts[:on_full] == :allow,
+      opts[:policies] == nil
+    )
+  end
+
+  defp new_slots(opts) do
     Native.limiter_new(
       opts[:algorithm],
       opts[:limit],
@@ -150,5 +165,18 @@ defmodule Hotpath.RateLimiter.Owner do
   def deny_event(name, key, cost, retry_after, reset_after) do
     {[:hotpath, :rate_limiter, :deny], %{cost: cost},
      %{limiter: name, key: key, retry_after: retry_after, reset_after: reset_after}}
+  end
+
+  @doc false
+  # A denial of a limiter of several policies also names what refused it.
+  def deny_event(name, key, cost, retry_after, reset_after, violated) do
+    {event, measurements, metadata} = deny_event(name, key, cost, retry_after, reset_after)
+    {event, measurements, Map.put(metadata, :violated, violated)}
+  end
+
+  @doc false
+  def ban_event(name, key, duration_ms, offences, reason) do
+    {[:hotpath, :rate_limiter, :ban], %{duration: duration_ms, offences: offences},
+     %{limiter: name, key: key, reason: reason}}
   end
 end

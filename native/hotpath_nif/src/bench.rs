@@ -9,7 +9,7 @@ use crate::fast_nif::fast_nif;
 use hotpath_core::digest;
 use hotpath_core::password::{self, HashParams};
 use hotpath_core::Error as CoreError;
-use rustler::{Atom, Binary, Env, Term};
+use rustler::{Atom, Binary, Encoder, Env, Term};
 
 mod atoms {
     rustler::atoms! { ok, allow, route, method, argument_error, malformed, incompatible, panic }
@@ -18,16 +18,13 @@ mod atoms {
 /// The floor of a limiter hit: takes `hit`'s arguments (an atom, a binary, an integer), reads
 /// them as `limiter_hit` does and answers a tuple of `hit`'s shape, without a table or a
 /// clock. Registered like `limiter_hit` (with [`fast_nif!`]).
-fn noop_hit_shape<'a>(
-    _env: Env<'a>,
-    [name, key, cost]: [Term<'a>; 3],
-) -> NifResult<(Atom, u64, u64)> {
+fn noop_hit_shape<'a>(env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Term<'a>> {
     if !name.is_atom() {
         return Err(rustler::Error::BadArg);
     }
     let key: Binary = key.decode()?;
     let cost: u64 = cost.decode()?;
-    Ok((atoms::allow(), key.len() as u64, cost))
+    Ok((atoms::allow(), key.len() as u64, cost).encode(env))
 }
 
 fast_nif!("noop_hit_shape", 3, noop_hit_shape);
@@ -140,7 +137,7 @@ fn bench_limiter_hit_instant<'a>(
     name: Term<'a>,
     key: Term<'a>,
     cost: Term<'a>,
-) -> NifResult<crate::limiter::Answer> {
+) -> NifResult<Term<'a>> {
     crate::limiter::hit_published(env, name, key, cost, |_| instant_now_ns())
 }
 
@@ -152,6 +149,6 @@ fn bench_limiter_hit_rustler_nif<'a>(
     name: Term<'a>,
     key: Term<'a>,
     cost: Term<'a>,
-) -> NifResult<crate::limiter::Answer> {
+) -> NifResult<Term<'a>> {
     crate::limiter::hit_published(env, name, key, cost, crate::limiter::Limiter::now_ns)
 }

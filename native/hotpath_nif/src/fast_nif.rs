@@ -4,7 +4,9 @@
 //! rustler 0.39's generated wrapper collects the arguments into a `Vec<Term>` on every call
 //! (a heap allocation and a free) and returns through `NifReturned`. [`fast_nif!`] registers a
 //! function through the same `rustler::Nif` inventory but passes the arguments as a
-//! fixed-size array; a successful result is encoded directly, and errors and panics go through
+//! fixed-size array; the function returns its answer already encoded (a `Term` of the call's
+//! environment, so it can be encoded while the data it describes is borrowed), and errors and
+//! panics go through
 //! rustler's own `handle_nif_result`, so the Elixir side sees exactly what `#[rustler::nif]`
 //! would give it.
 //!
@@ -22,7 +24,7 @@
 //! `limiter_hit` with `#[rustler::nif]` (its plain twin in `bench.rs` shows how).
 
 use rustler::codegen_runtime::{handle_nif_result, ErlNifEnv, ErlNifTerm};
-use rustler::{Atom, Encoder, Env, NifResult, Term};
+use rustler::{Atom, Env, NifResult, Term};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Calls `f` with the `N` arguments of a NIF call.
@@ -32,11 +34,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// `env` and `argv` must be the arguments the VM passed to a NIF registered with arity `N`:
 /// the VM then guarantees `argc == N` valid terms in `argv`, valid for the call, in `env`.
 #[inline(always)]
-pub unsafe fn call<const N: usize, T: Encoder>(
+pub unsafe fn call<const N: usize>(
     env: *mut ErlNifEnv,
     argc: i32,
     argv: *const ErlNifTerm,
-    f: for<'a> fn(Env<'a>, [Term<'a>; N]) -> NifResult<T>,
+    f: for<'a> fn(Env<'a>, [Term<'a>; N]) -> NifResult<Term<'a>>,
 ) -> ErlNifTerm {
     debug_assert_eq!(argc as usize, N);
     let lifetime = ();
@@ -46,7 +48,7 @@ pub unsafe fn call<const N: usize, T: Encoder>(
     // SAFETY: the VM passes exactly `N` (the registered arity) terms in `argv`.
     let args: [Term; N] = std::array::from_fn(|i| unsafe { Term::new(env, *argv.add(i)) });
     match catch_unwind(AssertUnwindSafe(|| f(env, args))) {
-        Ok(Ok(value)) => value.encode(env).as_c_arg(),
+        Ok(Ok(value)) => value.as_c_arg(),
         failed => {
             // An error or a panic: rustler's own handling (the `Atom` type is never used).
             let failed: Result<NifResult<Atom>, _> = match failed {
@@ -76,7 +78,7 @@ macro_rules! fast_nif {
                     argv: *const rustler::codegen_runtime::ErlNifTerm,
                 ) -> rustler::codegen_runtime::ErlNifTerm {
                     // SAFETY: registered with arity `$arity`, called only by the VM.
-                    unsafe { $crate::fast_nif::call::<$arity, _>(env, argc, argv, $imp) }
+                    unsafe { $crate::fast_nif::call::<$arity>(env, argc, argv, $imp) }
                 }
                 nif_func
             },

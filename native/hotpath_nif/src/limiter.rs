@@ -13,8 +13,10 @@ use crate::error::{argument_error, guard, lift, NifResult};
 use crate::fast_nif::fast_nif;
 use crate::published::Published;
 use hotpath_core::clock;
+use hotpath_core::limiter::multi::MAX_POLICIES;
 use hotpath_core::limiter::{
-    Algorithm, ByteKind, Config, Decision, KeyRef, OnFull, Policy, Table, NS_PER_MS,
+    Algorithm, Ban, BanOp, ByteKind, Cell, Config, Decision, KeyRef, MultiHit, OnFull, Operator,
+    Outcome, Policy, Rules, Slot, Stats, SweepChunk, Table, Verdict, NS_PER_MS,
 };
 use rustler::types::binary::{Binary, OwnedBinary};
 use rustler::{Atom, Encoder, Env, NifMap, Resource, ResourceArc, Term, TermType};
@@ -26,6 +28,7 @@ mod atoms {
     rustler::atoms! {
         allow, deny, infinity, nil, hit, peek, report, unpublished,
         gcra, token_bucket, fixed_window, sliding_window,
+        ban, unban, banned, reset, full,
         measured_key = "$hotpath_measured_key",
     }
 }
@@ -43,9 +46,60 @@ const MAX_BYTES_OPTION: u64 = 1 << 48;
 /// Sweep chunks never hold a normal scheduler longer than this.
 const MAX_SWEEP_BUDGET_US: u64 = 900;
 
+/// The table of a limiter: slots for one policy (the plain, fastest case), or cells for
+/// several named policies and bans.
+pub enum Tables {
+    /// One policy, no bans.
+    Single(Table<Slot>),
+    /// Several policies, or one with a ban rule.
+    Multi(Multi),
+}
+
+/// A limiter of several policies, or of one policy with bans.
+pub struct Multi {
+    table: Table<Cell>,
+    rules: Rules,
+    /// The policies' names, in order (the atoms the answers carry), and whether answers are
+    /// the plain 3-tuples of a single-policy limiter (one policy with bans).
+    shape: Shape,
+}
+
+impl Tables {
+    fn reset(&self, key: KeyRef<'_>) -> bool {
+        match self {
+            Tables::Single(t) => t.reset(key),
+            Tables::Multi(m) => m.table.reset(key),
+        }
+    }
+    fn clear(&self) {
+        match self {
+            Tables::Single(t) => t.clear(),
+            Tables::Multi(m) => m.table.clear(),
+        }
+    }
+    fn stats(&self) -> Stats {
+        match self {
+            Tables::Single(t) => t.stats(),
+            Tables::Multi(m) => m.table.stats(),
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            Tables::Single(t) => t.len(),
+            Tables::Multi(m) => m.table.len(),
+        }
+    }
+    fn sweep(&self, from: usize, now: u64, budget: Duration) -> SweepChunk {
+        match self {
+            Tables::Single(t) => t.sweep(from, now, budget),
+            Tables::Multi(m) => m.table.sweep(from, now, budget),
+        }
+    }
+}
+
 /// A limiter table and the epoch of its clock.
 pub struct Limiter {
-    table: Table,
+    table: Tables,
     /// `clock::now_ns()` when the table was created: the zero of the limiter's clock.
     epoch_ns: u64,
     /// Whether `limiter_hit` marks denials for a telemetry event (set at each publish).
@@ -364,29 +418,98 @@ fn key_too_large(size: usize) -> rustler::Error {
     ))
 }
 
-/// What `limiter_hit` answers (see the return conventions in `Hotpath.Native`).
-pub(crate) enum Answer {
-    /// A decision; `report`: wrapped as `{:report, decision}` for a denial the caller reports
-    /// to telemetry.
-    Decided { decision: Decision, report: bool },
-    /// `:unpublished`: nothing is published under the name.
-    Unpublished,
+/// How a limiter of cells names its answers: its policies' names, and whether it answers
+/// like a single-policy limiter.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape {
+    names: [Atom; MAX_POLICIES],
+    plain: bool,
 }
 
-impl Encoder for Answer {
-    #[inline]
-    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
-        match *self {
-            Answer::Decided { decision, report } => {
-                let term = encode_decision(env, decision);
-                if report && !decision.allowed() {
-                    (atoms::report(), term).encode(env)
-                } else {
-                    term
+/// A single-policy decision; `report`: wrapped as `{:report, decision}` for a denial the
+/// caller reports to telemetry.
+#[inline(always)]
+fn encode_reported(env: Env<'_>, decision: Decision, report: bool) -> Term<'_> {
+    let term = encode_decision(env, decision);
+    if report && !decision.allowed() {
+        (atoms::report(), term).encode(env)
+    } else {
+        term
+    }
+}
+
+/// The answer of a multi-policy (or banning) hit or peek:
+///
+/// * plain (one policy with bans): the single-policy 3-tuples; a banned key gets
+///   `{:deny, ban_left, ban_left}`;
+/// * several policies: `{:allow, remaining, reset_after, policy}` for the policy closest to
+///   exhaustion (fewest remaining, then the longest reset), `{:deny, retry_after | :infinity,
+///   reset_after, [violated policies]}` (the largest wait among them), `{:deny, left, left,
+///   :banned}`, or `{:deny, wait, wait, :full}` for a new key a full table refused.
+///
+/// A hit that started a ban comes as `{:ban, answer, length_ms, offences}`, a denial of a
+/// limiter that reports them as `{:report, answer}` (for the telemetry events).
+fn encode_outcome<'a>(env: Env<'a>, multi: &Shape, outcome: &Outcome, report: bool) -> Term<'a> {
+    let answer = match outcome.verdict {
+        Verdict::Allowed | Verdict::Denied if multi.plain => {
+            encode_decision(env, outcome.tightest.1)
+        }
+        Verdict::Banned { left: wait }
+        | Verdict::BanStarted { length: wait, .. }
+        | Verdict::Full { wait }
+            if multi.plain =>
+        {
+            (atoms::deny(), ms_ceil(wait), ms_ceil(wait)).encode(env)
+        }
+        Verdict::Allowed => match outcome.tightest {
+            (
+                i,
+                Decision::Allow {
+                    remaining,
+                    reset_after,
+                },
+            ) => (
+                atoms::allow(),
+                remaining,
+                ms_ceil(reset_after),
+                multi.names[i],
+            )
+                .encode(env),
+            // Every policy admitted, so the tightest is an admission.
+            (i, _) => (atoms::allow(), 0u64, 0u64, multi.names[i]).encode(env),
+        },
+        Verdict::Denied => {
+            let mut violated = Term::list_new_empty(env);
+            for i in (0..MAX_POLICIES).rev() {
+                if outcome.violated & (1 << i) != 0 {
+                    violated = violated.list_prepend(multi.names[i].encode(env));
                 }
             }
-            Answer::Unpublished => atoms::unpublished().encode(env),
+            let retry = match outcome.retry_after {
+                None => atoms::infinity().encode(env),
+                Some(retry) => ms_ceil(retry).encode(env),
+            };
+            (atoms::deny(), retry, ms_ceil(outcome.reset_after), violated).encode(env)
         }
+        Verdict::Banned { left: wait } | Verdict::BanStarted { length: wait, .. } => {
+            (atoms::deny(), ms_ceil(wait), ms_ceil(wait), atoms::banned()).encode(env)
+        }
+        Verdict::Full { wait } => {
+            (atoms::deny(), ms_ceil(wait), ms_ceil(wait), atoms::full()).encode(env)
+        }
+    };
+    match outcome.verdict {
+        Verdict::BanStarted { length, offences } => {
+            let answer = if report {
+                (atoms::report(), answer).encode(env)
+            } else {
+                answer
+            };
+            (atoms::ban(), answer, ms_ceil(length), offences).encode(env)
+        }
+        Verdict::Allowed => answer,
+        _ if report => (atoms::report(), answer).encode(env),
+        _ => answer,
     }
 }
 
@@ -447,6 +570,28 @@ fn limiter_new(
     let limit = positive(limit, "limit")?;
     let period_ms = positive(period_ms, "period")?;
     let burst = optional_positive(burst, "burst")?;
+    let (max_keys, max_bytes, on_full) = table_bounds(max_keys, max_bytes, on_full_allow)?;
+    let policy = lift(Policy::new(algorithm, limit, period_ms, burst))?;
+    guard(|| {
+        Ok(ResourceArc::new(LimiterResource(Arc::new(Limiter {
+            table: Tables::Single(Table::new(Config {
+                policy,
+                max_keys,
+                max_bytes,
+                on_full,
+            })),
+            epoch_ns: clock::now_ns(),
+            report_denies: AtomicBool::new(false),
+        }))))
+    })
+}
+
+/// `max_keys`, `max_bytes` (nil: no bound beyond `max_keys`) and `on_full` of a new table.
+fn table_bounds(
+    max_keys: Term,
+    max_bytes: Term,
+    on_full_allow: bool,
+) -> NifResult<(usize, usize, OnFull)> {
     let max_keys = positive(max_keys, "max_keys")?;
     if max_keys > 1 << 32 {
         return Err(argument_error("max_keys must be at most 2^32"));
@@ -464,19 +609,98 @@ fn limiter_new(
             }
         }
     };
-    let policy = lift(Policy::new(algorithm, limit, period_ms, burst))?;
     let on_full = if on_full_allow {
         OnFull::Allow
     } else {
         OnFull::Deny
     };
+    Ok((max_keys as usize, max_bytes, on_full))
+}
+
+/// The policies `[{name, algorithm, limit, period_ms, burst | nil}]` and the ban rule
+/// (`nil` or `{after | nil, within_ms | nil, for_ms, backoff, max_ms | nil}`) of a limiter.
+fn rules_arg(policies: Term, ban: Term) -> NifResult<(Rules, [Atom; MAX_POLICIES])> {
+    let list: Vec<(Atom, Atom, Term, Term, Term)> = policies.decode().map_err(|_| {
+        argument_error("policies must be a list of {name, algorithm, limit, period, burst}")
+    })?;
+    if list.is_empty() || list.len() > MAX_POLICIES {
+        return Err(argument_error(format!(
+            "a limiter has between 1 and {MAX_POLICIES} policies, got {}",
+            list.len()
+        )));
+    }
+    let mut names = [atoms::nil(); MAX_POLICIES];
+    let mut parsed = Vec::with_capacity(list.len());
+    for (i, (name, algorithm, limit, period, burst)) in list.into_iter().enumerate() {
+        if names[..i].contains(&name) {
+            return Err(argument_error("policy names must be distinct"));
+        }
+        names[i] = name;
+        let policy = Policy::new(
+            algorithm_of(algorithm)?,
+            positive(limit, "limit")?,
+            positive(period, "period")?,
+            optional_positive(burst, "burst")?,
+        );
+        parsed.push(lift(policy)?);
+    }
+    let ban = if is_nil(ban) {
+        None
+    } else {
+        let (after, within, for_ms, backoff, max): (Term, Term, Term, f64, Term) = ban
+            .decode()
+            .map_err(|_| argument_error("ban must be {after, within, for, backoff, max}"))?;
+        Some(lift(Ban::new(
+            optional_positive(after, "ban after")?,
+            optional_positive(within, "ban within")?,
+            positive(for_ms, "ban for")?,
+            backoff,
+            optional_positive(max, "ban max")?,
+        ))?)
+    };
+    Ok((lift(Rules::new(parsed, ban))?, names))
+}
+
+/// Validates the policies and ban rule of a limiter without creating it.
+#[rustler::nif]
+fn limiter_validate_rules(env: Env, policies: Term, ban: Term) -> NifResult<Atom> {
+    charge_minimum(env);
+    rules_arg(policies, ban)?;
+    Ok(rustler::types::atom::ok())
+}
+
+/// Creates a table of cells: several named policies and an optional ban rule (see
+/// [`rules_arg`]); `plain`: a single policy (with bans) whose answers keep the
+/// single-policy shape. Dirty CPU, as `limiter_new`.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn limiter_new_multi(
+    policies: Term,
+    ban: Term,
+    max_keys: Term,
+    max_bytes: Term,
+    on_full_allow: bool,
+    plain: bool,
+) -> NifResult<ResourceArc<LimiterResource>> {
+    let (rules, names) = rules_arg(policies, ban)?;
+    let (max_keys, max_bytes, on_full) = table_bounds(max_keys, max_bytes, on_full_allow)?;
+    if plain && rules.policies().len() != 1 {
+        return Err(argument_error("a plain limiter has one policy"));
+    }
     guard(|| {
-        Ok(ResourceArc::new(LimiterResource(Arc::new(Limiter {
-            table: Table::new(Config {
-                policy,
-                max_keys: max_keys as usize,
+        let table = Table::with_value_bytes(
+            Config {
+                policy: rules.policies()[0],
+                max_keys,
                 max_bytes,
                 on_full,
+            },
+            rules.value_bytes(),
+        );
+        Ok(ResourceArc::new(LimiterResource(Arc::new(Limiter {
+            table: Tables::Multi(Multi {
+                table,
+                rules,
+                shape: Shape { names, plain },
             }),
             epoch_ns: clock::now_ns(),
             report_denies: AtomicBool::new(false),
@@ -523,7 +747,7 @@ fn limiter_unpublish(env: Env, limiter: ResourceArc<LimiterResource>, name: Atom
 ///
 /// Registered with [`fast_nif!`] (see `fast_nif.rs`); `bench.rs` has its `#[rustler::nif]`
 /// twin for the A/B row.
-fn limiter_hit<'a>(env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Answer> {
+fn limiter_hit<'a>(env: Env<'a>, [name, key, cost]: [Term<'a>; 3]) -> NifResult<Term<'a>> {
     hit_published(env, name, key, cost, Limiter::now_ns)
 }
 
@@ -531,34 +755,66 @@ fast_nif!("limiter_hit", 3, limiter_hit);
 
 /// `limiter_hit` with the time on the limiter's clock given by `now` (the benchmark's
 /// plain-clock variant passes another clock).
-pub(crate) fn hit_published(
-    env: Env,
-    name: Term,
-    key: Term,
-    cost: Term,
+pub(crate) fn hit_published<'a>(
+    env: Env<'a>,
+    name: Term<'a>,
+    key: Term<'a>,
+    cost: Term<'a>,
     now: impl FnOnce(&Limiter) -> u64,
-) -> NifResult<Answer> {
+) -> NifResult<Term<'a>> {
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
+    // The answer is encoded while the limiter is borrowed (a multi-policy answer names its
+    // policies), so nothing of it is copied out.
     let (answer, work) = PUBLISHED
         .find(name.as_c_arg(), |limiter| {
             let now = now(limiter);
-            let (decision, work) = limiter.table.hit_counted(key.as_key(), now, cost, None);
             let report = limiter.report_denies.load(Ordering::Relaxed);
-            (Answer::Decided { decision, report }, work)
+            match &limiter.table {
+                Tables::Single(table) => {
+                    let (decision, work) = table.hit_counted(key.as_key(), now, cost, None);
+                    (encode_reported(env, decision, report), work)
+                }
+                Tables::Multi(multi) => {
+                    multi_hit(env, multi, key.as_key(), now, cost, None, report)
+                }
+            }
         })
-        .unwrap_or((Answer::Unpublished, 0));
+        .unwrap_or_else(|| (atoms::unpublished().encode(env), 0));
     charge_work(env, work);
     Ok(answer)
 }
 
+/// A multi-policy hit, encoded (see [`encode_outcome`]), and the table work it did.
+#[inline]
+fn multi_hit<'a>(
+    env: Env<'a>,
+    multi: &Multi,
+    key: KeyRef<'_>,
+    now: u64,
+    cost: u64,
+    policies: Option<&[Policy]>,
+    report: bool,
+) -> (Term<'a>, usize) {
+    let op = MultiHit {
+        rules: &multi.rules,
+        policies,
+        cost,
+    };
+    let (outcome, work) = multi.table.apply(key, now, &op);
+    (encode_outcome(env, &multi.shape, &outcome, report), work)
+}
+
 /// The general path: `op` (`:hit` or `:peek`) with an optional injected `now` (ms on the
-/// limiter's clock) and an optional per-call policy `{limit, period_ms, burst | nil}`.
+/// limiter's clock) and an optional per-call policy `{limit, period_ms, burst | nil}` (for a
+/// limiter of several policies, a list of them, one per policy). For such a limiter `op` may
+/// also be `{:peek, index}`: the plain answer of policy `index` alone (a banned key is
+/// refused for the ban's time, as by every policy).
 #[rustler::nif]
 fn limiter_call<'a>(
     env: Env<'a>,
     limiter: &LimiterResource,
-    op: Atom,
+    op: Term<'a>,
     key: Term<'a>,
     cost: Term<'a>,
     now: Term<'a>,
@@ -567,19 +823,159 @@ fn limiter_call<'a>(
     let cost = positive(cost, "cost")?;
     let key = decode_key(key)?;
     let now = now_arg(limiter, now)?;
-    let policy = policy_arg(limiter, policy)?;
+    let table = match &limiter.table {
+        Tables::Single(table) => table,
+        Tables::Multi(multi) => return multi_call(env, multi, op, key, cost, now, policy),
+    };
+    let policy = policy_arg(table.config().policy.algorithm(), policy)?;
+    let Ok(op) = op.decode::<Atom>() else {
+        return Err(argument_error("op must be :hit or :peek"));
+    };
     let decision = if op == atoms::hit() {
-        let (decision, work) = limiter
-            .table
-            .hit_counted(key.as_key(), now, cost, policy.as_ref());
+        let (decision, work) = table.hit_counted(key.as_key(), now, cost, policy.as_ref());
         charge_work(env, work);
         decision
     } else if op == atoms::peek() {
-        limiter.table.peek(key.as_key(), now, cost, policy.as_ref())
+        table.peek(key.as_key(), now, cost, policy.as_ref())
     } else {
         return Err(argument_error("op must be :hit or :peek"));
     };
     Ok(encode_decision(env, decision))
+}
+
+/// [`limiter_call`] on a limiter of cells.
+#[allow(clippy::too_many_arguments)]
+fn multi_call<'a>(
+    env: Env<'a>,
+    multi: &Multi,
+    op: Term<'a>,
+    key: KeyBuf<'_>,
+    cost: u64,
+    now: u64,
+    policy: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let policies = multi_policies_arg(multi, policy)?;
+    let policies = policies.as_deref();
+    if let Ok(op) = op.decode::<Atom>() {
+        if op == atoms::hit() {
+            // Elixir reports the denials of this path itself (as for a table of slots).
+            let (term, work) = multi_hit(env, multi, key.as_key(), now, cost, policies, false);
+            charge_work(env, work);
+            return Ok(term);
+        }
+        if op == atoms::peek() {
+            let outcome = multi.table.read(key.as_key(), |cell| {
+                multi.rules.peek(cell, now, cost, policies)
+            });
+            return Ok(encode_outcome(env, &multi.shape, &outcome, false));
+        }
+    } else if let Ok((tag, index)) = op.decode::<(Atom, usize)>() {
+        if tag == atoms::peek() && index < multi.rules.policies().len() {
+            let decision = multi.table.read(key.as_key(), |cell| {
+                multi.rules.peek_policy(cell, now, cost, index, policies)
+            });
+            return Ok(encode_decision(env, decision));
+        }
+    }
+    Err(argument_error(
+        "op must be :hit, :peek or {:peek, policy_index}",
+    ))
+}
+
+/// Per-call policies of a limiter of cells: nil, a list of `{limit, period, burst | nil}`
+/// (one per policy, in order), or for one policy that tuple alone.
+fn multi_policies_arg(multi: &Multi, policy: Term) -> NifResult<Option<Vec<Policy>>> {
+    if is_nil(policy) {
+        return Ok(None);
+    }
+    let rules = multi.rules.policies();
+    let terms: Vec<Term> = if policy.is_tuple() && rules.len() == 1 {
+        vec![policy]
+    } else {
+        policy.decode().map_err(|_| {
+            argument_error("policies must be a list of {limit, period, burst | nil}")
+        })?
+    };
+    if terms.len() != rules.len() {
+        return Err(argument_error(format!(
+            "expected {} per-call policies, got {}",
+            rules.len(),
+            terms.len()
+        )));
+    }
+    rules
+        .iter()
+        .zip(terms)
+        .map(|(rule, term)| Ok(policy_arg(rule.algorithm(), term)?.unwrap_or(*rule)))
+        .collect::<NifResult<Vec<Policy>>>()
+        .map(Some)
+}
+
+/// The ban operations of a limiter with a ban rule, and the per-policy reset of a limiter of
+/// several policies: `{:ban, ms}` (answers `true`, or `false` when a full table had no room),
+/// `:unban` (whether the key had a ban, strikes or offences), `:banned` (`false` or the
+/// milliseconds left) and `{:reset, index}` (`true`, or `false` for a key not stored).
+#[rustler::nif]
+fn limiter_ban<'a>(
+    env: Env<'a>,
+    limiter: &LimiterResource,
+    op: Term<'a>,
+    key: Term<'a>,
+    now: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let key = decode_key(key)?;
+    let now = now_arg(limiter, now)?;
+    let Tables::Multi(multi) = &limiter.table else {
+        return Err(argument_error(
+            "this limiter has no :ban option and a single policy",
+        ));
+    };
+    let has_ban = multi.rules.ban().is_some();
+    let apply = |op: BanOp| {
+        let (done, work) = multi.table.apply(
+            key.as_key(),
+            now,
+            &Operator {
+                rules: &multi.rules,
+                op,
+            },
+        );
+        charge_work(env, work);
+        Ok(done.encode(env))
+    };
+    if let Ok(op) = op.decode::<Atom>() {
+        if op == atoms::unban() && has_ban {
+            return apply(BanOp::Unban);
+        }
+        if op == atoms::banned() && has_ban {
+            let state = multi
+                .table
+                .read(key.as_key(), |cell| multi.rules.ban_state(cell, now));
+            return Ok(if state.banned(now) {
+                ms_ceil(state.until - now).encode(env)
+            } else {
+                false.encode(env)
+            });
+        }
+    } else if let Ok((tag, arg)) = op.decode::<(Atom, u64)>() {
+        if tag == atoms::ban() && has_ban {
+            if arg == 0 || arg > Ban::MAX_MS {
+                return Err(argument_error(format!(
+                    "a ban lasts 1..{} milliseconds (100 days), got {arg}",
+                    Ban::MAX_MS
+                )));
+            }
+            return apply(BanOp::Ban(arg * NS_PER_MS));
+        }
+        if tag == atoms::reset() && (arg as usize) < multi.rules.policies().len() {
+            return apply(BanOp::ResetPolicy(arg as usize));
+        }
+    }
+    Err(argument_error(if has_ban {
+        "op must be {:ban, ms}, :unban, :banned or {:reset, policy_index}"
+    } else {
+        "this limiter has no :ban option: op must be {:reset, policy_index}"
+    }))
 }
 
 fn now_arg(limiter: &LimiterResource, now: Term) -> NifResult<u64> {
@@ -595,14 +991,13 @@ fn now_arg(limiter: &LimiterResource, now: Term) -> NifResult<u64> {
     }
 }
 
-fn policy_arg(limiter: &LimiterResource, policy: Term) -> NifResult<Option<Policy>> {
+fn policy_arg(algorithm: Algorithm, policy: Term) -> NifResult<Option<Policy>> {
     if is_nil(policy) {
         return Ok(None);
     }
     let (limit, period, burst): (Term, Term, Term) = policy
         .decode()
         .map_err(|_| argument_error("policy must be {limit, period, burst | nil}"))?;
-    let algorithm = limiter.table.config().policy.algorithm();
     let limit = positive(limit, "limit")?;
     let period = positive(period, "period")?;
     let burst = optional_positive(burst, "burst")?;

@@ -114,6 +114,60 @@ defmodule Hotpath.Cluster.RateLimiterPeersTest do
       assert :erpc.call(a, RateLimiter, :info, [l]).keys == 0
     end
 
+    test "several policies and bans: the whole decision, and every ban, on the key's owner", %{
+      nodes: [_, a, b] = nodes
+    } do
+      name = :"cluster_policies_#{System.unique_integer([:positive])}"
+
+      spec =
+        {RateLimiter,
+         name: name,
+         sweep_every: :infinity,
+         cluster: :owner,
+         cluster_timeout: 10_000,
+         policies: [
+           burst: [algorithm: :gcra, limit: 40, period: @long],
+           day: [algorithm: :fixed_window, limit: 25, period: @long]
+         ],
+         ban: [for: 600_000]}
+
+      Enum.each(nodes, &start_on(&1, spec))
+      await_members(name, nodes, nodes)
+      l = name
+      keys = keys_owned_by(l, a, 5)
+
+      admitted =
+        nodes
+        |> Enum.map(
+          &Task.async(fn -> :erpc.call(&1, Hotpath.ClusterCase, :hammer, [l, keys, 3, 6]) end)
+        )
+        |> Enum.map(&Task.await(&1, 60_000))
+
+      # Each key: 3 nodes x 3 processes x 6 attempts = 54 for the day's 25, the burst's 40.
+      assert total(admitted) == Map.new(keys, &{&1, 25})
+      [key | _] = keys
+      assert {:deny, _, _, [:day]} = hit_on(b, l, key)
+      assert {:allow, 14, _} = RateLimiter.peek(l, key, 1, policy: :burst)
+      # Only the owner's table holds the keys.
+      assert :erpc.call(a, RateLimiter, :info, [l]).keys == 5
+      assert :erpc.call(b, RateLimiter, :info, [l]).keys == 0
+
+      # A ban issued on b lives on the owner: every node sees it.
+      [fresh] = keys_owned_by(l, a, 6) -- keys
+      assert :ok = :erpc.call(b, RateLimiter, :ban, [l, fresh, [for: 60_000]])
+      assert :erpc.call(a, RateLimiter, :info, [l]).keys == 6
+      assert :erpc.call(b, RateLimiter, :info, [l]).keys == 0
+      assert RateLimiter.banned?(l, fresh)
+      assert {:deny, _, _, :banned} = hit_on(a, l, fresh)
+      assert {:deny, _, _, :banned} = RateLimiter.hit(l, fresh)
+      assert :ok = RateLimiter.unban(l, fresh)
+      refute :erpc.call(b, RateLimiter, :banned?, [l, fresh])
+      assert {:allow, _, _, _} = hit_on(b, l, fresh)
+      # Per-policy resets act on every member, the owner included.
+      assert :ok = RateLimiter.reset(l, key, policy: :day)
+      assert {:allow, _, _, _} = hit_on(b, l, key)
+    end
+
     test "a crash of a node's table owner moves no key: its membership and counts stay", %{
       nodes: [_, a, _] = nodes
     } do

@@ -138,6 +138,55 @@ defmodule Hotpath.SchedulerFairness.LimiterTest do
     assert_fair("publish", fn _ -> Native.limiter_publish(ref, ctx.big, false) end)
   end
 
+  test "the largest limiter of several policies: 8 policies and bans, hits on a full table",
+       _ctx do
+    # 8 policies and a ban rule: the most slots a cell holds; a full table of 100k keys.
+    policies =
+      for {algorithm, i} <-
+            Enum.with_index(
+              List.flatten(
+                List.duplicate([:gcra, :token_bucket, :fixed_window, :sliding_window], 2)
+              )
+            ),
+          do: {:"p#{i}", [algorithm: algorithm, limit: 1, period: 600_000]}
+
+    name = :fair_multi
+
+    {:ok, sup} =
+      Supervisor.start_link(
+        [
+          {RateLimiter,
+           name: name,
+           policies: policies,
+           ban: [after: 2, within: 600_000, for: 600_000, backoff: 2],
+           max_keys: 100_000,
+           sweep_every: :infinity}
+        ],
+        strategy: :one_for_one
+      )
+
+    on_exit(fn -> Process.exit(sup, :shutdown) end)
+    for i <- 1..100_000, do: RateLimiter.hit(name, i, 1, now: 0)
+    assert RateLimiter.info(name).keys == 100_000
+
+    assert_fair("hit/2 of 8 policies on a full table", fn _ ->
+      RateLimiter.hit(name, System.unique_integer(), 1, now: 1)
+      RateLimiter.hit(name, System.unique_integer())
+      RateLimiter.hit(name, 7)
+    end)
+
+    assert_fair("peek, ban, banned? and unban of 8 policies", fn _ ->
+      RateLimiter.peek(name, 8, 1, policy: :p7)
+      RateLimiter.ban(name, 9)
+      RateLimiter.banned?(name, 9)
+      RateLimiter.unban(name, 9)
+      RateLimiter.reset(name, 10, policy: :p3)
+    end)
+
+    rules = RateLimiter.Options.native_policies(RateLimiter.info(name).config)
+    assert_fair("validate 8 policies", fn _ -> Native.limiter_validate_rules(rules, nil) end)
+  end
+
   test "limiter_new at max_keys 2^32 and reset_all run on dirty schedulers (not counted)" do
     assert_fair(
       "new 2^32",

@@ -9,6 +9,7 @@
 
 use super::algorithm::{decide, Decision, Policy, Slot};
 use super::key::{Key, KeyRef, Probe};
+use super::multi::Cell;
 use hashbrown::HashTable;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -38,21 +39,97 @@ pub struct Config {
     pub on_full: OnFull,
 }
 
-type Entry = (Key, Slot);
+/// What a table stores per key: one [`Slot`] (a single policy), or a [`Cell`] (several
+/// policies and a ban record, see [`super::multi`]).
+pub trait Value: Send {
+    /// From this instant on the value behaves exactly like an absent key: the sweeper
+    /// removes it.
+    fn expires(&self) -> u64;
+}
+
+impl Value for Slot {
+    #[inline(always)]
+    fn expires(&self) -> u64 {
+        self.expires
+    }
+}
+
+impl Value for Cell {
+    #[inline]
+    fn expires(&self) -> u64 {
+        self.iter().map(|s| s.expires).max().unwrap_or(0)
+    }
+}
+
+/// One operation on a key, run under its shard's lock: what a hit (or a ban, an unban...)
+/// does to a stored value, or to a key not stored. The table calls exactly one of
+/// [`Op::stored`] and [`Op::fresh`] per attempt, which is what makes every operation atomic.
+pub trait Op<V> {
+    /// The answer.
+    type Out;
+    /// The answer for a stored value, updated in place. Returns the new expiry when the value
+    /// changed (the table lowers its shard's hint with it).
+    fn stored(&self, value: &mut V, now: u64) -> (Self::Out, Option<u64>);
+    /// The answer for a key not stored, and the value to store (`None`: nothing to store).
+    fn fresh(&self, now: u64) -> (Self::Out, Option<V>);
+    /// The answer when `fresh` asked to store a value and the table is full: `wait` is
+    /// `None` under [`OnFull::Allow`] and the time until a stored key may expire under
+    /// [`OnFull::Deny`].
+    fn full(&self, fresh: Self::Out, wait: Option<u64>) -> Self::Out;
+}
+
+/// A hit of one policy on a table of slots: the operation of [`Table::hit`].
+struct SingleHit<'p> {
+    policy: &'p Policy,
+    cost: u64,
+}
+
+impl Op<Slot> for SingleHit<'_> {
+    type Out = Decision;
+
+    #[inline(always)]
+    fn stored(&self, slot: &mut Slot, now: u64) -> (Decision, Option<u64>) {
+        let (decision, stored) = decide(self.policy, Some(*slot), now, self.cost);
+        match stored {
+            Some(stored) => {
+                *slot = stored;
+                (decision, Some(stored.expires))
+            }
+            None => (decision, None),
+        }
+    }
+
+    #[inline(always)]
+    fn fresh(&self, now: u64) -> (Decision, Option<Slot>) {
+        decide(self.policy, None, now, self.cost)
+    }
+
+    fn full(&self, fresh: Decision, wait: Option<u64>) -> Decision {
+        match wait {
+            None => fresh,
+            Some(wait) => Decision::Deny {
+                retry_after: wait,
+                reset_after: wait,
+            },
+        }
+    }
+}
+
+type Entry<V> = (Key, V);
 
 /// One shard, on its own cache line so that two schedulers working on neighbouring shards
 /// do not share one.
 #[repr(align(64))]
-struct Shard {
-    map: Mutex<HashTable<Entry>>,
+struct Shard<V> {
+    map: Mutex<HashTable<Entry<V>>>,
     /// A lower bound of the earliest `expires` in `map`: exact after a purge, lowered by
     /// every store (always under the lock). Read without the lock to find expired slots and
     /// to tell a refused new key when room may free up.
     hint: AtomicU64,
 }
 
-impl Shard {
-    fn lock(&self) -> MutexGuard<'_, HashTable<Entry>> {
+impl<V> Shard<V> {
+    fn lock(&self) -> MutexGuard<'_, HashTable<Entry<V>>> {
         // No code panics while holding a shard lock; should one ever, the map is still a
         // valid table (every write is a single slot store), so poisoning is ignored.
         self.map
@@ -77,8 +154,8 @@ enum Shrink {
     IfMostlyEmpty,
 }
 
-/// A hit that could not store its new key because the table is full.
-struct Full(Decision);
+/// An operation that could not store its new key because the table is full.
+struct Full<O>(O);
 
 /// The result of one sweep chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,9 +181,9 @@ pub struct Stats {
     pub shards: usize,
 }
 
-/// A concurrent table of limiter slots.
-pub struct Table {
-    shards: Box<[Shard]>,
+/// A concurrent table of limiter values: [`Slot`]s (the default) or [`Cell`]s.
+pub struct Table<V = Slot> {
+    shards: Box<[Shard<V>]>,
     shard_mask: usize,
     hasher: ahash::RandomState,
     config: Config,
@@ -115,6 +192,8 @@ pub struct Table {
     /// Buckets allocated over all shards (kept so that `stats` is O(1), never a walk).
     buckets: AtomicUsize,
     full_events: AtomicU64,
+    /// Bytes each stored value holds outside its entry (a cell's boxed slots).
+    value_bytes: usize,
 }
 
 /// Keys per shard a table is sized for at `max_keys`: small enough that purging or sweeping
@@ -127,9 +206,51 @@ const MAX_SHARDS: usize = 1 << 16;
 /// The lowest hash bit of the shard index (see [`Table::locate`]).
 const SHARD_BITS_AT: u32 = 32;
 
-impl Table {
-    /// A table for `config`, sharded for `config.max_keys` keys.
-    pub fn new(config: Config) -> Table {
+impl Table<Slot> {
+    /// A table of slots for `config`, sharded for `config.max_keys` keys.
+    pub fn new(config: Config) -> Table<Slot> {
+        Table::with_value_bytes(config, 0)
+    }
+
+    /// Decides a request of `cost` for `key` at `now` and charges it when admitted.
+    /// `policy` overrides the table's policy for this call.
+    #[inline]
+    pub fn hit(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
+        self.hit_counted(key, now, cost, policy).0
+    }
+
+    /// [`Table::hit`], with the work it did beyond the key's own lookup: the slots and shards
+    /// visited to make room in a full table (0 on the common path). The NIF layer reports it
+    /// to the scheduler.
+    #[inline]
+    pub fn hit_counted(
+        &self,
+        key: KeyRef<'_>,
+        now: u64,
+        cost: u64,
+        policy: Option<&Policy>,
+    ) -> (Decision, usize) {
+        let policy = policy.unwrap_or(&self.config.policy);
+        self.apply(key, now, &SingleHit { policy, cost })
+    }
+
+    /// The decision [`Table::hit`] would make, without charging anything.
+    pub fn peek(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
+        let policy = policy.unwrap_or(&self.config.policy);
+        let slot = self.read(key, |slot| slot.copied());
+        decide(policy, slot, now, cost).0
+    }
+
+    /// The stored slot of `key`, if any (for tests and introspection).
+    pub fn slot(&self, key: KeyRef<'_>) -> Option<Slot> {
+        self.read(key, |slot| slot.copied())
+    }
+}
+
+impl<V: Value> Table<V> {
+    /// A table for `config`, sharded for `config.max_keys` keys, whose values each hold
+    /// `value_bytes` bytes outside the table (counted in [`Stats::memory_bytes`]).
+    pub fn with_value_bytes(config: Config, value_bytes: usize) -> Table<V> {
         let shards = (config.max_keys / KEYS_PER_SHARD)
             .next_power_of_two()
             .clamp(MIN_SHARDS, MAX_SHARDS);
@@ -147,6 +268,7 @@ impl Table {
             heap_bytes: AtomicUsize::new(0),
             buckets: AtomicUsize::new(0),
             full_events: AtomicU64::new(0),
+            value_bytes,
         }
     }
 
@@ -174,46 +296,39 @@ impl Table {
     /// bits: `hashbrown` uses the low bits for the bucket and the top 7 bits as the control
     /// byte, so neither is constant within a shard.
     #[inline(always)]
-    fn locate<'k>(&self, key: KeyRef<'k>) -> (Probe<'k>, u64, &Shard) {
+    fn locate<'k>(&self, key: KeyRef<'k>) -> (Probe<'k>, u64, &Shard<V>) {
         let probe = Probe::new(key);
         let hash = probe.hash_with(&self.hasher);
         let index = (hash >> SHARD_BITS_AT) as usize & self.shard_mask;
         (probe, hash, &self.shards[index])
     }
 
-    fn rehash(&self) -> impl Fn(&Entry) -> u64 + '_ {
+    fn rehash(&self) -> impl Fn(&Entry<V>) -> u64 + '_ {
         move |(k, _)| k.hash_with(&self.hasher)
     }
 
-    /// Decides a request of `cost` for `key` at `now` and charges it when admitted.
-    /// `policy` overrides the table's policy for this call.
-    #[inline]
-    pub fn hit(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
-        self.hit_counted(key, now, cost, policy).0
-    }
-
-    /// [`Table::hit`], with the work it did beyond the key's own lookup: the slots and shards
-    /// visited to make room in a full table (0 on the common path). The NIF layer reports it
-    /// to the scheduler.
-    #[inline]
-    pub fn hit_counted(
-        &self,
-        key: KeyRef<'_>,
-        now: u64,
-        cost: u64,
-        policy: Option<&Policy>,
-    ) -> (Decision, usize) {
-        let policy = policy.unwrap_or(&self.config.policy);
+    /// Runs `op` on `key` at `now` under the key's shard lock: on its stored value, or as a
+    /// new key (stored if `op` asks and there is room). Returns the answer and the work done
+    /// beyond the key's own lookup: the slots and shards visited to make room in a full table
+    /// (0 on the common path). The NIF layer reports it to the scheduler.
+    #[inline(always)]
+    pub fn apply<O: Op<V>>(&self, key: KeyRef<'_>, now: u64, op: &O) -> (O::Out, usize) {
         let (probe, hash, shard) = self.locate(key);
         let mut work = 0;
-        match self.try_hit(probe, hash, shard, now, cost, policy, &mut work) {
-            Ok(decision) => (decision, work),
+        match self.try_hit(probe, hash, shard, now, op, &mut work) {
+            Ok(out) => (out, work),
             Err(Full(fresh)) => {
-                let decision =
-                    self.hit_full(probe, hash, shard, now, cost, policy, fresh, &mut work);
-                (decision, work)
+                let out = self.hit_full(probe, hash, shard, now, op, fresh, &mut work);
+                (out, work)
             }
         }
+    }
+
+    /// Calls `f` with the stored value of `key` (`None`: not stored), under its shard's lock.
+    pub fn read<R>(&self, key: KeyRef<'_>, f: impl FnOnce(Option<&V>) -> R) -> R {
+        let (probe, hash, shard) = self.locate(key);
+        let map = shard.lock();
+        f(map.find(hash, |(k, _)| probe.matches(k)).map(|(_, v)| v))
     }
 
     /// The rest of a hit for a new key when the table is full and nothing expired in the
@@ -224,17 +339,16 @@ impl Table {
     #[cold]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
-    fn hit_full(
+    fn hit_full<O: Op<V>>(
         &self,
         probe: Probe<'_>,
         hash: u64,
-        shard: &Shard,
+        shard: &Shard<V>,
         now: u64,
-        cost: u64,
-        policy: &Policy,
-        fresh: Decision,
+        op: &O,
+        fresh: O::Out,
         work: &mut usize,
-    ) -> Decision {
+    ) -> O::Out {
         for _ in 0..FULL_PURGES {
             *work += self.shards.len();
             let Some(other) = self.expired_shard(now) else {
@@ -245,20 +359,17 @@ impl Table {
                 *work += map.len();
                 self.purge(&self.shards[other], &mut map, now, Shrink::No);
             }
-            if let Ok(decision) = self.try_hit(probe, hash, shard, now, cost, policy, work) {
-                return decision;
+            if let Ok(out) = self.try_hit(probe, hash, shard, now, op, work) {
+                return out;
             }
         }
         self.full_events.fetch_add(1, Ordering::Relaxed);
         match self.config.on_full {
-            OnFull::Allow => fresh,
+            OnFull::Allow => op.full(fresh, None),
             OnFull::Deny => {
                 *work += self.shards.len();
                 let wait = self.earliest_expiry().saturating_sub(now).max(1);
-                Decision::Deny {
-                    retry_after: wait,
-                    reset_after: wait,
-                }
+                op.full(fresh, Some(wait))
             }
         }
     }
@@ -266,44 +377,40 @@ impl Table {
     /// One attempt under the shard's lock: update a stored key, or store a new one if there
     /// is room.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn try_hit(
+    fn try_hit<O: Op<V>>(
         &self,
         probe: Probe<'_>,
         hash: u64,
-        shard: &Shard,
+        shard: &Shard<V>,
         now: u64,
-        cost: u64,
-        policy: &Policy,
+        op: &O,
         work: &mut usize,
-    ) -> Result<Decision, Full> {
+    ) -> Result<O::Out, Full<O::Out>> {
         let mut map = shard.lock();
-        if let Some((_, slot)) = map.find_mut(hash, |(k, _)| probe.matches(k)) {
-            let (decision, stored) = decide(policy, Some(*slot), now, cost);
-            if let Some(stored) = stored {
-                *slot = stored;
-                shard.lower_hint(stored.expires);
+        if let Some((_, value)) = map.find_mut(hash, |(k, _)| probe.matches(k)) {
+            let (out, expires) = op.stored(value, now);
+            if let Some(expires) = expires {
+                shard.lower_hint(expires);
             }
-            return Ok(decision);
+            return Ok(out);
         }
-        self.insert_new(probe, hash, shard, &mut map, now, cost, policy, work)
+        self.insert_new(probe, hash, shard, &mut map, now, op, work)
     }
 
     /// A hit for a key not stored (under the shard's lock): stores it when admitted.
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
-    fn insert_new(
+    fn insert_new<O: Op<V>>(
         &self,
         probe: Probe<'_>,
         hash: u64,
-        shard: &Shard,
-        map: &mut HashTable<Entry>,
+        shard: &Shard<V>,
+        map: &mut HashTable<Entry<V>>,
         now: u64,
-        cost: u64,
-        policy: &Policy,
+        op: &O,
         work: &mut usize,
-    ) -> Result<Decision, Full> {
-        let (decision, stored) = decide(policy, None, now, cost);
+    ) -> Result<O::Out, Full<O::Out>> {
+        let (decision, stored) = op.fresh(now);
         let Some(stored) = stored else {
             return Ok(decision);
         };
@@ -317,7 +424,7 @@ impl Table {
             return Err(Full(decision));
         }
         let owned = probe.into_key();
-        shard.lower_hint(stored.expires);
+        shard.lower_hint(stored.expires());
         let before = buckets(map);
         map.insert_unique(hash, (owned, stored), self.rehash());
         self.resized(before, buckets(map));
@@ -337,8 +444,8 @@ impl Table {
     /// expired slots first when they do not fit.
     fn reserve_bytes(
         &self,
-        shard: &Shard,
-        map: &mut HashTable<Entry>,
+        shard: &Shard<V>,
+        map: &mut HashTable<Entry<V>>,
         now: u64,
         heap: usize,
         work: &mut usize,
@@ -367,26 +474,6 @@ impl Table {
             .map(|s| s.hint.load(Ordering::Relaxed))
             .min()
             .unwrap_or(u64::MAX)
-    }
-
-    /// The decision [`Table::hit`] would make, without charging anything.
-    pub fn peek(&self, key: KeyRef<'_>, now: u64, cost: u64, policy: Option<&Policy>) -> Decision {
-        let policy = policy.unwrap_or(&self.config.policy);
-        let (probe, hash, shard) = self.locate(key);
-        let slot = shard
-            .lock()
-            .find(hash, |(k, _)| probe.matches(k))
-            .map(|(_, s)| *s);
-        decide(policy, slot, now, cost).0
-    }
-
-    /// The stored slot of `key`, if any (for tests and introspection).
-    pub fn slot(&self, key: KeyRef<'_>) -> Option<Slot> {
-        let (probe, hash, shard) = self.locate(key);
-        shard
-            .lock()
-            .find(hash, |(k, _)| probe.matches(k))
-            .map(|(_, s)| *s)
     }
 
     /// Forgets `key`. Returns whether it was stored.
@@ -429,8 +516,8 @@ impl Table {
     /// full. Entries never exceed `max_keys`: a reservation is taken before the insert.
     fn reserve(
         &self,
-        shard: &Shard,
-        map: &mut HashTable<Entry>,
+        shard: &Shard<V>,
+        map: &mut HashTable<Entry<V>>,
         now: u64,
         work: &mut usize,
     ) -> bool {
@@ -451,8 +538,8 @@ impl Table {
     /// since the last purge.
     fn take_or_purge(
         &self,
-        shard: &Shard,
-        map: &mut HashTable<Entry>,
+        shard: &Shard<V>,
+        map: &mut HashTable<Entry<V>>,
         now: u64,
         work: &mut usize,
         take: impl Fn() -> bool,
@@ -471,17 +558,24 @@ impl Table {
     /// Removes the expired slots of one shard (whose lock the caller holds) and refreshes its
     /// hint; with [`Shrink::IfMostlyEmpty`], also gives the memory of a mostly empty shard
     /// back.
-    fn purge(&self, shard: &Shard, map: &mut HashTable<Entry>, now: u64, shrink: Shrink) -> usize {
+    fn purge(
+        &self,
+        shard: &Shard<V>,
+        map: &mut HashTable<Entry<V>>,
+        now: u64,
+        shrink: Shrink,
+    ) -> usize {
         let mut removed = 0;
         let mut heap = 0;
         let mut next_expiry = u64::MAX;
-        map.retain(|(k, s)| {
-            if s.expires <= now {
+        map.retain(|(k, v)| {
+            let expires = v.expires();
+            if expires <= now {
                 removed += 1;
                 heap += k.heap_bytes();
                 false
             } else {
-                next_expiry = next_expiry.min(s.expires);
+                next_expiry = next_expiry.min(expires);
                 true
             }
         });
@@ -525,15 +619,16 @@ impl Table {
     /// Key count, estimated memory and full-table events: counters only, O(1) whatever the
     /// table's size.
     pub fn stats(&self) -> Stats {
-        let entry = std::mem::size_of::<Entry>();
+        let entry = std::mem::size_of::<Entry<V>>();
         let buckets = self.buckets.load(Ordering::Relaxed);
         // hashbrown: one control byte per bucket plus one group of trailing control bytes.
         let tables = buckets * (entry + 1) + self.shards.len() * 16;
         Stats {
             keys: self.len(),
-            memory_bytes: std::mem::size_of::<Table>()
-                + self.shards.len() * std::mem::size_of::<Shard>()
+            memory_bytes: std::mem::size_of::<Table<V>>()
+                + self.shards.len() * std::mem::size_of::<Shard<V>>()
                 + tables
+                + self.len() * self.value_bytes
                 + self.heap_bytes.load(Ordering::Relaxed),
             key_bytes: self.heap_bytes.load(Ordering::Relaxed),
             full_events: self.full_events.load(Ordering::Relaxed),
@@ -545,8 +640,8 @@ impl Table {
 /// The buckets of `map`. Not from `capacity()`, which shrinks as removals leave tombstones:
 /// hashbrown allocates `buckets * (size_of::<Entry>() + 1)` bytes plus one control group
 /// (8 or 16 bytes, fewer than one bucket's 33), so the division gives the bucket count.
-fn buckets(map: &HashTable<Entry>) -> usize {
-    map.allocation_size() / (std::mem::size_of::<Entry>() + 1)
+fn buckets<V>(map: &HashTable<Entry<V>>) -> usize {
+    map.allocation_size() / (std::mem::size_of::<Entry<V>>() + 1)
 }
 
 #[cfg(test)]
@@ -571,7 +666,9 @@ mod tests {
 
     #[test]
     fn entries_are_32_bytes() {
-        assert_eq!(std::mem::size_of::<Entry>(), 32);
+        assert_eq!(std::mem::size_of::<Entry<Slot>>(), 32);
+        // Two slots inline, or a boxed slice, and the tag.
+        assert_eq!(std::mem::size_of::<Entry<Cell>>(), 56);
     }
 
     #[test]
