@@ -121,23 +121,10 @@ defmodule Hotpath.Test.PrometheusServer do
 
   @doc "Polls `fun` every 250 ms until it returns a truthy value; flunks after `seconds`."
   def eventually(server, seconds, what, fun) do
-    deadline = System.monotonic_time(:millisecond) + seconds * 1000
-    poll(server, deadline, what, fun)
-  end
-
-  defp poll(server, deadline, what, fun) do
-    case fun.() do
-      result when result not in [nil, false] ->
-        result
-
-      _ ->
-        if System.monotonic_time(:millisecond) > deadline do
-          ExUnit.Assertions.flunk("#{what}: timed out\n--- prometheus log ---\n#{log(server)}")
-        end
-
-        Process.sleep(250)
-        poll(server, deadline, what, fun)
-    end
+    Hotpath.Test.Eventually.eventually(fun, seconds * 1000,
+      every: 250,
+      failure: fn -> "#{what}: timed out\n--- prometheus log ---\n#{log(server)}" end
+    )
   end
 
   defp wait_ready(server, seconds) do

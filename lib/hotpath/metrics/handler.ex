@@ -36,36 +36,33 @@ defmodule Hotpath.Metrics.Handler do
     record_all(rest, registry, measurements, metadata)
   end
 
+  defp record({index, kind, measurement, keep, tag_values}, registry, measurements, metadata) do
+    if keep?(keep, metadata, measurements) do
+      value = if kind == :counter, do: nil, else: measure(measurement, measurements, metadata)
+      record_plain(registry, index, value, tag_values.(metadata))
+    end
+  catch
+    _kind, _reason -> drop(registry, index)
+  end
+
+  # A metric that keeps exemplars: the event's, if it has one, goes with the value.
   defp record(
          {index, kind, measurement, keep, tag_values, source},
          registry,
          measurements,
          metadata
        ) do
-    case exemplar(source, metadata) do
-      nil ->
-        record({index, kind, measurement, keep, tag_values}, registry, measurements, metadata)
-
-      labels ->
-        if keep?(keep, metadata, measurements) do
-          value = if kind == :counter, do: nil, else: measure(measurement, measurements, metadata)
-          tags = tag_values.(metadata)
-
-          case Native.metrics_record_exemplar(registry, index, value, tags, labels) do
-            :ok -> :ok
-            # Tags to convert or an exemplar that is not one: the plain path decides.
-            _ -> record_plain(registry, index, value, tags)
-          end
-        end
-    end
-  catch
-    _kind, _reason -> drop(registry, index)
-  end
-
-  defp record({index, kind, measurement, keep, tag_values}, registry, measurements, metadata) do
     if keep?(keep, metadata, measurements) do
       value = if kind == :counter, do: nil, else: measure(measurement, measurements, metadata)
-      record_plain(registry, index, value, tag_values.(metadata))
+      tags = tag_values.(metadata)
+
+      with labels when labels != nil <- exemplar(source, metadata),
+           :ok <- Native.metrics_record_exemplar(registry, index, value, tags, labels) do
+        :ok
+      else
+        # No exemplar, tags to convert or an exemplar that is not one: the plain path decides.
+        _ -> record_plain(registry, index, value, tags)
+      end
     end
   catch
     _kind, _reason -> drop(registry, index)

@@ -90,6 +90,17 @@ pub(super) fn value_of(term: Term) -> Option<f64> {
         .or_else(|| term.decode::<i64>().ok().map(|i| i as f64))
 }
 
+/// The number `group` records: `value` for groups with a metric other than a counter (`None`
+/// when it is not a number), else 0 (counters ignore it; a counter's exemplar says 1).
+#[inline]
+fn number_of(group: &Group, value: Term) -> Option<f64> {
+    if group.needs_number {
+        value_of(value)
+    } else {
+        Some(0.0)
+    }
+}
+
 /// Appends a tag value to a call key: binaries, atoms and 64-bit integers; false for other
 /// terms and when the key is full (then the call is not memoized).
 #[inline]
@@ -116,13 +127,8 @@ fn record_group(
     tags: Term,
     exemplar: Option<&Exemplar>,
 ) -> NifResult<Atom> {
-    let number = if group.needs_number {
-        match value_of(value) {
-            Some(v) => v,
-            None => return Ok(atoms::bad_value()),
-        }
-    } else {
-        0.0
+    let Some(number) = number_of(group, value) else {
+        return Ok(atoms::bad_value());
     };
     if !group.tag_keys.is_empty() && !tags.is_map() {
         return Err(argument_error("tags must be a map"));
@@ -358,13 +364,8 @@ fn metrics_record_exemplar<'a>(
 ) -> NifResult<Atom> {
     with_instance(target, |r, memo| {
         let group = single(r, index)?;
-        let number = if group.needs_number {
-            match value_of(value) {
-                Some(v) => v,
-                None => return Ok(atoms::bad_value()),
-            }
-        } else {
-            1.0
+        let Some(number) = number_of(group, value) else {
+            return Ok(atoms::bad_value());
         };
         let Some(exemplar) = exemplar_of(labels, number) else {
             return Ok(atoms::bad_exemplar());
