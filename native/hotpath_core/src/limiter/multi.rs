@@ -299,7 +299,8 @@ impl Outcome {
 /// caller's buffer), or the ban state.
 enum Commit {
     Nothing,
-    Charge,
+    /// The charged slots, whose latest expiry is `expires`.
+    Charge { expires: u64 },
     Ban(BanState),
 }
 
@@ -365,51 +366,68 @@ impl Rules {
         policies: &[Policy],
         charged: &mut [Slot; MAX_POLICIES],
     ) -> (Outcome, Commit) {
-        let mut outcome = Outcome {
-            verdict: Verdict::Allowed,
-            tightest: (0, Decision::Never { reset_after: 0 }),
-            violated: 0,
-            retry_after: Some(0),
-            reset_after: 0,
-        };
+        let n = self.policies.len();
+        // The cell's policy slots, read once (a cell holds at least `n` slots).
+        let slots = cell.map(|c| &c[..n]);
+        // Kept in locals and written to the outcome once: the loop runs on every hit.
+        let mut tightest = (0, Decision::Never { reset_after: 0 });
         let (mut least, mut longest) = (u64::MAX, 0);
-        for (i, policy) in policies.iter().enumerate().take(self.policies.len()) {
-            let (decision, stored) = decide(policy, cell.map(|c| c[i]), now, cost);
-            match decision {
-                Decision::Allow {
-                    remaining,
-                    reset_after,
-                } => {
-                    if outcome.violated == 0
+        let mut violated = 0u8;
+        let (mut retry_after, mut reset_after_max) = (Some(0), 0);
+        let mut expires = 0;
+        for (i, (policy, charged)) in policies[..n].iter().zip(charged.iter_mut()).enumerate() {
+            let (decision, stored) = decide(policy, slots.map(|s| s[i]), now, cost);
+            match (decision, stored) {
+                (
+                    Decision::Allow {
+                        remaining,
+                        reset_after,
+                    },
+                    Some(stored),
+                ) => {
+                    if violated == 0
                         && (remaining < least || (remaining == least && reset_after > longest))
                     {
                         (least, longest) = (remaining, reset_after);
-                        outcome.tightest = (i, decision);
+                        tightest = (i, decision);
                     }
+                    *charged = stored;
+                    expires = expires.max(stored.expires);
+                    continue;
                 }
-                Decision::Deny {
-                    retry_after,
-                    reset_after,
-                } => {
-                    outcome.retry_after = outcome.retry_after.map(|r| r.max(retry_after));
-                    outcome.reset_after = outcome.reset_after.max(reset_after);
+                (
+                    Decision::Deny {
+                        retry_after: wait,
+                        reset_after,
+                    },
+                    _,
+                ) => {
+                    retry_after = retry_after.map(|r: u64| r.max(wait));
+                    reset_after_max = reset_after_max.max(reset_after);
                 }
-                Decision::Never { reset_after } => {
-                    outcome.retry_after = None;
-                    outcome.reset_after = outcome.reset_after.max(reset_after);
+                (Decision::Never { reset_after }, _) => {
+                    retry_after = None;
+                    reset_after_max = reset_after_max.max(reset_after);
                 }
+                // An admission always comes with its new slot.
+                (Decision::Allow { .. }, None) => {}
             }
-            match stored {
-                Some(stored) => charged[i] = stored,
-                None => {
-                    if outcome.violated == 0 {
-                        outcome.tightest = (i, decision);
-                    }
-                    outcome.violated |= 1 << i;
-                    outcome.verdict = Verdict::Denied;
-                }
+            if violated == 0 {
+                tightest = (i, decision);
             }
+            violated |= 1 << i;
         }
+        let mut outcome = Outcome {
+            verdict: if violated == 0 {
+                Verdict::Allowed
+            } else {
+                Verdict::Denied
+            },
+            tightest,
+            violated,
+            retry_after,
+            reset_after: reset_after_max,
+        };
         let state = self.ban_state(cell, now);
         if state.banned(now) {
             outcome.verdict = Verdict::Banned {
@@ -418,7 +436,7 @@ impl Rules {
             return (outcome, Commit::Nothing);
         }
         if outcome.verdict == Verdict::Allowed {
-            return (outcome, Commit::Charge);
+            return (outcome, Commit::Charge { expires });
         }
         let Some((ban, (after, within))) = self.ban.and_then(|b| b.trigger.map(|t| (b, t))) else {
             return (outcome, Commit::Nothing);
@@ -490,10 +508,9 @@ impl Rules {
     fn commit(&self, cell: &mut Cell, commit: Commit, charged: &[Slot; MAX_POLICIES]) {
         match commit {
             Commit::Nothing => {}
-            Commit::Charge => {
-                for (slot, new) in cell.iter_mut().zip(charged).take(self.policies.len()) {
-                    *slot = *new;
-                }
+            Commit::Charge { .. } => {
+                let n = self.policies.len();
+                cell[..n].copy_from_slice(&charged[..n]);
             }
             Commit::Ban(state) => state.write(&mut cell[self.policies.len()..]),
         }
@@ -522,6 +539,12 @@ impl Op<Cell> for MultiHit<'_> {
                 .evaluate(Some(cell), now, self.cost, policies, &mut charged);
         match commit {
             Commit::Nothing => (outcome, None),
+            // The charged slots' latest expiry is at most the cell's: a lower bound is all
+            // the table's hint needs.
+            Commit::Charge { expires } => {
+                self.rules.commit(cell, commit, &charged);
+                (outcome, Some(expires))
+            }
             commit => {
                 self.rules.commit(cell, commit, &charged);
                 (outcome, Some(super::table::Value::expires(cell)))

@@ -67,8 +67,8 @@ impl Value for Cell {
 pub trait Op<V> {
     /// The answer.
     type Out;
-    /// The answer for a stored value, updated in place. Returns the new expiry when the value
-    /// changed (the table lowers its shard's hint with it).
+    /// The answer for a stored value, updated in place. Returns the new expiry, or any lower
+    /// bound of it, when the value changed (the table lowers its shard's hint with it).
     fn stored(&self, value: &mut V, now: u64) -> (Self::Out, Option<u64>);
     /// The answer for a key not stored, and the value to store (`None`: nothing to store).
     fn fresh(&self, now: u64) -> (Self::Out, Option<V>);
