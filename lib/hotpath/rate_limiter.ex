@@ -175,9 +175,10 @@ defmodule Hotpath.RateLimiter do
   under the defaults about 340 MiB, whatever the keys. `info/1` reports `:memory_bytes` (the
   estimate) and `:key_bytes` (what `:max_bytes` bounds).
 
-  A limiter of several policies or with bans keeps one entry per key too, of 56 bytes: two
-  policies (without bans) live in it; more policies, or a ban rule, take 16 bytes per policy
-  plus 48 for the ban state, allocated with the key (counted in `:memory_bytes`).
+  A limiter of several policies or with bans keeps one entry per key too: with up to two
+  policies (and no bans) the policies live in it, 48 bytes; with more policies, or a ban rule,
+  the entry is 32 bytes and the slots take 16 bytes per policy plus 48 for the ban state,
+  allocated with the key (counted in `:memory_bytes`).
 
   ## Time
 

@@ -16,7 +16,7 @@
 //! * `ab_keys`: the loop and the key pick alone.
 
 use hotpath_core::limiter::{
-    Algorithm, ByteKind, Cell, Config, KeyRef, MultiHit, OnFull, Policy, Rules, Table,
+    Algorithm, ByteKind, Cells, Config, KeyRef, MultiHit, OnFull, Policy, Rules, Table,
 };
 use std::hint::black_box;
 
@@ -46,14 +46,14 @@ fn ab_single(table: &Table, keys: &[String], now: u64) -> usize {
 }
 
 #[inline(never)]
-fn ab_two(table: &Table<Cell>, rules: &Rules, keys: &[String], now: u64) -> usize {
+fn ab_two(table: &Cells, rules: &Rules, keys: &[String], now: u64) -> usize {
     let op = MultiHit {
         rules,
         policies: None,
         cost: 1,
     };
     (0..CALLS)
-        .filter(|&i| table.apply(black_box(key(keys, i)), now, &op).0.allowed())
+        .filter(|&i| table.hit(black_box(key(keys, i)), now, &op).0.allowed())
         .count()
 }
 
@@ -65,20 +65,25 @@ fn ab_keys(keys: &[String]) -> usize {
 }
 
 fn main() {
-    if std::env::var("SIZES").is_ok() {
-        println!("Outcome {} Decision {} Verdict {} Cell {}", std::mem::size_of::<hotpath_core::limiter::Outcome>(), std::mem::size_of::<hotpath_core::limiter::Decision>(), std::mem::size_of::<hotpath_core::limiter::Verdict>(), std::mem::size_of::<Cell>());
-    }
     let keys: Vec<String> = (1..=KEYS).map(|i| format!("user:{i}")).collect();
     let gcra = Policy::new(Algorithm::Gcra, 1_000_000_000, 1_000, None).unwrap();
     let daily = Policy::new(Algorithm::FixedWindow, 1_000_000_000, 86_400_000, None).unwrap();
     let single = Table::new(config(gcra));
     let rules = Rules::new(vec![gcra, daily], None).unwrap();
-    let two = Table::<Cell>::with_value_bytes(config(gcra), rules.value_bytes());
+    let two = Cells::new(config(gcra), &rules);
     let now = 1_000 * MS;
     // Store every key first, so that the counted calls update stored keys.
     for i in 0..KEYS {
         single.hit(key(&keys, i), now, 1, None);
-        two.apply(key(&keys, i), now, &MultiHit { rules: &rules, policies: None, cost: 1 });
+        two.hit(
+            key(&keys, i),
+            now,
+            &MultiHit {
+                rules: &rules,
+                policies: None,
+                cost: 1,
+            },
+        );
     }
     let counts = (
         ab_single(&single, &keys, now + 1),
@@ -87,7 +92,10 @@ fn main() {
     );
     assert_eq!(counts, (CALLS, CALLS, CALLS));
     // `ROUNDS=n`: also time the variants, alternated, and print the median ns per hit.
-    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(0);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
     if rounds > 0 {
         let time = |f: &dyn Fn() -> usize| {
             let started = std::time::Instant::now();

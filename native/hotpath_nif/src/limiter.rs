@@ -15,7 +15,7 @@ use crate::published::Published;
 use hotpath_core::clock;
 use hotpath_core::limiter::multi::MAX_POLICIES;
 use hotpath_core::limiter::{
-    Algorithm, Ban, BanOp, ByteKind, Cell, Config, Decision, KeyRef, MultiHit, OnFull, Operator,
+    Algorithm, Ban, BanOp, ByteKind, Cells, Config, Decision, KeyRef, MultiHit, OnFull, Operator,
     Outcome, Policy, Rules, Slot, Stats, SweepChunk, Table, Verdict, NS_PER_MS,
 };
 use rustler::types::binary::{Binary, OwnedBinary};
@@ -57,7 +57,7 @@ pub enum Tables {
 
 /// A limiter of several policies, or of one policy with bans.
 pub struct Multi {
-    table: Table<Cell>,
+    table: Cells,
     rules: Rules,
     /// The policies' names, in order (the atoms the answers carry), and whether answers are
     /// the plain 3-tuples of a single-policy limiter (one policy with bans).
@@ -687,14 +687,14 @@ fn limiter_new_multi(
         return Err(argument_error("a plain limiter has one policy"));
     }
     guard(|| {
-        let table = Table::with_value_bytes(
+        let table = Cells::new(
             Config {
                 policy: rules.policies()[0],
                 max_keys,
                 max_bytes,
                 on_full,
             },
-            rules.value_bytes(),
+            &rules,
         );
         Ok(ResourceArc::new(LimiterResource(Arc::new(Limiter {
             table: Tables::Multi(Multi {
@@ -801,7 +801,7 @@ fn multi_hit<'a>(
         policies,
         cost,
     };
-    let (outcome, work) = multi.table.apply(key, now, &op);
+    let (outcome, work) = multi.table.hit(key, now, &op);
     (encode_outcome(env, &multi.shape, &outcome, report), work)
 }
 
@@ -932,7 +932,7 @@ fn limiter_ban<'a>(
     };
     let has_ban = multi.rules.ban().is_some();
     let apply = |op: BanOp| {
-        let (done, work) = multi.table.apply(
+        let (done, work) = multi.table.operate(
             key.as_key(),
             now,
             &Operator {

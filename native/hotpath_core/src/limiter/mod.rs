@@ -1,7 +1,7 @@
 //! The rate limiter: algorithms, keys and the concurrent table.
 //!
 //! [`Table`] is what a named `Hotpath.RateLimiter` owns: a table of [`Slot`]s for a single
-//! policy, or of [`Cell`]s for several policies and bans ([`multi`]). Every call takes `now` in
+//! policy, or of cells for several policies and bans ([`multi::Cells`]). Every call takes `now` in
 //! nanoseconds on the caller's monotonic axis; the NIF layer reads a monotonic clock (or takes
 //! an injected time in tests), so nothing here reads a clock except the sweeper's budget.
 
@@ -12,5 +12,7 @@ pub mod table;
 
 pub use algorithm::{decide, Algorithm, Decision, Policy, Slot, NS_PER_MS};
 pub use key::{ByteKind, Key, KeyRef, Probe};
-pub use multi::{Ban, BanOp, BanState, Cell, MultiHit, Operator, Outcome, Rules, Verdict};
+pub use multi::{
+    Ban, BanOp, BanState, Cell, Cells, MultiHit, Operator, Outcome, Pair, Rules, Verdict,
+};
 pub use table::{Config, OnFull, Op, Stats, SweepChunk, Table, Value};

@@ -1,9 +1,9 @@
 //! Several policies decided at once, and escalating bans.
 //!
 //! A limiter with several named policies (or with a ban rule) keeps one table entry per key
-//! whose value is a [`Cell`]: one [`Slot`] per policy, in the limiter's order, followed by
-//! three slots of ban state when the limiter has a [`Ban`] rule (inline in the entry for up
-//! to two slots, else in a boxed slice). The table runs every
+//! whose value is a cell: one [`Slot`] per policy, in the limiter's order, followed by
+//! three slots of ban state when the limiter has a [`Ban`] rule: a [`Pair`] inline in the
+//! entry for up to two slots, else a boxed slice (see [`Cells`]). The table runs every
 //! operation on a cell under the key's shard lock (see [`super::table::Op`]), so a hit reads
 //! every policy's slot, decides each one and then writes all of them or none: a request is
 //! admitted only if every policy admits it, and a denial charges no policy.
@@ -16,13 +16,15 @@
 //! | `n + 1`   | end of the window counting denials (strikes)| strikes   |
 //! | `n + 2`   | when past offences are forgotten (`0`: none)| -         |
 //!
-//! A cell's expiry is the latest of its slots' (see `Value for Cell`): the sweeper removes a
+//! A cell's expiry is the latest of its slots' (see [`Cell`]): the sweeper removes a
 //! key only once every policy is fresh, its ban is over, its strikes are stale and its
 //! offences are forgotten.
 
 use super::algorithm::{decide, Decision, Policy, Slot, NS_PER_MS};
-use super::table::Op;
+use super::key::KeyRef;
+use super::table::{Config, Op, Stats, SweepChunk, Table, Value};
 use crate::error::{Error, Result};
+use std::time::Duration;
 
 /// The most policies one limiter holds.
 pub const MAX_POLICIES: usize = 8;
@@ -30,39 +32,139 @@ pub const MAX_POLICIES: usize = 8;
 /// Slots of ban state at the end of a cell.
 const BAN_SLOTS: usize = 3;
 
-/// Slots a [`Cell`] holds inline: two policies without bans, the common case, need no
-/// allocation and no second memory access.
+/// Slots a [`Pair`] holds: two policies without bans, the common case, need no allocation
+/// and no second memory access.
 pub const INLINE_SLOTS: usize = 2;
 
-/// What a table of several policies (or of bans) stores per key: one slot per policy, then
-/// the ban state; inline for up to [`INLINE_SLOTS`] slots, else in a boxed slice. It derefs
-/// to its slots (an inline cell of one policy has one unused slot, always fresh).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cell {
-    /// Up to [`INLINE_SLOTS`] slots, in the table entry itself.
-    Inline([Slot; INLINE_SLOTS]),
-    /// More slots (more policies, or a ban rule), allocated with the key.
-    Boxed(Box<[Slot]>),
+/// What a table of several policies (or of bans) stores per key: its slots, one per policy
+/// and then the ban state. Two kinds: a [`Pair`] (up to [`INLINE_SLOTS`] slots, in the table
+/// entry) and a boxed slice (more slots, allocated with the key).
+pub trait Cell: Value + std::ops::DerefMut<Target = [Slot]> {
+    /// A fresh cell of `len` slots (at most [`INLINE_SLOTS`] for a [`Pair`]).
+    fn fresh(len: usize) -> Self;
 }
 
-impl std::ops::Deref for Cell {
+/// A cell of up to [`INLINE_SLOTS`] slots, inline in its table entry (a cell of one policy
+/// has one unused slot, always fresh). Without an enum tag the entry is 48 bytes, where a
+/// cell that could hold either kind took 56.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pair([Slot; INLINE_SLOTS]);
+
+impl std::ops::Deref for Pair {
     type Target = [Slot];
     #[inline(always)]
     fn deref(&self) -> &[Slot] {
-        match self {
-            Cell::Inline(slots) => slots,
-            Cell::Boxed(slots) => slots,
-        }
+        &self.0
     }
 }
 
-impl std::ops::DerefMut for Cell {
+impl std::ops::DerefMut for Pair {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut [Slot] {
-        match self {
-            Cell::Inline(slots) => slots,
-            Cell::Boxed(slots) => slots,
+        &mut self.0
+    }
+}
+
+impl Value for Pair {
+    #[inline]
+    fn expires(&self) -> u64 {
+        self.0[0].expires.max(self.0[1].expires)
+    }
+}
+
+impl Cell for Pair {
+    fn fresh(len: usize) -> Pair {
+        debug_assert!(len <= INLINE_SLOTS);
+        Pair::default()
+    }
+}
+
+impl Value for Box<[Slot]> {
+    #[inline]
+    fn expires(&self) -> u64 {
+        self.iter().map(|s| s.expires).max().unwrap_or(0)
+    }
+}
+
+impl Cell for Box<[Slot]> {
+    fn fresh(len: usize) -> Box<[Slot]> {
+        vec![Slot::default(); len].into_boxed_slice()
+    }
+}
+
+/// The table of a limiter of several policies (or of bans): of [`Pair`]s when its cells fit
+/// inline, else of boxed slices. Each method runs on whichever it is.
+pub enum Cells {
+    /// Cells of up to [`INLINE_SLOTS`] slots.
+    Pair(Table<Pair>),
+    /// Larger cells.
+    Boxed(Table<Box<[Slot]>>),
+}
+
+/// Runs `$body` with `$t` bound to the table inside `$cells`.
+macro_rules! on_table {
+    ($cells:expr, $t:ident => $body:expr) => {
+        match $cells {
+            Cells::Pair($t) => $body,
+            Cells::Boxed($t) => $body,
         }
+    };
+}
+
+impl Cells {
+    /// A table for `rules`, configured by `config` (its `policy` is not used: cells carry
+    /// the rules' own).
+    pub fn new(config: Config, rules: &Rules) -> Cells {
+        match rules.value_bytes() {
+            0 => Cells::Pair(Table::with_value_bytes(config, 0)),
+            bytes => Cells::Boxed(Table::with_value_bytes(config, bytes)),
+        }
+    }
+
+    /// A hit of every policy (see [`MultiHit`]), and the table work it did.
+    #[inline]
+    pub fn hit(&self, key: KeyRef<'_>, now: u64, hit: &MultiHit<'_>) -> (Outcome, usize) {
+        on_table!(self, t => t.apply(key, now, hit))
+    }
+
+    /// An operator's operation (see [`Operator`]), and the table work it did.
+    pub fn operate(&self, key: KeyRef<'_>, now: u64, op: &Operator<'_>) -> (bool, usize) {
+        on_table!(self, t => t.apply(key, now, op))
+    }
+
+    /// Calls `f` with the stored slots of `key` (`None`: not stored), under its shard's lock.
+    pub fn read<R>(&self, key: KeyRef<'_>, f: impl FnOnce(Option<&[Slot]>) -> R) -> R {
+        on_table!(self, t => t.read(key, |cell| f(cell.map(|c| &c[..]))))
+    }
+
+    /// Forgets `key`. Returns whether it was stored.
+    pub fn reset(&self, key: KeyRef<'_>) -> bool {
+        on_table!(self, t => t.reset(key))
+    }
+
+    /// Removes every key.
+    pub fn clear(&self) {
+        on_table!(self, t => t.clear())
+    }
+
+    /// See [`Table::stats`].
+    pub fn stats(&self) -> Stats {
+        on_table!(self, t => t.stats())
+    }
+
+    /// Keys stored.
+    pub fn len(&self) -> usize {
+        on_table!(self, t => t.len())
+    }
+
+    /// True when no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// See [`Table::sweep`].
+    pub fn sweep(&self, from: usize, now: u64, budget: Duration) -> SweepChunk {
+        on_table!(self, t => t.sweep(from, now, budget))
     }
 }
 
@@ -300,7 +402,9 @@ impl Outcome {
 enum Commit {
     Nothing,
     /// The charged slots, whose latest expiry is `expires`.
-    Charge { expires: u64 },
+    Charge {
+        expires: u64,
+    },
     Ban(BanState),
 }
 
@@ -339,16 +443,9 @@ impl Rules {
         }
     }
 
-    fn new_cell(&self) -> Cell {
-        match self.cell_len() {
-            len if len <= INLINE_SLOTS => Cell::Inline([Slot::default(); INLINE_SLOTS]),
-            len => Cell::Boxed(vec![Slot::default(); len].into_boxed_slice()),
-        }
-    }
-
     /// The ban state of a stored cell at `now` (default without a ban rule or a cell).
     #[inline]
-    pub fn ban_state(&self, cell: Option<&Cell>, now: u64) -> BanState {
+    pub fn ban_state(&self, cell: Option<&[Slot]>, now: u64) -> BanState {
         match (cell, self.ban) {
             (Some(cell), Some(_)) => BanState::read(&cell[self.policies.len()..], now),
             _ => BanState::default(),
@@ -360,7 +457,7 @@ impl Rules {
     #[inline(always)]
     fn evaluate(
         &self,
-        cell: Option<&Cell>,
+        cell: Option<&[Slot]>,
         now: u64,
         cost: u64,
         policies: &[Policy],
@@ -468,7 +565,7 @@ impl Rules {
     /// refused for the ban's time), charging nothing.
     pub fn peek_policy(
         &self,
-        cell: Option<&Cell>,
+        cell: Option<&[Slot]>,
         now: u64,
         cost: u64,
         index: usize,
@@ -489,7 +586,7 @@ impl Rules {
     /// The decision of a hit, without charging anything.
     pub fn peek(
         &self,
-        cell: Option<&Cell>,
+        cell: Option<&[Slot]>,
         now: u64,
         cost: u64,
         policies: Option<&[Policy]>,
@@ -505,7 +602,7 @@ impl Rules {
     }
 
     #[inline(always)]
-    fn commit(&self, cell: &mut Cell, commit: Commit, charged: &[Slot; MAX_POLICIES]) {
+    fn commit(&self, cell: &mut [Slot], commit: Commit, charged: &[Slot; MAX_POLICIES]) {
         match commit {
             Commit::Nothing => {}
             Commit::Charge { .. } => {
@@ -517,7 +614,7 @@ impl Rules {
     }
 }
 
-/// A hit of every policy at once: the operation of a limiter with a [`Cell`] table.
+/// A hit of every policy at once: the operation of a limiter with a [`Cells`] table.
 pub struct MultiHit<'r> {
     /// The limiter's rules.
     pub rules: &'r Rules,
@@ -527,16 +624,16 @@ pub struct MultiHit<'r> {
     pub cost: u64,
 }
 
-impl Op<Cell> for MultiHit<'_> {
+impl<C: Cell> Op<C> for MultiHit<'_> {
     type Out = Outcome;
 
     #[inline(always)]
-    fn stored(&self, cell: &mut Cell, now: u64) -> (Outcome, Option<u64>) {
+    fn stored(&self, cell: &mut C, now: u64) -> (Outcome, Option<u64>) {
         let policies = self.policies.unwrap_or(&self.rules.policies);
         let mut charged = [Slot::default(); MAX_POLICIES];
         let (outcome, commit) =
             self.rules
-                .evaluate(Some(cell), now, self.cost, policies, &mut charged);
+                .evaluate(Some(&cell[..]), now, self.cost, policies, &mut charged);
         match commit {
             Commit::Nothing => (outcome, None),
             // The charged slots' latest expiry is at most the cell's: a lower bound is all
@@ -547,13 +644,13 @@ impl Op<Cell> for MultiHit<'_> {
             }
             commit => {
                 self.rules.commit(cell, commit, &charged);
-                (outcome, Some(super::table::Value::expires(cell)))
+                (outcome, Some(cell.expires()))
             }
         }
     }
 
     #[inline]
-    fn fresh(&self, now: u64) -> (Outcome, Option<Cell>) {
+    fn fresh(&self, now: u64) -> (Outcome, Option<C>) {
         let policies = self.policies.unwrap_or(&self.rules.policies);
         let mut charged = [Slot::default(); MAX_POLICIES];
         let (outcome, commit) = self
@@ -562,7 +659,7 @@ impl Op<Cell> for MultiHit<'_> {
         match commit {
             Commit::Nothing => (outcome, None),
             commit => {
-                let mut cell = self.rules.new_cell();
+                let mut cell = C::fresh(self.rules.cell_len());
                 self.rules.commit(&mut cell, commit, &charged);
                 (outcome, Some(cell))
             }
@@ -581,7 +678,7 @@ impl Op<Cell> for MultiHit<'_> {
     }
 }
 
-/// An operator's operation on one key of a [`Cell`] table.
+/// An operator's operation on one key of a [`Cells`] table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BanOp {
     /// Bans the key for this many nanoseconds from now (replacing a ban in force); its
@@ -603,7 +700,7 @@ pub struct Operator<'r> {
 }
 
 impl Operator<'_> {
-    fn apply(&self, cell: &mut Cell, now: u64) -> bool {
+    fn apply(&self, cell: &mut [Slot], now: u64) -> bool {
         let n = self.rules.policies.len();
         match self.op {
             BanOp::Ban(length) => {
@@ -628,18 +725,18 @@ impl Operator<'_> {
     }
 }
 
-impl Op<Cell> for Operator<'_> {
+impl<C: Cell> Op<C> for Operator<'_> {
     type Out = bool;
 
-    fn stored(&self, cell: &mut Cell, now: u64) -> (bool, Option<u64>) {
+    fn stored(&self, cell: &mut C, now: u64) -> (bool, Option<u64>) {
         let changed = self.apply(cell, now);
-        (changed, Some(super::table::Value::expires(cell)))
+        (changed, Some(cell.expires()))
     }
 
-    fn fresh(&self, now: u64) -> (bool, Option<Cell>) {
+    fn fresh(&self, now: u64) -> (bool, Option<C>) {
         match self.op {
             BanOp::Ban(_) => {
-                let mut cell = self.rules.new_cell();
+                let mut cell = C::fresh(self.rules.cell_len());
                 self.apply(&mut cell, now);
                 (true, Some(cell))
             }
@@ -656,7 +753,7 @@ impl Op<Cell> for Operator<'_> {
 mod tests {
     use super::super::algorithm::Algorithm;
     use super::super::key::{ByteKind, KeyRef};
-    use super::super::table::{Config, OnFull, Table};
+    use super::super::table::{Config, OnFull};
     use super::*;
     use std::sync::Arc;
 
@@ -666,15 +763,15 @@ mod tests {
         Policy::new(algorithm, limit, period_ms, None).unwrap()
     }
 
-    fn table(rules: &Rules, max_keys: usize) -> Table<Cell> {
-        Table::with_value_bytes(
+    fn table(rules: &Rules, max_keys: usize) -> Cells {
+        Cells::new(
             Config {
                 policy: rules.policies()[0],
                 max_keys,
                 max_bytes: usize::MAX,
                 on_full: OnFull::Deny,
             },
-            rules.value_bytes(),
+            rules,
         )
     }
 
@@ -682,8 +779,8 @@ mod tests {
         KeyRef::Bytes(ByteKind::Binary, s.as_bytes())
     }
 
-    fn hit(t: &Table<Cell>, rules: &Rules, k: &str, now_ms: u64, cost: u64) -> Outcome {
-        t.apply(
+    fn hit(t: &Cells, rules: &Rules, k: &str, now_ms: u64, cost: u64) -> Outcome {
+        t.hit(
             key(k),
             now_ms * MS,
             &MultiHit {
@@ -839,16 +936,16 @@ mod tests {
         .unwrap();
         let t = table(&rules, 100);
         let op = |op| Operator { rules: &rules, op };
-        assert!(t.apply(key("k"), 0, &op(BanOp::Ban(5000 * MS))).0);
+        assert!(t.operate(key("k"), 0, &op(BanOp::Ban(5000 * MS))).0);
         assert_eq!(
             hit(&t, &rules, "k", 1000, 1).verdict,
             Verdict::Banned { left: 4000 * MS }
         );
-        assert!(t.apply(key("k"), 1000 * MS, &op(BanOp::Unban)).0);
-        assert!(!t.apply(key("k"), 1000 * MS, &op(BanOp::Unban)).0);
+        assert!(t.operate(key("k"), 1000 * MS, &op(BanOp::Unban)).0);
+        assert!(!t.operate(key("k"), 1000 * MS, &op(BanOp::Unban)).0);
         assert!(hit(&t, &rules, "k", 1000, 2).allowed());
         assert_eq!(hit(&t, &rules, "k", 1000, 1).verdict, Verdict::Denied);
-        assert!(t.apply(key("k"), 1000 * MS, &op(BanOp::ResetPolicy(0))).0);
+        assert!(t.operate(key("k"), 1000 * MS, &op(BanOp::ResetPolicy(0))).0);
         let o = hit(&t, &rules, "k", 1000, 1);
         assert!(o.allowed());
         // The second policy kept its count: 2 + 1 of 10.
@@ -864,10 +961,13 @@ mod tests {
             hit(&t, &rules, "k", 1000, 1);
         }
         assert!(!rules
-            .ban_state(t.read(key("k"), |c| c.cloned()).as_ref(), 1000 * MS)
+            .ban_state(
+                t.read(key("k"), |c| c.map(<[Slot]>::to_vec)).as_deref(),
+                1000 * MS
+            )
             .banned(1000 * MS));
         // A ban is stored for a key never seen.
-        assert!(t.apply(key("new"), 0, &op(BanOp::Ban(MS))).0);
+        assert!(t.operate(key("new"), 0, &op(BanOp::Ban(MS))).0);
         assert_eq!(t.len(), 2);
     }
 
@@ -903,17 +1003,13 @@ mod tests {
         assert_eq!(t.len(), 16);
         assert!(t.stats().memory_bytes > 16 * 32);
         // One policy and a ban: boxed; two policies: inline.
-        assert!(matches!(
-            t.read(key("k0"), |c| c.cloned()),
-            Some(Cell::Boxed(_))
-        ));
+        assert!(matches!(t, Cells::Boxed(_)));
+        assert_eq!(t.read(key("k0"), |c| c.map(<[Slot]>::len)), Some(4));
         let two = Rules::new(vec![p(Algorithm::Gcra, 1, 1000); 2], None).unwrap();
         assert_eq!(two.value_bytes(), 0);
         let t = table(&two, 16);
         assert!(hit(&t, &two, "k", 0, 1).allowed());
-        assert!(matches!(
-            t.read(key("k"), |c| c.cloned()),
-            Some(Cell::Inline(_))
-        ));
+        assert!(matches!(t, Cells::Pair(_)));
+        assert_eq!(t.read(key("k"), |c| c.map(<[Slot]>::len)), Some(2));
     }
 }

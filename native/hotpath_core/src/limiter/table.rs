@@ -9,7 +9,6 @@
 
 use super::algorithm::{decide, Decision, Policy, Slot};
 use super::key::{Key, KeyRef, Probe};
-use super::multi::Cell;
 use hashbrown::HashTable;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -39,8 +38,8 @@ pub struct Config {
     pub on_full: OnFull,
 }
 
-/// What a table stores per key: one [`Slot`] (a single policy), or a [`Cell`] (several
-/// policies and a ban record, see [`super::multi`]).
+/// What a table stores per key: one [`Slot`] (a single policy), or a cell (several policies
+/// and a ban record, see [`super::multi::Cell`]).
 pub trait Value: Send {
     /// From this instant on the value behaves exactly like an absent key: the sweeper
     /// removes it.
@@ -51,13 +50,6 @@ impl Value for Slot {
     #[inline(always)]
     fn expires(&self) -> u64 {
         self.expires
-    }
-}
-
-impl Value for Cell {
-    #[inline]
-    fn expires(&self) -> u64 {
-        self.iter().map(|s| s.expires).max().unwrap_or(0)
     }
 }
 
@@ -181,7 +173,8 @@ pub struct Stats {
     pub shards: usize,
 }
 
-/// A concurrent table of limiter values: [`Slot`]s (the default) or [`Cell`]s.
+/// A concurrent table of limiter values: [`Slot`]s (the default) or cells
+/// ([`super::multi::Cell`]).
 pub struct Table<V = Slot> {
     shards: Box<[Shard<V>]>,
     shard_mask: usize,
@@ -649,6 +642,7 @@ mod tests {
     use super::super::algorithm::{Algorithm, NS_PER_MS};
     use super::super::key::ByteKind;
     use super::*;
+    use crate::limiter::multi::Pair;
     use std::sync::Arc;
 
     fn table(algorithm: Algorithm, limit: u64, max_keys: usize, on_full: OnFull) -> Table {
@@ -667,8 +661,9 @@ mod tests {
     #[test]
     fn entries_are_32_bytes() {
         assert_eq!(std::mem::size_of::<Entry<Slot>>(), 32);
-        // Two slots inline, or a boxed slice, and the tag.
-        assert_eq!(std::mem::size_of::<Entry<Cell>>(), 56);
+        // Two slots inline, with no tag; larger cells are a boxed slice.
+        assert_eq!(std::mem::size_of::<Entry<Pair>>(), 48);
+        assert_eq!(std::mem::size_of::<Entry<Box<[Slot]>>>(), 32);
     }
 
     #[test]
