@@ -19,7 +19,12 @@ defmodule Hotpath.RateLimiter.LiveView do
   counts every event (or those of `:events`) against the key; an event over the limit is
   halted before the LiveView sees it, and by default the socket gets an `:error` flash and
   no other change (`on_deny:` for your own function). With `:mount_limiter`, a connected
-  mount over its limit is halted with a redirect (static renders are not counted).
+  mount over its limit is halted with a redirect (static renders are not counted). Two
+  hooks with different `:id`s can limit one view twice:
+
+      on_mount {Hotpath.RateLimiter.LiveView, limiter: MyApp.EventLimiter}
+      on_mount {Hotpath.RateLimiter.LiveView,
+                id: :send_limit, limiter: MyApp.SendLimiter, events: ["send"]}
 
   ## Options
 
@@ -52,9 +57,7 @@ defmodule Hotpath.RateLimiter.LiveView do
 
       :cont ->
         {:cont,
-         Phoenix.LiveView.attach_hook(socket, :hotpath_rate_limit, :handle_event, fn event,
-                                                                                     params,
-                                                                                     socket ->
+         Phoenix.LiveView.attach_hook(socket, config.id, :handle_event, fn event, params, socket ->
            handle_event(config, key, event, params, socket)
          end)}
     end

@@ -143,6 +143,7 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
             {[limiter: :l, mount_limiter: "m"], ~r/:mount_limiter must be/},
             {[limiter: :l, mount_redirect: :home], ~r/:mount_redirect must be/},
             {[limiter: :l, colour: :red], ~r/unknown options \[:colour\]/},
+            {[limiter: :l, id: "hook"], ~r/:id must be/},
             {:not_a_list, ~r/options must be a keyword list/}
           ] do
         assert_raise ArgumentError, message, fn -> Hook.new!(opts) end
@@ -162,6 +163,29 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
       assert {:halt, halted} = hook.("inc", %{}, socket)
       assert halted.assigns.flash["error"] =~ "too often"
       assert halted.assigns.n == 0
+    end
+
+    test "two hooks with their own ids limit one view twice" do
+      all = limiter!(limit: 3, period: 600_000)
+      send = limiter!(limit: 1, period: 600_000)
+      session = %{"user_id" => 5}
+      assert {:cont, socket} = LiveView.on_mount([limiter: all], %{}, session, socket(%{n: 0}))
+      opts = [limiter: send, id: :send_limit, events: ["send"]]
+      assert {:cont, socket} = LiveView.on_mount(opts, %{}, session, socket)
+      %{hotpath_rate_limit: every, send_limit: sends} = socket.hooks
+      # As LiveView runs a chain of hooks: a halt stops it.
+      run = fn event ->
+        Enum.reduce_while([every, sends], {:cont, socket}, fn hook, {:cont, socket} ->
+          case hook.(event, %{}, socket) do
+            {:cont, socket} -> {:cont, {:cont, socket}}
+            halt -> {:halt, halt}
+          end
+        end)
+      end
+      assert {:cont, _} = run.("send")
+      assert {:halt, _} = run.("send")
+      assert {:cont, _} = run.("other")
+      assert {:halt, _} = run.("other")
     end
 
     test "a connected mount over the limit is halted with a redirect" do

@@ -61,6 +61,14 @@ defmodule Hotpath.RateLimiter.LiveView.Hook do
       type: :string,
       default: "/",
       doc: "Where a refused connected mount is redirected"
+    ],
+    id: [
+      type: :atom,
+      default: :hotpath_rate_limit,
+      doc:
+        "The name of the `handle_event` hook: give each a name of its own to attach more " <>
+          "than one to a view (say, every event against one limiter and `\"send\"` against a " <>
+          "stricter one)"
     ]
   ]
 
@@ -74,7 +82,8 @@ defmodule Hotpath.RateLimiter.LiveView.Hook do
     on_deny: :flash,
     message: nil,
     mount_limiter: nil,
-    mount_redirect: "/"
+    mount_redirect: "/",
+    id: :hotpath_rate_limit
   ]
 
   @type t :: %__MODULE__{}
