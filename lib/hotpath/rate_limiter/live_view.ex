@@ -57,7 +57,9 @@ defmodule Hotpath.RateLimiter.LiveView do
 
       :cont ->
         {:cont,
-         Phoenix.LiveView.attach_hook(socket, config.id, :handle_event, fn event, params, socket ->
+         Phoenix.LiveView.attach_hook(socket, config.id, :handle_event, fn event,
+                                                                           params,
+                                                                           socket ->
            handle_event(config, key, event, params, socket)
          end)}
     end

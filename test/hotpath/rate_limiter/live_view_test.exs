@@ -182,6 +182,7 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
           end
         end)
       end
+
       assert {:cont, _} = run.("send")
       assert {:halt, _} = run.("send")
       assert {:cont, _} = run.("other")
