@@ -56,12 +56,8 @@ defmodule Hotpath.RateLimiter.LiveView do
         {:halt, Phoenix.LiveView.redirect(socket, to: to)}
 
       :cont ->
-        {:cont,
-         Phoenix.LiveView.attach_hook(socket, config.id, :handle_event, fn event,
-                                                                           params,
-                                                                           socket ->
-           handle_event(config, key, event, params, socket)
-         end)}
+        hook = fn event, params, socket -> handle_event(config, key, event, params, socket) end
+        {:cont, Phoenix.LiveView.attach_hook(socket, config.id, :handle_event, hook)}
     end
   end
 
