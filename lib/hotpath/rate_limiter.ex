@@ -237,9 +237,12 @@ defmodule Hotpath.RateLimiter do
   `prevent_overlapping_partitions`, the default since OTP 25) then cuts further connections
   until the partitions are disjoint. Each partition decides alone, with one owner per key, so
   while it lasts a key is admitted up to one capacity per partition (the bound above, one
-  owner change per partition). When the connections come back (`Node.connect/1`, or Erlang's
-  automatic reconnection on the next message), the groups merge and every key returns to
-  its owner, whose table kept its count.
+  owner change per partition). The limiter itself never sets up a connection: it calls only
+  connected nodes, so an owner still in this node's view for the instant after its connection
+  dropped gets the fallback (reason `:noconnection`) and is not connected again. When the
+  connections come back (`Node.connect/1`, or Erlang's automatic reconnection on the next
+  message some other code sends), the groups merge and every key returns to its owner, whose
+  table kept its count.
 
   **Per node.** `info/1`, `now/1` and `sweep/2` act on this node's table (`info/1`'s `:keys`
   counts the keys decided here); `now:` is read on the clock of the node that decides;
@@ -461,8 +464,8 @@ defmodule Hotpath.RateLimiter do
   clock.
 
   For a cluster limiter, the key is forgotten on every member (this node first, then the
-  others, waiting for them at most `:cluster_timeout`; members that do not answer in time
-  keep the key).
+  others, waiting for them at most `:cluster_timeout`; members that do not answer in time,
+  or are no longer connected, keep the key).
   """
   @spec reset(name(), term(), policy: atom(), now: non_neg_integer()) :: :ok
   def reset(limiter, key, opts \\ [])

@@ -116,7 +116,10 @@ defmodule Hotpath.ClusterCase do
     :exit, _ -> :ok
   end
 
-  @doc "Connects every peer to this node and to each other, and waits until they all see it."
+  @doc """
+  Connects every peer to this node and to each other, and waits until they all see it and
+  OTP's `global` is done with the new connections (`await_global/1`).
+  """
   def connect_all(peers) do
     nodes = [node() | Enum.map(peers, & &1.node)]
 
@@ -128,6 +131,26 @@ defmodule Hotpath.ClusterCase do
       Enum.all?(peers, fn %{pid: pid, node: n} ->
         MapSet.new(:peer.call(pid, :erlang, :nodes, [])) == MapSet.new(nodes -- [n])
       end)
+    end)
+
+    await_global(peers)
+  end
+
+  @doc """
+  Waits until OTP's `global` is idle on this node and on every peer: synced with every node it
+  knows (`:global.sync/0`) and holding no lock. After a new connection `global` locks the
+  nodes of both sides, exchanges its names and then releases the lock with a `gen_server`
+  call to each of those nodes: a connection cut before that is set up again by the call (an
+  auto-connect), which undoes the cut a few milliseconds later. Call it before cutting a
+  connection on purpose. Runs over the peers' control channels (works while cut off).
+  """
+  def await_global(peers) do
+    idle? = fn run ->
+      run.(:global, :sync, []) == :ok and run.(:ets, :info, [:global_locks, :size]) == 0
+    end
+
+    eventually(fn ->
+      idle?.(&apply/3) and Enum.all?(peers, fn peer -> idle?.(&on(peer, &1, &2, &3)) end)
     end)
   end
 

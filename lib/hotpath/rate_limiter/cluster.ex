@@ -272,7 +272,17 @@ defmodule Hotpath.RateLimiter.Cluster do
     end
   end
 
+  # Only a connected owner is called. The view lags a lost connection (until the member
+  # hears of it from `:pg`), and an `:erpc` call to a node that is not connected connects it
+  # again: it would undo a `Node.disconnect/1`, or a cut made by `global` to keep partitions
+  # disjoint, so the partitions would merge back.
   defp remote(c, owner, op, key, cost, opts) do
+    if owner in Node.list(),
+      do: call_owner(c, owner, op, key, cost, opts),
+      else: fallback(c, owner, :noconnection, op, key, cost, opts)
+  end
+
+  defp call_owner(c, owner, op, key, cost, opts) do
     :erpc.call(owner, __MODULE__, :decide_as_owner, [c.name, op, key, cost, opts], c.timeout)
   catch
     # A bad key is refused by the owner as it would be here: raise it in the caller.
@@ -376,12 +386,14 @@ defmodule Hotpath.RateLimiter.Cluster do
   @doc """
   `reset/2` (`args` `[key]`) or `reset_all/1` (`args` `[]`) of a cluster limiter: on this
   node's table first (so bad arguments raise here), then on every other member, waiting at
-  most the cluster timeout for them. Members that do not answer are skipped.
+  most the cluster timeout for them. Members that do not answer, or are no longer connected
+  (not called, as in `remote/6`), are skipped.
   """
   def reset(%__MODULE__{} = c, args) do
     :ok = apply(RateLimiter, reset_fun(args), [c.local | args])
+    connected = Node.list()
 
-    case for {node, _hash} <- c.members, node != c.self, do: node do
+    case for {node, _hash} <- c.members, node != c.self, node in connected, do: node do
       [] -> :ok
       others -> _ = :erpc.multicall(others, __MODULE__, :reset_here, [c.name, args], c.timeout)
     end

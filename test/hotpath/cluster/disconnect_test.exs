@@ -31,6 +31,10 @@ defmodule Hotpath.Cluster.DisconnectTest do
     key = Enum.find(1..10_000, &(RateLimiter.node_for(l, &1) == cut.node))
     for _ <- 1..3, do: assert({:allow, _, _} = RateLimiter.hit(l, key))
 
+    # global must be idle first: a lock it still holds from setting up the connections is
+    # released with a call to every node it locked, the cut one included, and that call
+    # connects the cut node again (the partitions then merge back into one).
+    await_global(peers)
     true = Node.disconnect(cut.node)
 
     # Peers are driven over their standard I/O from now on: a distribution call would
@@ -81,5 +85,54 @@ defmodule Hotpath.Cluster.DisconnectTest do
     assert RateLimiter.node_for(l, key) == cut.node
     assert {:deny, _, reset_after} = RateLimiter.hit(l, key)
     assert reset_after > 0
+  end
+
+  test "a member of a stale view that is no longer connected is not called (nor reconnected)" do
+    [peer] = start_peers(1)
+    l = :"stale_view_limiter_#{System.unique_integer([:positive])}"
+
+    spec =
+      {RateLimiter,
+       name: l,
+       limit: 5,
+       period: 8_640_000_000,
+       cluster: :owner,
+       cluster_fallback: :deny,
+       cluster_timeout: 10_000}
+
+    Enum.each([node(), peer.node], &start_on(&1, spec))
+    await_members(l, [node(), peer.node], [node(), peer.node])
+    key = Enum.find(1..10_000, &(RateLimiter.node_for(l, &1) == peer.node))
+    assert {:allow, 4, _} = RateLimiter.hit(l, key)
+
+    # The member process keeps this node's view: suspended, it cannot learn that the peer
+    # left, as in the moment between a disconnect and the view's update.
+    await_global([peer])
+    :ok = :sys.suspend(l)
+
+    try do
+      true = Node.disconnect(peer.node)
+      assert RateLimiter.node_for(l, key) == peer.node
+
+      # The owner is not connected: the fallback answers (no :erpc call, which would connect
+      # the node again), with the reason :noconnection; reset skips it.
+      test = self()
+      event = [:hotpath, :rate_limiter, :cluster_fallback]
+      id = {__MODULE__, make_ref()}
+      :ok = Hotpath.FakeTelemetry.attach(id, event, &send(test, {&1, &2, &3, &4}), nil)
+      on_exit(fn -> Hotpath.FakeTelemetry.detach(id) end)
+      assert RateLimiter.hit(l, key) == {:deny, 10_000, 0}
+      assert_received {^event, %{count: 1}, %{limiter: ^l, owner: owner, reason: reason}, nil}
+      assert {owner, reason} == {peer.node, :noconnection}
+      assert :ok = RateLimiter.reset(l, key)
+      assert Node.list() == []
+      assert on(peer, Node, :list, []) == []
+    after
+      :ok = :sys.resume(l)
+    end
+
+    await_members(l, [node()], [node()])
+    assert RateLimiter.node_for(l, key) == node()
+    assert Node.list() == []
   end
 end
