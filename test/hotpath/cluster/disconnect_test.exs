@@ -16,15 +16,7 @@ defmodule Hotpath.Cluster.DisconnectTest do
     [a, cut] = peers = start_peers(2)
     nodes = [node(), a.node, cut.node]
     l = :"disconnect_limiter_#{System.unique_integer([:positive])}"
-
-    spec =
-      {RateLimiter,
-       name: l,
-       limit: 5,
-       period: 8_640_000_000,
-       cluster: :owner,
-       cluster_fallback: :deny,
-       cluster_timeout: 10_000}
+    spec = spec(l)
 
     Enum.each(nodes, &start_on(&1, spec))
     await_members(l, nodes, nodes)
@@ -90,15 +82,7 @@ defmodule Hotpath.Cluster.DisconnectTest do
   test "a member of a stale view that is no longer connected is not called (nor reconnected)" do
     [peer] = start_peers(1)
     l = :"stale_view_limiter_#{System.unique_integer([:positive])}"
-
-    spec =
-      {RateLimiter,
-       name: l,
-       limit: 5,
-       period: 8_640_000_000,
-       cluster: :owner,
-       cluster_fallback: :deny,
-       cluster_timeout: 10_000}
+    spec = spec(l)
 
     Enum.each([node(), peer.node], &start_on(&1, spec))
     await_members(l, [node(), peer.node], [node(), peer.node])
@@ -134,5 +118,16 @@ defmodule Hotpath.Cluster.DisconnectTest do
     await_members(l, [node()], [node()])
     assert RateLimiter.node_for(l, key) == node()
     assert Node.list() == []
+  end
+
+  # A cluster limiter of 5 per 100 days whose fallback denies.
+  defp spec(name) do
+    {RateLimiter,
+     name: name,
+     limit: 5,
+     period: 8_640_000_000,
+     cluster: :owner,
+     cluster_fallback: :deny,
+     cluster_timeout: 10_000}
   end
 end
