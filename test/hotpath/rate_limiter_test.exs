@@ -1,8 +1,8 @@
 defmodule Hotpath.RateLimiterTest do
   use ExUnit.Case, async: true
 
-  import Hotpath.Test.Eventually
   alias Hotpath.RateLimiter
+  alias Hotpath.Test.OwnerCrash
 
   doctest Hotpath.RateLimiter
 
@@ -416,31 +416,11 @@ defmodule Hotpath.RateLimiterTest do
       name = :"crash_#{System.unique_integer([:positive])}"
       opts = [name: name, limit: 5_000, period: 3_600_000, sweep_every: 1]
 
-      sup =
-        start_supervised!(%{
-          id: :limiter_sup,
-          type: :supervisor,
-          start:
-            {Supervisor, :start_link,
-             [[{RateLimiter, opts}], [strategy: :one_for_one, max_restarts: 10]]}
-        })
+      {admitted, owner, sup} =
+        OwnerCrash.hit_through_crashes(opts, 3_000, fn ->
+          match?({:allow, _, _}, RateLimiter.hit(name, "k"))
+        end)
 
-      owner = Process.whereis(name)
-
-      hitters =
-        for _ <- 1..4 do
-          Task.async(fn ->
-            Enum.count(1..3_000, fn _ -> match?({:allow, _, _}, RateLimiter.hit(name, "k")) end)
-          end)
-        end
-
-      for _ <- 1..3 do
-        killed = Process.whereis(name)
-        Process.exit(killed, :kill)
-        eventually(fn -> (pid = Process.whereis(name)) && pid != killed end)
-      end
-
-      admitted = hitters |> Enum.map(&Task.await/1) |> Enum.sum()
       assert Process.whereis(name) != owner
       assert admitted == 5_000
       assert %{active: 1} = Supervisor.count_children(sup)

@@ -24,6 +24,17 @@ defmodule Hotpath.FakeTelemetry do
     end
   end
 
+  @doc """
+  Sends `{tag, measurements, metadata}` to the calling process for every `event`, from the
+  end of this call to the end of the test.
+  """
+  def forward(event, tag) do
+    test = self()
+    id = {__MODULE__, make_ref()}
+    :ok = attach(id, event, fn _event, m, metadata, _ -> send(test, {tag, m, metadata}) end, nil)
+    ExUnit.Callbacks.on_exit(fn -> detach(id) end)
+  end
+
   def detach(id) do
     start()
 

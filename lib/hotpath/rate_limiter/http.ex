@@ -508,14 +508,5 @@ defmodule Hotpath.RateLimiter.HTTP do
 
   defp cost(%Config{cost: cost}, _request) when is_integer(cost), do: cost
 
-  defp cost(%Config{cost: fun}, request) do
-    case fun.(request) do
-      n when is_integer(n) and n > 0 ->
-        n
-
-      other ->
-        raise ArgumentError,
-              "the :cost function must return a positive integer, got: #{inspect(other)}"
-    end
-  end
+  defp cost(%Config{cost: fun}, request), do: Hotpath.RateLimiter.Options.cost!(fun.(request))
 end

@@ -368,4 +368,14 @@ defmodule Hotpath.RateLimiter.Options do
   @doc false
   def backoff(n) when is_number(n) and n >= 1 and n <= 1000, do: {:ok, n}
   def backoff(_other), do: :error
+
+  @doc false
+  # What a `:cost` function of the Plug or the LiveView hook returned: a positive integer,
+  # else an ArgumentError in the caller.
+  def cost!(n) when is_integer(n) and n > 0, do: n
+
+  def cost!(other) do
+    raise ArgumentError,
+          "the :cost function must return a positive integer, got: #{inspect(other)}"
+  end
 end

@@ -18,17 +18,7 @@ defmodule Hotpath.RateLimiter.BanTest do
 
   setup do
     Hotpath.Telemetry.put_module(Hotpath.FakeTelemetry)
-    test = self()
-    id = {__MODULE__, make_ref()}
-
-    Hotpath.FakeTelemetry.attach(
-      id,
-      [:hotpath, :rate_limiter, :ban],
-      fn _event, measurements, metadata, _ -> send(test, {:ban, measurements, metadata}) end,
-      nil
-    )
-
-    on_exit(fn -> Hotpath.FakeTelemetry.detach(id) end)
+    Hotpath.FakeTelemetry.forward([:hotpath, :rate_limiter, :ban], :ban)
   end
 
   describe "automatic bans" do

@@ -2,8 +2,8 @@ defmodule Hotpath.RateLimiter.PoliciesTest do
   # Limiters of several named policies: one atomic decision over all of them.
   use ExUnit.Case, async: true
 
-  import Hotpath.Test.Eventually
   alias Hotpath.RateLimiter
+  alias Hotpath.Test.OwnerCrash
 
   @algorithms [:gcra, :token_bucket, :fixed_window, :sliding_window]
   # A period no test outlives: nothing refills while a test runs (100 days).
@@ -201,33 +201,11 @@ defmodule Hotpath.RateLimiter.PoliciesTest do
         ]
       ]
 
-      sup =
-        start_supervised!(%{
-          id: :limiter_sup,
-          type: :supervisor,
-          start:
-            {Supervisor, :start_link,
-             [[{RateLimiter, opts}], [strategy: :one_for_one, max_restarts: 10]]}
-        })
+      {admitted, owner, sup} =
+        OwnerCrash.hit_through_crashes(opts, 1_500, fn ->
+          match?({:allow, _, _, _}, RateLimiter.hit(name, "k"))
+        end)
 
-      owner = Process.whereis(name)
-
-      hitters =
-        for _ <- 1..4 do
-          Task.async(fn ->
-            Enum.count(1..1_500, fn _ ->
-              match?({:allow, _, _, _}, RateLimiter.hit(name, "k"))
-            end)
-          end)
-        end
-
-      for _ <- 1..3 do
-        killed = Process.whereis(name)
-        Process.exit(killed, :kill)
-        eventually(fn -> (pid = Process.whereis(name)) && pid != killed end)
-      end
-
-      admitted = hitters |> Enum.map(&Task.await/1) |> Enum.sum()
       assert Process.whereis(name) != owner
       assert admitted == 2_000
       assert {:allow, 2_999, _} = RateLimiter.peek(name, "k", 1, policy: :loose)
@@ -251,17 +229,7 @@ defmodule Hotpath.RateLimiter.PoliciesTest do
   describe "telemetry" do
     setup do
       Hotpath.Telemetry.put_module(Hotpath.FakeTelemetry)
-      test = self()
-      id = {__MODULE__, make_ref()}
-
-      Hotpath.FakeTelemetry.attach(
-        id,
-        [:hotpath, :rate_limiter, :deny],
-        fn _event, measurements, metadata, _ -> send(test, {:deny, measurements, metadata}) end,
-        nil
-      )
-
-      on_exit(fn -> Hotpath.FakeTelemetry.detach(id) end)
+      Hotpath.FakeTelemetry.forward([:hotpath, :rate_limiter, :deny], :deny)
     end
 
     test "deny events name the violated policies" do

@@ -178,16 +178,8 @@ defmodule Hotpath.RateLimiter.LiveView.Hook do
 
   defp cost(%__MODULE__{cost: cost}, _event, _params) when is_integer(cost), do: cost
 
-  defp cost(%__MODULE__{cost: fun}, event, params) do
-    case fun.(event, params) do
-      n when is_integer(n) and n > 0 ->
-        n
-
-      other ->
-        raise ArgumentError,
-              "the :cost function must return a positive integer, got: #{inspect(other)}"
-    end
-  end
+  defp cost(%__MODULE__{cost: fun}, event, params),
+    do: Hotpath.RateLimiter.Options.cost!(fun.(event, params))
 
   @doc """
   Decides a connected mount: `:cont` (admitted, not limited, or no key) or

@@ -506,7 +506,8 @@ impl Rules {
                     retry_after = None;
                     reset_after_max = reset_after_max.max(reset_after);
                 }
-                // An admission always comes with its new slot.
+                // Never: an admission always comes with its new slot. Were one to come
+                // without, it would count as a refusal (nothing to charge).
                 (Decision::Allow { .. }, None) => {}
             }
             if violated == 0 {
