@@ -29,6 +29,57 @@ use std::time::Duration;
 /// The most policies one limiter holds.
 pub const MAX_POLICIES: usize = 8;
 
+/// Runs `$body` with `$n`, a rules' policy count, as the constant `$N`, so that the code
+/// over a cell's policies is compiled for each count (loops unrolled, slots moved as arrays).
+/// `Rules::new` bounds the count to `1..=MAX_POLICIES`: the last arm is `MAX_POLICIES`.
+macro_rules! with_policy_count {
+    ($n:expr, $N:ident => $body:expr) => {
+        match $n {
+            1 => {
+                const $N: usize = 1;
+                $body
+            }
+            2 => {
+                const $N: usize = 2;
+                $body
+            }
+            3 => {
+                const $N: usize = 3;
+                $body
+            }
+            4 => {
+                const $N: usize = 4;
+                $body
+            }
+            5 => {
+                const $N: usize = 5;
+                $body
+            }
+            6 => {
+                const $N: usize = 6;
+                $body
+            }
+            7 => {
+                const $N: usize = 7;
+                $body
+            }
+            _ => {
+                const $N: usize = MAX_POLICIES;
+                $body
+            }
+        }
+    };
+}
+
+/// The first `N` policies: a call's own policies come as many as the rules' (the NIF
+/// checks), so this never fails.
+#[inline(always)]
+fn first<const N: usize>(policies: &[Policy]) -> &[Policy; N] {
+    policies
+        .first_chunk()
+        .expect("as many policies as the rules")
+}
+
 /// Slots of ban state at the end of a cell.
 const BAN_SLOTS: usize = 3;
 
@@ -454,26 +505,28 @@ impl Rules {
 
     /// Decides a request of `cost` at `now` against a stored cell (`None`: the key is not
     /// stored), with `policies` (the rules' own, or per-call ones of the same count).
+    ///
+    /// `N` is the number of policies (see [`with_policy_count!`]): with it a constant, the
+    /// loop below unrolls and the slots move as fixed-size arrays.
     #[inline(always)]
-    fn evaluate(
+    fn evaluate<const N: usize>(
         &self,
         cell: Option<&[Slot]>,
         now: u64,
         cost: u64,
-        policies: &[Policy],
-        charged: &mut [Slot; MAX_POLICIES],
+        policies: &[Policy; N],
+        charged: &mut [Slot; N],
     ) -> (Outcome, Commit) {
-        let n = self.policies.len();
-        // The cell's policy slots, read once (a cell holds at least `n` slots).
-        let slots = cell.map(|c| &c[..n]);
+        // The cell's policy slots, read once (a cell holds at least `N` slots).
+        let slots = cell.map(|c| &c[..N]);
         // Kept in locals and written to the outcome once: the loop runs on every hit.
         let mut tightest = (0, Decision::Never { reset_after: 0 });
         let (mut least, mut longest) = (u64::MAX, 0);
         let mut violated = 0u8;
         let (mut retry_after, mut reset_after_max) = (Some(0), 0);
         let mut expires = 0;
-        for (i, (policy, charged)) in policies[..n].iter().zip(charged.iter_mut()).enumerate() {
-            let (decision, stored) = decide(policy, slots.map(|s| s[i]), now, cost);
+        for i in 0..N {
+            let (decision, stored) = decide(&policies[i], slots.map(|s| s[i]), now, cost);
             match (decision, stored) {
                 (
                     Decision::Allow {
@@ -488,7 +541,7 @@ impl Rules {
                         (least, longest) = (remaining, reset_after);
                         tightest = (i, decision);
                     }
-                    *charged = stored;
+                    charged[i] = stored;
                     expires = expires.max(stored.expires);
                     continue;
                 }
@@ -593,8 +646,10 @@ impl Rules {
         policies: Option<&[Policy]>,
     ) -> Outcome {
         let policies = policies.unwrap_or(&self.policies);
-        let mut charged = [Slot::default(); MAX_POLICIES];
-        let (mut outcome, _) = self.evaluate(cell, now, cost, policies, &mut charged);
+        let (mut outcome, _) = with_policy_count!(self.policies.len(), N => {
+            let mut charged = [Slot::default(); N];
+            self.evaluate::<N>(cell, now, cost, first::<N>(policies), &mut charged)
+        });
         // A peek starts no ban: it reports the denial that would count.
         if let Verdict::BanStarted { .. } = outcome.verdict {
             outcome.verdict = Verdict::Denied;
@@ -603,13 +658,10 @@ impl Rules {
     }
 
     #[inline(always)]
-    fn commit(&self, cell: &mut [Slot], commit: Commit, charged: &[Slot; MAX_POLICIES]) {
+    fn commit<const N: usize>(&self, cell: &mut [Slot], commit: Commit, charged: &[Slot; N]) {
         match commit {
             Commit::Nothing => {}
-            Commit::Charge { .. } => {
-                let n = self.policies.len();
-                cell[..n].copy_from_slice(&charged[..n]);
-            }
+            Commit::Charge { .. } => cell[..N].copy_from_slice(charged),
             Commit::Ban(state) => state.write(&mut cell[self.policies.len()..]),
         }
     }
@@ -625,16 +677,14 @@ pub struct MultiHit<'r> {
     pub cost: u64,
 }
 
-impl<C: Cell> Op<C> for MultiHit<'_> {
-    type Out = Outcome;
-
+impl MultiHit<'_> {
     #[inline(always)]
-    fn stored(&self, cell: &mut C, now: u64) -> (Outcome, Option<u64>) {
-        let policies = self.policies.unwrap_or(&self.rules.policies);
-        let mut charged = [Slot::default(); MAX_POLICIES];
+    fn stored_n<const N: usize, C: Cell>(&self, cell: &mut C, now: u64) -> (Outcome, Option<u64>) {
+        let policies = first::<N>(self.policies.unwrap_or(&self.rules.policies));
+        let mut charged = [Slot::default(); N];
         let (outcome, commit) =
             self.rules
-                .evaluate(Some(&cell[..]), now, self.cost, policies, &mut charged);
+                .evaluate::<N>(Some(&cell[..]), now, self.cost, policies, &mut charged);
         match commit {
             Commit::Nothing => (outcome, None),
             // The charged slots' latest expiry is at most the cell's: a lower bound is all
@@ -650,13 +700,13 @@ impl<C: Cell> Op<C> for MultiHit<'_> {
         }
     }
 
-    #[inline]
-    fn fresh(&self, now: u64) -> (Outcome, Option<C>) {
-        let policies = self.policies.unwrap_or(&self.rules.policies);
-        let mut charged = [Slot::default(); MAX_POLICIES];
-        let (outcome, commit) = self
-            .rules
-            .evaluate(None, now, self.cost, policies, &mut charged);
+    #[inline(always)]
+    fn fresh_n<const N: usize, C: Cell>(&self, now: u64) -> (Outcome, Option<C>) {
+        let policies = first::<N>(self.policies.unwrap_or(&self.rules.policies));
+        let mut charged = [Slot::default(); N];
+        let (outcome, commit) =
+            self.rules
+                .evaluate::<N>(None, now, self.cost, policies, &mut charged);
         match commit {
             Commit::Nothing => (outcome, None),
             commit => {
@@ -665,6 +715,20 @@ impl<C: Cell> Op<C> for MultiHit<'_> {
                 (outcome, Some(cell))
             }
         }
+    }
+}
+
+impl<C: Cell> Op<C> for MultiHit<'_> {
+    type Out = Outcome;
+
+    #[inline(always)]
+    fn stored(&self, cell: &mut C, now: u64) -> (Outcome, Option<u64>) {
+        with_policy_count!(self.rules.policies.len(), N => self.stored_n::<N, C>(cell, now))
+    }
+
+    #[inline]
+    fn fresh(&self, now: u64) -> (Outcome, Option<C>) {
+        with_policy_count!(self.rules.policies.len(), N => self.fresh_n::<N, C>(now))
     }
 
     fn full(&self, mut fresh: Outcome, wait: Option<u64>) -> Outcome {
@@ -791,6 +855,36 @@ mod tests {
             },
         )
         .0
+    }
+
+    #[test]
+    fn every_policy_count_decides_all_or_nothing() {
+        // Each count is compiled on its own (`with_policy_count!`): policy `i` admits `i + 2`
+        // per day, so the first refuses the third hit and the others are charged twice.
+        for n in 1..=MAX_POLICIES {
+            let policies = (0..n)
+                .map(|i| p(Algorithm::FixedWindow, i as u64 + 2, 86_400_000))
+                .collect();
+            let rules = Rules::new(policies, None).unwrap();
+            let t = table(&rules, 10);
+            assert!(hit(&t, &rules, "k", 0, 1).allowed());
+            let o = hit(&t, &rules, "k", 0, 1);
+            assert!(o.allowed());
+            assert_eq!(o.tightest.0, 0, "{n} policies");
+            let o = hit(&t, &rules, "k", 0, 1);
+            assert_eq!(o.violated().collect::<Vec<_>>(), vec![0], "{n} policies");
+            let used: Vec<u32> = t.read(key("k"), |cell| {
+                cell.unwrap()[..n].iter().map(|s| s.x).collect()
+            });
+            assert_eq!(used, vec![2; n], "{n} policies");
+            let peeked = rules.peek(
+                t.read(key("k"), |c| c.map(|c| c.to_vec())).as_deref(),
+                0,
+                1,
+                None,
+            );
+            assert_eq!(peeked.violated, 1, "{n} policies");
+        }
     }
 
     #[test]
