@@ -10,10 +10,16 @@ defmodule Hotpath.RateLimiter.LiveView do
         ...
       ]
 
-      # lib/my_app_web/live/room_live.ex
-      on_mount {Hotpath.RateLimiter.LiveView,
-                limiter: MyApp.EventLimiter, key: {:session, "user_id"},
-                mount_limiter: MyApp.MountLimiter}
+      # lib/my_app_web/router.ex: after the hook that assigns the user
+      live_session :authenticated,
+        on_mount: [
+          {MyAppWeb.UserAuth, :require_authenticated},
+          {Hotpath.RateLimiter.LiveView,
+           limiter: MyApp.EventLimiter, key: {:assign, [:current_scope, :user, :id]},
+           mount_limiter: MyApp.MountLimiter}
+        ] do
+        live "/rooms/:id", RoomLive
+      end
 
   `on_mount/4` attaches a `:handle_event` hook (`Phoenix.LiveView.attach_hook/4`) that
   counts every event (or those of `:events`) against the key; an event over the limit is
@@ -22,9 +28,15 @@ defmodule Hotpath.RateLimiter.LiveView do
   mount over its limit is halted with a redirect (static renders are not counted). Two
   hooks with different `:id`s can limit one view twice:
 
-      on_mount {Hotpath.RateLimiter.LiveView, limiter: MyApp.EventLimiter}
+      on_mount {Hotpath.RateLimiter.LiveView, limiter: MyApp.EventLimiter, key: {:assign, :user_id}}
       on_mount {Hotpath.RateLimiter.LiveView,
-                id: :send_limit, limiter: MyApp.SendLimiter, events: ["send"]}
+                id: :send_limit, limiter: MyApp.SendLimiter, key: {:assign, :user_id},
+                events: ["send"]}
+
+  `:key` has no default: which value names a user is the app's. `phx.gen.auth` keeps a
+  session token under `"user_token"` and assigns the user (`:current_scope` since Phoenix
+  1.8, `:current_user` before): key by the user's id, as above, rather than by the token, a
+  secret that would then reach `[:hotpath, :rate_limiter, ...]` telemetry metadata.
 
   ## Options
 
@@ -49,7 +61,7 @@ defmodule Hotpath.RateLimiter.LiveView do
         when socket: map()
   def on_mount(opts, _params, session, socket) do
     config = config!(opts)
-    key = Hook.mount_key(config, session)
+    key = Hook.mount_key(config, session, socket)
 
     case Hook.mount(config, Phoenix.LiveView.connected?(socket), key) do
       {:halt, {:redirect, to}} ->

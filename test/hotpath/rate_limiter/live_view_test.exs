@@ -25,6 +25,8 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
     end
   end
 
+  @user {:session, "user_id"}
+
   defp limiter!(opts) do
     name = :"lv_#{System.unique_integer([:positive])}"
     start_supervised!({RateLimiter, [name: name, sweep_every: :infinity] ++ opts}, id: name)
@@ -37,7 +39,7 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
   describe "Hook" do
     test "counts events per key and halts those over the limit" do
       l = limiter!(limit: 2, period: 600_000)
-      config = Hook.new!(limiter: l)
+      config = Hook.new!(limiter: l, key: @user)
       assert Hook.event(config, "save", %{}, 1) == :cont
       assert Hook.event(config, "save", %{}, 1) == :cont
       assert {:halt, {:flash, :error, message}} = Hook.event(config, "save", %{}, 1)
@@ -52,6 +54,7 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
       config =
         Hook.new!(
           limiter: l,
+          key: @user,
           events: ["upload"],
           cost: fn "upload", %{"files" => n} -> n end,
           on_nil_key: :deny
@@ -70,12 +73,20 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
     end
 
     test "keys from the session, an assign, a function or an MFA" do
-      config = Hook.new!(limiter: :l, key: {:session, :user_token})
-      assert Hook.mount_key(config, %{"user_token" => "t"}) == "t"
+      config = Hook.new!(limiter: :l, key: {:session, :user_id})
+      assert Hook.mount_key(config, %{"user_id" => "t"}, socket()) == "t"
+      assert Hook.mount_key(config, %{}, socket()) == nil
       assert Hook.event_key(config, socket(), "t") == "t"
       config = Hook.new!(limiter: :l, key: {:assign, :current_user_id})
-      assert Hook.mount_key(config, %{}) == nil
+      assert Hook.mount_key(config, %{}, socket(%{current_user_id: 7})) == nil
       assert Hook.event_key(config, socket(%{current_user_id: 7}), nil) == 7
+      # A path into an assign: maps and structs alike, nil where it ends early.
+      config = Hook.new!(limiter: :l, key: {:assign, [:current_scope, :user, :id]})
+      scope = %{user: URI.parse("http://x")}
+      assert Hook.event_key(config, socket(%{current_scope: %{user: %{id: 3}}}), nil) == 3
+      assert Hook.event_key(config, socket(%{current_scope: nil}), nil) == nil
+      assert Hook.event_key(config, socket(%{current_scope: scope}), nil) == nil
+      assert Hook.event_key(config, socket(), nil) == nil
       config = Hook.new!(limiter: :l, key: &Map.fetch!(&1.assigns, :room))
       assert Hook.event_key(config, socket(%{room: "r"}), nil) == "r"
       config = Hook.new!(limiter: :l, key: {Map, :get, [:assigns]})
@@ -89,6 +100,7 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
       config =
         Hook.new!(
           limiter: l,
+          key: @user,
           on_deny: fn socket, event, decision ->
             send(test, {:denied, event, decision})
             socket
@@ -104,14 +116,14 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
     test "connected mounts are limited, static renders are not; a stopped limiter admits" do
       events = limiter!(limit: 1, period: 600_000)
       mounts = limiter!(limit: 1, period: 600_000)
-      config = Hook.new!(limiter: events, mount_limiter: mounts, mount_redirect: "/busy")
+      config = Hook.new!(limiter: events, key: @user, mount_limiter: mounts, mount_redirect: "/busy")
       assert Hook.mount(config, false, "k") == :cont
       assert Hook.mount(config, true, "k") == :cont
       assert Hook.mount(config, true, "k") == {:halt, {:redirect, "/busy"}}
       assert Hook.mount(config, false, "k") == :cont
       assert Hook.mount(config, true, nil) == :cont
-      assert Hook.mount(Hook.new!(limiter: events), true, "k") == :cont
-      stopped = Hook.new!(limiter: :not_started, mount_limiter: :not_started_either)
+      assert Hook.mount(Hook.new!(limiter: events, key: @user), true, "k") == :cont
+      stopped = Hook.new!(limiter: :not_started, key: @user, mount_limiter: :not_started_either)
       assert Hook.event(stopped, "e", %{}, "k") == :cont
       assert Hook.mount(stopped, true, "k") == :cont
     end
@@ -125,25 +137,27 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
           ]
         )
 
-      config = Hook.new!(limiter: l)
+      config = Hook.new!(limiter: l, key: @user)
       assert Hook.event(config, "e", %{}, "k") == :cont
       assert {:halt, _} = Hook.event(config, "e", %{}, "k")
     end
 
     test "bad options raise ArgumentError naming the option" do
       for {opts, message} <- [
-            {[], ~r/missing required option :limiter/},
-            {[limiter: "l"], ~r/:limiter must be a non-nil, non-boolean atom/},
+            {[key: @user], ~r/missing required option :limiter/},
+            {[limiter: :l], ~r/missing required option :key/},
+            {[limiter: "l", key: @user], ~r/:limiter must be a non-nil, non-boolean atom/},
+            {[limiter: :l, key: {:assign, [:scope, "user"]}], ~r/:key must be a function of/},
             {[limiter: :l, key: {:cookie, "x"}], ~r/:key must be a function of arity 1 or/},
-            {[limiter: :l, events: [:save]], ~r/:events must be :all or a list/},
-            {[limiter: :l, cost: 0], ~r/:cost must be/},
-            {[limiter: :l, on_deny: fn -> :x end], ~r/:on_deny must be/},
-            {[limiter: :l, on_nil_key: :maybe], ~r/:on_nil_key must be one of :allow, :deny/},
-            {[limiter: :l, message: ""], ~r/:message must be a non-empty string/},
-            {[limiter: :l, mount_limiter: "m"], ~r/:mount_limiter must be/},
-            {[limiter: :l, mount_redirect: :home], ~r/:mount_redirect must be/},
-            {[limiter: :l, colour: :red], ~r/unknown options \[:colour\]/},
-            {[limiter: :l, id: "hook"], ~r/:id must be/},
+            {[limiter: :l, key: @user, events: [:save]], ~r/:events must be :all or a list/},
+            {[limiter: :l, key: @user, cost: 0], ~r/:cost must be/},
+            {[limiter: :l, key: @user, on_deny: fn -> :x end], ~r/:on_deny must be/},
+            {[limiter: :l, key: @user, on_nil_key: :maybe], ~r/:on_nil_key must be one of :allow, :deny/},
+            {[limiter: :l, key: @user, message: ""], ~r/:message must be a non-empty string/},
+            {[limiter: :l, key: @user, mount_limiter: "m"], ~r/:mount_limiter must be/},
+            {[limiter: :l, key: @user, mount_redirect: :home], ~r/:mount_redirect must be/},
+            {[limiter: :l, key: @user, colour: :red], ~r/unknown options \[:colour\]/},
+            {[limiter: :l, key: @user, id: "hook"], ~r/:id must be/},
             {:not_a_list, ~r/options must be a keyword list/}
           ] do
         assert_raise ArgumentError, message, fn -> Hook.new!(opts) end
@@ -169,8 +183,8 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
       all = limiter!(limit: 3, period: 600_000)
       send = limiter!(limit: 1, period: 600_000)
       session = %{"user_id" => 5}
-      assert {:cont, socket} = LiveView.on_mount([limiter: all], %{}, session, socket(%{n: 0}))
-      opts = [limiter: send, id: :send_limit, events: ["send"]]
+      assert {:cont, socket} = LiveView.on_mount([limiter: all, key: @user], %{}, session, socket(%{n: 0}))
+      opts = [limiter: send, key: @user, id: :send_limit, events: ["send"]]
       assert {:cont, socket} = LiveView.on_mount(opts, %{}, session, socket)
       %{hotpath_rate_limit: every, send_limit: sends} = socket.hooks
       # As LiveView runs a chain of hooks: a halt stops it.
@@ -189,10 +203,28 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
       assert {:halt, _} = run.("other")
     end
 
+    test "an assign key limits connected mounts; without a mount limiter it is not read at mount" do
+      events = limiter!(limit: 5, period: 600_000)
+      mounts = limiter!(limit: 1, period: 600_000)
+      key = {:assign, [:current_scope, :user, :id]}
+      opts = [limiter: events, key: key, mount_limiter: mounts]
+      user = socket(%{current_scope: %{user: %{id: 9}}})
+      assert {:cont, _} = LiveView.on_mount(opts, %{}, %{}, user)
+      assert {:halt, %{redirected: "/"}} = LiveView.on_mount(opts, %{}, %{}, user)
+      # No user assigned at mount (the auth hook ran later, or not at all): not counted.
+      assert {:cont, _} = LiveView.on_mount(opts, %{}, %{}, socket())
+
+      # A key function reading an assign the view's mount/3 sets: called at events only.
+      opts = [limiter: events, key: &Map.fetch!(&1.assigns, :room)]
+      assert {:cont, socket} = LiveView.on_mount(opts, %{}, %{}, socket())
+      room = %{socket | assigns: Map.put(socket.assigns, :room, "lobby")}
+      assert {:cont, _} = socket.hooks.hotpath_rate_limit.("e", %{}, room)
+    end
+
     test "a connected mount over the limit is halted with a redirect" do
       events = limiter!(limit: 5, period: 600_000)
       mounts = limiter!(limit: 1, period: 600_000)
-      opts = Hook.new!(limiter: events, mount_limiter: mounts, mount_redirect: "/slow")
+      opts = Hook.new!(limiter: events, key: @user, mount_limiter: mounts, mount_redirect: "/slow")
       session = %{"user_id" => 1}
       assert {:cont, _} = LiveView.on_mount(opts, %{}, session, socket(%{}, false))
       assert {:cont, _} = LiveView.on_mount(opts, %{}, session, socket())

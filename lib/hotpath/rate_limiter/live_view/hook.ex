@@ -15,13 +15,17 @@ defmodule Hotpath.RateLimiter.LiveView.Hook do
         {:or,
          [
            {:fun, 1},
-           {:custom, __MODULE__, :key_spec, "{:session, name}, {:assign, name} or {m, f, a}"}
+           {:custom, __MODULE__, :key_spec,
+            "{:session, name}, {:assign, name}, {:assign, [name, ...]} or {m, f, a}"}
          ]},
-      default: {:session, "user_id"},
+      required: true,
       doc:
         "The key of a socket's events: `{:session, name}` (the session's value, read at mount), " <>
-          "`{:assign, name}` (an assign of the socket at each event), a function of the socket, " <>
-          "or `{module, function, args}` (called with the socket first)"
+          "`{:assign, name}` or `{:assign, path}` (an assign of the socket, or a value inside " <>
+          "one, as `[:current_scope, :user, :id]`: `nil` where the path ends early), a function " <>
+          "of the socket, or `{module, function, args}` (called with the socket first). " <>
+          "Assigns and functions are read at each event, and with `:mount_limiter` once at " <>
+          "mount too (put this hook after the one that assigns the user)"
     ],
     events: [
       type: {:or, [{:value, :all}, {:list, :string}]},
@@ -72,10 +76,10 @@ defmodule Hotpath.RateLimiter.LiveView.Hook do
     ]
   ]
 
-  @enforce_keys [:limiter]
+  @enforce_keys [:limiter, :key]
   defstruct [
     :limiter,
-    key: {:session, "user_id"},
+    :key,
     events: :all,
     cost: 1,
     on_nil_key: :allow,
@@ -99,9 +103,13 @@ defmodule Hotpath.RateLimiter.LiveView.Hook do
   Validates options (see `Hotpath.RateLimiter.LiveView`) and returns the config. Raises
   `ArgumentError` naming the bad option.
 
-      iex> Hotpath.RateLimiter.LiveView.Hook.new!(limiter: MyApp.Limiter).events
+      iex> Hotpath.RateLimiter.LiveView.Hook.new!(limiter: MyApp.Limiter, key: {:assign, :user_id}).events
       :all
-      iex> Hotpath.RateLimiter.LiveView.Hook.new!(limiter: MyApp.Limiter, events: "save")
+
+      iex> Hotpath.RateLimiter.LiveView.Hook.new!(limiter: MyApp.Limiter)
+      ** (ArgumentError) missing required option :key (Hotpath.RateLimiter.LiveView): expected a function of arity 1 or {:session, name}, {:assign, name}, {:assign, [name, ...]} or {m, f, a}
+
+      iex> Hotpath.RateLimiter.LiveView.Hook.new!(limiter: MyApp.Limiter, key: {:assign, :user_id}, events: "save")
       ** (ArgumentError) :events must be :all or a list (each element a non-empty string), got: "save" (Hotpath.RateLimiter.LiveView)
   """
   @spec new!(keyword()) :: t()
@@ -114,34 +122,55 @@ defmodule Hotpath.RateLimiter.LiveView.Hook do
   def key_spec({:session, name}) when is_binary(name) or is_atom(name),
     do: {:ok, {:session, name}}
 
-  def key_spec({:assign, name}) when is_atom(name), do: {:ok, {:assign, name}}
+  def key_spec({:assign, name}) when is_atom(name), do: {:ok, {:assign, [name]}}
+
+  def key_spec({:assign, [_ | _] = path} = spec) do
+    if Enum.all?(path, &is_atom/1), do: {:ok, spec}, else: :error
+  end
+
   def key_spec({m, f, a} = mfa) when is_atom(m) and is_atom(f) and is_list(a), do: {:ok, mfa}
   def key_spec(_other), do: :error
 
   @doc """
-  The key fixed at mount: the session's value for `key: {:session, name}` (a session's keys
-  are strings; an atom name is looked up as its string too), `nil` for the other key kinds
-  (read at each event with `event_key/3`).
+  The key at mount, from the session and the socket as the `on_mount` callback gets them:
+  the key of every event for `key: {:session, name}` (a session's keys are strings; an atom
+  name is looked up as its string too), and what `:mount_limiter` counts. The other key
+  kinds are read from the socket at each event (`event_key/3`), and here only for a
+  `:mount_limiter` (without one, `nil`: a key function is not called before the view's own
+  `mount/3` has run).
 
-      iex> config = Hotpath.RateLimiter.LiveView.Hook.new!(limiter: :l)
-      iex> Hotpath.RateLimiter.LiveView.Hook.mount_key(config, %{"user_id" => 42})
+      iex> config = Hotpath.RateLimiter.LiveView.Hook.new!(limiter: :l, key: {:session, "user_id"})
+      iex> Hotpath.RateLimiter.LiveView.Hook.mount_key(config, %{"user_id" => 42}, %{assigns: %{}})
       42
+      iex> path = [:current_scope, :user, :id]
+      iex> config = Hotpath.RateLimiter.LiveView.Hook.new!(limiter: :l, key: {:assign, path}, mount_limiter: :m)
+      iex> Hotpath.RateLimiter.LiveView.Hook.mount_key(config, %{}, %{assigns: %{current_scope: %{user: %{id: 7}}}})
+      7
+      iex> Hotpath.RateLimiter.LiveView.Hook.mount_key(config, %{}, %{assigns: %{current_scope: nil}})
+      nil
   """
-  @spec mount_key(t(), map()) :: term()
-  def mount_key(%__MODULE__{key: {:session, name}}, session) when is_map(session),
+  @spec mount_key(t(), map(), map()) :: term()
+  def mount_key(%__MODULE__{key: {:session, name}}, session, _socket) when is_map(session),
     do: Map.get(session, to_string(name))
 
-  def mount_key(%__MODULE__{}, _session), do: nil
+  def mount_key(%__MODULE__{key: {:session, _}}, _session, _socket), do: nil
+  def mount_key(%__MODULE__{mount_limiter: nil}, _session, _socket), do: nil
+  def mount_key(%__MODULE__{} = config, _session, socket), do: event_key(config, socket, nil)
 
-  @doc "The key of an event on `socket`, given the key fixed at mount."
+  @doc "The key of an event on `socket`, given the key at mount (`mount_key/3`)."
   @spec event_key(t(), map(), term()) :: term()
   def event_key(%__MODULE__{key: {:session, _}}, _socket, mount_key), do: mount_key
 
-  def event_key(%__MODULE__{key: {:assign, name}}, %{assigns: assigns}, _),
-    do: Map.get(assigns, name)
+  def event_key(%__MODULE__{key: {:assign, path}}, %{assigns: assigns}, _),
+    do: get_path(assigns, path)
 
   def event_key(%__MODULE__{key: fun}, socket, _) when is_function(fun, 1), do: fun.(socket)
   def event_key(%__MODULE__{key: {m, f, a}}, socket, _), do: apply(m, f, [socket | a])
+
+  # `get_in/2` over maps and structs alike, `nil` where a step is missing or `nil`.
+  defp get_path(value, []), do: value
+  defp get_path(%{} = map, [name | rest]), do: get_path(Map.get(map, name), rest)
+  defp get_path(_value, _path), do: nil
 
   @doc """
   Decides one `handle_event` call: `:cont` (counted and admitted, or not counted) or
