@@ -3,7 +3,11 @@ defmodule Hotpath.Bench do
   A small benchmark harness (Benchee is not installable here).
 
   Each case is measured after a warm-up, over several rounds taken round-robin across the
-  cases (so drift hits every case alike), and the median round is reported. Every case runs
+  cases (so drift hits every case alike), and the median round is reported. A ratio (a `vs`
+  column, a scaling, a target) is the median of the rounds' own ratios: round `i` of one case
+  against round `i` of the other, measured moments apart, so a slow round moves both sides
+  of its ratio instead of one side of the median's (a `:scaling` target of `run/1`, whose
+  two modes are separate passes, is the ratio of the medians). Every case runs
   with 1 process and with one process per online scheduler; the latter reports aggregate
   throughput. All cases and baselines of a table are measured in the same run, so ratios are
   meaningful even where absolute times are not.
@@ -36,6 +40,9 @@ defmodule Hotpath.Bench do
 
   @type result :: %{ns: float(), ops: float()}
 
+  # How long the processes of an aggregate round may take to spread over the schedulers.
+  @spread_ms 2_000
+
   def run(opts) do
     %{title: title, cases: cases, targets: targets, rounds: rounds} = start = begin(opts)
     baselines = Keyword.get(opts, :baselines, [])
@@ -56,7 +63,7 @@ defmodule Hotpath.Bench do
         per_case =
           Map.new(calibrated, fn {name, _fun, n} ->
             ns = median(samples[name])
-            {name, %{ns: ns, ops: 1.0e9 / ns, n: n}}
+            {name, %{ns: ns, ops: 1.0e9 / ns, n: n, samples: samples[name]}}
           end)
 
         print_table(mode, procs, rounds, cases, baselines, per_case)
@@ -98,12 +105,14 @@ defmodule Hotpath.Bench do
 
         {mode,
          Map.new(calibrated, fn {name, _, n} ->
-           ns = median(Enum.map(samples[name], &elem(&1, index)))
-           {name, %{ns: ns, ops: 1.0e9 / ns, n: n}}
+           rounds = Enum.map(samples[name], &elem(&1, index))
+           ns = median(rounds)
+           {name, %{ns: ns, ops: 1.0e9 / ns, n: n, samples: rounds}}
          end)}
       end
 
-    scaling = fn name -> results[:single][name].ns / results[:all][name].ns end
+    scaling = fn name -> ratio(results[:single][name], results[:all][name]) end
+    vs_core = fn name -> ratio(results, name, core) end
 
     IO.puts(
       "1 process and #{procs} processes (one per scheduler, aggregate) measured back to back, median of #{rounds} rounds:\n"
@@ -118,7 +127,7 @@ defmodule Hotpath.Bench do
     for {name, _} <- cases do
       IO.puts(
         "| #{name} | #{format_ns(results[:single][name].ns)} | #{format_ns(results[:all][name].ns)} | " <>
-          "#{format_ratio(scaling.(name))} | #{format_ratio(scaling.(name) / scaling.(core))} |"
+          "#{format_ratio(scaling.(name))} | #{format_ratio(vs_core.(name))} |"
       )
     end
 
@@ -127,10 +136,19 @@ defmodule Hotpath.Bench do
     met =
       Enum.map(targets, fn
         {:scaling_vs_core, name, op, bound} ->
-          ratio = scaling.(name) / scaling.(core)
+          ratio = vs_core.(name)
 
           print_target(
             "#{name}: scaling #{op_label(op)} #{bound}x the #{core}'s scaling",
+            format_ratio(ratio),
+            compare(ratio, op, bound)
+          )
+
+        {:scaling, name, op, bound} ->
+          ratio = scaling.(name)
+
+          print_target(
+            "#{name}: throughput with one process per scheduler #{op_label(op)} #{bound}x one process",
             format_ratio(ratio),
             compare(ratio, op, bound)
           )
@@ -193,7 +211,7 @@ defmodule Hotpath.Bench do
     - date: #{Date.utc_today()}
     - machine: #{cpu}, #{System.schedulers_online()} schedulers online, #{:erlang.system_info(:dirty_cpu_schedulers_online)} dirty CPU schedulers
     - runtime: OTP #{System.otp_release()}, Elixir #{System.version()}, native profile #{Hotpath.native_info().profile}
-    - method: warm-up, #{env_int("BENCH_ROUNDS", 5)} rounds of ~#{env_int("BENCH_ROUND_MS", 200)} ms interleaved across cases, median; "all" = one process per scheduler, aggregate
+    - method: warm-up, #{env_int("BENCH_ROUNDS", 5)} rounds of ~#{env_int("BENCH_ROUND_MS", 200)} ms interleaved across cases, median (ratios: median of the rounds' ratios); "all" = one process per scheduler, aggregate
     """
   end
 
@@ -220,8 +238,13 @@ defmodule Hotpath.Bench do
       else: warm(fun, min(batch * 2, 1_000_000), deadline, acc)
   end
 
-  # ns per op of one round: `procs` processes each running `n` iterations, wall time from a
-  # common start until the last one finishes.
+  # ns per op of one round: `procs` processes each running `n` iterations, aggregate: the
+  # slowest process's time over all the iterations. The processes are spawned on this
+  # process's scheduler and the VM spreads them over the others only when it rebalances,
+  # which can take most of a round (both processes then share one scheduler and "scale"
+  # 1.0x). So each first runs the case untimed until the processes sit on distinct
+  # schedulers (up to `@spread_ms`; a round that could not spread is reported), and all
+  # start timing together.
   defp measure(fun, n, 1) do
     :erlang.garbage_collect()
     {ns, _} = timed(fun, n)
@@ -230,25 +253,55 @@ defmodule Hotpath.Bench do
 
   defp measure(fun, n, procs) do
     parent = self()
+    # Slots 1..procs: each process's scheduler; slot procs + 1: processes ready.
+    board = :atomics.new(procs + 1, [])
+    spread = min(procs, System.schedulers_online())
+    deadline = System.monotonic_time(:millisecond) + @spread_ms
 
     pids =
       for p <- 1..procs do
         spawn_link(fn ->
-          receive do
-            :go -> :ok
-          end
-
+          spread?(fun, board, p, procs, spread, deadline)
+          :atomics.add(board, procs + 1, 1)
+          await_ready(board, procs)
           # Each process starts at another iteration number, so 1-arity cases walking a key
           # list do not hit the same keys in lockstep.
+          start = System.monotonic_time(:nanosecond)
           loop(fun, n, p * 7_919)
-          send(parent, {:done, self()})
+          send(parent, {:done, self(), System.monotonic_time(:nanosecond) - start})
         end)
       end
 
-    start = System.monotonic_time(:nanosecond)
-    Enum.each(pids, &send(&1, :go))
-    Enum.each(pids, fn pid -> receive do: ({:done, ^pid} -> :ok) end)
-    (System.monotonic_time(:nanosecond) - start) / (n * procs)
+    slowest =
+      pids
+      |> Enum.map(fn pid -> receive do: ({:done, ^pid, ns} -> ns) end)
+      |> Enum.max()
+
+    schedulers = for p <- 1..procs, uniq: true, do: :atomics.get(board, p)
+
+    if length(schedulers) < spread,
+      do: IO.puts("(a round of #{procs} processes ran on #{length(schedulers)} scheduler(s))")
+
+    slowest / (n * procs)
+  end
+
+  # Runs `fun` untimed, 200 calls at a time, until the processes' schedulers are `spread`
+  # distinct ones or the deadline passes.
+  defp spread?(fun, board, p, procs, spread, deadline) do
+    :atomics.put(board, p, :erlang.system_info(:scheduler_id))
+    seen = for q <- 1..procs, id = :atomics.get(board, q), id != 0, uniq: true, do: id
+
+    cond do
+      length(seen) >= spread -> true
+      System.monotonic_time(:millisecond) >= deadline -> false
+      true ->
+        loop(fun, 200, p * 7_919)
+        spread?(fun, board, p, procs, spread, deadline)
+    end
+  end
+
+  defp await_ready(board, procs) do
+    if :atomics.get(board, procs + 1) < procs, do: await_ready(board, procs)
   end
 
   defp timed(fun, n) do
@@ -273,6 +326,23 @@ defmodule Hotpath.Bench do
   defp loop1(fun, n, stop) do
     fun.(n)
     loop1(fun, n - 1, stop)
+  end
+
+  # The ratio of two results' ns/op: the median of their rounds' own ratios (round `i` of
+  # one against round `i` of the other, measured moments apart), so drift from one round to
+  # the next does not enter it.
+  defp ratio(%{samples: a}, %{samples: b}) when length(a) == length(b),
+    do: median(Enum.zip_with(a, b, &(&1 / &2)))
+
+  defp ratio(%{ns: a}, %{ns: b}), do: a / b
+
+  # A case's scaling over the core check's, round by round (`scaling/1`'s results).
+  defp ratio(results, name, core) do
+    scalings = fn case_name ->
+      Enum.zip_with(results[:single][case_name].samples, results[:all][case_name].samples, &(&1 / &2))
+    end
+
+    median(Enum.zip_with(scalings.(name), scalings.(core), &(&1 / &2)))
   end
 
   defp median(samples) do
@@ -308,7 +378,7 @@ defmodule Hotpath.Bench do
 
       ratios =
         Enum.map(baselines, fn b ->
-          if b == name, do: "1.00x", else: format_ratio(r.ns / per_case[b].ns)
+          if b == name, do: "1.00x", else: format_ratio(ratio(r, per_case[b]))
         end)
 
       row = [name, format_ns(r.ns), format_ops(r.ops)] ++ ratios
@@ -319,8 +389,8 @@ defmodule Hotpath.Bench do
   end
 
   defp report_target({:ratio, name, baseline, op, bound, mode}, results) do
-    with %{^name => %{ns: ns}, ^baseline => %{ns: base}} <- results[mode] do
-      ratio = ns / base
+    with %{^name => case_result, ^baseline => base} <- results[mode] do
+      ratio = ratio(case_result, base)
       met = compare(ratio, op, bound)
       mode_label = if mode == :single, do: "1 process", else: "one per scheduler"
 
@@ -335,6 +405,7 @@ defmodule Hotpath.Bench do
   end
 
   defp report_target({:scaling, name, op, bound}, results) do
+    # `run/1` measures the two modes in separate passes: their rounds are not paired.
     with %{^name => %{ops: one}} <- results[:single], %{^name => %{ops: all}} <- results[:all] do
       ratio = all / one
 
