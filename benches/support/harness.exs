@@ -292,8 +292,12 @@ defmodule Hotpath.Bench do
     seen = for q <- 1..procs, id = :atomics.get(board, q), id != 0, uniq: true, do: id
 
     cond do
-      length(seen) >= spread -> true
-      System.monotonic_time(:millisecond) >= deadline -> false
+      length(seen) >= spread ->
+        true
+
+      System.monotonic_time(:millisecond) >= deadline ->
+        false
+
       true ->
         loop(fun, 200, p * 7_919)
         spread?(fun, board, p, procs, spread, deadline)
@@ -339,7 +343,11 @@ defmodule Hotpath.Bench do
   # A case's scaling over the core check's, round by round (`scaling/1`'s results).
   defp ratio(results, name, core) do
     scalings = fn case_name ->
-      Enum.zip_with(results[:single][case_name].samples, results[:all][case_name].samples, &(&1 / &2))
+      Enum.zip_with(
+        results[:single][case_name].samples,
+        results[:all][case_name].samples,
+        &(&1 / &2)
+      )
     end
 
     median(Enum.zip_with(scalings.(name), scalings.(core), &(&1 / &2)))

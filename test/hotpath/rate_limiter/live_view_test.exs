@@ -116,7 +116,10 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
     test "connected mounts are limited, static renders are not; a stopped limiter admits" do
       events = limiter!(limit: 1, period: 600_000)
       mounts = limiter!(limit: 1, period: 600_000)
-      config = Hook.new!(limiter: events, key: @user, mount_limiter: mounts, mount_redirect: "/busy")
+
+      config =
+        Hook.new!(limiter: events, key: @user, mount_limiter: mounts, mount_redirect: "/busy")
+
       assert Hook.mount(config, false, "k") == :cont
       assert Hook.mount(config, true, "k") == :cont
       assert Hook.mount(config, true, "k") == {:halt, {:redirect, "/busy"}}
@@ -152,7 +155,8 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
             {[limiter: :l, key: @user, events: [:save]], ~r/:events must be :all or a list/},
             {[limiter: :l, key: @user, cost: 0], ~r/:cost must be/},
             {[limiter: :l, key: @user, on_deny: fn -> :x end], ~r/:on_deny must be/},
-            {[limiter: :l, key: @user, on_nil_key: :maybe], ~r/:on_nil_key must be one of :allow, :deny/},
+            {[limiter: :l, key: @user, on_nil_key: :maybe],
+             ~r/:on_nil_key must be one of :allow, :deny/},
             {[limiter: :l, key: @user, message: ""], ~r/:message must be a non-empty string/},
             {[limiter: :l, key: @user, mount_limiter: "m"], ~r/:mount_limiter must be/},
             {[limiter: :l, key: @user, mount_redirect: :home], ~r/:mount_redirect must be/},
@@ -183,7 +187,10 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
       all = limiter!(limit: 3, period: 600_000)
       send = limiter!(limit: 1, period: 600_000)
       session = %{"user_id" => 5}
-      assert {:cont, socket} = LiveView.on_mount([limiter: all, key: @user], %{}, session, socket(%{n: 0}))
+
+      assert {:cont, socket} =
+               LiveView.on_mount([limiter: all, key: @user], %{}, session, socket(%{n: 0}))
+
       opts = [limiter: send, key: @user, id: :send_limit, events: ["send"]]
       assert {:cont, socket} = LiveView.on_mount(opts, %{}, session, socket)
       %{hotpath_rate_limit: every, send_limit: sends} = socket.hooks
@@ -224,7 +231,10 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
     test "a connected mount over the limit is halted with a redirect" do
       events = limiter!(limit: 5, period: 600_000)
       mounts = limiter!(limit: 1, period: 600_000)
-      opts = Hook.new!(limiter: events, key: @user, mount_limiter: mounts, mount_redirect: "/slow")
+
+      opts =
+        Hook.new!(limiter: events, key: @user, mount_limiter: mounts, mount_redirect: "/slow")
+
       session = %{"user_id" => 1}
       assert {:cont, _} = LiveView.on_mount(opts, %{}, session, socket(%{}, false))
       assert {:cont, _} = LiveView.on_mount(opts, %{}, session, socket())
