@@ -136,22 +136,11 @@ defmodule Hotpath.Bench do
     met =
       Enum.map(targets, fn
         {:scaling_vs_core, name, op, bound} ->
-          ratio = vs_core.(name)
-
-          print_target(
-            "#{name}: scaling #{op_label(op)} #{bound}x the #{core}'s scaling",
-            format_ratio(ratio),
-            compare(ratio, op, bound)
-          )
+          label = "#{name}: scaling #{op_label(op)} #{bound}x the #{core}'s scaling"
+          ratio_target(label, vs_core.(name), op, bound)
 
         {:scaling, name, op, bound} ->
-          ratio = scaling.(name)
-
-          print_target(
-            "#{name}: throughput with one process per scheduler #{op_label(op)} #{bound}x one process",
-            format_ratio(ratio),
-            compare(ratio, op, bound)
-          )
+          ratio_target(scaling_label(name, op, bound), scaling.(name), op, bound)
 
         target ->
           report_target(target, results)
@@ -415,13 +404,7 @@ defmodule Hotpath.Bench do
   defp report_target({:scaling, name, op, bound}, results) do
     # `run/1` measures the two modes in separate passes: their rounds are not paired.
     with %{^name => %{ops: one}} <- results[:single], %{^name => %{ops: all}} <- results[:all] do
-      ratio = all / one
-
-      print_target(
-        "#{name}: throughput with one process per scheduler #{op_label(op)} #{bound}x one process",
-        format_ratio(ratio),
-        compare(ratio, op, bound)
-      )
+      ratio_target(scaling_label(name, op, bound), all / one, op, bound)
     else
       _ -> print_target("#{name} scaling", "not measured (needs both modes)", false)
     end
@@ -431,6 +414,12 @@ defmodule Hotpath.Bench do
     {met, actual} = fun.(results)
     print_target(description, actual, met)
   end
+
+  defp scaling_label(name, op, bound),
+    do: "#{name}: throughput with one process per scheduler #{op_label(op)} #{bound}x one process"
+
+  defp ratio_target(label, ratio, op, bound),
+    do: print_target(label, format_ratio(ratio), compare(ratio, op, bound))
 
   @doc """
   Starts a heartbeat process: it loops on `receive after 1` and records how late each wake-up
