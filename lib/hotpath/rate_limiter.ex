@@ -149,9 +149,10 @@ defmodule Hotpath.RateLimiter do
   are bounded by `:max_keys` (a key banned by `ban/3` on a full table is refused, see
   `ban/3`), swept once the ban is over and its strikes and offences are forgotten, and kept
   across an owner crash like every counter. `reset/2` forgets a key's ban too. In cluster
-  mode, denials are counted and bans decided on the key's owner, and `ban/3`, `unban/2` and
-  `banned?/2` go to the owner (to this node's table when the owner does not answer, with a
-  `:cluster_fallback` event of fallback `:local`).
+  mode, denials are counted and bans decided on the key's owner, and `ban/3` and `banned?/2`
+  go to the owner (to this node's table when the owner does not answer, with a
+  `:cluster_fallback` event of fallback `:local`); `unban/2` lifts the key's ban on every
+  connected member, so a ban left on another node's table by such a fallback goes too.
 
   ## Keys
 
@@ -525,7 +526,8 @@ defmodule Hotpath.RateLimiter do
 
   @doc """
   Lifts the ban of `key` and forgets its strikes and offences (its quotas stay). Returns
-  `:ok`. Needs a limiter started with `:ban`. A cluster limiter unbans the key on its owner.
+  `:ok`. Needs a limiter started with `:ban`. A cluster limiter unbans the key on every
+  connected member (see "Bans").
   """
   @spec unban(name(), term(), now: non_neg_integer()) :: :ok
   def unban(limiter, key, opts \\ []) do

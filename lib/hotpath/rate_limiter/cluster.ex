@@ -213,7 +213,7 @@ defmodule Hotpath.RateLimiter.Cluster do
   @doc """
   A hit (`op` `:hit`) or peek (`:peek`) of a cluster limiter, `opts` as in `hit/4`; or a ban
   operation (`:ban`, `:unban`, `:banned?`, `cost` the ban's length, `opts` only `:now`),
-  decided on the key's owner like a hit.
+  decided on the key's owner like a hit (an unban is made on every connected member).
   """
   def call(%__MODULE__{} = c, op, key, cost, opts) do
     check!(c, op, key, cost, opts)
@@ -264,6 +264,14 @@ defmodule Hotpath.RateLimiter.Cluster do
 
   defp decide(%__MODULE__{mode: :local_share} = c, op, key, cost, opts),
     do: local_share(c, op, key, cost, opts)
+
+  # An unban clears the key's ban on every connected member, not only on its owner: a ban
+  # placed while the owner did not answer sits on the caller's table (`fallback/7`), and one
+  # placed before the members last changed on the key's owner of that time.
+  defp decide(%__MODULE__{mode: :owner} = c, :unban, key, cost, opts) do
+    :ok = local!(c, :unban, key, cost, opts)
+    on_other_members(c, :decide_as_owner, [c.name, :unban, key, cost, opts])
+  end
 
   defp decide(%__MODULE__{mode: :owner} = c, op, key, cost, opts) do
     case node_for(c, key) do
@@ -391,11 +399,17 @@ defmodule Hotpath.RateLimiter.Cluster do
   """
   def reset(%__MODULE__{} = c, args) do
     :ok = apply(RateLimiter, reset_fun(args), [c.local | args])
+    on_other_members(c, :reset_here, [c.name, args])
+  end
+
+  # Calls `fun` on every other member this node is connected to, waiting at most the cluster
+  # timeout; answers are not read. Members not connected are not called (see `remote/6`).
+  defp on_other_members(c, fun, args) do
     connected = Node.list()
 
     case for {node, _hash} <- c.members, node != c.self, node in connected, do: node do
       [] -> :ok
-      others -> _ = :erpc.multicall(others, __MODULE__, :reset_here, [c.name, args], c.timeout)
+      others -> _ = :erpc.multicall(others, __MODULE__, fun, args, c.timeout)
     end
 
     :ok

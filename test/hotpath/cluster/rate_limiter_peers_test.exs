@@ -163,6 +163,17 @@ defmodule Hotpath.Cluster.RateLimiterPeersTest do
       assert :ok = RateLimiter.unban(l, fresh)
       refute :erpc.call(b, RateLimiter, :banned?, [l, fresh])
       assert {:allow, _, _, _} = hit_on(b, l, fresh)
+      # A ban left on b's own table (as a ban made while the owner did not answer is): an
+      # unban from anywhere lifts it there too.
+      banned_on_b? = fn ->
+        :erpc.call(b, Cluster, :decide_as_owner, [l, :banned?, fresh, 1, []])
+      end
+
+      assert {:ok, :ok} = :erpc.call(b, Cluster, :decide_as_owner, [l, :ban, fresh, 60_000, []])
+      assert banned_on_b?.() == {:ok, true}
+      refute RateLimiter.banned?(l, fresh)
+      assert :ok = RateLimiter.unban(l, fresh)
+      assert banned_on_b?.() == {:ok, false}
       # Per-policy resets act on every member, the owner included.
       assert :ok = RateLimiter.reset(l, key, policy: :day)
       assert {:allow, _, _, _} = hit_on(b, l, key)
