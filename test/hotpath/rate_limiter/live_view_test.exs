@@ -87,6 +87,8 @@ defmodule Hotpath.RateLimiter.LiveViewTest do
       assert Hook.event_key(config, socket(%{current_scope: nil}), nil) == nil
       assert Hook.event_key(config, socket(%{current_scope: scope}), nil) == nil
       assert Hook.event_key(config, socket(), nil) == nil
+      by_hand = %Hook{limiter: :l, key: {:assign, :current_user_id}}
+      assert Hook.event_key(by_hand, socket(%{current_user_id: 7}), nil) == 7
       config = Hook.new!(limiter: :l, key: &Map.fetch!(&1.assigns, :room))
       assert Hook.event_key(config, socket(%{room: "r"}), nil) == "r"
       config = Hook.new!(limiter: :l, key: {Map, :get, [:assigns]})

@@ -167,7 +167,9 @@ defmodule Hotpath.RateLimiter.LiveView.Hook do
   def event_key(%__MODULE__{key: fun}, socket, _) when is_function(fun, 1), do: fun.(socket)
   def event_key(%__MODULE__{key: {m, f, a}}, socket, _), do: apply(m, f, [socket | a])
 
-  # `get_in/2` over maps and structs alike, `nil` where a step is missing or `nil`.
+  # `get_in/2` over maps and structs alike, `nil` where a step is missing or `nil`. (`new!/1`
+  # makes every assign key a path; a struct built by hand may hold a bare name.)
+  defp get_path(value, name) when is_atom(name), do: get_path(value, [name])
   defp get_path(value, []), do: value
   defp get_path(%{} = map, [name | rest]), do: get_path(Map.get(map, name), rest)
   defp get_path(_value, _path), do: nil
