@@ -53,8 +53,9 @@ defmodule Hotpath.ClusterCase do
       |> Enum.map(fn _ -> Task.async(&start_peer/0) end)
       |> Enum.map(&Task.await(&1, 60_000))
 
-    ExUnit.Callbacks.on_exit(fn -> Enum.each(peers, &stop_peer/1) end)
+    # on_exit callbacks run last-registered first: the filter goes after the peers stop.
     quiet_global()
+    ExUnit.Callbacks.on_exit(fn -> Enum.each(peers, &stop_peer/1) end)
     connect_all(peers)
     peers
   end
