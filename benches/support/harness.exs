@@ -325,22 +325,20 @@ defmodule Hotpath.Bench do
   # one against round `i` of the other, measured moments apart), so drift from one round to
   # the next does not enter it.
   defp ratio(%{samples: a}, %{samples: b}) when length(a) == length(b),
-    do: median(Enum.zip_with(a, b, &(&1 / &2)))
+    do: median(round_ratios(a, b))
 
   defp ratio(%{ns: a}, %{ns: b}), do: a / b
 
   # A case's scaling over the core check's, round by round (`scaling/1`'s results).
   defp ratio(results, name, core) do
     scalings = fn case_name ->
-      Enum.zip_with(
-        results[:single][case_name].samples,
-        results[:all][case_name].samples,
-        &(&1 / &2)
-      )
+      round_ratios(results[:single][case_name].samples, results[:all][case_name].samples)
     end
 
-    median(Enum.zip_with(scalings.(name), scalings.(core), &(&1 / &2)))
+    median(round_ratios(scalings.(name), scalings.(core)))
   end
+
+  defp round_ratios(a, b), do: Enum.zip_with(a, b, &(&1 / &2))
 
   defp median(samples) do
     sorted = Enum.sort(samples)

@@ -877,12 +877,7 @@ mod tests {
                 cell.unwrap()[..n].iter().map(|s| s.x).collect()
             });
             assert_eq!(used, vec![2; n], "{n} policies");
-            let peeked = rules.peek(
-                t.read(key("k"), |c| c.map(|c| c.to_vec())).as_deref(),
-                0,
-                1,
-                None,
-            );
+            let peeked = t.read(key("k"), |cell| rules.peek(cell, 0, 1, None));
             assert_eq!(peeked.violated, 1, "{n} policies");
         }
     }
@@ -1055,11 +1050,8 @@ mod tests {
         for _ in 0..20 {
             hit(&t, &rules, "k", 1000, 1);
         }
-        assert!(!rules
-            .ban_state(
-                t.read(key("k"), |c| c.map(<[Slot]>::to_vec)).as_deref(),
-                1000 * MS
-            )
+        assert!(!t
+            .read(key("k"), |cell| rules.ban_state(cell, 1000 * MS))
             .banned(1000 * MS));
         // A ban is stored for a key never seen.
         assert!(t.operate(key("new"), 0, &op(BanOp::Ban(MS))).0);
