@@ -65,6 +65,10 @@ pub struct Key {
 
 const TAG_SHIFT: u32 = 56;
 const LEN_MASK: u64 = (1 << TAG_SHIFT) - 1;
+/// Bits of the second word that every key leaves zero: inline bytes fill at most its low 48
+/// bits (14 bytes, 8 in the first word), integers and atoms none, and a heap key's length
+/// is below 2^48. A table may keep per-key state there (see [`Key::into_words`]).
+pub const SPARE_BITS: u64 = 0xFF << 48;
 /// Tags: inline binaries are `len` (0..=14), inline terms `0x10 + len`.
 const TAG_INLINE_TERM: u64 = 0x10;
 const TAG_INT: u64 = 0x20;
@@ -163,11 +167,41 @@ impl Key {
         };
         let boxed: Box<[u8]> = bytes.into();
         let len = boxed.len();
+        assert!(len < 1 << 48, "a key's length leaves its spare bits free");
         let address = Box::into_raw(boxed).cast::<u8>().expose_provenance();
         Key {
             a: address as u64,
             b: heap_meta(kind, len),
         }
+    }
+
+    /// The key's two words, which now own its heap bytes (if any) until
+    /// [`Key::from_words`] takes them back. The second word's [`SPARE_BITS`] are zero.
+    pub fn into_words(self) -> (u64, u64) {
+        let key = std::mem::ManuallyDrop::new(self);
+        debug_assert_eq!(key.b & SPARE_BITS, 0);
+        (key.a, key.b)
+    }
+
+    /// The key whose words [`Key::into_words`] gave.
+    ///
+    /// # Safety
+    /// `(a, b)` came from `into_words` (spare bits cleared again), and the key is taken back
+    /// at most once: a heap key's bytes are freed when the result drops.
+    pub unsafe fn from_words(a: u64, b: u64) -> Key {
+        Key { a, b }
+    }
+
+    /// Calls `f` with the key whose words [`Key::into_words`] gave, without taking it back.
+    ///
+    /// # Safety
+    /// `(a, b)` came from `into_words` (spare bits cleared again) and that key was not taken
+    /// back yet, nor will be while `f` runs: a heap key's bytes stay allocated.
+    #[inline(always)]
+    pub unsafe fn with_words<R>(a: u64, b: u64, f: impl FnOnce(&Key) -> R) -> R {
+        // Never dropped: the words still own the bytes.
+        let key = std::mem::ManuallyDrop::new(Key { a, b });
+        f(&key)
     }
 
     fn is_heap(&self) -> bool {

@@ -6,6 +6,8 @@
 //! an injected time in tests), so nothing here reads a clock except the sweeper's budget.
 
 pub mod algorithm;
+mod epoch;
+mod index;
 pub mod key;
 pub mod multi;
 pub mod table;

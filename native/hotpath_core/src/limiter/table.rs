@@ -1,16 +1,20 @@
-//! A concurrent keyed table of limiter slots: sharded hash tables behind short mutexes.
+//! A concurrent keyed table of limiter slots: shards of hash indices that hits read without a
+//! lock.
 //!
-//! A key's hash picks its shard (high bits) and its bucket (the same hash, reused by
-//! `hashbrown::HashTable`). Each decision runs entirely under its shard's lock, so it is
-//! atomic; the lock is held for one lookup and a few arithmetic operations. The sweeper takes
-//! the same locks one shard at a time and stops when its time budget is spent, so neither a
-//! hit nor a sweep ever waits long, and a sweep cannot remove a slot between a hit's read and
-//! its write.
+//! A key's hash picks its shard (middle bits) and its bucket in the shard's index (see
+//! [`super::index`]). A hit on a stored key finds it without a lock and decides under the
+//! lock of the key's own bucket, so every decision is atomic and the only line a hit writes
+//! is the key's own. New keys, removals and rebuilds go through the index's writer lock, one
+//! shard at a time. The sweeper takes the same writer locks one shard at a time and stops
+//! when its time budget is spent, so neither a hit nor a sweep ever waits long; it removes a
+//! slot under the slot's bucket lock, so never between a hit's read and its write.
 
 use super::algorithm::{decide, Decision, Policy, Slot};
+use super::epoch::{self, Guard, Retired};
+use super::index::{self, Bucket, Counts, Index, View, Writer};
 use super::key::{Key, KeyRef, Probe};
-use hashbrown::HashTable;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -107,43 +111,110 @@ impl Op<Slot> for SingleHit<'_> {
     }
 }
 
-type Entry<V> = (Key, V);
-
-/// One shard, on its own cache line so that two schedulers working on neighbouring shards
-/// do not share one.
-#[repr(align(64))]
+/// One shard. A hit reads its first cache line only (the index pointer and the hint); the
+/// writer lock, written by every new key, sits on the second, so that two schedulers hitting
+/// stored keys of one shard share the first line read-only.
+#[repr(C, align(64))]
 struct Shard<V> {
-    map: Mutex<HashTable<Entry<V>>>,
-    /// A lower bound of the earliest `expires` in `map`: exact after a purge, lowered by
-    /// every store (always under the lock). Read without the lock to find expired slots and
-    /// to tell a refused new key when room may free up.
+    /// The shard's index as [`Index::into_raw`] made it, or null while the shard has never
+    /// stored a key. Replaced (by a rebuild or a clear) only under `writer`; the old one is
+    /// retired, not freed (see [`super::epoch`]).
+    index: AtomicPtr<()>,
+    /// A lower bound of the earliest `expires` in the index: exact after a purge, lowered by
+    /// every store (an atomic minimum, written only when it lowers it). Read to find expired
+    /// slots and to tell a refused new key when room may free up.
     hint: AtomicU64,
+    /// The writer lock, with the current index's bookkeeping.
+    writer: Line<Mutex<Counts>>,
+    _values: PhantomData<V>,
 }
 
+/// A value alone on its cache line.
+#[repr(align(64))]
+struct Line<T>(T);
+
+/// A shard's writer: the current index, under the shard's writer lock.
+type ShardWriter<'g, V> = Writer<'g, V, MutexGuard<'g, Counts>>;
+
 impl<V> Shard<V> {
-    fn lock(&self) -> MutexGuard<'_, HashTable<Entry<V>>> {
-        // No code panics while holding a shard lock; should one ever, the map is still a
-        // valid table (every write is a single slot store), so poisoning is ignored.
-        self.map
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn new() -> Shard<V> {
+        Shard {
+            index: AtomicPtr::new(std::ptr::null_mut()),
+            hint: AtomicU64::new(u64::MAX),
+            writer: Line(Mutex::new(Counts::default())),
+            _values: PhantomData,
+        }
     }
 
+    /// The current index, valid for as long as `guard` pins this thread.
+    #[inline(always)]
+    fn current<'g>(&self, _guard: &'g Guard) -> Option<View<'g, V>> {
+        let index = self.index.load(Ordering::SeqCst);
+        // SAFETY: a non-null pointer here came from `Index::into_raw` (in `Shard::write` or
+        // `Table::replace`). Its index is freed only after it was unlinked from this shard
+        // and every thread pinned before its retirement unpinned (`Retired::reclaim`, see
+        // `super::epoch` for why that covers this load), or by the shard's drop, when no
+        // reference is left. `guard` pins this thread for `'g`.
+        (!index.is_null()).then(|| unsafe { Index::view_raw(index) })
+    }
+
+    /// The writer lock and the current index, creating the first index if there is none (its
+    /// buckets are added to `buckets`).
+    fn write<'g>(&'g self, guard: &'g Guard, buckets: &AtomicUsize) -> ShardWriter<'g, V> {
+        let counts = self.writer.0.lock().unwrap_or_else(|p| p.into_inner());
+        let view = match self.current(guard) {
+            Some(view) => view,
+            None => {
+                let first = Index::<V>::with_buckets(index::buckets_for(1));
+                buckets.fetch_add(first.buckets(), Ordering::Relaxed);
+                self.index.store(first.into_raw(), Ordering::SeqCst);
+                self.current(guard).expect("just stored")
+            }
+        };
+        Writer::new(view, counts)
+    }
+
+    #[inline(always)]
     fn lower_hint(&self, expires: u64) {
         if expires < self.hint.load(Ordering::Relaxed) {
-            self.hint.store(expires, Ordering::Relaxed);
+            self.hint.fetch_min(expires, Ordering::Relaxed);
         }
     }
 }
 
-/// Whether a purge may shrink the shard's map. Only sweeps do: freeing memory has a cost the
-/// table cannot bound (after a flood of keys expires, the allocator may hand tens of MB back
-/// to the OS inside one `free`, milliseconds of work), so it stays out of hits, and the NIF
-/// runs sweeps on a dirty scheduler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shrink {
-    No,
-    IfMostlyEmpty,
+impl<V> Drop for Shard<V> {
+    fn drop(&mut self) {
+        let index = *self.index.get_mut();
+        if !index.is_null() {
+            // SAFETY: the current index came from `Index::into_raw` and is owned by the
+            // shard; `&mut self` means no reader is left.
+            drop(unsafe { Index::<V>::from_raw(index) });
+        }
+    }
+}
+
+/// An index unlinked from its shard (as [`Index::into_raw`] made it), freed once no reader
+/// can see it.
+struct RetiredIndex<V>(*mut (), PhantomData<V>);
+
+// SAFETY: the retired index is owned by this value alone from its unlinking on (readers only
+// read it until they unpin); sending it sends its keys and values.
+unsafe impl<V: Send> Send for RetiredIndex<V> {}
+
+impl<V> RetiredIndex<V> {
+    fn buckets(&self) -> usize {
+        // SAFETY: the index stays allocated until this value drops.
+        unsafe { Index::<V>::view_raw(self.0) }.buckets()
+    }
+}
+
+impl<V> Drop for RetiredIndex<V> {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `Index::into_raw`; `Retired::reclaim` drops this
+        // value only once no reader pinned before its retirement is left (and `Table`'s drop
+        // only when no reader is left at all), so no view of it remains.
+        drop(unsafe { Index::<V>::from_raw(self.0) });
+    }
 }
 
 /// An operation that could not store its new key because the table is full.
@@ -182,8 +253,11 @@ pub struct Table<V = Slot> {
     config: Config,
     len: AtomicUsize,
     heap_bytes: AtomicUsize,
-    /// Buckets allocated over all shards (kept so that `stats` is O(1), never a walk).
+    /// Buckets allocated over all shards' current indices (kept so that `stats` is O(1),
+    /// never a walk).
     buckets: AtomicUsize,
+    /// Replaced indices that a reader may still be probing.
+    retired: Retired<RetiredIndex<V>>,
     full_events: AtomicU64,
     /// Bytes each stored value holds outside its entry (a cell's boxed slots).
     value_bytes: usize,
@@ -198,6 +272,9 @@ const FULL_PURGES: usize = 4;
 const MAX_SHARDS: usize = 1 << 16;
 /// The lowest hash bit of the shard index (see [`Table::locate`]).
 const SHARD_BITS_AT: u32 = 32;
+/// A sweep rebuilds an index smaller when it has more than this many buckets and more than
+/// 4 per live key.
+const SHRINK_ABOVE: usize = 64;
 
 impl Table<Slot> {
     /// A table of slots for `config`, sharded for `config.max_keys` keys.
@@ -248,18 +325,14 @@ impl<V: Value> Table<V> {
             .next_power_of_two()
             .clamp(MIN_SHARDS, MAX_SHARDS);
         Table {
-            shards: (0..shards)
-                .map(|_| Shard {
-                    map: Mutex::new(HashTable::new()),
-                    hint: AtomicU64::new(u64::MAX),
-                })
-                .collect(),
+            shards: (0..shards).map(|_| Shard::new()).collect(),
             shard_mask: shards - 1,
             hasher: ahash::RandomState::new(),
             config,
             len: AtomicUsize::new(0),
             heap_bytes: AtomicUsize::new(0),
             buckets: AtomicUsize::new(0),
+            retired: Retired::default(),
             full_events: AtomicU64::new(0),
             value_bytes,
         }
@@ -286,7 +359,7 @@ impl<V: Value> Table<V> {
     }
 
     /// The probe, hash and shard of `key`. The shard index comes from the hash's middle
-    /// bits: `hashbrown` uses the low bits for the bucket and the top 7 bits as the control
+    /// bits: the index uses the low bits for the group and the top 7 bits as the control
     /// byte, so neither is constant within a shard.
     #[inline(always)]
     fn locate<'k>(&self, key: KeyRef<'k>) -> (Probe<'k>, u64, &Shard<V>) {
@@ -296,38 +369,85 @@ impl<V: Value> Table<V> {
         (probe, hash, &self.shards[index])
     }
 
-    fn rehash(&self) -> impl Fn(&Entry<V>) -> u64 + '_ {
-        move |(k, _)| k.hash_with(&self.hasher)
+    fn rehash(&self) -> impl Fn(&Key) -> u64 + '_ {
+        move |k| k.hash_with(&self.hasher)
     }
 
-    /// Runs `op` on `key` at `now` under the key's shard lock: on its stored value, or as a
-    /// new key (stored if `op` asks and there is room). Returns the answer and the work done
-    /// beyond the key's own lookup: the slots and shards visited to make room in a full table
-    /// (0 on the common path). The NIF layer reports it to the scheduler.
+    /// Runs `op` on `key` at `now`: on its stored value, or as a new key (stored if `op`
+    /// asks and there is room). Returns the answer and the work done beyond the key's own
+    /// lookup: the slots and shards visited to make room or to rebuild an index (0 on the
+    /// common path). The NIF layer reports it to the scheduler.
+    ///
+    /// A stored key is found without a lock and changed under its bucket's lock; anything
+    /// else (a new key, a key being moved by a rebuild) takes the writer's path.
     #[inline(always)]
     pub fn apply<O: Op<V>>(&self, key: KeyRef<'_>, now: u64, op: &O) -> (O::Out, usize) {
         let (probe, hash, shard) = self.locate(key);
+        let guard = epoch::pin();
+        let found = shard
+            .current(&guard)
+            .and_then(|index| index.find(hash, &probe))
+            .and_then(Bucket::lock);
+        if let Some(mut locked) = found {
+            let (out, expires) = op.stored(locked.value(), now);
+            drop(locked);
+            if let Some(expires) = expires {
+                shard.lower_hint(expires);
+            }
+            return (out, 0);
+        }
+        self.apply_written(probe, hash, shard, now, op, &guard)
+    }
+
+    /// [`Table::apply`] under the shard's writer lock.
+    #[inline(never)]
+    fn apply_written<O: Op<V>>(
+        &self,
+        probe: Probe<'_>,
+        hash: u64,
+        shard: &Shard<V>,
+        now: u64,
+        op: &O,
+        guard: &Guard,
+    ) -> (O::Out, usize) {
         let mut work = 0;
-        match self.try_hit(probe, hash, shard, now, op, &mut work) {
+        match self.try_hit(probe, hash, shard, now, op, &mut work, guard) {
             Ok(out) => (out, work),
             Err(Full(fresh)) => {
-                let out = self.hit_full(probe, hash, shard, now, op, fresh, &mut work);
+                let out = self.hit_full(probe, hash, shard, now, op, fresh, &mut work, guard);
                 (out, work)
             }
         }
     }
 
-    /// Calls `f` with the stored value of `key` (`None`: not stored), under its shard's lock.
+    /// Calls `f` with the stored value of `key` (`None`: not stored), under its bucket's
+    /// lock.
     pub fn read<R>(&self, key: KeyRef<'_>, f: impl FnOnce(Option<&V>) -> R) -> R {
         let (probe, hash, shard) = self.locate(key);
-        let map = shard.lock();
-        f(map.find(hash, |(k, _)| probe.matches(k)).map(|(_, v)| v))
+        let guard = epoch::pin();
+        let Some(bucket) = shard
+            .current(&guard)
+            .and_then(|index| index.find(hash, &probe))
+        else {
+            return f(None);
+        };
+        if let Some(mut locked) = bucket.lock() {
+            return f(Some(locked.value()));
+        }
+        // Removed or moved meanwhile: ask the current index, under its writer lock.
+        let writer = shard.write(&guard, &self.buckets);
+        let found = writer.view().find(hash, &probe).and_then(Bucket::lock);
+        let out = match found {
+            Some(mut locked) => f(Some(locked.value())),
+            None => f(None),
+        };
+        out
     }
 
     /// The rest of a hit for a new key when the table is full and nothing expired in the
     /// key's shard: expired slots elsewhere go first (purge a shard whose hint says it holds
-    /// some, never holding two locks, then try again; up to [`FULL_PURGES`] shards, since
-    /// the first may free a key count but not the key bytes `max_bytes` needs), then
+    /// some, never holding two writer locks, then try again; up to [`FULL_PURGES`] shards,
+    /// since the first may free a key count but not the key bytes `max_bytes` needs), then
     /// `on_full` decides.
     #[cold]
     #[inline(never)]
@@ -341,6 +461,7 @@ impl<V: Value> Table<V> {
         op: &O,
         fresh: O::Out,
         work: &mut usize,
+        guard: &Guard,
     ) -> O::Out {
         for _ in 0..FULL_PURGES {
             *work += self.shards.len();
@@ -348,11 +469,12 @@ impl<V: Value> Table<V> {
                 break;
             };
             {
-                let mut map = self.shards[other].lock();
-                *work += map.len();
-                self.purge(&self.shards[other], &mut map, now, Shrink::No);
+                let other = &self.shards[other];
+                let mut writer = other.write(guard, &self.buckets);
+                *work += writer.view().buckets();
+                self.purge(other, &mut writer, now);
             }
-            if let Ok(out) = self.try_hit(probe, hash, shard, now, op, work) {
+            if let Ok(out) = self.try_hit(probe, hash, shard, now, op, work, guard) {
                 return out;
             }
         }
@@ -367,9 +489,9 @@ impl<V: Value> Table<V> {
         }
     }
 
-    /// One attempt under the shard's lock: update a stored key, or store a new one if there
-    /// is room.
-    #[inline(always)]
+    /// One attempt under the shard's writer lock: update a stored key, or store a new one if
+    /// there is room.
+    #[allow(clippy::too_many_arguments)]
     fn try_hit<O: Op<V>>(
         &self,
         probe: Probe<'_>,
@@ -378,27 +500,30 @@ impl<V: Value> Table<V> {
         now: u64,
         op: &O,
         work: &mut usize,
+        guard: &Guard,
     ) -> Result<O::Out, Full<O::Out>> {
-        let mut map = shard.lock();
-        if let Some((_, value)) = map.find_mut(hash, |(k, _)| probe.matches(k)) {
-            let (out, expires) = op.stored(value, now);
+        let writer = shard.write(guard, &self.buckets);
+        // The current index holds no moved bucket (only a replaced one does), so a key found
+        // here is live and its lock is taken, after any hit holding it.
+        if let Some(mut locked) = writer.view().find(hash, &probe).and_then(Bucket::lock) {
+            let (out, expires) = op.stored(locked.value(), now);
+            drop(locked);
             if let Some(expires) = expires {
                 shard.lower_hint(expires);
             }
             return Ok(out);
         }
-        self.insert_new(probe, hash, shard, &mut map, now, op, work)
+        self.insert_new(probe, hash, shard, writer, now, op, work)
     }
 
-    /// A hit for a key not stored (under the shard's lock): stores it when admitted.
-    #[inline(never)]
+    /// A hit for a key not stored (under the shard's writer lock): stores it when admitted.
     #[allow(clippy::too_many_arguments)]
     fn insert_new<O: Op<V>>(
         &self,
         probe: Probe<'_>,
         hash: u64,
         shard: &Shard<V>,
-        map: &mut HashTable<Entry<V>>,
+        mut writer: ShardWriter<'_, V>,
         now: u64,
         op: &O,
         work: &mut usize,
@@ -407,21 +532,48 @@ impl<V: Value> Table<V> {
         let Some(stored) = stored else {
             return Ok(decision);
         };
-        if !self.reserve(shard, map, now, work) {
+        if !self.reserve(shard, &mut writer, now, work) {
             return Err(Full(decision));
         }
         let heap = probe.heap_bytes();
-        if heap > 0 && !self.reserve_bytes(shard, map, now, heap, work) {
+        if heap > 0 && !self.reserve_bytes(shard, &mut writer, now, heap, work) {
             // The count reserved above is given back: the key is not stored.
             self.len.fetch_sub(1, Ordering::Relaxed);
             return Err(Full(decision));
         }
-        let owned = probe.into_key();
         shard.lower_hint(stored.expires());
-        let before = buckets(map);
-        map.insert_unique(hash, (owned, stored), self.rehash());
-        self.resized(before, buckets(map));
+        let owned = probe.into_key();
+        if writer.has_room() {
+            writer.insert(hash, owned, stored);
+        } else {
+            // Filled buckets (live keys and tombstones) reached 7/8: rebuild at the same size
+            // when tombstones are most of them, else at twice the size (never smaller on a
+            // hit: sweeps give memory back).
+            let buckets = writer.view().buckets();
+            let buckets = if writer.len() < index::capacity(buckets) / 2 {
+                buckets
+            } else {
+                2 * buckets
+            };
+            *work += writer.view().buckets();
+            let (new, mut counts) = writer.rebuild(buckets, self.rehash());
+            Writer::new(new.view(), &mut counts).insert(hash, owned, stored);
+            self.replace(shard, writer, (new, counts));
+        }
         Ok(decision)
+    }
+
+    /// Publishes `new` as the shard's index in place of the one `writer` holds, retires the
+    /// old one and frees what no reader can see any more.
+    fn replace(&self, shard: &Shard<V>, mut writer: ShardWriter<'_, V>, new: (Index<V>, Counts)) {
+        let (new, counts) = new;
+        let (before, after) = (writer.view().buckets(), new.buckets());
+        let old = shard.index.swap(new.into_raw(), Ordering::SeqCst);
+        writer.set_counts(counts);
+        drop(writer);
+        self.resized(before, after);
+        self.retired.retire(RetiredIndex(old, PhantomData));
+        self.retired.reclaim();
     }
 
     /// Records a change of one shard's bucket count.
@@ -438,13 +590,13 @@ impl<V: Value> Table<V> {
     fn reserve_bytes(
         &self,
         shard: &Shard<V>,
-        map: &mut HashTable<Entry<V>>,
+        writer: &mut ShardWriter<'_, V>,
         now: u64,
         heap: usize,
         work: &mut usize,
     ) -> bool {
         let max = self.config.max_bytes;
-        self.take_or_purge(shard, map, now, work, || {
+        self.take_or_purge(shard, writer, now, work, || {
             self.heap_bytes
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                     n.checked_add(heap).filter(|&total| total <= max)
@@ -472,25 +624,36 @@ impl<V: Value> Table<V> {
     /// Forgets `key`. Returns whether it was stored.
     pub fn reset(&self, key: KeyRef<'_>) -> bool {
         let (probe, hash, shard) = self.locate(key);
-        let mut map = shard.lock();
-        match map.find_entry(hash, |(k, _)| probe.matches(k)) {
-            Ok(entry) => {
-                let ((k, _), _) = entry.remove();
-                self.forget(&k, 1);
-                true
-            }
-            Err(_) => false,
+        let guard = epoch::pin();
+        if shard.current(&guard).is_none() {
+            return false;
         }
+        let mut writer = shard.write(&guard, &self.buckets);
+        let Some(locked) = writer.view().find(hash, &probe).and_then(Bucket::lock) else {
+            return false;
+        };
+        locked.with_key(|k| self.forget(k, 1));
+        writer.remove(locked);
+        true
     }
 
     /// Removes every key.
     pub fn clear(&self) {
+        let guard = epoch::pin();
         for shard in self.shards.iter() {
-            let mut map = shard.lock();
-            let removed = map.len();
-            let heap: usize = map.iter().map(|(k, _)| k.heap_bytes()).sum();
-            self.resized(buckets(&map), 0);
-            *map = HashTable::new();
+            if shard.current(&guard).is_none() {
+                continue;
+            }
+            let mut writer = shard.write(&guard, &self.buckets);
+            let (mut removed, mut heap) = (0, 0);
+            writer.for_each(|k, _| {
+                removed += 1;
+                heap += k.heap_bytes();
+            });
+            // A hit still probing the old index may change a value there: it ran during
+            // the clear, which may be ordered after it.
+            let empty = Index::with_buckets(index::buckets_for(1));
+            self.replace(shard, writer, (empty, Counts::default()));
             shard.hint.store(u64::MAX, Ordering::Relaxed);
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.heap_bytes.fetch_sub(heap, Ordering::Relaxed);
@@ -510,12 +673,12 @@ impl<V: Value> Table<V> {
     fn reserve(
         &self,
         shard: &Shard<V>,
-        map: &mut HashTable<Entry<V>>,
+        writer: &mut ShardWriter<'_, V>,
         now: u64,
         work: &mut usize,
     ) -> bool {
         let max = self.config.max_keys;
-        self.take_or_purge(shard, map, now, work, || {
+        self.take_or_purge(shard, writer, now, work, || {
             self.len
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                     (n < max).then_some(n + 1)
@@ -532,7 +695,7 @@ impl<V: Value> Table<V> {
     fn take_or_purge(
         &self,
         shard: &Shard<V>,
-        map: &mut HashTable<Entry<V>>,
+        writer: &mut ShardWriter<'_, V>,
         now: u64,
         work: &mut usize,
         take: impl Fn() -> bool,
@@ -541,27 +704,23 @@ impl<V: Value> Table<V> {
             return true;
         }
         if shard.hint.load(Ordering::Relaxed) <= now {
-            *work += map.len();
-            self.purge(shard, map, now, Shrink::No);
+            *work += writer.view().buckets();
+            self.purge(shard, writer, now);
             return take();
         }
         false
     }
 
-    /// Removes the expired slots of one shard (whose lock the caller holds) and refreshes its
-    /// hint; with [`Shrink::IfMostlyEmpty`], also gives the memory of a mostly empty shard
-    /// back.
-    fn purge(
-        &self,
-        shard: &Shard<V>,
-        map: &mut HashTable<Entry<V>>,
-        now: u64,
-        shrink: Shrink,
-    ) -> usize {
-        let mut removed = 0;
-        let mut heap = 0;
-        let mut next_expiry = u64::MAX;
-        map.retain(|(k, v)| {
+    /// Removes the expired slots of one shard (whose writer lock the caller holds) and
+    /// refreshes its hint. Removed keys leave tombstones; their buckets come back when the
+    /// index is next rebuilt.
+    fn purge(&self, shard: &Shard<V>, writer: &mut ShardWriter<'_, V>, now: u64) -> usize {
+        // From here on hits lower the hint from "nothing stored" (`lower_hint`), and a hit
+        // that changed a slot before this pass locked it is seen by the pass: the hint ends
+        // as a lower bound either way.
+        shard.hint.store(u64::MAX, Ordering::Relaxed);
+        let (mut removed, mut heap, mut next_expiry) = (0, 0, u64::MAX);
+        writer.retain(|k, v| {
             let expires = v.expires();
             if expires <= now {
                 removed += 1;
@@ -572,29 +731,36 @@ impl<V: Value> Table<V> {
                 true
             }
         });
-        shard.hint.store(next_expiry, Ordering::Relaxed);
+        shard.hint.fetch_min(next_expiry, Ordering::Relaxed);
         if removed > 0 {
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.heap_bytes.fetch_sub(heap, Ordering::Relaxed);
-        }
-        // Give memory back after a flood of keys has expired, also when a hit purged the
-        // shard before this sweep (it removed the keys, so this pass removes none).
-        let (len, before) = (map.len(), buckets(map));
-        if shrink == Shrink::IfMostlyEmpty && before > 64 && before > 4 * len {
-            map.shrink_to(len * 2, self.rehash());
-            self.resized(before, buckets(map));
         }
         removed
     }
 
     /// Sweeps expired slots from shard `from` on, until `budget` is spent or every shard is
-    /// done. Each shard is locked only while it is purged.
+    /// done. Each shard's writer lock is held only while it is purged. A shard left mostly
+    /// empty is rebuilt smaller: freeing memory has a cost the table cannot bound (after a
+    /// flood of keys expires, the allocator may hand tens of MB back to the OS inside one
+    /// `free`, milliseconds of work), so it stays out of hits, and the NIF runs sweeps on a
+    /// dirty scheduler.
     pub fn sweep(&self, from: usize, now: u64, budget: Duration) -> SweepChunk {
         let started = Instant::now();
+        self.retired.reclaim();
         let mut removed = 0;
+        let guard = epoch::pin();
         for index in from..self.shards.len() {
             let shard = &self.shards[index];
-            removed += self.purge(shard, &mut shard.lock(), now, Shrink::IfMostlyEmpty);
+            if shard.current(&guard).is_some() {
+                let mut writer = shard.write(&guard, &self.buckets);
+                removed += self.purge(shard, &mut writer, now);
+                let (len, buckets) = (writer.len(), writer.view().buckets());
+                if buckets > SHRINK_ABOVE && buckets > 4 * len {
+                    let new = writer.rebuild(index::buckets_for(2 * len), self.rehash());
+                    self.replace(shard, writer, new);
+                }
+            }
             if started.elapsed() >= budget {
                 let next = index + 1;
                 return SweepChunk {
@@ -609,18 +775,16 @@ impl<V: Value> Table<V> {
         }
     }
 
-    /// Key count, estimated memory and full-table events: counters only, O(1) whatever the
-    /// table's size.
+    /// Key count, estimated memory and full-table events: counters only, O(1) in the table's
+    /// size (plus the indices replaced but not yet freed).
     pub fn stats(&self) -> Stats {
-        let entry = std::mem::size_of::<Entry<V>>();
-        let buckets = self.buckets.load(Ordering::Relaxed);
-        // hashbrown: one control byte per bucket plus one group of trailing control bytes.
-        let tables = buckets * (entry + 1) + self.shards.len() * 16;
+        let buckets =
+            self.buckets.load(Ordering::Relaxed) + self.retired.sum(RetiredIndex::buckets);
         Stats {
             keys: self.len(),
             memory_bytes: std::mem::size_of::<Table<V>>()
                 + self.shards.len() * std::mem::size_of::<Shard<V>>()
-                + tables
+                + Index::<V>::bytes_for(buckets)
                 + self.len() * self.value_bytes
                 + self.heap_bytes.load(Ordering::Relaxed),
             key_bytes: self.heap_bytes.load(Ordering::Relaxed),
@@ -628,13 +792,6 @@ impl<V: Value> Table<V> {
             shards: self.shards.len(),
         }
     }
-}
-
-/// The buckets of `map`. Not from `capacity()`, which shrinks as removals leave tombstones:
-/// hashbrown allocates `buckets * (size_of::<Entry>() + 1)` bytes plus one control group
-/// (8 or 16 bytes, fewer than one bucket's 33), so the division gives the bucket count.
-fn buckets<V>(map: &HashTable<Entry<V>>) -> usize {
-    map.allocation_size() / (std::mem::size_of::<Entry<V>>() + 1)
 }
 
 #[cfg(test)]
@@ -659,11 +816,13 @@ mod tests {
     }
 
     #[test]
-    fn entries_are_32_bytes() {
-        assert_eq!(std::mem::size_of::<Entry<Slot>>(), 32);
+    fn buckets_are_32_bytes() {
+        // The key's two words (its spare bits hold the state) and the value: two buckets
+        // to a cache line.
+        assert_eq!(std::mem::size_of::<Bucket<Slot>>(), 32);
         // Two slots inline, with no tag; larger cells are a boxed slice.
-        assert_eq!(std::mem::size_of::<Entry<Pair>>(), 48);
-        assert_eq!(std::mem::size_of::<Entry<Box<[Slot]>>>(), 32);
+        assert_eq!(std::mem::size_of::<Bucket<Pair>>(), 48);
+        assert_eq!(std::mem::size_of::<Bucket<Box<[Slot]>>>(), 32);
     }
 
     #[test]
@@ -825,6 +984,105 @@ mod tests {
         }
     }
 
+    /// Hits on stored keys take no lock but their bucket's, while new keys grow the same
+    /// shards' indices under them, a churning thread fills them with tombstones (each
+    /// compacted by a rebuild) and a sweeper runs: no hit is lost nor counted twice. Every
+    /// thread hits the hot key and keys of its own, all new at first, on a table of 16
+    /// shards, so every shard is rebuilt many times during the run.
+    #[test]
+    fn hits_racing_rebuilds_and_sweeps_admit_exactly_the_limit() {
+        const THREADS: i64 = 4;
+        const KEYS: i64 = 200;
+        for algorithm in Algorithm::ALL {
+            let limit = 100;
+            let t = Arc::new(table(algorithm, limit, 100_000, OnFull::Deny));
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let background = |work: fn(&Table, i64)| {
+                let (t, stop) = (Arc::clone(&t), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        work(&t, n);
+                        n += 1;
+                    }
+                })
+            };
+            let sweeper = background(|t, _| {
+                t.sweep(0, 0, Duration::from_secs(1));
+            });
+            let churn = background(|t, n| {
+                let key = KeyRef::Int(1_000_000 + n);
+                t.hit(key, 0, 1, None);
+                t.reset(key);
+            });
+            let threads: Vec<_> = (0..THREADS)
+                .map(|thread| {
+                    let t = Arc::clone(&t);
+                    std::thread::spawn(move || {
+                        let (mut hot, mut own) = (0, 0);
+                        for _ in 0..limit + 20 {
+                            hot += t.hit(bin("hot"), 0, 1, None).allowed() as u64;
+                            for k in 0..KEYS {
+                                let key = KeyRef::Int(thread * 1_000 + k);
+                                own += t.hit(key, 0, 1, None).allowed() as u64;
+                            }
+                        }
+                        (hot, own)
+                    })
+                })
+                .collect();
+            let (mut hot, mut own) = (0, 0);
+            for h in threads {
+                let (a, b) = h.join().unwrap();
+                hot += a;
+                own += b;
+            }
+            stop.store(true, Ordering::Relaxed);
+            sweeper.join().unwrap();
+            churn.join().unwrap();
+            assert_eq!(hot, limit, "{algorithm:?}");
+            assert_eq!(own, (THREADS * KEYS) as u64 * limit, "{algorithm:?}");
+            assert_eq!(t.len(), (THREADS * KEYS) as usize + 1);
+            assert_eq!(t.len(), walked_keys(&t));
+            for thread in 0..THREADS {
+                for k in 0..KEYS {
+                    assert!(!t.hit(KeyRef::Int(thread * 1_000 + k), 0, 1, None).allowed());
+                }
+            }
+        }
+    }
+
+    /// Resets and clears racing hits leave the counters equal to a walk of the table.
+    #[test]
+    fn resets_and_clears_racing_hits_keep_the_counters_true() {
+        let t = Arc::new(table(Algorithm::Gcra, 1_000_000, 10_000, OnFull::Deny));
+        let long = |i: i64| format!("{i:030}");
+        let threads: Vec<_> = (0..4)
+            .map(|thread| {
+                let t = Arc::clone(&t);
+                std::thread::spawn(move || {
+                    for i in 0..5_000i64 {
+                        let k = long(i % 500);
+                        t.hit(bin(&k), 0, 1, None);
+                        t.hit(KeyRef::Int(i % 300), 0, 1, None);
+                        if i % 7 == thread {
+                            t.reset(bin(&k));
+                        }
+                        if thread == 0 && i % 1_000 == 999 {
+                            t.clear();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in threads {
+            h.join().unwrap();
+        }
+        assert_eq!(t.len(), walked_keys(&t));
+        assert_eq!(t.stats().key_bytes, walked_heap(&t));
+        assert_eq!(t.buckets.load(Ordering::Relaxed), walked_buckets(&t));
+    }
+
     #[test]
     fn clear_forgets_everything() {
         let t = table(Algorithm::Gcra, 1, 100, OnFull::Deny);
@@ -860,15 +1118,32 @@ mod tests {
         assert!(t.stats().key_bytes <= 1000);
     }
 
+    /// Calls `f` with every shard's writer (shards that never stored a key have none).
+    fn walk(t: &Table, mut f: impl FnMut(&mut ShardWriter<'_, Slot>)) {
+        let guard = epoch::pin();
+        for shard in t.shards.iter() {
+            if shard.current(&guard).is_some() {
+                f(&mut shard.write(&guard, &t.buckets));
+            }
+        }
+    }
+
     fn walked_buckets(t: &Table) -> usize {
-        t.shards.iter().map(|s| buckets(&s.lock())).sum()
+        let mut buckets = 0;
+        walk(t, |w| buckets += w.view().buckets());
+        buckets
     }
 
     fn walked_heap(t: &Table) -> usize {
-        t.shards
-            .iter()
-            .map(|s| s.lock().iter().map(|(k, _)| k.heap_bytes()).sum::<usize>())
-            .sum()
+        let mut heap = 0;
+        walk(t, |w| w.for_each(|k, _| heap += k.heap_bytes()));
+        heap
+    }
+
+    fn walked_keys(t: &Table) -> usize {
+        let mut keys = 0;
+        walk(t, |w| keys += w.len());
+        keys
     }
 
     use proptest::prelude::*;
@@ -929,7 +1204,7 @@ mod tests {
                     Op::Clear => t.clear(),
                 }
                 let stats = t.stats();
-                prop_assert_eq!(stats.keys, t.shards.iter().map(|s| s.lock().len()).sum::<usize>());
+                prop_assert_eq!(stats.keys, walked_keys(&t));
                 prop_assert_eq!(t.buckets.load(Ordering::Relaxed), walked_buckets(&t));
                 prop_assert_eq!(stats.key_bytes, walked_heap(&t));
                 prop_assert!(stats.key_bytes <= max_bytes);
