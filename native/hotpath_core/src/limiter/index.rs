@@ -387,7 +387,9 @@ impl<'a, V> View<'a, V> {
         let tag = tag(hash);
         let group_mask = self.groups - 1;
         let mut g = hash as usize & group_mask;
-        for stride in 1..=self.groups {
+        // Triangular probing visits every group once in `groups` steps.
+        let mut stride = 0;
+        loop {
             let ctrl = self.ctrl(g).load(Ordering::Acquire);
             let mut matches = match_tag(ctrl, tag);
             while matches != 0 {
@@ -402,12 +404,12 @@ impl<'a, V> View<'a, V> {
                     return Some(bucket);
                 }
             }
-            if match_empty(ctrl) != 0 {
+            if match_empty(ctrl) != 0 || stride == group_mask {
                 return None;
             }
+            stride += 1;
             g = (g + stride) & group_mask;
         }
-        None
     }
 
     /// The published buckets.
