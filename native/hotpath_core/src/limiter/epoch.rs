@@ -15,6 +15,9 @@
 //! * retired objects tagged with the epoch of their retirement, freed by the writer's
 //!   [`Retired::reclaim`] once every slot is either 0 or newer than the tag.
 //!
+//! A thread that pins while its thread-locals are being destroyed has no slot; it counts
+//! itself in a global counter instead, and nothing is freed while that counter is nonzero.
+//!
 //! Why that is enough (all accesses below are `SeqCst`): a writer swaps the pointer, *then*
 //! takes its tag `r` from the epoch; a reader stores its slot, *then* loads the pointer.
 //! A reclaimer that sees a slot at 0 or above `r` either precedes that reader's slot store in
@@ -78,11 +81,16 @@ impl Drop for Release {
             // cleared (and never reused) when that guard drops.
             return;
         }
-        let _readers = READERS.lock().unwrap_or_else(|p| p.into_inner());
-        self.0.epoch.store(0, Ordering::SeqCst);
-        self.0.taken.store(0, Ordering::Relaxed);
+        give_back(self.0);
         let _ = SLOT.try_with(|slot| slot.set(None));
     }
+}
+
+/// Marks `reader` free for another thread.
+fn give_back(reader: &'static Reader) {
+    let _readers = READERS.lock().unwrap_or_else(|p| p.into_inner());
+    reader.epoch.store(0, Ordering::SeqCst);
+    reader.taken.store(0, Ordering::Relaxed);
 }
 
 thread_local! {
@@ -110,7 +118,7 @@ fn first_slot(slot: &Cell<Option<&'static Reader>>) -> Option<&'static Reader> {
     // A thread whose locals are being destroyed cannot keep a slot: it is counted in
     // `ORPHANS` instead (see `pin`).
     if RELEASE.try_with(|r| r.set(Some(Release(reader)))).is_err() {
-        let _ = Release(reader);
+        give_back(reader);
         return None;
     }
     slot.set(Some(reader));
@@ -187,12 +195,15 @@ fn oldest_reader() -> u64 {
 /// Objects unlinked from a table and waiting until no reader can see them.
 pub struct Retired<T> {
     waiting: Mutex<Vec<(u64, T)>>,
+    /// How many wait (kept under the lock; read without it to skip an empty list).
+    pending: std::sync::atomic::AtomicUsize,
 }
 
 impl<T> Default for Retired<T> {
     fn default() -> Retired<T> {
         Retired {
             waiting: Mutex::new(Vec::new()),
+            pending: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -202,7 +213,18 @@ impl<T> Retired<T> {
     /// drop.
     pub fn retire(&self, object: T) {
         let tag = EPOCH.fetch_add(1, Ordering::SeqCst);
-        self.lock().push((tag, object));
+        let mut waiting = self.lock();
+        waiting.push((tag, object));
+        self.pending.store(waiting.len(), Ordering::Relaxed);
+    }
+
+    /// [`Retired::reclaim`] if anything waits; otherwise one load of a counter that only
+    /// retirements and reclaims write.
+    #[inline]
+    pub fn reclaim_pending(&self) {
+        if self.pending.load(Ordering::Relaxed) > 0 {
+            self.reclaim();
+        }
     }
 
     /// Drops the objects no reader can see any more and returns how many are still waiting.
@@ -220,9 +242,10 @@ impl<T> Retired<T> {
                 .into_iter()
                 .partition(|(tag, _)| *tag < oldest);
             *waiting = keep;
+            self.pending.store(waiting.len(), Ordering::Relaxed);
             free
         };
-        let left = self.lock().len();
+        let left = self.pending.load(Ordering::Relaxed);
         drop(freed);
         left
     }

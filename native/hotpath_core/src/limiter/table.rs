@@ -384,11 +384,11 @@ impl<V: Value> Table<V> {
     pub fn apply<O: Op<V>>(&self, key: KeyRef<'_>, now: u64, op: &O) -> (O::Out, usize) {
         let (probe, hash, shard) = self.locate(key);
         let guard = epoch::pin();
-        let found = shard
+        if let Some(mut locked) = shard
             .current(&guard)
             .and_then(|index| index.find(hash, &probe))
-            .and_then(Bucket::lock);
-        if let Some(mut locked) = found {
+            .and_then(Bucket::lock)
+        {
             let (out, expires) = op.stored(locked.value(), now);
             drop(locked);
             if let Some(expires) = expires {
@@ -396,10 +396,12 @@ impl<V: Value> Table<V> {
             }
             return (out, 0);
         }
-        self.apply_written(probe, hash, shard, now, op, &guard)
+        self.apply_written(probe, hash, shard, now, op, guard)
     }
 
-    /// [`Table::apply`] under the shard's writer lock.
+    /// [`Table::apply`] under the shard's writer lock. Frees the indices this thread or
+    /// others replaced once it is no longer pinned itself, so that a table growing from one
+    /// thread gives each replaced index back at once, as a resize does.
     #[inline(never)]
     fn apply_written<O: Op<V>>(
         &self,
@@ -408,16 +410,18 @@ impl<V: Value> Table<V> {
         shard: &Shard<V>,
         now: u64,
         op: &O,
-        guard: &Guard,
+        guard: Guard,
     ) -> (O::Out, usize) {
         let mut work = 0;
-        match self.try_hit(probe, hash, shard, now, op, &mut work, guard) {
-            Ok(out) => (out, work),
+        let out = match self.try_hit(probe, hash, shard, now, op, &mut work, &guard) {
+            Ok(out) => out,
             Err(Full(fresh)) => {
-                let out = self.hit_full(probe, hash, shard, now, op, fresh, &mut work, guard);
-                (out, work)
+                self.hit_full(probe, hash, shard, now, op, fresh, &mut work, &guard)
             }
-        }
+        };
+        drop(guard);
+        self.retired.reclaim_pending();
+        (out, work)
     }
 
     /// Calls `f` with the stored value of `key` (`None`: not stored), under its bucket's
@@ -652,9 +656,10 @@ impl<V: Value> Table<V> {
             });
             // A hit still probing the old index may change a value there: it ran during
             // the clear, which may be ordered after it.
+            // Before the swap: a hit on the new index lowers it from there.
+            shard.hint.store(u64::MAX, Ordering::Relaxed);
             let empty = Index::with_buckets(index::buckets_for(1));
             self.replace(shard, writer, (empty, Counts::default()));
-            shard.hint.store(u64::MAX, Ordering::Relaxed);
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.heap_bytes.fetch_sub(heap, Ordering::Relaxed);
         }
@@ -747,11 +752,11 @@ impl<V: Value> Table<V> {
     /// dirty scheduler.
     pub fn sweep(&self, from: usize, now: u64, budget: Duration) -> SweepChunk {
         let started = Instant::now();
-        self.retired.reclaim();
+        self.retired.reclaim_pending();
         let mut removed = 0;
-        let guard = epoch::pin();
         for index in from..self.shards.len() {
             let shard = &self.shards[index];
+            let guard = epoch::pin();
             if shard.current(&guard).is_some() {
                 let mut writer = shard.write(&guard, &self.buckets);
                 removed += self.purge(shard, &mut writer, now);
@@ -761,6 +766,8 @@ impl<V: Value> Table<V> {
                     self.replace(shard, writer, new);
                 }
             }
+            drop(guard);
+            self.retired.reclaim_pending();
             if started.elapsed() >= budget {
                 let next = index + 1;
                 return SweepChunk {
