@@ -2,7 +2,7 @@
 //! monotonic clock.
 //!
 //! Every NIF here but `limiter_new` and `limiter_clear` (dirty CPU: proportional to the
-//! table's shard count or size) runs on a normal scheduler and is bounded: a hit is one shard
+//! table's shard count or size) runs on a normal scheduler and is bounded: a hit is one bucket
 //! lock and a few arithmetic operations; keys are limited to [`MAX_KEY_BYTES`], refused after a
 //! walk bounded by that size; `limiter_stats` reads counters; a sweep chunk stops when its time
 //! budget (capped below 1 ms) is spent. The slower paths (a key encoded or refused by its

@@ -2,8 +2,8 @@
 //!
 //! Every function here maps `(policy, stored slot, now, cost)` to a [`Decision`] and the slot
 //! to store. Time is nanoseconds on the table's monotonic axis. There is no I/O, no clock and
-//! no locking: the table calls [`decide`] while it holds the key's shard lock, which is what
-//! makes each decision atomic.
+//! no locking: the table calls [`decide`] while it holds the key's lock (its bucket's, or the
+//! shard's writer lock for a new key), which is what makes each decision atomic.
 //!
 //! Every slot carries `expires`: the instant from which its state is indistinguishable from a
 //! key never seen. The sweeper removes a slot only when `expires <= now`, so it can never drop

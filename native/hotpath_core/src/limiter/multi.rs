@@ -4,7 +4,7 @@
 //! whose value is a cell: one [`Slot`] per policy, in the limiter's order, followed by
 //! three slots of ban state when the limiter has a [`Ban`] rule: a [`Pair`] inline in the
 //! entry for up to two slots, else a boxed slice (see [`Cells`]). The table runs every
-//! operation on a cell under the key's shard lock (see [`super::table::Op`]), so a hit reads
+//! operation on a cell under the key's lock (see [`super::table::Op`]), so a hit reads
 //! every policy's slot, decides each one and then writes all of them or none: a request is
 //! admitted only if every policy admits it, and a denial charges no policy.
 //!
@@ -183,7 +183,7 @@ impl Cells {
         on_table!(self, t => t.apply(key, now, op))
     }
 
-    /// Calls `f` with the stored slots of `key` (`None`: not stored), under its shard's lock.
+    /// Calls `f` with the stored slots of `key` (`None`: not stored), under its bucket's lock.
     pub fn read<R>(&self, key: KeyRef<'_>, f: impl FnOnce(Option<&[Slot]>) -> R) -> R {
         on_table!(self, t => t.read(key, |cell| f(cell.map(|c| &c[..]))))
     }

@@ -57,8 +57,9 @@ impl Value for Slot {
     }
 }
 
-/// One operation on a key, run under its shard's lock: what a hit (or a ban, an unban...)
-/// does to a stored value, or to a key not stored. The table calls exactly one of
+/// One operation on a key, run under the key's lock: what a hit (or a ban, an unban...)
+/// does to a stored value (under the value's bucket lock), or to a key not stored (under the
+/// shard's writer lock). The table calls exactly one of
 /// [`Op::stored`] and [`Op::fresh`] per attempt, which is what makes every operation atomic.
 pub trait Op<V> {
     /// The answer.
@@ -217,6 +218,29 @@ impl<V> Drop for RetiredIndex<V> {
     }
 }
 
+/// A key as a table looks it up: what to compare stored keys with, its hash and its shard.
+struct Located<'t, 'k, V> {
+    probe: Probe<'k>,
+    hash: u64,
+    shard: &'t Shard<V>,
+}
+
+impl<V> Clone for Located<'_, '_, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for Located<'_, '_, V> {}
+
+impl<V> Located<'_, '_, V> {
+    /// The key's bucket in `view`, live or moved (see [`View::find`]).
+    #[inline(always)]
+    fn find<'g>(&self, view: View<'g, V>) -> Option<&'g Bucket<V>> {
+        view.find(self.hash, &self.probe)
+    }
+}
+
 /// An operation that could not store its new key because the table is full.
 struct Full<O>(O);
 
@@ -362,11 +386,15 @@ impl<V: Value> Table<V> {
     /// bits: the index uses the low bits for the group and the top 7 bits as the control
     /// byte, so neither is constant within a shard.
     #[inline(always)]
-    fn locate<'k>(&self, key: KeyRef<'k>) -> (Probe<'k>, u64, &Shard<V>) {
+    fn locate<'k>(&self, key: KeyRef<'k>) -> Located<'_, 'k, V> {
         let probe = Probe::new(key);
         let hash = probe.hash_with(&self.hasher);
         let index = (hash >> SHARD_BITS_AT) as usize & self.shard_mask;
-        (probe, hash, &self.shards[index])
+        Located {
+            probe,
+            hash,
+            shard: &self.shards[index],
+        }
     }
 
     fn rehash(&self) -> impl Fn(&Key) -> u64 + '_ {
@@ -382,21 +410,22 @@ impl<V: Value> Table<V> {
     /// else (a new key, a key being moved by a rebuild) takes the writer's path.
     #[inline(always)]
     pub fn apply<O: Op<V>>(&self, key: KeyRef<'_>, now: u64, op: &O) -> (O::Out, usize) {
-        let (probe, hash, shard) = self.locate(key);
+        let at = self.locate(key);
         let guard = epoch::pin();
-        if let Some(mut locked) = shard
+        if let Some(mut locked) = at
+            .shard
             .current(&guard)
-            .and_then(|index| index.find(hash, &probe))
+            .and_then(|view| at.find(view))
             .and_then(Bucket::lock)
         {
             let (out, expires) = op.stored(locked.value(), now);
             drop(locked);
             if let Some(expires) = expires {
-                shard.lower_hint(expires);
+                at.shard.lower_hint(expires);
             }
             return (out, 0);
         }
-        self.apply_written(probe, hash, shard, now, op, guard)
+        self.apply_written(at, now, op, guard)
     }
 
     /// [`Table::apply`] under the shard's writer lock. Frees the indices this thread or
@@ -405,19 +434,15 @@ impl<V: Value> Table<V> {
     #[inline(never)]
     fn apply_written<O: Op<V>>(
         &self,
-        probe: Probe<'_>,
-        hash: u64,
-        shard: &Shard<V>,
+        at: Located<'_, '_, V>,
         now: u64,
         op: &O,
         guard: Guard,
     ) -> (O::Out, usize) {
         let mut work = 0;
-        let out = match self.try_hit(probe, hash, shard, now, op, &mut work, &guard) {
+        let out = match self.try_hit(at, now, op, &mut work, &guard) {
             Ok(out) => out,
-            Err(Full(fresh)) => {
-                self.hit_full(probe, hash, shard, now, op, fresh, &mut work, &guard)
-            }
+            Err(Full(fresh)) => self.hit_full(at, now, op, fresh, &mut work, &guard),
         };
         drop(guard);
         self.retired.reclaim_pending();
@@ -427,25 +452,20 @@ impl<V: Value> Table<V> {
     /// Calls `f` with the stored value of `key` (`None`: not stored), under its bucket's
     /// lock.
     pub fn read<R>(&self, key: KeyRef<'_>, f: impl FnOnce(Option<&V>) -> R) -> R {
-        let (probe, hash, shard) = self.locate(key);
+        let at = self.locate(key);
         let guard = epoch::pin();
-        let Some(bucket) = shard
-            .current(&guard)
-            .and_then(|index| index.find(hash, &probe))
-        else {
+        let Some(bucket) = at.shard.current(&guard).and_then(|view| at.find(view)) else {
             return f(None);
         };
         if let Some(mut locked) = bucket.lock() {
             return f(Some(locked.value()));
         }
         // Removed or moved meanwhile: ask the current index, under its writer lock.
-        let writer = shard.write(&guard, &self.buckets);
-        let found = writer.view().find(hash, &probe).and_then(Bucket::lock);
-        let out = match found {
-            Some(mut locked) => f(Some(locked.value())),
-            None => f(None),
+        let writer = at.shard.write(&guard, &self.buckets);
+        let Some(mut locked) = at.find(writer.view()).and_then(Bucket::lock) else {
+            return f(None);
         };
-        out
+        f(Some(locked.value()))
     }
 
     /// The rest of a hit for a new key when the table is full and nothing expired in the
@@ -455,12 +475,9 @@ impl<V: Value> Table<V> {
     /// `on_full` decides.
     #[cold]
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn hit_full<O: Op<V>>(
         &self,
-        probe: Probe<'_>,
-        hash: u64,
-        shard: &Shard<V>,
+        at: Located<'_, '_, V>,
         now: u64,
         op: &O,
         fresh: O::Out,
@@ -478,7 +495,7 @@ impl<V: Value> Table<V> {
                 *work += writer.view().buckets();
                 self.purge(other, &mut writer, now);
             }
-            if let Ok(out) = self.try_hit(probe, hash, shard, now, op, work, guard) {
+            if let Ok(out) = self.try_hit(at, now, op, work, guard) {
                 return out;
             }
         }
@@ -495,43 +512,38 @@ impl<V: Value> Table<V> {
 
     /// One attempt under the shard's writer lock: update a stored key, or store a new one if
     /// there is room.
-    #[allow(clippy::too_many_arguments)]
     fn try_hit<O: Op<V>>(
         &self,
-        probe: Probe<'_>,
-        hash: u64,
-        shard: &Shard<V>,
+        at: Located<'_, '_, V>,
         now: u64,
         op: &O,
         work: &mut usize,
         guard: &Guard,
     ) -> Result<O::Out, Full<O::Out>> {
-        let writer = shard.write(guard, &self.buckets);
+        let writer = at.shard.write(guard, &self.buckets);
         // The current index holds no moved bucket (only a replaced one does), so a key found
         // here is live and its lock is taken, after any hit holding it.
-        if let Some(mut locked) = writer.view().find(hash, &probe).and_then(Bucket::lock) {
+        if let Some(mut locked) = at.find(writer.view()).and_then(Bucket::lock) {
             let (out, expires) = op.stored(locked.value(), now);
             drop(locked);
             if let Some(expires) = expires {
-                shard.lower_hint(expires);
+                at.shard.lower_hint(expires);
             }
             return Ok(out);
         }
-        self.insert_new(probe, hash, shard, writer, now, op, work)
+        self.insert_new(at, writer, now, op, work)
     }
 
     /// A hit for a key not stored (under the shard's writer lock): stores it when admitted.
-    #[allow(clippy::too_many_arguments)]
     fn insert_new<O: Op<V>>(
         &self,
-        probe: Probe<'_>,
-        hash: u64,
-        shard: &Shard<V>,
+        at: Located<'_, '_, V>,
         mut writer: ShardWriter<'_, V>,
         now: u64,
         op: &O,
         work: &mut usize,
     ) -> Result<O::Out, Full<O::Out>> {
+        let Located { probe, hash, shard } = at;
         let (decision, stored) = op.fresh(now);
         let Some(stored) = stored else {
             return Ok(decision);
@@ -627,13 +639,13 @@ impl<V: Value> Table<V> {
 
     /// Forgets `key`. Returns whether it was stored.
     pub fn reset(&self, key: KeyRef<'_>) -> bool {
-        let (probe, hash, shard) = self.locate(key);
+        let at = self.locate(key);
         let guard = epoch::pin();
-        if shard.current(&guard).is_none() {
+        if at.shard.current(&guard).is_none() {
             return false;
         }
-        let mut writer = shard.write(&guard, &self.buckets);
-        let Some(locked) = writer.view().find(hash, &probe).and_then(Bucket::lock) else {
+        let mut writer = at.shard.write(&guard, &self.buckets);
+        let Some(locked) = at.find(writer.view()).and_then(Bucket::lock) else {
             return false;
         };
         locked.with_key(|k| self.forget(k, 1));
