@@ -27,7 +27,7 @@
 //! Nothing here is `unsafe`; the index's dereference relies on it, and says so.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The global epoch: the tag of the next retirement. Starts at 1 so that 0 means "not
@@ -48,16 +48,13 @@ static READERS: Mutex<Vec<&'static Reader>> = Mutex::new(Vec::new());
 struct Reader {
     epoch: AtomicU64,
     /// Whether a live thread owns the slot (under `READERS`'s lock).
-    taken: AtomicU64,
+    taken: AtomicBool,
 }
 
 /// Takes a free slot (or a new one) for the current thread.
 fn register() -> &'static Reader {
     let mut readers = READERS.lock().unwrap_or_else(|p| p.into_inner());
-    let reader = match readers
-        .iter()
-        .find(|r| r.taken.load(Ordering::Relaxed) == 0)
-    {
+    let reader = match readers.iter().find(|r| !r.taken.load(Ordering::Relaxed)) {
         Some(free) => *free,
         None => {
             // Slots are never freed (128 bytes per thread that ever read a table); an
@@ -67,7 +64,7 @@ fn register() -> &'static Reader {
             fresh
         }
     };
-    reader.taken.store(1, Ordering::Relaxed);
+    reader.taken.store(true, Ordering::Relaxed);
     reader
 }
 
@@ -90,7 +87,7 @@ impl Drop for Release {
 fn give_back(reader: &'static Reader) {
     let _readers = READERS.lock().unwrap_or_else(|p| p.into_inner());
     reader.epoch.store(0, Ordering::SeqCst);
-    reader.taken.store(0, Ordering::Relaxed);
+    reader.taken.store(false, Ordering::Relaxed);
 }
 
 thread_local! {
@@ -218,34 +215,25 @@ impl<T> Retired<T> {
         self.pending.store(waiting.len(), Ordering::Relaxed);
     }
 
-    /// [`Retired::reclaim`] if anything waits; otherwise one load of a counter that only
-    /// retirements and reclaims write.
-    #[inline]
-    pub fn reclaim_pending(&self) {
-        if self.pending.load(Ordering::Relaxed) > 0 {
-            self.reclaim();
-        }
-    }
-
     /// Drops the objects no reader can see any more and returns how many are still waiting.
-    /// Scans every reader slot (one load per thread that ever read a table): for writers,
-    /// never for hits.
+    /// With nothing waiting it is one load of a counter only retirements and reclaims write;
+    /// otherwise it scans every reader slot (one load per thread that ever read a table).
+    #[inline]
     pub fn reclaim(&self) -> usize {
-        if self.lock().is_empty() {
+        if self.pending.load(Ordering::Relaxed) == 0 {
             return 0;
         }
         let oldest = oldest_reader();
         // Taken out under the lock, dropped outside it.
-        let freed: Vec<(u64, T)> = {
+        let (freed, left): (Vec<(u64, T)>, usize) = {
             let mut waiting = self.lock();
             let (free, keep) = std::mem::take(&mut *waiting)
                 .into_iter()
                 .partition(|(tag, _)| *tag < oldest);
             *waiting = keep;
             self.pending.store(waiting.len(), Ordering::Relaxed);
-            free
+            (free, waiting.len())
         };
-        let left = self.pending.load(Ordering::Relaxed);
         drop(freed);
         left
     }

@@ -291,9 +291,9 @@ impl<V> Index<V> {
         self.groups * GROUP
     }
 
-    /// Bytes an index of `buckets` buckets allocates.
+    /// Bytes `buckets` buckets take, with their control bytes.
     pub fn bytes_for(buckets: usize) -> usize {
-        (buckets / GROUP).max(1) * GROUP * (std::mem::size_of::<Bucket<V>>() + 1)
+        buckets * (std::mem::size_of::<Bucket<V>>() + 1)
     }
 
     /// The index as one pointer: its address, with the base-2 logarithm of the group count

@@ -11,7 +11,7 @@
 
 use super::algorithm::{decide, Decision, Policy, Slot};
 use super::epoch::{self, Guard, Retired};
-use super::index::{self, Bucket, Counts, Index, View, Writer};
+use super::index::{self, Bucket, Counts, Index, Locked, View, Writer};
 use super::key::{Key, KeyRef, Probe};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -157,6 +157,14 @@ impl<V> Shard<V> {
         // `super::epoch` for why that covers this load), or by the shard's drop, when no
         // reference is left. `guard` pins this thread for `'g`.
         (!index.is_null()).then(|| unsafe { Index::view_raw(index) })
+    }
+
+    /// The writer lock and the current index, if the shard has one (an index, once made, is
+    /// only ever replaced). A shard that never stored a key is passed over without its lock.
+    fn write_existing<'g>(&'g self, guard: &'g Guard) -> Option<ShardWriter<'g, V>> {
+        self.current(guard)?;
+        let counts = self.writer.0.lock().unwrap_or_else(|p| p.into_inner());
+        self.current(guard).map(|view| Writer::new(view, counts))
     }
 
     /// The writer lock and the current index, creating the first index if there is none (its
@@ -412,20 +420,26 @@ impl<V: Value> Table<V> {
     pub fn apply<O: Op<V>>(&self, key: KeyRef<'_>, now: u64, op: &O) -> (O::Out, usize) {
         let at = self.locate(key);
         let guard = epoch::pin();
-        if let Some(mut locked) = at
+        if let Some(locked) = at
             .shard
             .current(&guard)
             .and_then(|view| at.find(view))
             .and_then(Bucket::lock)
         {
-            let (out, expires) = op.stored(locked.value(), now);
-            drop(locked);
-            if let Some(expires) = expires {
-                at.shard.lower_hint(expires);
-            }
-            return (out, 0);
+            return (Self::stored(at.shard, locked, now, op), 0);
         }
         self.apply_written(at, now, op, guard)
+    }
+
+    /// `op` on a locked stored value; lowers the shard's hint with the new expiry.
+    #[inline(always)]
+    fn stored<O: Op<V>>(shard: &Shard<V>, mut locked: Locked<'_, V>, now: u64, op: &O) -> O::Out {
+        let (out, expires) = op.stored(locked.value(), now);
+        drop(locked);
+        if let Some(expires) = expires {
+            shard.lower_hint(expires);
+        }
+        out
     }
 
     /// [`Table::apply`] under the shard's writer lock. Frees the indices this thread or
@@ -445,7 +459,7 @@ impl<V: Value> Table<V> {
             Err(Full(fresh)) => self.hit_full(at, now, op, fresh, &mut work, &guard),
         };
         drop(guard);
-        self.retired.reclaim_pending();
+        self.retired.reclaim();
         (out, work)
     }
 
@@ -523,13 +537,8 @@ impl<V: Value> Table<V> {
         let writer = at.shard.write(guard, &self.buckets);
         // The current index holds no moved bucket (only a replaced one does), so a key found
         // here is live and its lock is taken, after any hit holding it.
-        if let Some(mut locked) = at.find(writer.view()).and_then(Bucket::lock) {
-            let (out, expires) = op.stored(locked.value(), now);
-            drop(locked);
-            if let Some(expires) = expires {
-                at.shard.lower_hint(expires);
-            }
-            return Ok(out);
+        if let Some(locked) = at.find(writer.view()).and_then(Bucket::lock) {
+            return Ok(Self::stored(at.shard, locked, now, op));
         }
         self.insert_new(at, writer, now, op, work)
     }
@@ -579,8 +588,9 @@ impl<V: Value> Table<V> {
         Ok(decision)
     }
 
-    /// Publishes `new` as the shard's index in place of the one `writer` holds, retires the
-    /// old one and frees what no reader can see any more.
+    /// Publishes `new` as the shard's index in place of the one `writer` holds and retires the
+    /// old one. The caller frees what waits ([`Retired::reclaim`]) once it is unpinned: while
+    /// pinned, its own slot holds back what it just retired.
     fn replace(&self, shard: &Shard<V>, mut writer: ShardWriter<'_, V>, new: (Index<V>, Counts)) {
         let (new, counts) = new;
         let (before, after) = (writer.view().buckets(), new.buckets());
@@ -589,7 +599,6 @@ impl<V: Value> Table<V> {
         drop(writer);
         self.resized(before, after);
         self.retired.retire(RetiredIndex(old, PhantomData));
-        self.retired.reclaim();
     }
 
     /// Records a change of one shard's bucket count.
@@ -641,10 +650,9 @@ impl<V: Value> Table<V> {
     pub fn reset(&self, key: KeyRef<'_>) -> bool {
         let at = self.locate(key);
         let guard = epoch::pin();
-        if at.shard.current(&guard).is_none() {
+        let Some(mut writer) = at.shard.write_existing(&guard) else {
             return false;
-        }
-        let mut writer = at.shard.write(&guard, &self.buckets);
+        };
         let Some(locked) = at.find(writer.view()).and_then(Bucket::lock) else {
             return false;
         };
@@ -657,24 +665,25 @@ impl<V: Value> Table<V> {
     pub fn clear(&self) {
         let guard = epoch::pin();
         for shard in self.shards.iter() {
-            if shard.current(&guard).is_none() {
+            let Some(mut writer) = shard.write_existing(&guard) else {
                 continue;
-            }
-            let mut writer = shard.write(&guard, &self.buckets);
+            };
             let (mut removed, mut heap) = (0, 0);
             writer.for_each(|k, _| {
                 removed += 1;
                 heap += k.heap_bytes();
             });
-            // A hit still probing the old index may change a value there: it ran during
-            // the clear, which may be ordered after it.
             // Before the swap: a hit on the new index lowers it from there.
             shard.hint.store(u64::MAX, Ordering::Relaxed);
+            // A hit still probing the old index may change a value there: it ran during
+            // the clear, which may be ordered after it.
             let empty = Index::with_buckets(index::buckets_for(1));
             self.replace(shard, writer, (empty, Counts::default()));
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.heap_bytes.fetch_sub(heap, Ordering::Relaxed);
         }
+        drop(guard);
+        self.retired.reclaim();
     }
 
     fn forget(&self, key: &Key, count: usize) {
@@ -764,13 +773,12 @@ impl<V: Value> Table<V> {
     /// dirty scheduler.
     pub fn sweep(&self, from: usize, now: u64, budget: Duration) -> SweepChunk {
         let started = Instant::now();
-        self.retired.reclaim_pending();
+        self.retired.reclaim();
         let mut removed = 0;
         for index in from..self.shards.len() {
             let shard = &self.shards[index];
             let guard = epoch::pin();
-            if shard.current(&guard).is_some() {
-                let mut writer = shard.write(&guard, &self.buckets);
+            if let Some(mut writer) = shard.write_existing(&guard) {
                 removed += self.purge(shard, &mut writer, now);
                 let (len, buckets) = (writer.len(), writer.view().buckets());
                 if buckets > SHRINK_ABOVE && buckets > 4 * len {
@@ -779,7 +787,7 @@ impl<V: Value> Table<V> {
                 }
             }
             drop(guard);
-            self.retired.reclaim_pending();
+            self.retired.reclaim();
             if started.elapsed() >= budget {
                 let next = index + 1;
                 return SweepChunk {
@@ -1141,8 +1149,8 @@ mod tests {
     fn walk(t: &Table, mut f: impl FnMut(&mut ShardWriter<'_, Slot>)) {
         let guard = epoch::pin();
         for shard in t.shards.iter() {
-            if shard.current(&guard).is_some() {
-                f(&mut shard.write(&guard, &t.buckets));
+            if let Some(mut writer) = shard.write_existing(&guard) {
+                f(&mut writer);
             }
         }
     }
