@@ -43,6 +43,11 @@ defmodule Hotpath.Bench do
   # How long the processes of an aggregate round may take to spread over the schedulers.
   @spread_ms 2_000
 
+  # The line handoff check of `scaling/1` (see `handoff_ns/0`): handoffs per measurement, and
+  # the bound of a "near" round.
+  @handoffs 5_000
+  @near_ns 100
+
   def run(opts) do
     %{title: title, cases: cases, targets: targets, rounds: rounds} = start = begin(opts)
     baselines = Keyword.get(opts, :baselines, [])
@@ -95,9 +100,12 @@ defmodule Hotpath.Bench do
       for _round <- 1..rounds, {name, fun, n} <- calibrated, reduce: %{} do
         acc ->
           one = measure(fun, n, 1)
+          handoff = handoff_ns()
           all = measure(fun, n, procs)
-          Map.update(acc, name, [{one, all}], &[{one, all} | &1])
+          Map.update(acc, name, [{one, all, handoff}], &[{one, all, handoff} | &1])
       end
+
+    handoffs = Map.new(samples, fn {name, rounds} -> {name, Enum.map(rounds, &elem(&1, 2))} end)
 
     results =
       for mode <- [:single, :all], into: %{} do
@@ -119,15 +127,17 @@ defmodule Hotpath.Bench do
     )
 
     IO.puts(
-      "| case | 1 process ns/op | #{procs} processes ns/op | scaling | vs #{core} scaling |"
+      "| case | 1 process ns/op | #{procs} processes ns/op | scaling | vs #{core} scaling | " <>
+        "line handoff ns, median (min-max) | scaling, rounds of a handoff ≤ #{@near_ns} ns / above |"
     )
 
-    IO.puts("|---|---:|---:|---:|---:|")
+    IO.puts("|---|---:|---:|---:|---:|---:|---:|")
 
     for {name, _} <- cases do
       IO.puts(
         "| #{name} | #{format_ns(results[:single][name].ns)} | #{format_ns(results[:all][name].ns)} | " <>
-          "#{format_ratio(scaling.(name))} | #{format_ratio(vs_core.(name))} |"
+          "#{format_ratio(scaling.(name))} | #{format_ratio(vs_core.(name))} | " <>
+          "#{format_handoffs(handoffs[name])} | #{near_far(results, name, handoffs[name])} |"
       )
     end
 
@@ -295,6 +305,75 @@ defmodule Hotpath.Bench do
 
   defp await_ready(board, procs) do
     if :atomics.get(board, procs + 1) < procs, do: await_ready(board, procs)
+  end
+
+  # The line handoff check: two processes on distinct schedulers pass one `:atomics` word
+  # back and forth; the result is ns per one-way handoff, or nil when they could not spread.
+  # This host's vCPUs move between the VM host's cores: a cache line written on one and read
+  # on the other took from ~30 to ~430 ns from one second to the next (a Rust ping-pong, in
+  # `benches/RESULTS.md`), which the empty NIF's check does not show and which every case
+  # whose processes write the same lines pays on every op.
+  defp handoff_ns do
+    parent = self()
+    board = :atomics.new(3, [])
+    # The word counts handoffs: process 1 moves it from even to odd, process 2 back.
+    ball = :atomics.new(1, [])
+    deadline = System.monotonic_time(:millisecond) + @spread_ms
+
+    pids =
+      for p <- 1..2 do
+        spawn_link(fn ->
+          spread = spread?(fn -> :ok end, board, p, 2, 2, deadline)
+          :atomics.add(board, 3, 1)
+          await_ready(board, 2)
+          start = System.monotonic_time(:nanosecond)
+          pass(ball, p - 1, 2 * @handoffs)
+          send(parent, {:handoff, self(), spread, System.monotonic_time(:nanosecond) - start})
+        end)
+      end
+
+    results = for pid <- pids, do: receive(do: ({:handoff, ^pid, spread, ns} -> {spread, ns}))
+
+    if Enum.all?(results, &elem(&1, 0)),
+      do: (results |> Enum.map(&elem(&1, 1)) |> Enum.max()) / (2 * @handoffs),
+      else: nil
+  end
+
+  defp pass(_ball, turn, stop) when turn >= stop, do: :ok
+
+  defp pass(ball, turn, stop) do
+    if :atomics.get(ball, 1) == turn do
+      :atomics.put(ball, 1, turn + 1)
+      pass(ball, turn + 2, stop)
+    else
+      pass(ball, turn, stop)
+    end
+  end
+
+  defp format_handoffs(handoffs) do
+    case Enum.reject(handoffs, &is_nil/1) do
+      [] -> "-"
+      ns -> "#{format_ns(median(ns))} (#{format_ns(Enum.min(ns))}-#{format_ns(Enum.max(ns))})"
+    end
+  end
+
+  # The case's scaling over the rounds whose handoff was near, and over the others, each the
+  # median of those rounds' own scalings, with their number.
+  defp near_far(results, name, handoffs) do
+    scalings =
+      Enum.zip_with(results[:single][name].samples, results[:all][name].samples, &(&1 / &2))
+
+    {near, far} =
+      Enum.zip(scalings, handoffs)
+      |> Enum.reject(fn {_, h} -> is_nil(h) end)
+      |> Enum.split_with(fn {_, h} -> h <= @near_ns end)
+
+    part = fn
+      [] -> "-"
+      rounds -> "#{format_ratio(median(Enum.map(rounds, &elem(&1, 0))))} (#{length(rounds)})"
+    end
+
+    "#{part.(near)} / #{part.(far)}"
   end
 
   defp timed(fun, n) do

@@ -221,6 +221,107 @@ impl<V> Bucket<V> {
     }
 }
 
+impl<V> Bucket<V> {
+    /// Locks this bucket if it holds `probe`'s key and the key is live. The bucket's control
+    /// byte is published (its words are a key, see [`View::lock`]).
+    #[inline(always)]
+    fn lock_if(&self, probe: &Probe<'_>) -> Held<'_, V> {
+        let b = probe.second_word();
+        let unlocked = b | LIVE << STATE_SHIFT;
+        let locked = b | (LIVE | LOCKED) << STATE_SHIFT;
+        // Whether the first word (and for heap bytes, the bytes) are the probe's too; read
+        // once, since a published key never changes.
+        let same = |a: u64| match *probe {
+            Probe::Words(want, _) => a == want,
+            // SAFETY: the control byte was published (`Acquire`) after the key's words, and
+            // a published bucket's words are a key owned by this index (LIVE or GONE) or by
+            // a newer one (MOVED), which outlives this one (module docs); here the second
+            // word is the probe's, a heap key's length and tag.
+            Probe::Long(..) => unsafe { Key::with_words(a, b, |key| probe.matches(key)) },
+        };
+        let mut checked = false;
+        let mut spins = 0;
+        loop {
+            match self.b.compare_exchange_weak(
+                unlocked,
+                locked,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    let guard = Locked {
+                        bucket: self,
+                        key: (self.a.load(Ordering::Relaxed), b),
+                        next: LIVE,
+                    };
+                    // A key already compared while it was locked by another is ours.
+                    if checked || same(guard.key.0) {
+                        return Held::Locked(guard);
+                    }
+                    // Another key: the guard's drop restores it, live and unlocked.
+                    return Held::Other;
+                }
+                Err(now) if now & !SPARE_BITS != b => return Held::Other,
+                Err(now) => {
+                    let state = now >> STATE_SHIFT;
+                    if state & STATE == LIVE && state & LOCKED == 0 {
+                        continue; // a spurious failure
+                    }
+                    if !checked && !same(self.a.load(Ordering::Relaxed)) {
+                        return Held::Other;
+                    }
+                    checked = true;
+                    match state & STATE {
+                        MOVED => return Held::Moved,
+                        LIVE => {
+                            // Held by another: wait for it with loads, not swaps, which
+                            // would take the line from the holder.
+                            while self.b.load(Ordering::Relaxed) == locked {
+                                if spins < SPINS {
+                                    spins += 1;
+                                    std::hint::spin_loop();
+                                } else {
+                                    std::thread::yield_now();
+                                }
+                            }
+                        }
+                        // Removed (GONE): the key may be stored again further on.
+                        _ => return Held::Other,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What [`Bucket::lock_if`] found.
+enum Held<'a, V> {
+    Locked(Locked<'a, V>),
+    Moved,
+    Other,
+}
+
+/// What [`View::lock`] found.
+pub enum Lookup<'a, V> {
+    /// The key's live bucket, locked.
+    Locked(Locked<'a, V>),
+    /// The key was copied into a newer index: a rebuild raced the lookup.
+    Moved,
+    /// The key is not in the index.
+    Absent,
+}
+
+impl<'a, V> Lookup<'a, V> {
+    /// The locked bucket, if the key was found live.
+    #[inline(always)]
+    pub fn locked(self) -> Option<Locked<'a, V>> {
+        match self {
+            Lookup::Locked(locked) => Some(locked),
+            Lookup::Moved | Lookup::Absent => None,
+        }
+    }
+}
+
 /// A bucket held under its lock: its value may be read and changed. Released on drop, into
 /// the state the holder chose ([`LIVE`] unless it removed or moved the key).
 pub struct Locked<'a, V> {
@@ -380,10 +481,16 @@ impl<'a, V> View<'a, V> {
         }
     }
 
-    /// The bucket of `probe`'s key, live or moved, without a lock (a removed key's tombstone
-    /// is passed over: the key may have been stored again further on).
+    /// Finds `probe`'s key and locks its bucket. The lock is the first thing a probe does to
+    /// a bucket whose control byte matches: a compare-and-swap expecting the key's second
+    /// word, unlocked and live, and the rest of the key is compared once it holds. So a hit
+    /// on a key another scheduler wrote last takes the key's line once, for writing, where a
+    /// read before the swap took it twice (shared, then exclusive). A locked bucket that
+    /// turns out to hold another key (a tag and second word alike, rare) is unlocked again
+    /// untouched. A removed key's tombstone is passed over: the key may be stored again
+    /// further on.
     #[inline(always)]
-    pub fn find(self, hash: u64, probe: &Probe<'_>) -> Option<&'a Bucket<V>> {
+    pub fn lock(self, hash: u64, probe: &Probe<'_>) -> Lookup<'a, V> {
         let tag = tag(hash);
         let group_mask = self.groups - 1;
         let mut g = hash as usize & group_mask;
@@ -395,17 +502,14 @@ impl<'a, V> View<'a, V> {
             while matches != 0 {
                 let bucket = self.bucket(g * GROUP + matches.trailing_zeros() as usize / 8);
                 matches &= matches - 1;
-                // The control byte was published (`Acquire`) after the key's words.
-                let (a, b, state) = bucket.load(Ordering::Acquire);
-                // SAFETY: a published bucket's words are a key owned by this index (LIVE
-                // or GONE) or by a newer one (MOVED), which outlives this one (module docs).
-                let same = unsafe { Key::with_words(a, b, |key| probe.matches(key)) };
-                if same && state & STATE != GONE {
-                    return Some(bucket);
+                match bucket.lock_if(probe) {
+                    Held::Other => {}
+                    Held::Locked(locked) => return Lookup::Locked(locked),
+                    Held::Moved => return Lookup::Moved,
                 }
             }
             if match_empty(ctrl) != 0 || stride == group_mask {
-                return None;
+                return Lookup::Absent;
             }
             stride += 1;
             g = (g + stride) & group_mask;
@@ -623,17 +727,20 @@ mod tests {
                 _ => KeyRef::Bytes(ByteKind::Binary, long.as_bytes()),
             };
             let probe = Probe::new(key);
-            let found = index.view().find(probe.hash_with(&hasher), &probe);
-            assert_eq!(*found.unwrap().lock().unwrap().value(), i as u64);
+            let found = index.view().lock(probe.hash_with(&hasher), &probe);
+            assert_eq!(*found.locked().unwrap().value(), i as u64);
         }
         // Rebuilt: the old buckets are moved, the new index has every key.
         let (new, counts) = writer.rebuild(128, hash);
         assert_eq!((counts.live, counts.filled), (56, 56));
         let probe = Probe::new(KeyRef::Int(10));
-        let old = index.view().find(probe.hash_with(&hasher), &probe).unwrap();
-        assert!(old.lock().is_none(), "a moved bucket cannot be locked");
-        let found = new.view().find(probe.hash_with(&hasher), &probe);
-        assert_eq!(*found.unwrap().lock().unwrap().value(), 10);
+        let old = index.view().lock(probe.hash_with(&hasher), &probe);
+        assert!(
+            matches!(old, Lookup::Moved),
+            "a moved bucket cannot be locked"
+        );
+        let found = new.view().lock(probe.hash_with(&hasher), &probe);
+        assert_eq!(*found.locked().unwrap().value(), 10);
     }
 
     #[test]
@@ -647,14 +754,65 @@ mod tests {
         let probe = Probe::new(KeyRef::Bytes(ByteKind::Binary, &probe_key));
         let hash = probe.hash_with(&hasher);
         writer.insert(hash, key(), Box::new(1));
-        let locked = index.view().find(hash, &probe).unwrap().lock().unwrap();
+        let locked = index.view().lock(hash, &probe).locked().unwrap();
         writer.remove(locked);
-        assert!(index.view().find(hash, &probe).is_none());
+        assert!(matches!(index.view().lock(hash, &probe), Lookup::Absent));
         writer.insert(hash, key(), Box::new(2));
-        let found = index.view().find(hash, &probe).unwrap();
-        assert_eq!(**found.lock().unwrap().value(), 2);
+        let mut found = index.view().lock(hash, &probe).locked().unwrap();
+        assert_eq!(**found.value(), 2);
         assert_eq!(writer.len(), 1);
         // Dropping the index frees both keys' bytes and both boxes (Miri or a leak checker
         // would tell otherwise).
+    }
+
+    #[test]
+    fn a_key_whose_tag_and_second_word_match_another_is_told_apart_and_left_as_it_was() {
+        // Every key's hash is the same, so every control byte matches every probe: the
+        // lookup locks each bucket in turn (their second words are alike too) and must
+        // unlock the ones holding another key, live and unchanged.
+        let hash = 0x5a5a_5a5a_5a5a_5a5a;
+        let index = Index::<u64>::with_buckets(16);
+        let mut counts = Counts::default();
+        let mut writer = Writer::new(index.view(), &mut counts);
+        // Inline: the same last 6 bytes and length, so the same second word.
+        let inline = |i: u8| {
+            let mut k = *b"abcdefgh-tail-";
+            k[0] = b'0' + i;
+            k
+        };
+        // Heap: one length, so one tag-and-length word.
+        let heap = |i: u8| [i; 40];
+        for i in 0..4u8 {
+            writer.insert(
+                hash,
+                Key::from_ref(KeyRef::Bytes(ByteKind::Binary, &inline(i))),
+                u64::from(i),
+            );
+            writer.insert(
+                hash,
+                Key::from_ref(KeyRef::Bytes(ByteKind::Binary, &heap(i))),
+                100 + u64::from(i),
+            );
+        }
+        for round in 0..2 {
+            for i in (0..4u8).rev() {
+                let (a, b) = (inline(i), heap(i));
+                let probe = Probe::new(KeyRef::Bytes(ByteKind::Binary, &a));
+                let mut locked = index.view().lock(hash, &probe).locked().unwrap();
+                assert_eq!(*locked.value(), u64::from(i) + round);
+                *locked.value() += 1;
+                drop(locked);
+                let probe = Probe::new(KeyRef::Bytes(ByteKind::Binary, &b));
+                let mut found = index.view().lock(hash, &probe).locked().unwrap();
+                assert_eq!(*found.value(), 100 + u64::from(i));
+            }
+        }
+        let absent = inline(9);
+        let probe = Probe::new(KeyRef::Bytes(ByteKind::Binary, &absent));
+        assert!(matches!(index.view().lock(hash, &probe), Lookup::Absent));
+        // Every bucket was left live and unlocked: a writer locks each of them.
+        let mut seen = 0;
+        writer.for_each(|_, _| seen += 1);
+        assert_eq!(seen, 8);
     }
 }

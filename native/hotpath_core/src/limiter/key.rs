@@ -322,6 +322,15 @@ impl<'a> Probe<'a> {
         }
     }
 
+    /// The second word of the key as stored (its state bits clear): the packed word of an
+    /// inline key, the tag-and-length word of heap bytes.
+    #[inline(always)]
+    pub fn second_word(&self) -> u64 {
+        match *self {
+            Probe::Words(_, b) | Probe::Long(b, ..) => b,
+        }
+    }
+
     /// True when `stored` is this key.
     #[inline]
     pub fn matches(&self, stored: &Key) -> bool {

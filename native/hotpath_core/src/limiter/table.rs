@@ -11,7 +11,7 @@
 
 use super::algorithm::{decide, Decision, Policy, Slot};
 use super::epoch::{self, Guard, Retired};
-use super::index::{self, Bucket, Counts, Index, Locked, View, Writer};
+use super::index::{self, Counts, Index, Locked, Lookup, View, Writer};
 use super::key::{Key, KeyRef, Probe};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -242,10 +242,10 @@ impl<V> Clone for Located<'_, '_, V> {
 impl<V> Copy for Located<'_, '_, V> {}
 
 impl<V> Located<'_, '_, V> {
-    /// The key's bucket in `view`, live or moved (see [`View::find`]).
+    /// The key's bucket in `view`, locked (see [`View::lock`]).
     #[inline(always)]
-    fn find<'g>(&self, view: View<'g, V>) -> Option<&'g Bucket<V>> {
-        view.find(self.hash, &self.probe)
+    fn lock<'g>(&self, view: View<'g, V>) -> Lookup<'g, V> {
+        view.lock(self.hash, &self.probe)
     }
 }
 
@@ -423,8 +423,7 @@ impl<V: Value> Table<V> {
         if let Some(locked) = at
             .shard
             .current(&guard)
-            .and_then(|view| at.find(view))
-            .and_then(Bucket::lock)
+            .and_then(|view| at.lock(view).locked())
         {
             return (Self::stored(at.shard, locked, now, op), 0);
         }
@@ -468,15 +467,14 @@ impl<V: Value> Table<V> {
     pub fn read<R>(&self, key: KeyRef<'_>, f: impl FnOnce(Option<&V>) -> R) -> R {
         let at = self.locate(key);
         let guard = epoch::pin();
-        let Some(bucket) = at.shard.current(&guard).and_then(|view| at.find(view)) else {
-            return f(None);
-        };
-        if let Some(mut locked) = bucket.lock() {
-            return f(Some(locked.value()));
+        match at.shard.current(&guard).map(|view| at.lock(view)) {
+            None | Some(Lookup::Absent) => return f(None),
+            Some(Lookup::Locked(mut locked)) => return f(Some(locked.value())),
+            Some(Lookup::Moved) => {}
         }
-        // Removed or moved meanwhile: ask the current index, under its writer lock.
+        // Moved by a rebuild meanwhile: ask the current index, under its writer lock.
         let writer = at.shard.write(&guard, &self.buckets);
-        let Some(mut locked) = at.find(writer.view()).and_then(Bucket::lock) else {
+        let Some(mut locked) = at.lock(writer.view()).locked() else {
             return f(None);
         };
         f(Some(locked.value()))
@@ -537,7 +535,7 @@ impl<V: Value> Table<V> {
         let writer = at.shard.write(guard, &self.buckets);
         // The current index holds no moved bucket (only a replaced one does), so a key found
         // here is live and its lock is taken, after any hit holding it.
-        if let Some(locked) = at.find(writer.view()).and_then(Bucket::lock) {
+        if let Some(locked) = at.lock(writer.view()).locked() {
             return Ok(Self::stored(at.shard, locked, now, op));
         }
         self.insert_new(at, writer, now, op, work)
@@ -653,7 +651,7 @@ impl<V: Value> Table<V> {
         let Some(mut writer) = at.shard.write_existing(&guard) else {
             return false;
         };
-        let Some(locked) = at.find(writer.view()).and_then(Bucket::lock) else {
+        let Some(locked) = at.lock(writer.view()).locked() else {
             return false;
         };
         locked.with_key(|k| self.forget(k, 1));
@@ -846,10 +844,10 @@ mod tests {
     fn buckets_are_32_bytes() {
         // The key's two words (its spare bits hold the state) and the value: two buckets
         // to a cache line.
-        assert_eq!(std::mem::size_of::<Bucket<Slot>>(), 32);
+        assert_eq!(std::mem::size_of::<index::Bucket<Slot>>(), 32);
         // Two slots inline, with no tag; larger cells are a boxed slice.
-        assert_eq!(std::mem::size_of::<Bucket<Pair>>(), 48);
-        assert_eq!(std::mem::size_of::<Bucket<Box<[Slot]>>>(), 32);
+        assert_eq!(std::mem::size_of::<index::Bucket<Pair>>(), 48);
+        assert_eq!(std::mem::size_of::<index::Bucket<Box<[Slot]>>>(), 32);
     }
 
     #[test]
