@@ -98,7 +98,10 @@ defmodule Bench.RateLimiter do
         "10k binary keys, every process walking all of them from another offset (so every hit's key was last written by another scheduler), and one hot key. " <>
           "The empty NIF is the core check: its scaling is what the machine gave in that round. " <>
           "\"hit :gcra, a limiter per scheduler\" is the same hit on a limiter of the process's own scheduler (nothing shared): " <>
-          "what this host gave memory-bound work in that round, which the empty NIF does not show.",
+          "what this host gave memory-bound work in that round, which the empty NIF does not show. " <>
+          "\"line handoff\" is the second check, run before each 2-process measurement: two processes pass one `:atomics` word back and forth, ns per one-way handoff. " <>
+          "This VM's vCPUs move between its host's cores, and the cost of moving a cache line from one to the other changes from second to second (~30 to ~430 ns in a Rust ping-pong); " <>
+          "every case whose processes write the same lines (all but the empty NIF and the limiter per scheduler) pays it, so the last column gives each case's scaling over the rounds where the handoff was near and over the others.",
       cases: [
         {"empty NIF", fn -> Hotpath.Native.noop() end},
         {"hit :gcra, a limiter per scheduler",

@@ -84,7 +84,11 @@ defmodule Hotpath.Bench do
   Measures how `cases` scale from 1 process to one per online scheduler. Unlike `run/1`,
   the two are measured back to back inside every round (1 process, then all), so a busy
   host moves both alike; the table prints each case's scaling beside the core check's (the
-  first case, normally the empty NIF), which shows whether the cores were free.
+  first case, normally the empty NIF), which shows whether the cores were free, and the line
+  handoff check measured just before each aggregate measurement (two processes passing one
+  `:atomics` word; see `handoff_ns/0`), which shows what moving a cache line between the
+  schedulers cost in that round, with each case's scaling over the rounds of a near handoff
+  (at most #{@near_ns} ns) and over the others. Targets are judged on all rounds.
 
   Targets: `{:scaling, case, :>=, x}` (aggregate ops/s with all processes / ops/s with one),
   `{:scaling_vs_core, case, :>=, x}` (that scaling / the core check's), and

@@ -1,9 +1,10 @@
 //! One shard's index: a hash table whose lookups take no lock and write nothing shared, with
 //! one writer at a time.
 //!
-//! A hit on a stored key (the common case) probes the index without a lock, then locks the
-//! key's own bucket: the only line it writes is the one holding the key's state, which it
-//! writes anyway. The shard lock of a plain sharded table is another line, written by every
+//! A hit on a stored key (the common case) probes the index without a lock and locks the
+//! key's own bucket with its first access to it (see [`View::lock`]): the only line it
+//! writes is the one holding the key's state, which it writes anyway, and it takes that
+//! line once, for writing. The shard lock of a plain sharded table is another line, written by every
 //! hit on any of the shard's keys, and two schedulers hitting different keys of one shard
 //! pass it back and forth (issue #18). Adding, removing and moving keys is the writer's work,
 //! under the shard's writer lock (see [`Writer`]).
