@@ -364,8 +364,7 @@ defmodule Hotpath.Bench do
   # The case's scaling over the rounds whose handoff was near, and over the others, each the
   # median of those rounds' own scalings, with their number.
   defp near_far(results, name, handoffs) do
-    scalings =
-      Enum.zip_with(results[:single][name].samples, results[:all][name].samples, &(&1 / &2))
+    scalings = round_ratios(results[:single][name].samples, results[:all][name].samples)
 
     {near, far} =
       Enum.zip(scalings, handoffs)

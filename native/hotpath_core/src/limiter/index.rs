@@ -212,35 +212,22 @@ impl<V> Bucket<V> {
                         next: LIVE,
                     });
                 }
-            } else if spins < SPINS {
-                spins += 1;
-                std::hint::spin_loop();
             } else {
-                std::thread::yield_now();
+                backoff(&mut spins);
             }
         }
     }
-}
 
-impl<V> Bucket<V> {
-    /// Locks this bucket if it holds `probe`'s key and the key is live. The bucket's control
-    /// byte is published (its words are a key, see [`View::lock`]).
+    /// Locks this bucket if it holds `probe`'s key, live. The lock's swap is the first access
+    /// (it expects the probe's second word), and the rest of the key is compared under the
+    /// lock: a bucket holding another key is unlocked untouched. A moved bucket with the
+    /// probe's second word is reported moved without comparing the rest: only a rebuild
+    /// moves buckets, and the writer's path, which the caller takes then, tells.
     #[inline(always)]
     fn lock_if(&self, probe: &Probe<'_>) -> Held<'_, V> {
         let b = probe.second_word();
         let unlocked = b | LIVE << STATE_SHIFT;
         let locked = b | (LIVE | LOCKED) << STATE_SHIFT;
-        // Whether the first word (and for heap bytes, the bytes) are the probe's too; read
-        // once, since a published key never changes.
-        let same = |a: u64| match *probe {
-            Probe::Words(want, _) => a == want,
-            // SAFETY: the control byte was published (`Acquire`) after the key's words, and
-            // a published bucket's words are a key owned by this index (LIVE or GONE) or by
-            // a newer one (MOVED), which outlives this one (module docs); here the second
-            // word is the probe's, a heap key's length and tag.
-            Probe::Long(..) => unsafe { Key::with_words(a, b, |key| probe.matches(key)) },
-        };
-        let mut checked = false;
         let mut spins = 0;
         loop {
             match self.b.compare_exchange_weak(
@@ -255,43 +242,38 @@ impl<V> Bucket<V> {
                         key: (self.a.load(Ordering::Relaxed), b),
                         next: LIVE,
                     };
-                    // A key already compared while it was locked by another is ours.
-                    if checked || same(guard.key.0) {
+                    if guard.with_key(|key| probe.matches(key)) {
                         return Held::Locked(guard);
                     }
                     // Another key: the guard's drop restores it, live and unlocked.
                     return Held::Other;
                 }
                 Err(now) if now & !SPARE_BITS != b => return Held::Other,
-                Err(now) => {
-                    let state = now >> STATE_SHIFT;
-                    if state & STATE == LIVE && state & LOCKED == 0 {
-                        continue; // a spurious failure
-                    }
-                    if !checked && !same(self.a.load(Ordering::Relaxed)) {
-                        return Held::Other;
-                    }
-                    checked = true;
-                    match state & STATE {
-                        MOVED => return Held::Moved,
-                        LIVE => {
-                            // Held by another: wait for it with loads, not swaps, which
-                            // would take the line from the holder.
-                            while self.b.load(Ordering::Relaxed) == locked {
-                                if spins < SPINS {
-                                    spins += 1;
-                                    std::hint::spin_loop();
-                                } else {
-                                    std::thread::yield_now();
-                                }
-                            }
+                Err(now) => match (now >> STATE_SHIFT) & STATE {
+                    // Held by another (or a spurious failure): wait with loads, not swaps,
+                    // which would take the line from the holder, then try again.
+                    LIVE => {
+                        while self.b.load(Ordering::Relaxed) == locked {
+                            backoff(&mut spins);
                         }
-                        // Removed (GONE): the key may be stored again further on.
-                        _ => return Held::Other,
                     }
-                }
+                    MOVED => return Held::Moved,
+                    // Removed (GONE): the key may be stored again further on.
+                    _ => return Held::Other,
+                },
             }
         }
+    }
+}
+
+/// One wait for a held bucket lock: a spin, or after [`SPINS`] of them a yield.
+#[inline(always)]
+fn backoff(spins: &mut u32) {
+    if *spins < SPINS {
+        *spins += 1;
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
     }
 }
 
