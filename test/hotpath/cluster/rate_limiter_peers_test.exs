@@ -290,11 +290,15 @@ defmodule Hotpath.Cluster.RateLimiterPeersTest do
       first = :erpc.call(p1.node, Hotpath.ClusterCase, :hammer, [l, keys, 1, div(limit, 2)])
       assert first == Map.new(keys, &{&1, div(limit, 2)})
 
-      # p2 joins: it takes over about a third of the keys, and only those.
+      # p2 joins: it takes over about a third of the keys, and only those. The share is
+      # counted over 900 keys: node names differ from run to run, and over the 90 hammered
+      # keys alone p2 once took 46, where 3000 simulated name draws reached 45 at most; over
+      # 900 they stayed within 29-40 %.
       sup = start_on(p2.node, spec)
       await_members(l, nodes, nodes)
+      share = Enum.count(1..900, &(RateLimiter.node_for(l, "k#{&1}") == p2.node))
+      assert share in 150..450
       moved = for k <- keys, RateLimiter.node_for(l, k) == p2.node, do: k
-      assert length(moved) in 15..45
       for k <- keys -- moved, do: assert(RateLimiter.node_for(l, k) == before[k])
       joined = hammer.(nodes)
 
